@@ -1,0 +1,163 @@
+"""Local media preparation: reference images (Pillow) and video probing (PyAV, optional).
+
+Images are the one input Kling cannot fix for us: a 12 MB PNG or a 4000x200 banner is
+refused after upload. ``prepare_image`` turns what the caller has (a path, bytes, a PIL
+image) into the raw base64 Kling wants, re-encoding or downscaling when that makes it
+comply, and refuses with a precise message when nothing can (too small, wrong aspect).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ValidationError
+from .validate import (
+    IMAGE_ASPECT_RANGE,
+    IMAGE_FORMATS,
+    IMAGE_MAX_BYTES,
+    IMAGE_MIN_SIDE,
+    VideoInfo,
+)
+
+__all__ = ["ImageInput", "prepare_image", "probe"]
+
+ImageInput = str | os.PathLike | bytes | Image.Image
+
+_MAX_ENCODE_SIDE = 4096
+
+
+def _load(source: ImageInput, label: str) -> tuple[Image.Image, bytes | None]:
+    """Open the image; also return its original bytes when they may be sent unchanged."""
+    if isinstance(source, Image.Image):
+        return source, None
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+        if data[:5] == b"data:":
+            raise ValidationError(
+                f"{label} is a data: URL; pass the raw image bytes (or a file path) instead"
+            )
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ValidationError(f"{label} {str(path)!r} does not exist or is not a file")
+        data = path.read_bytes()
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValidationError(
+            f"{label} is not a readable image ({exc.__class__.__name__}): use a JPEG or PNG file"
+        ) from None
+    return image, data
+
+
+def _check_geometry(image: Image.Image, label: str) -> None:
+    w, h = image.size
+    if min(w, h) < IMAGE_MIN_SIDE:
+        raise ValidationError(
+            f"{label} is {w}x{h} px; both sides must be at least {IMAGE_MIN_SIDE} px: "
+            "use a larger image of the element"
+        )
+    lo, hi = IMAGE_ASPECT_RANGE
+    if not lo <= w / h <= hi:
+        raise ValidationError(
+            f"{label} aspect ratio {w / h:.2f}:1 is outside 1:2.5-2.5:1: crop it closer to "
+            "the element"
+        )
+
+
+def _encode(image: Image.Image) -> bytes:
+    """Re-encode to JPEG (opaque) or PNG (with alpha), shrinking until under the size limit."""
+    has_alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
+    image = image.convert("RGBA" if has_alpha else "RGB")
+    if max(image.size) > _MAX_ENCODE_SIDE:
+        image.thumbnail((_MAX_ENCODE_SIDE, _MAX_ENCODE_SIDE), Image.Resampling.LANCZOS)
+    while True:
+        buffer = io.BytesIO()
+        if has_alpha:
+            image.save(buffer, "PNG", optimize=True)
+        else:
+            image.save(buffer, "JPEG", quality=92)
+        data = buffer.getvalue()
+        if len(data) <= IMAGE_MAX_BYTES:
+            return data
+        w, h = image.size
+        scale = 0.8
+        if min(w, h) * scale < IMAGE_MIN_SIDE:
+            raise ValidationError(
+                f"image cannot be brought under {IMAGE_MAX_BYTES // 2**20} MB while keeping "
+                f"{IMAGE_MIN_SIDE} px sides: simplify or crop it"
+            )
+        image = image.resize((int(w * scale), int(h * scale)), Image.Resampling.LANCZOS)
+
+
+def prepare_image(source: ImageInput, *, label: str = "image") -> str:
+    """Raw base64 (no ``data:`` prefix) of a compliant JPEG/PNG, or a ValidationError.
+
+    The original bytes are sent unchanged when they already comply; otherwise the image is
+    re-encoded (other formats, over 10 MB) and downscaled if needed. Geometry problems that
+    only a human can fix (too small, extreme aspect) are refused, never silently cropped.
+    """
+    image, original = _load(source, label)
+    _check_geometry(image, label)
+    if original is not None and image.format in IMAGE_FORMATS and len(original) <= IMAGE_MAX_BYTES:
+        data = original
+    else:
+        data = _encode(image)
+    return base64.b64encode(data).decode("ascii")
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read container, duration, size, fps and frame count of a local clip with PyAV.
+
+    Needs the ``video`` extra (``pip install kling-elements[video]``). Duration is taken from
+    the frame count and rate when the stream knows them (container durations are often off by
+    a frame), else from the container.
+    """
+    try:
+        import av
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise ImportError(
+            "probing a video needs PyAV: pip install 'kling-elements[video]'"
+        ) from None
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"video {str(path)!r} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise ValidationError(f"video {str(path)!r} is an empty file: export it again")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise ValidationError(
+            f"video {str(path)!r} cannot be read ({exc.__class__.__name__}): is it a video file?"
+        ) from None
+    with container:
+        if not container.streams.video:
+            raise ValidationError(f"{str(path)!r} has no video stream (audio only?)")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        frames = stream.frames or None
+        if frames and fps:
+            duration = frames / fps
+        elif stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = (container.duration or 0) / 1_000_000
+        if not frames and fps:
+            frames = round(duration * fps)
+        width, height = stream.codec_context.width, stream.codec_context.height
+    suffix = path.suffix.lower().lstrip(".")
+    return VideoInfo(
+        container=suffix or "unknown",
+        duration_s=duration,
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=frames,
+    )

@@ -1,0 +1,302 @@
+"""Every documented limit of the Multi-Elements API, checked before anything is sent.
+
+This module is the one place the limits live: the client, the CLI, the add-on and the
+sandbox all read these constants. Each check raises :class:`ValidationError` whose message
+names the offending value, the limit and the fix, so a user can act on it without reading
+the API docs. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .errors import ValidationError
+
+__all__ = [
+    "DURATION_CHOICES",
+    "EDIT_MODES",
+    "IMAGE_ASPECT_RANGE",
+    "IMAGE_COUNTS",
+    "IMAGE_FORMATS",
+    "IMAGE_MAX_BYTES",
+    "IMAGE_MIN_SIDE",
+    "MAX_FRAMES_PER_SESSION",
+    "MAX_POINTS_PER_FRAME",
+    "MODES",
+    "PAGE_NUM_RANGE",
+    "PAGE_SIZE_RANGE",
+    "PROMPT_MAX_CHARS",
+    "RESULT_TTL_S",
+    "SESSION_TTL_S",
+    "VIDEO_CONTAINERS",
+    "VIDEO_DURATION_RANGES_S",
+    "VIDEO_FPS",
+    "VIDEO_SIDE_RANGE",
+    "VideoInfo",
+    "duration_for",
+    "edit_mode",
+    "frame_index",
+    "image_count",
+    "mode",
+    "page",
+    "points",
+    "prompt",
+    "video",
+    "video_problems",
+    "video_source",
+]
+
+VIDEO_CONTAINERS = ("mp4", "mov")
+VIDEO_DURATION_RANGES_S = ((2.0, 5.0), (7.0, 10.0))
+VIDEO_SIDE_RANGE = (720, 2160)
+VIDEO_FPS = (24, 30, 60)
+FPS_TOLERANCE = 0.01
+DURATION_TOLERANCE_S = 0.001
+SESSION_TTL_S = 24 * 3600
+RESULT_TTL_S = 30 * 24 * 3600
+
+MAX_FRAMES_PER_SESSION = 10
+MAX_POINTS_PER_FRAME = 10
+
+EDIT_MODES = ("addition", "swap", "removal")
+IMAGE_COUNTS = {"addition": (1, 2), "swap": (1, 1), "removal": (0, 0)}
+MODES = ("std", "pro")
+DURATION_CHOICES = ("5", "10")
+PROMPT_MAX_CHARS = 2500
+
+IMAGE_FORMATS = ("JPEG", "PNG")
+IMAGE_MAX_BYTES = 10 * 1024 * 1024
+IMAGE_MIN_SIDE = 300
+IMAGE_ASPECT_RANGE = (1 / 2.5, 2.5)
+
+PAGE_NUM_RANGE = (1, 1000)
+PAGE_SIZE_RANGE = (1, 500)
+
+_PLACEHOLDER = re.compile(r"<<<(video|image)_(\d+)>>>")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What Kling's rules look at in a clip (filled by ``media.probe`` or by hand)."""
+
+    container: str
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    frame_count: int | None = None
+
+
+def video_problems(info: VideoInfo) -> list[str]:
+    """All of Kling's video rules that ``info`` breaks, each with its fix; ``[]`` if none."""
+    problems = []
+    container = info.container.lower().lstrip(".")
+    if container not in VIDEO_CONTAINERS:
+        problems.append(
+            f"container {info.container!r} is not accepted (allowed: .mp4, .mov): "
+            "conform the clip to MP4"
+        )
+    d = info.duration_s
+    if not any(lo - DURATION_TOLERANCE_S <= d <= hi + DURATION_TOLERANCE_S
+               for lo, hi in VIDEO_DURATION_RANGES_S):
+        problems.append(
+            f"duration {d:.3f} s is outside 2-5 s and 7-10 s: trim the clip to at most 5 s "
+            "(or 7-10 s)" if d > 5 else
+            f"duration {d:.3f} s is outside 2-5 s and 7-10 s: use a clip of at least 2 s"
+        )
+    lo, hi = VIDEO_SIDE_RANGE
+    for name, side in (("width", info.width), ("height", info.height)):
+        if not lo <= side <= hi:
+            fix = "upscale" if side < lo else "downscale"
+            problems.append(f"{name} {side} px is outside {lo}-{hi} px: {fix} the clip")
+    if not any(abs(info.fps - allowed) <= FPS_TOLERANCE for allowed in VIDEO_FPS):
+        nearest = min(VIDEO_FPS, key=lambda a: abs(a - info.fps))
+        problems.append(
+            f"frame rate {info.fps:g} fps is not 24, 30 or 60: conform the clip to {nearest} fps"
+        )
+    return problems
+
+
+def video(info: VideoInfo) -> VideoInfo:
+    """Raise one :class:`ValidationError` listing every broken video rule; return ``info``."""
+    problems = video_problems(info)
+    if problems:
+        raise ValidationError("video breaks Kling's rules: " + "; ".join(problems))
+    return info
+
+
+def video_source(video_url: str | None, video_id: str | None) -> tuple[str, str]:
+    """Exactly one of ``video_url`` / ``video_id``; return ``(field, value)`` to send."""
+    given = [(k, v) for k, v in (("video_url", video_url), ("video_id", video_id)) if v]
+    if len(given) != 1:
+        raise ValidationError(
+            "give exactly one of video_url or video_id "
+            f"(got {'both' if given else 'neither'}): pass a URL Kling can download, or the "
+            "id of a video Kling generated"
+        )
+    field, value = given[0]
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string, got {type(value).__name__}")
+    if field == "video_url" and not value.lower().startswith(("http://", "https://")):
+        raise ValidationError(
+            f"video_url {value[:80]!r} is not an http(s) URL: publish the file first "
+            "(see hosting) or pass video_id"
+        )
+    return field, value
+
+
+def frame_index(value: object, total_frames: int | None = None) -> int:
+    """A frame index of the normalized video: a non-negative int below ``total_frames``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"frame_index {value!r} must be an integer frame number")
+    if value < 0:
+        raise ValidationError(f"frame_index {value} is negative: frames count from 0")
+    if total_frames is not None and value >= total_frames:
+        raise ValidationError(
+            f"frame_index {value} is past the video's last frame {total_frames - 1}: "
+            "pick a frame of the normalized video"
+        )
+    return value
+
+
+def _coordinate(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"point {name}={value!r} must be a number in [0, 1]")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise ValidationError(
+            f"point {name}={number!r} is outside [0, 1]: coordinates are fractions of the "
+            "frame's width/height, (0, 0) being the top-left corner"
+        )
+    return number + 0.0  # -0.0 becomes 0.0, so what is sent is what is remembered
+
+
+def points(values: Iterable[object]) -> list[tuple[float, float]]:
+    """1-10 points ``(x, y)`` in [0, 1], normalised to plain floats exactly as they will be sent.
+
+    Accepts pairs or mappings with ``x``/``y``. The returned floats are the ones to remember
+    for a later delete: the API demands bit-identical coordinates.
+    """
+    if isinstance(values, (str, bytes)):
+        raise ValidationError("points must be a list of (x, y) pairs, got a string")
+    result = []
+    for item in values:
+        if isinstance(item, dict):
+            x, y = item.get("x"), item.get("y")
+        elif isinstance(item, Sequence) and not isinstance(item, (str, bytes)) and len(item) == 2:
+            x, y = item
+        else:
+            raise ValidationError(f"point {item!r} must be an (x, y) pair of numbers in [0, 1]")
+        result.append((_coordinate("x", x), _coordinate("y", y)))
+    if not result:
+        raise ValidationError("no points given: click at least one point on the frame")
+    if len(result) > MAX_POINTS_PER_FRAME:
+        raise ValidationError(
+            f"{len(result)} points in one call is over the limit of {MAX_POINTS_PER_FRAME} "
+            "per frame: remove some"
+        )
+    return result
+
+
+def edit_mode(value: str) -> str:
+    if value not in EDIT_MODES:
+        raise ValidationError(
+            f"edit_mode {value!r} is not one of {', '.join(EDIT_MODES)}"
+        )
+    return value
+
+
+def image_count(mode_name: str, count: int) -> None:
+    lo, hi = IMAGE_COUNTS[edit_mode(mode_name)]
+    if not lo <= count <= hi:
+        need = "no images" if hi == 0 else (
+            f"exactly {lo} image" if lo == hi else f"{lo}-{hi} images"
+        )
+        raise ValidationError(
+            f"{mode_name} takes {need}, got {count}: "
+            + ("drop the images" if hi == 0 else "give reference image(s) of the element")
+        )
+
+
+def prompt(text: object, image_total: int, *, field: str = "prompt") -> str:
+    """Prompt length and placeholders: ``<<<video_1>>>`` required, no image beyond those given."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError(f"{field} is required: describe the edit, e.g. "
+                              "'Delete the cup from <<<video_1>>>'")
+    if len(text) > PROMPT_MAX_CHARS:
+        raise ValidationError(
+            f"{field} has {len(text)} characters, over the limit of {PROMPT_MAX_CHARS}: "
+            "shorten it"
+        )
+    refs = _PLACEHOLDER.findall(text)
+    if field == "prompt" and ("video", "1") not in refs:
+        raise ValidationError(
+            f"{field} must refer to the video as <<<video_1>>>, e.g. "
+            "'Delete the cup from <<<video_1>>>'"
+        )
+    for kind, number in refs:
+        n = int(number)
+        if kind == "video" and n != 1:
+            raise ValidationError(f"{field} refers to <<<video_{n}>>>: only <<<video_1>>> exists")
+        if kind == "image" and not 1 <= n <= image_total:
+            have = f"<<<image_1>>>..<<<image_{image_total}>>>" if image_total else "no images"
+            raise ValidationError(
+                f"{field} refers to <<<image_{n}>>> but {image_total} image(s) were given "
+                f"({have}): add the image or fix the reference"
+            )
+    return text
+
+
+def negative_prompt(text: str | None) -> str | None:
+    if text is None or text == "":
+        return None
+    if not isinstance(text, str):
+        raise ValidationError(f"negative_prompt must be a string, got {type(text).__name__}")
+    if len(text) > PROMPT_MAX_CHARS:
+        raise ValidationError(
+            f"negative_prompt has {len(text)} characters, over the limit of "
+            f"{PROMPT_MAX_CHARS}: shorten it"
+        )
+    return text
+
+
+def mode(value: str) -> str:
+    if value not in MODES:
+        raise ValidationError(f"mode {value!r} is not 'std' or 'pro'")
+    return value
+
+
+def duration_for(duration_s: float) -> str:
+    """The task ``duration`` an input of ``duration_s`` seconds calls for ("5" or "10")."""
+    if duration_s <= VIDEO_DURATION_RANGES_S[0][1] + DURATION_TOLERANCE_S:
+        return "5"
+    return "10"
+
+
+def duration(value: object, session_duration_s: float | None = None) -> str | None:
+    """``"5"``/``"10"`` (ints accepted); must agree with the session's input when known."""
+    if value is None:
+        return duration_for(session_duration_s) if session_duration_s is not None else None
+    text = str(value)
+    if isinstance(value, bool) or text not in DURATION_CHOICES:
+        raise ValidationError(
+            f"duration {value!r} must be '5' (input 2-5 s) or '10' (input 7-10 s)"
+        )
+    if session_duration_s is not None and text != duration_for(session_duration_s):
+        raise ValidationError(
+            f"duration {text!r} does not match the session's {session_duration_s:.2f} s input: "
+            f"use {duration_for(session_duration_s)!r} or leave it out"
+        )
+    return text
+
+
+def page(page_num: object, page_size: object) -> tuple[int, int]:
+    for name, value, (lo, hi) in (
+        ("page", page_num, PAGE_NUM_RANGE), ("page_size", page_size, PAGE_SIZE_RANGE)
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValidationError(f"{name} {value!r} must be an integer in {lo}-{hi}")
+    return page_num, page_size  # type: ignore[return-value]

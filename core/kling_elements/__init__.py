@@ -1,3 +1,62 @@
-"""kling-elements: Kling AI Multi-Elements video editing from Python."""
+"""kling-elements: Kling AI Multi-Elements video editing from Python.
+
+``import kling_elements as ke``; then ``ke.Client.from_env()``. The sandbox
+(``kling_elements.sandbox``) and video probing need the ``sandbox`` / ``video`` extras;
+nothing here imports them.
+"""
+
+from . import errors, media, rle, validate
+from .client import DEFAULT_BASE_URL, REGIONS, Client
+from .errors import (
+    AccountError,
+    AuthError,
+    ConnectionFailed,
+    InvalidRequestError,
+    KlingError,
+    NotFoundError,
+    PermissionDeniedError,
+    PolicyError,
+    RateLimitError,
+    RejectedError,
+    ResponseFormatError,
+    ServerError,
+    TaskFailedError,
+    TaskTimeoutError,
+    ValidationError,
+)
+from .models import InitResult, Mask, PreviewResult, SelectionResult, Task, TaskVideo
+from .selection import SelectionState
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "REGIONS",
+    "AccountError",
+    "AuthError",
+    "Client",
+    "ConnectionFailed",
+    "InitResult",
+    "InvalidRequestError",
+    "KlingError",
+    "Mask",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PolicyError",
+    "PreviewResult",
+    "RateLimitError",
+    "RejectedError",
+    "ResponseFormatError",
+    "SelectionResult",
+    "SelectionState",
+    "ServerError",
+    "Task",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "TaskVideo",
+    "ValidationError",
+    "errors",
+    "media",
+    "rle",
+    "validate",
+]

@@ -1,0 +1,370 @@
+"""The ``kling-elements`` command: every endpoint, one-shot ``edit``, and the local sandbox.
+
+Credentials come from ``KLINGAI_*`` variables or flags (never printed). Progress goes to
+stderr, results to stdout (``--json`` for scripts). Any failure exits non-zero with a
+single ``error: ...`` line that says what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .client import REGIONS, Client
+from .errors import KlingError
+from .hosting import SandboxHost, UrlHost
+from .workflow import EditJob, run_edit
+
+__all__ = ["main"]
+
+SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
+
+
+class _Progress:
+    """Compact progress on stderr: rewritten in place on a terminal, sparse otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            print(("\r\033[K" if self.tty else "") + text, file=sys.stderr)
+
+    def bytes(self, label: str, done: int, total: int | None) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if not finished and now - self._last < (0.1 if self.tty else 2.0):
+            return
+        self._last = now
+        pct = f"{100 * done / total:5.1f}%" if total else ""
+        text = f"{label}: {done / 1e6:.1f} MB {pct}"
+        if self.tty:
+            print(f"\r\033[K{text}", end="\n" if finished else "", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr)
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
+    print(json.dumps(_jsonable(value), indent=1) if args.json else text)
+
+
+def _point(text: str) -> tuple[float, float]:
+    try:
+        x, y = text.split(",")
+        return float(x), float(y)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"point {text!r} must be X,Y with numbers in [0, 1], e.g. 0.52,0.4"
+        ) from None
+
+
+def _frame_point(text: str) -> tuple[int, tuple[float, float]]:
+    frame, sep, rest = text.partition(":")
+    if not sep or not frame.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"point {text!r} must be FRAME:X,Y (frame of the normalized video), e.g. 0:0.5,0.4"
+        )
+    return int(frame), _point(rest)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    env = dict(os.environ)
+    if args.base_url:
+        env["KLINGAI_BASE_URL"] = args.base_url
+    elif args.region:
+        env["KLINGAI_BASE_URL"] = REGIONS[args.region]
+    if args.api_key:
+        env["KLINGAI_API_KEY"] = args.api_key
+    if args.access_key:
+        env["KLINGAI_ACCESS_KEY"] = args.access_key
+    if args.secret_key:
+        env["KLINGAI_SECRET_KEY"] = args.secret_key
+    return Client.from_env(env, timeout=args.timeout)
+
+
+def _selection_text(result: Any) -> str:
+    lines = [f"frame {result.frame_index}: {len(result.masks)} object(s)"]
+    for mask in result.masks:
+        area = int(mask.to_array().sum())
+        lines.append(f"  object {mask.object_id}: {area} px of {mask.size[0]}x{mask.size[1]}")
+    return "\n".join(lines)
+
+
+def _task_text(task: Any) -> str:
+    text = f"{task.task_id} {task.status}"
+    if task.status_msg:
+        text += f": {task.status_msg}"
+    for video in task.videos:
+        text += f"\n  video {video.id} ({video.duration} s) {video.url}"
+    return text
+
+
+def cmd_init(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    url = args.video_url
+    if args.file:
+        progress.line(f"publishing {args.file}")
+        url = SandboxHost(client.http).publish(
+            args.file, on_progress=lambda d, t: progress.bytes("upload", d, t))
+    init = client.init_selection(video_url=url, video_id=args.video_id)
+    _emit(args, init, f"session {init.session_id}: {init.total_frames} frames at "
+          f"{init.fps:g} fps, {init.width}x{init.height}, {init.duration_ms} ms")
+
+
+def cmd_select(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    call = client.add_selection if args.command == "select" else client.delete_selection
+    result = call(args.session_id, args.frame, args.points)
+    _emit(args, result, _selection_text(result))
+
+
+def cmd_clear(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    client.clear_selection(args.session_id)
+    _emit(args, {"session_id": args.session_id, "cleared": True}, "selection cleared")
+
+
+def cmd_preview(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    preview = client.preview_selection(args.session_id)
+    if args.download:
+        out = Path(args.download)
+        client.download(preview.video_url, out,
+                        on_progress=lambda d, t: progress.bytes("download", d, t))
+        progress.line(f"preview saved to {out}")
+    _emit(args, preview, f"preview video: {preview.video_url}\ncover: {preview.cover_url}\n"
+          f"tracking: {preview.tracking_output_url}")
+
+
+def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "edit_mode": args.edit, "prompt": args.prompt, "images": args.image or [],
+        "negative_prompt": args.negative_prompt, "mode": args.mode, "duration": args.duration,
+        "watermark": args.watermark, "model_name": args.model,
+    }
+
+
+def cmd_create(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    task = client.create_task(session_id=args.session_id, callback_url=args.callback_url,
+                              external_task_id=args.external_task_id, **_create_kwargs(args))
+    _emit(args, task, _task_text(task))
+
+
+def cmd_status(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    task = client.get_task(args.task_id)
+    _emit(args, task, _task_text(task))
+
+
+def cmd_list(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    tasks = client.list_tasks(page=args.page, page_size=args.page_size)
+    _emit(args, tasks, "\n".join(_task_text(t) for t in tasks) or "no tasks")
+
+
+def cmd_wait(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    task = client.wait(args.task_id, timeout=args.wait_timeout,
+                       on_update=lambda t: progress.line(f"task {t.task_id}: {t.status}"))
+    _emit(args, task, _task_text(task))
+
+
+def cmd_download(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    out = client.download(args.url, args.output,
+                          on_progress=lambda d, t: progress.bytes("download", d, t))
+    _emit(args, {"path": str(out)}, str(out))
+
+
+def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    source = args.source
+    job_source: dict[str, Any] = {}
+    host = None
+    if args.video_id:
+        job_source["video_id"] = args.video_id
+    elif source and source.lower().startswith(("http://", "https://")):
+        job_source["video_url"] = UrlHost(source).publish()
+    elif source:
+        job_source["video_path"] = str(Path(source).resolve())
+        if args.host_with == "sandbox":
+            host = SandboxHost(client.http)
+        else:
+            raise KlingError(f"--host-with {args.host_with!r} is not available yet: use sandbox, "
+                             "or publish the clip yourself and pass its URL")
+    else:
+        raise KlingError("give a clip (path or URL) or --video-id")
+    selections: dict[int, list[tuple[float, float]]] = {}
+    for frame, point in args.point or []:
+        selections.setdefault(frame, []).append(point)
+    output = Path(args.output)
+    job = EditJob(
+        output=str(output), selections=tuple((f, tuple(p)) for f, p in sorted(selections.items())),
+        images=tuple(str(Path(i).resolve()) if not i.startswith(("http://", "https://")) else i
+                     for i in args.image or []),
+        **{k: v for k, v in _create_kwargs(args).items() if k != "images"}, **job_source,
+    )
+    state = Path(args.state) if args.state else output.with_name(output.name + ".kling.json")
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        if kind in ("upload_progress", "download_progress"):
+            progress.bytes(kind.split("_")[0], info["done"], info["total"])
+        elif kind == "status":
+            progress.line(f"task: {info['status']}")
+        elif kind != "done":
+            progress.line(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+
+    result = run_edit(client, job, host=host, state_path=state, wait_timeout=args.wait_timeout,
+                      on_event=on_event)
+    _emit(args, {"output": result.output, "watermarked_output": result.watermarked_output,
+                 "task": result.task}, str(result.output))
+
+
+def cmd_sandbox(args: argparse.Namespace) -> None:
+    try:
+        from .sandbox import SandboxConfig, serve
+    except ImportError as exc:
+        raise KlingError(
+            f"the sandbox needs extra packages ({exc.name}): pip install 'kling-elements[sandbox]'"
+        ) from None
+    config = SandboxConfig(
+        host=args.host, port=args.port, data_dir=args.data_dir, task_seconds=args.task_seconds,
+        **{k: v for k, v in (("access_key", args.access_key), ("secret_key", args.secret_key),
+                             ("api_key", args.api_key)) if v},
+    )
+
+    def ready(base_url: str) -> None:
+        print(f"Kling sandbox listening on {base_url}\n"
+              f"  export KLINGAI_BASE_URL={base_url}\n"
+              f"  export KLINGAI_ACCESS_KEY={config.access_key}\n"
+              f"  export KLINGAI_SECRET_KEY={config.secret_key}\n"
+              f"  (or KLINGAI_API_KEY={config.api_key}; these are the sandbox's demo keys)",
+              flush=True)
+
+    serve(config, on_ready=ready)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print results as JSON")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    common.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    common.add_argument("--base-url", help="API base URL (default: $KLINGAI_BASE_URL or global)")
+    common.add_argument("--region", choices=sorted(REGIONS), help="Kling region")
+    common.add_argument("--api-key", help="API key (default: $KLINGAI_API_KEY)")
+    common.add_argument("--access-key", help="access key (default: $KLINGAI_ACCESS_KEY)")
+    common.add_argument("--secret-key", help="secret key (default: $KLINGAI_SECRET_KEY)")
+    common.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser = argparse.ArgumentParser(
+        prog="kling-elements", description="Kling AI Multi-Elements video editing.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("init", cmd_init, "start a selection session on a video")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video-url", help="a URL Kling can download")
+    src.add_argument("--video-id", help="id of a video Kling generated")
+    src.add_argument("--file", help="a local clip, uploaded to the sandbox")
+    for name, text in (("select", "mark points on a frame"), ("unselect", "remove points")):
+        p = add(name, cmd_select, text)
+        p.add_argument("session_id")
+        p.add_argument("frame", type=int, help="frame index of the normalized video")
+        p.add_argument("points", nargs="+", type=_point, metavar="X,Y")
+    p = add("clear", cmd_clear, "remove every point of a session")
+    p.add_argument("session_id")
+    p = add("preview", cmd_preview, "render the tracked selection")
+    p.add_argument("session_id")
+    p.add_argument("--download", metavar="PATH", help="also save the preview video")
+
+    def edit_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--edit", required=True, choices=("addition", "swap", "removal"))
+        p.add_argument("--prompt", required=True, help="must mention <<<video_1>>>")
+        p.add_argument("--image", action="append", help="reference image path or URL")
+        p.add_argument("--negative-prompt")
+        p.add_argument("--mode", default="std", choices=("std", "pro"))
+        p.add_argument("--duration", choices=("5", "10"))
+        p.add_argument("--watermark", action="store_true", help="also a watermarked copy")
+        p.add_argument("--model", help="model_name (default: Kling's)")
+
+    p = add("create", cmd_create, "create the edit task (spends credits)")
+    p.add_argument("session_id")
+    edit_options(p)
+    p.add_argument("--callback-url")
+    p.add_argument("--external-task-id")
+    p = add("status", cmd_status, "show one task")
+    p.add_argument("task_id", help="task_id or external_task_id")
+    p = add("list", cmd_list, "list recent tasks")
+    p.add_argument("--page", type=int, default=1)
+    p.add_argument("--page-size", type=int, default=30)
+    p = add("wait", cmd_wait, "wait until a task ends")
+    p.add_argument("task_id")
+    p.add_argument("--wait-timeout", type=float, default=1800.0)
+    p = add("download", cmd_download, "download a result URL")
+    p.add_argument("url")
+    p.add_argument("output")
+    p = add("edit", cmd_edit, "one whole edit: clip -> clicks -> task -> result file")
+    p.add_argument("source", nargs="?", help="a local clip or an http(s) URL")
+    p.add_argument("--video-id", help="edit a video Kling generated (chains edits)")
+    p.add_argument("--point", action="append", type=_frame_point, metavar="FRAME:X,Y")
+    edit_options(p)
+    p.add_argument("-o", "--output", required=True, help="where the result goes")
+    p.add_argument("--host-with", default="sandbox", help="how a local clip is published")
+    p.add_argument("--state", help="resume file (default: OUTPUT.kling.json)")
+    p.add_argument("--wait-timeout", type=float, default=1800.0)
+
+    p = sub.add_parser("sandbox", help="run the local API sandbox")
+    p.set_defaults(func=None)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--access-key")
+    p.add_argument("--secret-key")
+    p.add_argument("--api-key")
+    p.add_argument("--data-dir")
+    p.add_argument("--task-seconds", type=float, default=10.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the process exit code (0 ok, 1 failure, 130 interrupted)."""
+    args = _parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        import logging
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    try:
+        if args.command == "sandbox":
+            cmd_sandbox(args)
+            return 0
+        progress = _Progress(quiet=args.quiet or False)
+        with _client(args) as client:
+            args.func(args, client, progress)
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (KlingError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

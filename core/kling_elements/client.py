@@ -1,0 +1,463 @@
+"""The client: one method per endpoint of Kling's Multi-Elements API.
+
+Guarantees a caller can rely on:
+
+* Nothing is sent when an argument breaks a documented limit (``ValidationError``).
+* Retries are decided by Kling's business code (``errors.CODES``), timeouts and connection
+  errors, with the policy of ``retry``; everything else raises at once with advice.
+* ``create_task`` never pays twice: it always sends an ``external_task_id``, and when the
+  answer to a POST is lost it asks Kling for that id before posting again.
+* Keys and tokens appear in no ``repr``, log line or exception text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import validate
+from .auth import ApiKeyAuth, JwtAuth
+from .download import ProgressCallback
+from .download import download as _download
+from .errors import (
+    ConnectionFailed,
+    KlingError,
+    NotFoundError,
+    RejectedError,
+    ResponseFormatError,
+    ServerError,
+    TaskFailedError,
+    TaskTimeoutError,
+    error_for,
+    is_retryable_code,
+)
+from .media import ImageInput, prepare_image
+from .models import InitResult, PreviewResult, SelectionResult, Task
+from .retry import backoff, retry_wait
+from .selection import SelectionState
+
+__all__ = ["DEFAULT_BASE_URL", "REGIONS", "Client"]
+
+log = logging.getLogger("kling_elements")
+
+REGIONS = {
+    "global": "https://api-singapore.klingai.com",
+    "china": "https://api-beijing.klingai.com",
+}
+DEFAULT_BASE_URL = REGIONS["global"]
+API = "/v1/videos/multi-elements"
+_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def _poll_schedule(elapsed: float) -> float:
+    """Dense early (edits can finish in seconds in the sandbox), then every 10 s."""
+    if elapsed < 10:
+        return 1.0
+    if elapsed < 60:
+        return 3.0
+    return 10.0
+
+
+class Client:
+    """A synchronous client; thread-safe for the add-on's single worker and CLI threads."""
+
+    def __init__(
+        self,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if api_key:
+            self._auth: httpx.Auth = ApiKeyAuth(api_key)
+        elif access_key and secret_key:
+            self._auth = JwtAuth(access_key, secret_key)
+        else:
+            raise ValueError(
+                "no credentials: pass api_key, or access_key and secret_key "
+                "(or set KLINGAI_API_KEY / KLINGAI_ACCESS_KEY + KLINGAI_SECRET_KEY)"
+            )
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.max_retries = max_retries
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            auth=self._auth,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            headers={"User-Agent": "kling-elements/0.1"},
+        )
+        self._files = httpx.Client(
+            follow_redirects=True, timeout=httpx.Timeout(timeout), transport=transport
+        )
+        self.sessions: dict[str, SelectionState] = {}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **kwargs: Any) -> Client:
+        """Credentials and base URL from ``KLINGAI_*`` variables (API key wins over JWT keys)."""
+        env = os.environ if environ is None else environ
+        kwargs.setdefault("base_url", env.get("KLINGAI_BASE_URL") or None)
+        if env.get("KLINGAI_API_KEY"):
+            return cls(api_key=env["KLINGAI_API_KEY"], **kwargs)
+        return cls(env.get("KLINGAI_ACCESS_KEY"), env.get("KLINGAI_SECRET_KEY"), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, auth={self._auth!r})"
+
+    @property
+    def http(self) -> httpx.Client:
+        """The authenticated HTTP client, for extensions such as the sandbox upload."""
+        return self._http
+
+    def close(self) -> None:
+        self._http.close()
+        self._files.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _parse(self, response: httpx.Response) -> Any:
+        """The envelope's ``data``, or the exception its code calls for."""
+        request_id = None
+        try:
+            body = json.loads(response.content) if response.content else None
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("code"), int):
+            if response.status_code >= 500:
+                raise ServerError(
+                    "the server answered without Kling's JSON envelope: try again later",
+                    http_status=response.status_code,
+                )
+            raise ResponseFormatError(
+                f"the server at {self.base_url} did not answer with Kling's JSON envelope "
+                f"(HTTP {response.status_code}): check the base URL",
+                http_status=response.status_code,
+            )
+        request_id = body.get("request_id") if isinstance(body.get("request_id"), str) else None
+        code = body["code"]
+        if code != 0:
+            raise error_for(
+                code, str(body.get("message") or ""),
+                http_status=response.status_code, request_id=request_id,
+            )
+        return body.get("data")
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """Send one logical request, retrying what the policy says may be retried.
+
+        With ``idempotent=False`` only definite refusals (1302, 1303) are retried; a timeout,
+        a dropped connection or a server error raises at once, because the request may have
+        taken effect and only the caller knows how to find out (``submit_task`` does).
+        """
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, path, json=body, params=params)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                error: KlingError = ConnectionFailed(
+                    f"no answer from {self.base_url} ({exc.__class__.__name__}): check the "
+                    "network connection and the base URL"
+                )
+                if not idempotent:
+                    raise error from None
+                headers = None
+            else:
+                if len(response.content) > _MAX_BODY_BYTES:
+                    raise ResponseFormatError(
+                        f"the answer is {len(response.content)} bytes, over the "
+                        f"{_MAX_BODY_BYTES} byte limit", http_status=response.status_code,
+                    )
+                try:
+                    return self._parse(response)
+                except ServerError as exc:
+                    if not idempotent or (exc.code is not None and not is_retryable_code(exc.code)):
+                        raise
+                    error = exc
+                except KlingError as exc:
+                    if not is_retryable_code(exc.code):
+                        raise
+                    error = exc
+                headers = dict(response.headers)
+            if attempt >= self.max_retries:
+                raise error
+            wait = retry_wait(attempt, headers, self._rng)
+            if wait is None:
+                raise error
+            log.debug("retrying %s %s in %.2fs after: %s", method, path, wait, error)
+            self._sleep(wait)
+            attempt += 1
+
+    # -- selection -------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_rejection(data: Any, what: str) -> None:
+        status = data.get("status", 0) if isinstance(data, dict) else 0
+        if status:
+            raise RejectedError(
+                f"Kling rejected the {what} (rejection status {status}): check the clip meets "
+                "the rules (length, size, fps) and try another frame",
+                status=int(status), code=0,
+            )
+
+    def init_selection(
+        self, *, video_url: str | None = None, video_id: str | None = None
+    ) -> InitResult:
+        """Start a 24 h selection session on a video (a URL Kling can fetch, or a result id)."""
+        field, value = validate.video_source(video_url, video_id)
+        data = self._request("POST", f"{API}/init-selection", body={field: value})
+        self._check_rejection(data, "video")
+        result = InitResult.from_api(data)
+        self.sessions[result.session_id] = SelectionState(
+            session_id=result.session_id,
+            total_frames=result.total_frames,
+            fps=result.fps,
+            duration_s=result.duration_s,
+        )
+        return result
+
+    def _selection_call(
+        self, endpoint: str, session_id: str, frame_index: int, points: Sequence[object]
+    ) -> SelectionResult:
+        state = self.sessions.get(session_id)
+        validate.frame_index(frame_index, state.total_frames if state else None)
+        exact = validate.points(points)
+        adding = endpoint == "add-selection"
+        if state is not None:
+            if adding:
+                state.check_add(frame_index, exact)
+            else:
+                exact = state.exact_points(frame_index, exact)
+        body = {
+            "session_id": session_id,
+            "frame_index": frame_index,
+            "points": [{"x": x, "y": y} for x, y in exact],
+        }
+        data = self._request("POST", f"{API}/{endpoint}", body=body)
+        self._check_rejection(data, f"frame {frame_index}")
+        result = SelectionResult.from_api(data)
+        if state is not None:
+            masks = [
+                {"object_id": m.object_id, "size": list(m.size), "counts": m.counts}
+                for m in result.masks
+            ]
+            state.record(frame_index, exact, masks, added=adding)
+        return result
+
+    def add_selection(
+        self, session_id: str, frame_index: int, points: Sequence[object]
+    ) -> SelectionResult:
+        """Mark points (normalized ``(x, y)``, top-left origin) on one frame; returns its masks."""
+        return self._selection_call("add-selection", session_id, frame_index, points)
+
+    def delete_selection(
+        self, session_id: str, frame_index: int, points: Sequence[object]
+    ) -> SelectionResult:
+        """Remove points added earlier; they must be exactly the ones sent (bit-identical)."""
+        return self._selection_call("delete-selection", session_id, frame_index, points)
+
+    def clear_selection(self, session_id: str) -> None:
+        """Remove every point on every frame of the session."""
+        data = self._request("POST", f"{API}/clear-selection", body={"session_id": session_id})
+        self._check_rejection(data, "selection")
+        if session_id in self.sessions:
+            self.sessions[session_id].clear()
+
+    def preview_selection(self, session_id: str) -> PreviewResult:
+        """URLs of the video with the tracked masks drawn in, its cover and the tracking file."""
+        data = self._request(
+            "POST", f"{API}/preview-selection", body={"session_id": session_id}
+        )
+        self._check_rejection(data, "selection")
+        return PreviewResult.from_api(data)
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def build_task_body(
+        self,
+        *,
+        session_id: str,
+        edit_mode: str,
+        prompt: str,
+        images: Sequence[ImageInput] = (),
+        negative_prompt: str | None = None,
+        mode: str = "std",
+        duration: str | int | None = None,
+        watermark: bool = False,
+        callback_url: str | None = None,
+        external_task_id: str | None = None,
+        model_name: str | None = None,
+    ) -> dict[str, Any]:
+        """The validated JSON body of a create call (images converted); sends nothing."""
+        if not session_id:
+            raise validate.ValidationError("session_id is required: call init_selection first")
+        validate.edit_mode(edit_mode)
+        images = list(images)
+        validate.image_count(edit_mode, len(images))
+        validate.prompt(prompt, len(images))
+        negative = validate.negative_prompt(negative_prompt)
+        if negative:
+            validate.prompt(negative, len(images), field="negative_prompt")
+        validate.mode(mode)
+        state = self.sessions.get(session_id)
+        chosen = validate.duration(duration, state.duration_s if state else None)
+        if state is not None and edit_mode in ("swap", "removal") and not state.frames():
+            raise validate.ValidationError(
+                f"{edit_mode} needs a marked selection: add points on the element first"
+            )
+        image_list = []
+        for number, image in enumerate(images, start=1):
+            if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
+                image_list.append({"image": image})
+            elif isinstance(image, str) and image.lower().startswith("data:"):
+                raise validate.ValidationError(
+                    f"image {number} is a data: URL; pass a file path, bytes or an http(s) URL"
+                )
+            else:
+                image_list.append({"image": prepare_image(image, label=f"image {number}")})
+        if callback_url and not callback_url.lower().startswith(("http://", "https://")):
+            raise validate.ValidationError(f"callback_url {callback_url!r} is not an http(s) URL")
+        body: dict[str, Any] = {
+            "session_id": session_id,
+            "edit_mode": edit_mode,
+            "prompt": prompt,
+            "mode": mode,
+            "external_task_id": external_task_id or f"ke-{uuid.uuid4().hex}",
+        }
+        if image_list:
+            body["image_list"] = image_list
+        if negative:
+            body["negative_prompt"] = negative
+        if chosen:
+            body["duration"] = chosen
+        if watermark:
+            body["watermark_info"] = {"enabled": True}
+        if callback_url:
+            body["callback_url"] = callback_url
+        if model_name:
+            body["model_name"] = model_name
+        return body
+
+    def create_task(self, **kwargs: Any) -> Task:
+        """Create the edit task (this spends credits); see ``build_task_body`` for arguments.
+
+        The body, with its ``external_task_id``, is built once. A POST whose answer is lost
+        (timeout, reset, 5xx) is followed by a lookup of that id: the task found is
+        returned; only a "does not exist" answer allows posting again.
+        """
+        body = self.build_task_body(**kwargs)
+        return self.submit_task(body)
+
+    def submit_task(self, body: dict[str, Any]) -> Task:
+        """POST a body from ``build_task_body`` with the never-pay-twice protocol."""
+        external_id = body["external_task_id"]
+        attempt = 0
+        while True:
+            try:
+                data = self._request("POST", API, body=body, idempotent=False)
+                return Task.from_api(data)
+            except (ConnectionFailed, ServerError):
+                if attempt >= self.max_retries:
+                    raise
+            try:
+                return self.get_task(external_id)
+            except NotFoundError:
+                log.debug("task %s was not created; posting again", external_id)
+            self._sleep(backoff(attempt, self._rng))
+            attempt += 1
+
+    def get_task(self, task_id: str) -> Task:
+        """One task by its ``task_id`` or the caller's ``external_task_id``."""
+        if not task_id or "/" in task_id:
+            raise validate.ValidationError(f"task id {task_id!r} is empty or contains '/'")
+        return Task.from_api(self._request("GET", f"{API}/{task_id}"))
+
+    def list_tasks(self, page: int = 1, page_size: int = 30) -> list[Task]:
+        """The account's tasks, newest first, one page at a time."""
+        validate.page(page, page_size)
+        data = self._request("GET", API, params={"pageNum": page, "pageSize": page_size})
+        if not isinstance(data, list):
+            raise ResponseFormatError("data of the task list is not an array")
+        return [Task.from_api(item) for item in data]
+
+    def wait(
+        self,
+        task_id: str,
+        timeout: float = 900.0,
+        poll_interval: float | None = None,
+        on_update: Callable[[Task], None] | None = None,
+    ) -> Task:
+        """Poll until the task ends; return it on success.
+
+        ``on_update`` is called once per observed status change (the first observation
+        counts). Raises :class:`TaskFailedError` with Kling's ``task_status_msg`` on
+        ``failed`` and :class:`TaskTimeoutError` (a ``TimeoutError``) at the deadline.
+        Transient errors while polling do not end the wait before the deadline.
+        """
+        start = time.monotonic()
+        last_status = None
+        task: Task | None = None
+        while True:
+            try:
+                task = self.get_task(task_id)
+            except (ConnectionFailed, ServerError) as exc:
+                log.debug("poll of %s failed, will retry: %s", task_id, exc)
+            else:
+                if task.status != last_status:
+                    last_status = task.status
+                    if on_update:
+                        on_update(task)
+                if task.status == "succeed":
+                    return task
+                if task.status == "failed":
+                    raise TaskFailedError(
+                        f"task {task.task_id} failed: {task.status_msg or 'no reason given'}",
+                        task=task,
+                    )
+            elapsed = time.monotonic() - start
+            if elapsed >= timeout:
+                raise TaskTimeoutError(
+                    f"task {task_id} is still {last_status or 'unknown'} after {timeout:g} s; it "
+                    "may still finish: wait again or check its status later",
+                    task=task,
+                )
+            interval = poll_interval if poll_interval is not None else _poll_schedule(elapsed)
+            self._sleep(min(interval, max(timeout - elapsed, 0.0)))
+
+    def download(
+        self, url: str, dest_path: str | os.PathLike, on_progress: ProgressCallback | None = None
+    ) -> Path:
+        """Stream a result file to ``dest_path`` atomically, resuming after broken connections."""
+        return _download(
+            url, dest_path, on_progress=on_progress, http=self._files,
+            max_retries=self.max_retries, sleep=self._sleep, rng=self._rng,
+        )

@@ -1,0 +1,143 @@
+"""Streaming, resumable, atomic downloads of result files.
+
+Guarantees: the destination path either does not change or holds the complete file (the
+bytes go to ``<dest>.part`` and are renamed only when their count matches what the server
+announced); memory use is constant (fixed-size chunks); a broken connection resumes with
+``Range`` + ``If-Range`` from the bytes already on disk, also across processes (a rerun
+finds the ``.part`` file); a server that ignores the range (plain 200) or a changed file
+(``If-Range`` mismatch) restarts from zero instead of splicing two versions together.
+Result URLs are public CDN links, so no Kling credentials are ever sent with them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from .errors import ConnectionFailed, KlingError
+from .retry import backoff
+
+__all__ = ["ProgressCallback", "download"]
+
+ProgressCallback = Callable[[int, "int | None"], None]
+CHUNK_BYTES = 1 << 16
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class _Restart(Exception):
+    """The partial file cannot be continued; start over from byte 0."""
+
+
+def _validator_path(part: Path) -> Path:
+    return part.with_name(part.name + ".etag")
+
+
+def _expected_total(response: httpx.Response, offset: int) -> int | None:
+    if response.status_code == 206:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+        if not match or int(match.group(1)) != offset:
+            raise _Restart
+        return None if match.group(3) == "*" else int(match.group(3))
+    length = response.headers.get("content-length")
+    return int(length) if length and length.isdigit() else None
+
+
+def _fetch_once(
+    http: httpx.Client, url: str, part: Path, on_progress: ProgressCallback | None
+) -> int | None:
+    """Append what the server sends to ``part``; return the announced total size."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {}
+    validator = _validator_path(part)
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if validator.exists():
+            headers["If-Range"] = validator.read_text().strip()
+    with http.stream("GET", url, headers=headers) as response:
+        if response.status_code == 416:
+            raise _Restart
+        if response.status_code not in (200, 206):
+            raise KlingError(
+                f"download of the result failed with HTTP {response.status_code}: the link may "
+                "have expired (results are kept 30 days); query the task for a fresh URL",
+                http_status=response.status_code,
+            )
+        if response.status_code == 200 and offset:
+            offset = 0
+        total = _expected_total(response, offset)
+        etag = response.headers.get("etag")
+        if etag and offset == 0:
+            validator.write_text(etag)
+        with open(part, "ab" if offset else "wb") as sink:
+            done = offset
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                sink.write(chunk)
+                done += len(chunk)
+                if on_progress:
+                    on_progress(done, total)
+            sink.flush()
+            os.fsync(sink.fileno())
+    return total
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    on_progress: ProgressCallback | None = None,
+    http: httpx.Client | None = None,
+    max_retries: int = 4,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> Path:
+    """Download ``url`` to ``dest`` atomically, resuming across broken connections.
+
+    ``on_progress(bytes_done, total_or_None)`` is called after each chunk. Raises
+    :class:`ConnectionFailed` when the retries run out (the ``.part`` file stays, so a
+    later call resumes) and :class:`KlingError` when the server refuses the file.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    own_client = http is None
+    client = http or httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0))
+    try:
+        failures = 0
+        while True:
+            try:
+                total = _fetch_once(client, url, part, on_progress)
+            except _Restart:
+                part.unlink(missing_ok=True)
+                _validator_path(part).unlink(missing_ok=True)
+                failures += 1
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                failures += 1
+                if failures > max_retries:
+                    raise ConnectionFailed(
+                        f"download interrupted {failures} times ({exc.__class__.__name__}); "
+                        f"run it again to resume from {part.stat().st_size if part.exists() else 0}"
+                        " bytes"
+                    ) from None
+            else:
+                size = part.stat().st_size
+                if total is None or size == total:
+                    os.replace(part, dest)
+                    _validator_path(part).unlink(missing_ok=True)
+                    return dest
+                failures += 1
+                if size > total:
+                    part.unlink(missing_ok=True)
+            if failures > max_retries:
+                raise ConnectionFailed(
+                    f"download of {dest.name} did not complete after {failures} attempts"
+                )
+            sleep(backoff(failures - 1, rng))
+    finally:
+        if own_client:
+            client.close()

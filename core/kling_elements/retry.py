@@ -1,0 +1,84 @@
+"""The retry policy, in one place: what is retried, and how long to wait before it.
+
+Kling's HTTP status does not tell a retryable failure from a fatal one (1302 and 1102 are
+both 429), so the decision is made on the business code (see ``errors.CODES``), on timeouts
+and on connection errors. Waits are capped exponential backoff with jitter, or the
+server's ``Retry-After`` when it gives one; a ``Retry-After`` beyond
+``MAX_RETRY_AFTER_S`` means "not now": the error goes to the caller instead.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+import time
+
+__all__ = [
+    "INITIAL_BACKOFF_S",
+    "MAX_BACKOFF_S",
+    "MAX_RETRY_AFTER_S",
+    "backoff",
+    "parse_retry_after",
+    "retry_wait",
+]
+
+INITIAL_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
+MAX_RETRY_AFTER_S = 120.0
+
+
+def backoff(attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based): 0.5·2^n, capped, jittered.
+
+    Jitter removes up to a quarter of the wait so clients that failed together do not retry
+    together; the result is always within ``(0.75·base, base]``.
+    """
+    base = min(INITIAL_BACKOFF_S * 2.0 ** max(attempt, 0), MAX_BACKOFF_S)
+    draw = (rng or random).random()
+    return base * (1.0 - 0.25 * draw)
+
+
+def parse_retry_after(
+    headers: dict[str, str] | None, now: float | None = None
+) -> float | None:
+    """Seconds the server asked us to wait, or ``None`` when it did not say (or said nonsense).
+
+    Reads ``retry-after-ms`` (milliseconds), then ``Retry-After`` as seconds or as an HTTP
+    date. Negative, infinite or unparsable values count as not given.
+    """
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lowered.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            value = float(raw_ms) / 1000.0
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    raw = lowered.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        parsed = email.utils.parsedate_tz(raw)
+        if parsed is None:
+            return None
+        value = email.utils.mktime_tz(parsed) - (time.time() if now is None else now)
+        return max(value, 0.0)
+    if not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
+def retry_wait(
+    attempt: int, headers: dict[str, str] | None = None, rng: random.Random | None = None
+) -> float | None:
+    """How long to wait before retrying, or ``None`` if the server's wait is too long to honour."""
+    asked = parse_retry_after(headers)
+    if asked is not None:
+        return asked if asked <= MAX_RETRY_AFTER_S else None
+    return backoff(attempt, rng)

@@ -1,0 +1,125 @@
+"""The bookkeeping of one selection session: frames, the exact points sent, masks, expiry.
+
+Kling only deletes a point whose coordinates are bit-identical to the ones added, and
+refuses an 11th frame or an 11th point on a frame. The only way to honour that without a
+round trip is to remember exactly what was sent. ``SelectionState`` is that memory; it is
+plain data (``to_dict``/``from_dict`` round-trip through JSON exactly, floats included), so
+the CLI keeps it in a state file and the add-on in the .blend.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ValidationError
+from .validate import MAX_FRAMES_PER_SESSION, MAX_POINTS_PER_FRAME, SESSION_TTL_S
+
+__all__ = ["Point", "SelectionState", "same_point"]
+
+Point = tuple[float, float]
+
+
+def _bits(value: float) -> bytes:
+    return struct.pack("<d", value)
+
+
+def same_point(a: Point, b: Point) -> bool:
+    """Bit-identical comparison (so ``-0.0`` differs from ``0.0``, as it does for Kling)."""
+    return _bits(a[0]) == _bits(b[0]) and _bits(a[1]) == _bits(b[1])
+
+
+@dataclass
+class SelectionState:
+    """What the client sent in one session, and the masks Kling answered with."""
+
+    session_id: str
+    total_frames: int | None = None
+    fps: float | None = None
+    duration_s: float | None = None
+    started_at: float = field(default_factory=time.time)
+    points: dict[int, list[Point]] = field(default_factory=dict)
+    masks: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def expires_at(self) -> float:
+        return self.started_at + SESSION_TTL_S
+
+    def seconds_left(self, now: float | None = None) -> float:
+        return self.expires_at - (time.time() if now is None else now)
+
+    def frames(self) -> list[int]:
+        return sorted(frame for frame, pts in self.points.items() if pts)
+
+    def check_add(self, frame_index: int, points: list[Point]) -> None:
+        """Refuse, before sending, an add that would break the per-frame or per-session limit."""
+        existing = self.points.get(frame_index, [])
+        if not existing and len(self.frames()) >= MAX_FRAMES_PER_SESSION:
+            raise ValidationError(
+                f"frame {frame_index} would be the {len(self.frames()) + 1}th marked frame; a "
+                f"session allows {MAX_FRAMES_PER_SESSION}: mark points on an already marked "
+                f"frame ({', '.join(map(str, self.frames()))}) or delete a frame's points"
+            )
+        if len(existing) + len(points) > MAX_POINTS_PER_FRAME:
+            raise ValidationError(
+                f"frame {frame_index} has {len(existing)} point(s); adding {len(points)} would "
+                f"exceed {MAX_POINTS_PER_FRAME} per frame: delete some first"
+            )
+
+    def exact_points(self, frame_index: int, points: list[Point]) -> list[Point]:
+        """``points`` if each was added on that frame (bit-identical), else a ValidationError."""
+        existing = self.points.get(frame_index, [])
+        for point in points:
+            if not any(same_point(point, known) for known in existing):
+                shown = ", ".join(f"({x!r}, {y!r})" for x, y in existing) or "none"
+                raise ValidationError(
+                    f"point ({point[0]!r}, {point[1]!r}) was not added on frame {frame_index} "
+                    f"(points there: {shown}); delete exactly a point that was added"
+                )
+        return list(points)
+
+    def record(self, frame_index: int, points: list[Point], masks: list[dict[str, Any]],
+               *, added: bool) -> None:
+        """Apply a confirmed add/delete and store the frame's new masks."""
+        current = self.points.setdefault(frame_index, [])
+        if added:
+            current.extend(points)
+        else:
+            current[:] = [p for p in current if not any(same_point(p, q) for q in points)]
+        if current:
+            self.masks[frame_index] = masks
+        else:
+            self.points.pop(frame_index, None)
+            self.masks.pop(frame_index, None)
+
+    def clear(self) -> None:
+        self.points.clear()
+        self.masks.clear()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "total_frames": self.total_frames,
+            "fps": self.fps,
+            "duration_s": self.duration_s,
+            "started_at": self.started_at,
+            "points": {str(f): [list(p) for p in pts] for f, pts in self.points.items()},
+            "masks": {str(f): m for f, m in self.masks.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelectionState:
+        return cls(
+            session_id=data["session_id"],
+            total_frames=data.get("total_frames"),
+            fps=data.get("fps"),
+            duration_s=data.get("duration_s"),
+            started_at=data.get("started_at", time.time()),
+            points={
+                int(f): [(float(x), float(y)) for x, y in pts]
+                for f, pts in data.get("points", {}).items()
+            },
+            masks={int(f): m for f, m in data.get("masks", {}).items()},
+        )

@@ -1,0 +1,187 @@
+"""One whole edit, resumable: publish -> session -> clicks -> task -> wait -> download.
+
+``run_edit`` persists its progress in a small JSON state file after every step (written
+atomically), so a process killed at any moment and started again with the same job picks
+up where it stopped: the clip is not published twice, the task is never created twice (its
+``external_task_id`` is saved before the POST and looked up first on resume), and the
+download continues from the bytes already on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .client import Client
+from .errors import NotFoundError, ResponseFormatError, TaskFailedError
+from .hosting import Host
+from .models import Task
+from .selection import SelectionState
+
+__all__ = ["EditJob", "EditResult", "run_edit"]
+
+EventCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class EditJob:
+    """Everything that defines one edit; two runs of an equal job share their state file."""
+
+    output: str
+    edit_mode: str
+    prompt: str
+    video_path: str | None = None
+    video_url: str | None = None
+    video_id: str | None = None
+    selections: tuple[tuple[int, tuple[tuple[float, float], ...]], ...] = ()
+    images: tuple[str, ...] = ()
+    negative_prompt: str | None = None
+    mode: str = "std"
+    duration: str | None = None
+    watermark: bool = False
+    model_name: str | None = None
+
+    def key(self) -> str:
+        """A fingerprint of the job, so a state file is never applied to a different edit."""
+        spec = asdict(self)
+        spec.pop("output")
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class EditResult:
+    task: Task
+    output: Path
+    watermarked_output: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_state(path: Path | None, key: str) -> dict[str, Any]:
+    if path is None or not path.exists():
+        return {"job": key}
+    state = json.loads(path.read_text())
+    if state.get("job") != key:
+        raise ValueError(
+            f"state file {path} belongs to a different edit: remove it or choose another "
+            "--state path"
+        )
+    return state
+
+
+def _save_state(path: Path | None, state: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(state, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
+             save: Callable[[], None], emit: EventCallback) -> SelectionState:
+    saved = state.get("selection")
+    if saved:
+        selection = SelectionState.from_dict(saved)
+        if selection.seconds_left() > 60:
+            client.sessions[selection.session_id] = selection
+            return selection
+        state.pop("selection")
+    if job.video_id:
+        init = client.init_selection(video_id=job.video_id)
+    else:
+        url = job.video_url or state.get("video_url")
+        if not url:
+            if host is None or job.video_path is None:
+                raise ValueError("a local clip needs a hosting choice to become a URL")
+            emit("publish", {"path": job.video_path})
+            url = host.publish(
+                job.video_path, on_progress=lambda done, total: emit(
+                    "upload_progress", {"done": done, "total": total})
+            )
+            state["video_url"] = url
+            save()
+        init = client.init_selection(video_url=url)
+    emit("session", {"session_id": init.session_id, "total_frames": init.total_frames,
+                     "fps": init.fps})
+    selection = client.sessions[init.session_id]
+    for frame, points in job.selections:
+        result = client.add_selection(init.session_id, frame, list(points))
+        emit("selection", {"frame_index": frame, "objects": len(result.masks)})
+    state["selection"] = selection.to_dict()
+    save()
+    return selection
+
+
+def run_edit(
+    client: Client,
+    job: EditJob,
+    *,
+    host: Host | None = None,
+    state_path: str | os.PathLike | None = None,
+    wait_timeout: float = 1800.0,
+    on_event: EventCallback | None = None,
+) -> EditResult:
+    """Run (or resume) ``job`` to a downloaded result file; events report each step."""
+    path = Path(state_path) if state_path else None
+    state = _load_state(path, job.key())
+
+    def save() -> None:
+        _save_state(path, state)
+
+    def emit(kind: str, info: dict[str, Any]) -> None:
+        if on_event:
+            on_event(kind, info)
+
+    task: Task | None = None
+    if state.get("external_task_id"):
+        try:
+            task = client.get_task(state["external_task_id"])
+            emit("resumed", {"task_id": task.task_id, "status": task.status})
+        except NotFoundError:
+            task = None
+    if task is None:
+        selection = _session(client, job, host, state, save, emit)
+        state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
+        save()
+        body = client.build_task_body(
+            session_id=selection.session_id, edit_mode=job.edit_mode, prompt=job.prompt,
+            images=list(job.images), negative_prompt=job.negative_prompt, mode=job.mode,
+            duration=job.duration, watermark=job.watermark, model_name=job.model_name,
+            external_task_id=state["external_task_id"],
+        )
+        task = client.submit_task(body)
+        emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
+    state["task_id"] = task.task_id
+    save()
+    if not task.done:
+        task = client.wait(task.task_id, timeout=wait_timeout,
+                           on_update=lambda t: emit("status", {"status": t.status}))
+    elif task.status == "failed":
+        raise TaskFailedError(
+            f"task {task.task_id} failed: {task.status_msg or 'no reason given'}", task=task
+        )
+    if not task.videos:
+        raise ResponseFormatError(f"task {task.task_id} succeeded but lists no result video")
+    video = task.videos[0]
+    output = Path(job.output)
+    progress = lambda done, total: emit("download_progress", {"done": done, "total": total})  # noqa: E731
+    client.download(video.url, output, on_progress=progress)
+    watermarked = None
+    if job.watermark and video.watermark_url:
+        watermarked = output.with_name(output.stem + ".watermarked" + output.suffix)
+        client.download(video.watermark_url, watermarked, on_progress=progress)
+    state["done"] = True
+    state["video_id"] = video.id
+    save()
+    emit("done", {"output": str(output), "video_id": video.id})
+    return EditResult(task=task, output=output, watermarked_output=watermarked)

@@ -45,6 +45,9 @@ class JwtAuth(httpx.Auth):
     def __init__(
         self, access_key: str, secret_key: str, *, clock: Callable[[], float] = time.time
     ) -> None:
+        # A key pasted with a newline or spaces would make an unsendable header or a bad
+        # signature; no Kling key contains whitespace.
+        access_key, secret_key = (access_key or "").strip(), (secret_key or "").strip()
         if not access_key or not secret_key:
             raise ValueError("both access_key and secret_key are required for JWT auth")
         self._access_key = access_key
@@ -97,6 +100,7 @@ class ApiKeyAuth(httpx.Auth):
     """The newer single-key mode: the key itself is the bearer token."""
 
     def __init__(self, api_key: str) -> None:
+        api_key = (api_key or "").strip()
         if not api_key:
             raise ValueError("api_key is empty")
         self._api_key = api_key

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -32,6 +33,7 @@ from .errors import (
     ConnectionFailed,
     KlingError,
     NotFoundError,
+    RateLimitError,
     RejectedError,
     ResponseFormatError,
     ServerError,
@@ -82,8 +84,9 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if api_key:
+        if api_key and api_key.strip():
             self._auth: httpx.Auth = ApiKeyAuth(api_key)
         elif access_key and secret_key:
             self._auth = JwtAuth(access_key, secret_key)
@@ -95,6 +98,7 @@ class Client:
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.max_retries = max_retries
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -113,7 +117,7 @@ class Client:
         """Credentials and base URL from ``KLINGAI_*`` variables (API key wins over JWT keys)."""
         env = os.environ if environ is None else environ
         kwargs.setdefault("base_url", env.get("KLINGAI_BASE_URL") or None)
-        if env.get("KLINGAI_API_KEY"):
+        if (env.get("KLINGAI_API_KEY") or "").strip():
             return cls(api_key=env["KLINGAI_API_KEY"], **kwargs)
         return cls(env.get("KLINGAI_ACCESS_KEY"), env.get("KLINGAI_SECRET_KEY"), **kwargs)
 
@@ -346,6 +350,13 @@ class Client:
                 image_list.append({"image": prepare_image(image, label=f"image {number}")})
         if callback_url and not callback_url.lower().startswith(("http://", "https://")):
             raise validate.ValidationError(f"callback_url {callback_url!r} is not an http(s) URL")
+        if external_task_id is not None and (
+            not isinstance(external_task_id, str) or "/" in external_task_id
+        ):
+            raise validate.ValidationError(
+                f"external_task_id {external_task_id!r} must be a string without '/': the "
+                "task is looked up by it if an answer is lost"
+            )
         body: dict[str, Any] = {
             "session_id": session_id,
             "edit_mode": edit_mode,
@@ -385,12 +396,14 @@ class Client:
             try:
                 data = self._request("POST", API, body=body, idempotent=False)
                 return Task.from_api(data)
-            except (ConnectionFailed, ServerError):
-                if attempt >= self.max_retries:
-                    raise
+            except (ConnectionFailed, ServerError) as exc:
+                failure = exc
+            # The outcome is unknown, also after the last attempt: look before giving up.
             try:
                 return self.get_task(external_id)
             except NotFoundError:
+                if attempt >= self.max_retries:
+                    raise failure from None
                 log.debug("task %s was not created; posting again", external_id)
             self._sleep(backoff(attempt, self._rng))
             attempt += 1
@@ -399,7 +412,8 @@ class Client:
         """One task by its ``task_id`` or the caller's ``external_task_id``."""
         if not task_id or "/" in task_id:
             raise validate.ValidationError(f"task id {task_id!r} is empty or contains '/'")
-        return Task.from_api(self._request("GET", f"{API}/{task_id}"))
+        # Caller-chosen external ids may hold '?', '#' or '%': quoted, they stay one segment.
+        return Task.from_api(self._request("GET", f"{API}/{quote(task_id, safe='')}"))
 
     def list_tasks(self, page: int = 1, page_size: int = 30) -> list[Task]:
         """The account's tasks, newest first, one page at a time."""
@@ -423,13 +437,13 @@ class Client:
         ``failed`` and :class:`TaskTimeoutError` (a ``TimeoutError``) at the deadline.
         Transient errors while polling do not end the wait before the deadline.
         """
-        start = time.monotonic()
+        start = self._clock()
         last_status = None
         task: Task | None = None
         while True:
             try:
                 task = self.get_task(task_id)
-            except (ConnectionFailed, ServerError) as exc:
+            except (ConnectionFailed, ServerError, RateLimitError) as exc:
                 log.debug("poll of %s failed, will retry: %s", task_id, exc)
             else:
                 if task.status != last_status:
@@ -443,7 +457,7 @@ class Client:
                         f"task {task.task_id} failed: {task.status_msg or 'no reason given'}",
                         task=task,
                     )
-            elapsed = time.monotonic() - start
+            elapsed = self._clock() - start
             if elapsed >= timeout:
                 raise TaskTimeoutError(
                     f"task {task_id} is still {last_status or 'unknown'} after {timeout:g} s; it "

@@ -42,9 +42,19 @@ def _load(source: ImageInput, label: str) -> tuple[Image.Image, bytes | None]:
                 f"{label} is a data: URL; pass the raw image bytes (or a file path) instead"
             )
     else:
+        if isinstance(source, str) and source[:5].lower() == "data:":
+            raise ValidationError(
+                f"{label} is a data: URL; pass the raw image bytes (or a file path) instead"
+            )
         path = Path(source)
-        if not path.is_file():
-            raise ValidationError(f"{label} {str(path)!r} does not exist or is not a file")
+        try:
+            is_file = path.is_file()  # a long base64 string raises ENAMETOOLONG here
+        except OSError:
+            is_file = False
+        if not is_file:
+            raise ValidationError(
+                f"{label} {str(path)[:80]!r} does not exist or is not a file"
+            )
         data = path.read_bytes()
     try:
         image = Image.open(io.BytesIO(data))
@@ -80,7 +90,7 @@ def _encode(image: Image.Image) -> bytes:
     while True:
         buffer = io.BytesIO()
         if has_alpha:
-            image.save(buffer, "PNG", optimize=True)
+            image.save(buffer, "PNG")  # optimize=True takes seconds on dithered images
         else:
             image.save(buffer, "JPEG", quality=92)
         data = buffer.getvalue()

@@ -34,7 +34,7 @@ def backoff(attempt: int, rng: random.Random | None = None) -> float:
     Jitter removes up to a quarter of the wait so clients that failed together do not retry
     together; the result is always within ``(0.75·base, base]``.
     """
-    base = min(INITIAL_BACKOFF_S * 2.0 ** max(attempt, 0), MAX_BACKOFF_S)
+    base = min(INITIAL_BACKOFF_S * 2.0 ** min(max(attempt, 0), 32), MAX_BACKOFF_S)
     draw = (rng or random).random()
     return base * (1.0 - 0.25 * draw)
 

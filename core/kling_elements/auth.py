@@ -58,7 +58,7 @@ class JwtAuth(httpx.Auth):
         self._expires_at = 0.0
 
     def __repr__(self) -> str:
-        return f"JwtAuth(access_key='{self._access_key[:4]}…')"
+        return "JwtAuth(access_key='…', secret_key='…')"
 
     def _sign(self, now: float) -> str:
         issued = int(now)

@@ -38,6 +38,12 @@ def _validator_path(part: Path) -> Path:
     return part.with_name(part.name + ".etag")
 
 
+def _already_complete(response: httpx.Response, offset: int) -> bool:
+    """A 416 for ``bytes=offset-`` whose ``Content-Range: bytes */N`` says N == offset."""
+    match = re.fullmatch(r"bytes \*/(\d+)", response.headers.get("content-range", ""))
+    return bool(match) and int(match.group(1)) == offset
+
+
 def _expected_total(response: httpx.Response, offset: int) -> int | None:
     if response.status_code == 206:
         match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
@@ -53,7 +59,7 @@ def _fetch_once(
 ) -> int | None:
     """Append what the server sends to ``part``; return the announced total size."""
     offset = part.stat().st_size if part.exists() else 0
-    headers = {}
+    headers = {"Accept-Encoding": "identity"}
     validator = _validator_path(part)
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -61,6 +67,8 @@ def _fetch_once(
             headers["If-Range"] = validator.read_text().strip()
     with http.stream("GET", url, headers=headers) as response:
         if response.status_code == 416:
+            if _already_complete(response, offset):
+                return offset
             raise _Restart
         if response.status_code not in (200, 206):
             raise KlingError(

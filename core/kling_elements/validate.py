@@ -9,8 +9,9 @@ the API docs. Nothing here performs I/O.
 from __future__ import annotations
 
 import math
+import numbers
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import ValidationError
@@ -150,8 +151,9 @@ def video_source(video_url: str | None, video_id: str | None) -> tuple[str, str]
 
 def frame_index(value: object, total_frames: int | None = None) -> int:
     """A frame index of the normalized video: a non-negative int below ``total_frames``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValidationError(f"frame_index {value!r} must be an integer frame number")
+    value = int(value)
     if value < 0:
         raise ValidationError(f"frame_index {value} is negative: frames count from 0")
     if total_frames is not None and value >= total_frames:
@@ -163,7 +165,7 @@ def frame_index(value: object, total_frames: int | None = None) -> int:
 
 
 def _coordinate(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValidationError(f"point {name}={value!r} must be a number in [0, 1]")
     number = float(value)
     if not math.isfinite(number) or not 0.0 <= number <= 1.0:
@@ -186,8 +188,8 @@ def points(values: Iterable[object]) -> list[tuple[float, float]]:
     for item in values:
         if isinstance(item, dict):
             x, y = item.get("x"), item.get("y")
-        elif isinstance(item, Sequence) and not isinstance(item, (str, bytes)) and len(item) == 2:
-            x, y = item
+        elif not isinstance(item, (str, bytes)) and hasattr(item, "__len__") and len(item) == 2:
+            x, y = item[0], item[1]
         else:
             raise ValidationError(f"point {item!r} must be an (x, y) pair of numbers in [0, 1]")
         result.append((_coordinate("x", x), _coordinate("y", y)))

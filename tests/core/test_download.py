@@ -207,6 +207,7 @@ def test_a_complete_part_file_is_not_corrupted(server, tmp_path):
     (tmp_path / "result.mp4.part").write_bytes(server.data)
     download(server.url, dest, sleep=lambda s: None)
     assert sha(dest.read_bytes()) == sha(server.data)
+    assert len(server.requests) == 1, "a complete .part must not be fetched again"
 
 
 def test_http_error_is_reported_without_retry(server, client, sleeps, tmp_path):

@@ -366,3 +366,10 @@ def test_documented_limits_live_here():
     assert validate.PROMPT_MAX_CHARS == 2500
     assert validate.IMAGE_MIN_SIDE == 300
     assert validate.PAGE_NUM_RANGE == (1, 1000) and validate.PAGE_SIZE_RANGE == (1, 500)
+
+
+def test_numpy_numbers_are_accepted_as_points_and_frames():
+    np = pytest.importorskip("numpy")
+    pts = validate.points([np.array([np.float64(0.25), np.float64(0.5)])])
+    assert pts == [(0.25, 0.5)] and all(type(v) is float for v in pts[0])
+    assert validate.frame_index(np.int64(3), 10) == 3

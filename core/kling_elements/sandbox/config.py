@@ -1,0 +1,90 @@
+"""The sandbox's settings, and the envelope/error plumbing every sandbox module shares.
+
+``SandboxConfig`` is frozen: a running sandbox never changes its keys or timings under a
+client's feet. ``ApiError`` is how any sandbox module refuses a request; the server turns it
+into Kling's envelope with the HTTP status taken from :data:`kling_elements.errors.CODES`
+(the one table of codes), so no status is ever written twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.responses import JSONResponse
+
+from ..errors import CODES
+
+__all__ = ["SUCCESS_MESSAGE", "ApiError", "SandboxConfig", "envelope", "new_request_id"]
+
+SUCCESS_MESSAGE = "SUCCEED"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How a sandbox runs. Loopback by default; keys are the well-known sandbox defaults.
+
+    ``data_dir`` ``None`` means a fresh temporary directory, removed when the sandbox stops.
+    ``task_seconds`` is how long (on the sandbox clock) a task takes at least;
+    ``max_long_side`` bounds the normalized video's longer side (frames are decoded and
+    written at that size).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    access_key: str = "sandbox-access"
+    secret_key: str = "sandbox-secret-key-for-local-use-only"
+    api_key: str = "sandbox-api-key"
+    data_dir: str | Path | None = None
+    task_seconds: float = 10.0
+    max_concurrent_tasks: int = 3
+    max_long_side: int = 1280
+
+    def __repr__(self) -> str:  # keys never appear in logs or tracebacks
+        return (
+            f"SandboxConfig(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r}, "
+            f"task_seconds={self.task_seconds}, max_concurrent_tasks={self.max_concurrent_tasks}, "
+            f"max_long_side={self.max_long_side})"
+        )
+
+
+class ApiError(Exception):
+    """A refusal with a Kling business code; ``message`` names the field and the rule."""
+
+    def __init__(self, code: int, message: str) -> None:
+        if code not in CODES:
+            raise ValueError(f"undocumented business code {code}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        return CODES[self.code].http_status
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def envelope(
+    code: int,
+    message: str,
+    request_id: str,
+    data: object = None,
+    *,
+    http_status: int | None = None,
+) -> JSONResponse:
+    """Kling's ``{"code", "message", "request_id", "data"}`` answer.
+
+    The HTTP status is the one ``errors.CODES`` gives for ``code`` (200 for 0) unless a
+    fault rule imposes another.
+    """
+    if http_status is None:
+        http_status = 200 if code == 0 else CODES[code].http_status
+    return JSONResponse(
+        {"code": code, "message": message, "request_id": request_id, "data": data},
+        status_code=http_status,
+        headers={"X-Request-Id": request_id},
+    )

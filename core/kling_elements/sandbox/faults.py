@@ -1,0 +1,152 @@
+"""Fault rules: make the next N requests to a route fail in a chosen, reproducible way.
+
+A rule is ``{"route": R, "times": N, <one effect>}``; effects are
+
+* ``"error": {"http": 429, "code": 1303, "message": "..."}`` - answer that envelope, do nothing;
+* ``"delay_s": 5`` - wait (without blocking the server), then proceed normally;
+* ``"drop": "before_commit" | "after_commit"`` - close the connection without an answer,
+  before the request had any effect, or after it took effect (e.g. the task exists);
+* ``"truncate": 0.5`` - ``files`` only: declare the full length, send that fraction, close.
+
+Rules are consumed in the order they were added: each matching request takes one use of the
+first rule for its route; a rule is removed once used ``times`` times. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+from ..errors import CODES
+from .config import ApiError
+
+__all__ = ["DROP_WHEN", "ROUTES", "FaultBook", "FaultRule", "parse_rules"]
+
+ROUTES = (
+    "init-selection", "add-selection", "delete-selection", "clear-selection",
+    "preview-selection", "create", "get", "list", "uploads", "files",
+)
+DROP_WHEN = ("before_commit", "after_commit")
+_EFFECTS = ("error", "delay_s", "drop", "truncate")
+MAX_DELAY_S = 600.0
+
+
+@dataclass
+class FaultRule:
+    """One rule; exactly one of ``error`` / ``delay_s`` / ``drop`` / ``truncate`` is set."""
+
+    route: str
+    times: int
+    error: dict | None = None  # {"http": int, "code": int, "message": str}
+    delay_s: float | None = None
+    drop: str | None = None
+    truncate: float | None = None
+
+    def to_json(self) -> dict:
+        out: dict = {"route": self.route, "times": self.times}
+        for name in _EFFECTS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def _bad(index: int, text: str) -> ApiError:
+    return ApiError(1201, f"rules[{index}]: {text}")
+
+
+def _number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _error_effect(index: int, value: object) -> dict:
+    if not isinstance(value, dict):
+        raise _bad(index, 'error must be an object like {"http": 429, "code": 1303}')
+    code = value.get("code")
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise _bad(index, "error.code must be an integer business code")
+    http = value.get("http", CODES[code].http_status if code in CODES else None)
+    if isinstance(http, bool) or not isinstance(http, int) or not 100 <= http <= 599:
+        raise _bad(index, "error.http must be an HTTP status 100-599 (required for unknown codes)")
+    message = value.get("message", CODES[code].meaning if code in CODES else "injected fault")
+    if not isinstance(message, str):
+        raise _bad(index, "error.message must be a string")
+    return {"http": http, "code": code, "message": message}
+
+
+def _parse_rule(index: int, raw: object) -> FaultRule:
+    if not isinstance(raw, dict):
+        raise _bad(index, "each rule must be an object")
+    route = raw.get("route")
+    if route not in ROUTES:
+        raise _bad(index, f"route {route!r} is not one of {', '.join(ROUTES)}")
+    times = raw.get("times", 1)
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        raise _bad(index, f"times {times!r} must be an integer >= 1")
+    unknown = set(raw) - {"route", "times", *_EFFECTS}
+    if unknown:
+        raise _bad(index, f"unknown field(s) {', '.join(sorted(unknown))}")
+    effects = [name for name in _EFFECTS if name in raw]
+    if len(effects) != 1:
+        raise _bad(index, f"give exactly one effect of {', '.join(_EFFECTS)}")
+    rule = FaultRule(route=route, times=times)
+    effect, value = effects[0], raw[effects[0]]
+    if effect == "error":
+        rule.error = _error_effect(index, value)
+    elif effect == "delay_s":
+        if not _number(value) or not 0 <= value <= MAX_DELAY_S:
+            raise _bad(index, f"delay_s must be a number of seconds in 0-{MAX_DELAY_S:g}")
+        rule.delay_s = float(value)
+    elif effect == "drop":
+        if value not in DROP_WHEN:
+            raise _bad(index, f"drop must be one of {', '.join(DROP_WHEN)}")
+        rule.drop = value
+    else:
+        if route != "files":
+            raise _bad(index, "truncate only applies to the files route")
+        if not _number(value) or not 0 <= value < 1:
+            raise _bad(index, "truncate must be a fraction in [0, 1)")
+        rule.truncate = float(value)
+    return rule
+
+
+def parse_rules(body: object) -> list[FaultRule]:
+    """Rules from ``{"rules": [...]}``; 1201 naming the rule and field on any mistake."""
+    if not isinstance(body, dict) or not isinstance(body.get("rules"), list):
+        raise ApiError(1201, 'body must be {"rules": [{"route": ..., "times": N, <effect>}]}')
+    return [_parse_rule(i, raw) for i, raw in enumerate(body["rules"])]
+
+
+class FaultBook:
+    """The pending rules, consumed in order by matching requests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+
+    def add(self, rules: list[FaultRule]) -> None:
+        with self._lock:
+            self._rules.extend(rules)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def snapshot(self) -> list[dict]:
+        with self._lock:
+            return [rule.to_json() for rule in self._rules]
+
+    def take(self, route: str) -> FaultRule | None:
+        """Consume one use of the first rule for ``route``; the rule as it applies, or None."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.route == route:
+                    rule.times -= 1
+                    if rule.times <= 0:
+                        self._rules.remove(rule)
+                    return FaultRule(
+                        route=rule.route, times=1, error=rule.error, delay_s=rule.delay_s,
+                        drop=rule.drop, truncate=rule.truncate,
+                    )
+        return None

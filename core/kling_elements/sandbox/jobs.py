@@ -1,0 +1,164 @@
+"""Background work: the render worker, the status ticker and callback deliveries.
+
+Three daemon threads, started and stopped together by :class:`Jobs`:
+
+* the **worker** renders queued tasks one at a time (track, then remove/swap/add, then write
+  the result MP4 and, if asked, a watermarked copy), recording the outcome and the sandbox
+  time it finished; a render that raises makes the task ``failed`` with the reason;
+* the **ticker** wakes every ~50 ms and whenever the clock moves or a task is created, and
+  for each task with a ``callback_url`` queues one callback per status it reached since the
+  last look, in order (``submitted``, ``processing``, then ``succeed``/``failed``), even when
+  a clock jump skipped over a status; it also frees the memory of expired sessions;
+* the **deliverer** POSTs those callbacks one by one; a failed delivery is logged and dropped
+  (callbacks are hints: clients confirm with a query).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import httpx
+import numpy as np
+
+from . import video, vision
+from .config import SandboxConfig
+from .selection import tracking
+from .state import ResultVideo, State, Task
+from .tasks import SUBMITTED_FRACTION, callback_payload, status_at
+
+__all__ = ["Jobs", "render"]
+
+log = logging.getLogger("kling_elements.sandbox")
+TICK_S = 0.05
+_ORDER = ("submitted", "processing")
+
+
+def render(state: State, task: Task) -> ResultVideo:
+    """Produce the task's result video (and watermarked copy); register it; return it."""
+    frames, fps = state.frames.get(task.video_path)
+    masks = None
+    if task.key_masks:
+        with state.lock:
+            session = state.sessions[task.session_id]
+        masks = tracking(state, session, task.key_masks, task.selection_version)
+    reference = task.images[0] if task.images else None
+    if task.edit_mode == "removal":
+        out = vision.remove(frames, masks)
+    elif task.edit_mode == "swap":
+        out = vision.swap(frames, masks, reference)
+    else:
+        out = vision.add(frames, masks, reference)
+    out = np.asarray(out)
+    folder = f"tasks/{task.id}"
+    name, path = state.new_file(folder, ".mp4", "result.mp4")
+    video.write_mp4(path, out, fps)
+    watermark_name = None
+    if task.watermark:
+        watermark_name, watermark_path = state.new_file(folder, ".mp4", "watermarked.mp4")
+        video.write_mp4(watermark_path, vision.watermark(out), fps)
+    result = ResultVideo(
+        id=state.new_numeric_id(), session_id=task.session_id, path=path, name=name,
+        watermark_name=watermark_name, duration_s=len(out) / fps, created_at=state.clock.now(),
+    )
+    state.add_video(result)
+    return result
+
+
+def _updated_at(task: Task, status: str, task_seconds: float, final_at: float) -> float:
+    if status == "submitted":
+        return task.created_at
+    if status == "processing":
+        return task.created_at + SUBMITTED_FRACTION * task_seconds
+    return final_at
+
+
+class Jobs:
+    """The worker, ticker and deliverer threads of one sandbox."""
+
+    def __init__(self, state: State, config: SandboxConfig) -> None:
+        self.state = state
+        self.config = config
+        self._stop = threading.Event()
+        self._deliveries: queue.Queue[tuple[str, dict] | None] = queue.Queue()
+        self._threads = [
+            threading.Thread(target=self._work, name="sandbox-render", daemon=True),
+            threading.Thread(target=self._tick, name="sandbox-ticker", daemon=True),
+            threading.Thread(target=self._deliver, name="sandbox-callbacks", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop all threads (a render in progress is finished first, up to ``timeout``)."""
+        self._stop.set()
+        self.state.render_queue.put(None)
+        self._deliveries.put(None)
+        self.state.wakeup.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
+
+    # worker --------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            task = self.state.render_queue.get()
+            if task is None or self._stop.is_set():
+                return
+            if task.render_finished_at is not None:  # refused up front (the [[fail]] marker)
+                continue
+            result, error = None, None
+            try:
+                result = render(self.state, task)
+            except Exception as exc:
+                log.exception("render of task %s failed", task.id)
+                error = f"render failed: {exc.__class__.__name__}: {exc}"
+            with self.state.lock:
+                task.result, task.render_error = result, error
+                task.render_finished_at = self.state.clock.now()
+                task.images, task.key_masks = [], {}  # inputs are not needed any more
+            self.state.wakeup.set()
+
+    # ticker --------------------------------------------------------------------------
+    def _tick(self) -> None:
+        while not self._stop.is_set():
+            self.state.wakeup.wait(TICK_S)
+            self.state.wakeup.clear()
+            self.state.purge_expired()
+            now = self.state.clock.now()
+            for task in self.state.all_tasks():
+                if task.callback_url and len(task.notified) < 3:
+                    self._queue_callbacks(task, now)
+
+    def _queue_callbacks(self, task: Task, now: float) -> None:
+        seconds = self.config.task_seconds
+        with self.state.lock:
+            status, updated = status_at(task, now, seconds)
+            reached = [*_ORDER[: _ORDER.index(status) + 1]] if status in _ORDER else [
+                *_ORDER, status]
+            for step in reached[len(task.notified):]:
+                task.notified.append(step)
+                payload = callback_payload(
+                    self.state, task, step, _updated_at(task, step, seconds, updated)
+                )
+                self._deliveries.put((task.callback_url, payload))
+
+    # deliverer -----------------------------------------------------------------------
+    def _deliver(self) -> None:
+        with httpx.Client(timeout=5.0, trust_env=False, follow_redirects=False) as client:
+            while True:
+                item = self._deliveries.get()
+                if item is None:
+                    return
+                url, payload = item
+                try:
+                    response = client.post(url, json=payload)
+                    log.debug("callback %s for task %s: HTTP %s", payload["task_status"],
+                              payload["task_id"], response.status_code)
+                except httpx.HTTPError as exc:
+                    log.warning("callback %s for task %s not delivered (%s); dropped",
+                                payload["task_status"], payload["task_id"],
+                                exc.__class__.__name__)

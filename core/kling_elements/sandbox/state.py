@@ -1,0 +1,321 @@
+"""Everything the sandbox remembers: sessions, tasks, result videos, served files, the clock.
+
+All times are *sandbox clock* seconds (``Clock.now()`` = real time + an offset that only
+``/sandbox/clock`` moves, forwards). One re-entrant lock guards the registries; a session
+additionally has its own lock so selection edits of one session are serialized without
+blocking the others during the (slow) segmentation. Nothing here does HTTP.
+"""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..validate import RESULT_TTL_S, SESSION_TTL_S
+from .config import ApiError
+from .faults import FaultBook
+
+__all__ = [
+    "Clock", "FrameCache", "Preview", "ResultVideo", "Session", "State", "Task",
+]
+
+
+class Clock:
+    """Real time plus an offset; ``advance`` only moves forwards and notifies listeners."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offset = 0.0
+        self._listeners: list[Callable[[], None]] = []
+
+    def now(self) -> float:
+        with self._lock:
+            return time.time() + self._offset
+
+    @property
+    def offset(self) -> float:
+        with self._lock:
+            return self._offset
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock ``seconds`` (>= 0) forwards; return the new ``now()``."""
+        if seconds < 0:
+            raise ValueError("the sandbox clock only moves forwards")
+        with self._lock:
+            self._offset += seconds
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+        return self.now()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+
+@dataclass
+class Preview:
+    """The tracking of one selection version and the files made from it.
+
+    The masks are kept bit-packed (8x smaller: a 10 s 60 fps 720p tracking is ~70 MB, not
+    550 MB); :meth:`masks` unpacks them.
+    """
+
+    version: int
+    packed: np.ndarray  # np.packbits of the (n, h, w) bool masks along the last axis
+    width: int
+    video: str  # file names under /sandbox/files
+    cover: str
+    tracking: str
+
+    @classmethod
+    def of(cls, version: int, masks: np.ndarray, video: str, cover: str, tracking: str
+           ) -> Preview:
+        return cls(version, np.packbits(masks, axis=-1), masks.shape[-1], video, cover, tracking)
+
+    def masks(self) -> np.ndarray:
+        return np.unpackbits(self.packed, axis=-1, count=self.width).astype(bool)
+
+
+@dataclass(eq=False)
+class Session:
+    """One init-selection: the normalized video and the points marked on its frames.
+
+    ``points`` keeps every frame's points exactly as received (delete compares bits);
+    ``masks`` the union mask of each marked frame (the key masks for tracking);
+    ``version`` increments on every change, keying the preview cache.
+    """
+
+    id: str
+    created_at: float
+    video_path: Path
+    video_name: str
+    fps: float
+    width: int
+    height: int
+    total_frame: int
+    duration_s: float
+    original_duration_ms: int
+    points: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    version: int = 0
+    preview: Preview | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def expired(self, now: float) -> bool:
+        return now >= self.created_at + SESSION_TTL_S
+
+    def forget(self) -> None:
+        """Drop the selection's memory (an expired session is only kept to say so)."""
+        with self.lock:
+            self.points.clear()
+            self.masks.clear()
+            self.preview = None
+
+
+@dataclass(eq=False)
+class ResultVideo:
+    """A video the sandbox generated; its id can start a new session for 30 days."""
+
+    id: str
+    session_id: str
+    path: Path
+    name: str
+    watermark_name: str | None
+    duration_s: float
+    created_at: float
+
+
+@dataclass(eq=False)
+class Task:
+    """An edit task; its visible status is derived from the clock (see ``jobs.status_at``)."""
+
+    id: str
+    owner: str
+    external_task_id: str
+    session_id: str
+    edit_mode: str
+    prompt: str
+    negative_prompt: str | None
+    mode: str
+    duration: str
+    model_name: str
+    watermark: bool
+    callback_url: str | None
+    created_at: float
+    video_path: Path
+    images: list[np.ndarray]
+    key_masks: dict[int, np.ndarray]
+    selection_version: int
+    render_finished_at: float | None = None
+    render_error: str | None = None
+    result: ResultVideo | None = None
+    notified: list[str] = field(default_factory=list)
+
+
+class FrameCache:
+    """Decoded frames of the few most recently used videos (decoding a clip costs seconds).
+
+    Keyed by path; the arrays are shared and must be treated as read-only.
+    """
+
+    def __init__(self, capacity: int = 2) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Path, tuple[np.ndarray, float]] = OrderedDict()
+        self._loading: dict[Path, threading.Lock] = {}
+
+    def get(self, path: Path) -> tuple[np.ndarray, float]:
+        from . import video  # the sandbox's decoder (PyAV)
+
+        with self._lock:
+            if path in self._entries:
+                self._entries.move_to_end(path)
+                return self._entries[path]
+            loading = self._loading.setdefault(path, threading.Lock())
+        with loading:  # one decode per path even when several threads ask at once
+            with self._lock:
+                if path in self._entries:
+                    return self._entries[path]
+            frames, fps = video.read_frames(path)
+            frames.setflags(write=False)
+            with self._lock:
+                self._entries[path] = (frames, fps)
+                while len(self._entries) > self._capacity:
+                    self._entries.popitem(last=False)
+                self._loading.pop(path, None)
+            return frames, fps
+
+
+def _numeric_id() -> str:
+    return str(10**17 + secrets.randbelow(9 * 10**17))
+
+
+class State:
+    """The registries. ``render_queue`` feeds the worker; ``wakeup`` nudges the ticker."""
+
+    def __init__(self, data_dir: Path, clock: Clock | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.clock = clock or Clock()
+        self.lock = threading.RLock()
+        self.sessions: dict[str, Session] = {}
+        self.tasks: dict[str, Task] = {}
+        self.videos: dict[str, ResultVideo] = {}
+        self.created: Counter[str] = Counter()  # create POSTs that made a task, per ext id
+        self.faults = FaultBook()
+        self.frames = FrameCache()
+        self.render_queue: queue.Queue[Task | None] = queue.Queue()
+        self.wakeup = threading.Event()
+        self.base_url = ""
+        self._files: dict[str, Path] = {}
+        self.clock.on_change(self.wakeup.set)
+
+    # files -------------------------------------------------------------------------
+    def new_file(
+        self, folder: str, suffix: str, filename: str | None = None
+    ) -> tuple[str, Path]:
+        """A fresh unguessable name (served at /sandbox/files/<name>) and the path it maps to.
+
+        The path is ``data_dir/folder/filename`` (``filename`` defaults to the name).
+        """
+        name = secrets.token_urlsafe(18) + suffix
+        directory = self.data_dir / folder
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / (filename or name)
+        with self.lock:
+            self._files[name] = path
+        return name, path
+
+    def file_path(self, name: str) -> Path | None:
+        with self.lock:
+            return self._files.get(name)
+
+    def file_url(self, name: str, base_url: str | None = None) -> str:
+        return f"{(base_url or self.base_url).rstrip('/')}/sandbox/files/{name}"
+
+    # ids ---------------------------------------------------------------------------
+    @staticmethod
+    def new_session_id() -> str:
+        return secrets.token_hex(16)
+
+    @staticmethod
+    def new_numeric_id() -> str:
+        return _numeric_id()
+
+    # sessions ----------------------------------------------------------------------
+    def add_session(self, session: Session) -> None:
+        with self.lock:
+            self.sessions[session.id] = session
+
+    def purge_expired(self) -> None:
+        """Free the memory of expired sessions (their ids keep answering "expired")."""
+        now = self.clock.now()
+        with self.lock:
+            stale = [s for s in self.sessions.values()
+                     if (s.points or s.preview is not None) and s.expired(now)]
+        for session in stale:
+            session.forget()
+
+    def session(self, session_id: object) -> Session:
+        """The live session, or 1203 (unknown or older than 24 h)."""
+        if not isinstance(session_id, str) or not session_id:
+            raise ApiError(1201, "session_id is required: pass the id init-selection returned")
+        with self.lock:
+            found = self.sessions.get(session_id)
+        if found is None:
+            raise ApiError(1203, f"session {session_id!r} does not exist")
+        if found.expired(self.clock.now()):
+            raise ApiError(1203, f"session {session_id!r} expired (sessions last 24 h)")
+        return found
+
+    # result videos -----------------------------------------------------------------
+    def add_video(self, result: ResultVideo) -> None:
+        with self.lock:
+            self.videos[result.id] = result
+
+    def video(self, video_id: str) -> ResultVideo:
+        """A generated video younger than 30 days, or 1203."""
+        with self.lock:
+            found = self.videos.get(video_id)
+        if found is None:
+            raise ApiError(1203, f"video_id {video_id!r} is not a video the sandbox generated")
+        if self.clock.now() >= found.created_at + RESULT_TTL_S:
+            raise ApiError(1203, f"video_id {video_id!r} expired (results last 30 days)")
+        return found
+
+    # tasks -------------------------------------------------------------------------
+    def add_task(self, task: Task) -> None:
+        with self.lock:
+            self.tasks[task.id] = task
+            self.created[task.external_task_id] += 1
+        self.render_queue.put(task)
+        self.wakeup.set()
+
+    def find_task(self, owner: str, ident: str) -> Task | None:
+        """By task_id, else by external_task_id, among ``owner``'s tasks only."""
+        with self.lock:
+            task = self.tasks.get(ident)
+            if task is not None and task.owner == owner:
+                return task
+            for task in self.tasks.values():
+                if task.owner == owner and task.external_task_id and task.external_task_id == ident:
+                    return task
+        return None
+
+    def tasks_of(self, owner: str) -> list[Task]:
+        """``owner``'s tasks, newest first."""
+        with self.lock:
+            mine = [t for t in self.tasks.values() if t.owner == owner]
+        return mine[::-1]
+
+    def all_tasks(self) -> list[Task]:
+        with self.lock:
+            return list(self.tasks.values())

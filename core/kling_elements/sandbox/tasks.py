@@ -1,0 +1,246 @@
+"""Edit tasks: the create endpoint's checks, the clock-derived status, the JSON shapes.
+
+A task's visible status is a pure function of the sandbox clock and the render's outcome
+(:func:`status_at`), so advancing the clock moves tasks along deterministically: ``submitted``
+for the first 10 % of ``task_seconds``, then ``processing`` until ``task_seconds`` have passed
+*and* the render finished, then ``succeed`` or ``failed``. Every check of :func:`create_task`
+happens before anything is stored, so a refused create leaves no trace.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from .. import validate
+from ..errors import ValidationError
+from .config import ApiError, SandboxConfig
+from .fetch import download, loopback_url
+from .state import State, Task
+
+__all__ = [
+    "FAIL_MARKER", "FAIL_MESSAGE", "MODEL_NAMES", "callback_payload", "create_task",
+    "status_at", "task_object",
+]
+
+MODEL_NAMES = ("kling-v1-6",)
+FAIL_MARKER = "[[fail]]"
+FAIL_MESSAGE = "content safety policy: the sandbox refuses prompts containing [[fail]]"
+SUBMITTED_FRACTION = 0.1
+ACTIVE = ("submitted", "processing")
+
+
+def status_at(task: Task, now: float, task_seconds: float) -> tuple[str, float]:
+    """``(task_status, updated_at)`` of ``task`` at sandbox time ``now`` (seconds)."""
+    processing_at = task.created_at + SUBMITTED_FRACTION * task_seconds
+    if now < processing_at:
+        return "submitted", task.created_at
+    finished = task.render_finished_at
+    done_at = task.created_at + task_seconds
+    if finished is None or now < done_at:
+        return "processing", processing_at
+    return ("failed" if task.render_error else "succeed"), max(done_at, finished)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _videos(state: State, task: Task, base_url: str | None, full: bool) -> list[dict]:
+    result = task.result
+    if result is None:
+        return []
+    item = {"id": result.id, "url": state.file_url(result.name, base_url),
+            "duration": f"{result.duration_s:.1f}"}
+    if full:
+        item["session_id"] = result.session_id
+        item["watermark_url"] = (
+            state.file_url(result.watermark_name, base_url) if result.watermark_name else ""
+        )
+    return [item]
+
+
+def task_object(
+    state: State, task: Task, now: float, task_seconds: float, base_url: str | None = None
+) -> dict:
+    """The task as GET/list return it (plus ``final_unit_deduction``, an unknown extra)."""
+    status, updated = status_at(task, now, task_seconds)
+    units = (1 if task.mode == "std" else 2) * (1 if task.duration == "5" else 2)
+    return {
+        "task_id": task.id,
+        "task_status": status,
+        "task_status_msg": (task.render_error or "") if status == "failed" else "",
+        "task_info": {"external_task_id": task.external_task_id},
+        "task_result": {"videos": _videos(state, task, base_url, True) if status == "succeed"
+                        else []},
+        "watermark_info": {"enabled": task.watermark},
+        "created_at": _ms(task.created_at),
+        "updated_at": _ms(updated),
+        "final_unit_deduction": str(units),
+    }
+
+
+def callback_payload(state: State, task: Task, status: str, updated_at: float) -> dict:
+    """The documented callback body for ``task`` having reached ``status``."""
+    return {
+        "task_id": task.id,
+        "task_status": status,
+        "task_status_msg": (task.render_error or "") if status == "failed" else "",
+        "task_info": {"external_task_id": task.external_task_id},
+        "created_at": _ms(task.created_at),
+        "updated_at": _ms(updated_at),
+        "task_result": {"videos": _videos(state, task, None, False) if status == "succeed"
+                        else []},
+    }
+
+
+# ---------------------------------------------------------------- create
+
+
+def _invalid(exc: ValidationError) -> ApiError:
+    return ApiError(1201, str(exc))
+
+
+def _image_bytes(state: State, field: str, value: str) -> bytes:
+    if value[:5].lower() == "data:":
+        raise ApiError(1201, f"{field} starts with a data: prefix: send the raw base64 only, "
+                             "without 'data:image/...;base64,'")
+    limit = validate.IMAGE_MAX_BYTES
+    if value.lower().startswith(("http://", "https://")):
+        url = loopback_url(field, value)
+        incoming = state.data_dir / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        path = incoming / f"{state.new_session_id()}.img"
+        download(url, path, field=field, max_bytes=limit)
+        try:
+            return path.read_bytes()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    compact = "".join(value.split())
+    if len(compact) > (limit + 2) // 3 * 4:
+        raise ApiError(1201, f"{field} is over the {limit // 2**20} MB limit: shrink it")
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(1201, f"{field} is neither an http(s) URL nor valid base64") from None
+
+
+def _image(state: State, index: int, item: object) -> np.ndarray:
+    """One reference image, checked against every documented rule, as RGB pixels."""
+    field = f"image_list[{index}].image"
+    value = item.get("image") if isinstance(item, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(1201, f'image_list[{index}] must be {{"image": "<URL or raw base64>"}}')
+    data = _image_bytes(state, field, value.strip())
+    if len(data) > validate.IMAGE_MAX_BYTES:
+        raise ApiError(1201, f"{field} is {len(data)} bytes, over the "
+                             f"{validate.IMAGE_MAX_BYTES // 2**20} MB limit: shrink it")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Exception:
+        raise ApiError(1201, f"{field} is not a readable image: send a JPEG or PNG") from None
+    if image.format not in validate.IMAGE_FORMATS:
+        raise ApiError(1201, f"{field} is {image.format}: only JPEG and PNG are accepted")
+    w, h = image.size
+    if min(w, h) < validate.IMAGE_MIN_SIDE:
+        raise ApiError(1201, f"{field} is {w}x{h} px; both sides must be at least "
+                             f"{validate.IMAGE_MIN_SIDE} px")
+    lo, hi = validate.IMAGE_ASPECT_RANGE
+    if not lo <= w / h <= hi:
+        raise ApiError(1201, f"{field} aspect ratio {w / h:.2f}:1 is outside 1:2.5-2.5:1")
+    return np.asarray(image.convert("RGB"))
+
+
+def _string(body: dict, name: str, default: str | None = None) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ApiError(1201, f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _options(body: dict) -> dict:
+    """The scalar fields of a create body, checked (no I/O, no session needed)."""
+    model = _string(body, "model_name") or MODEL_NAMES[0]
+    if model not in MODEL_NAMES:
+        raise ApiError(1201, f"model_name {model!r} is not supported by the sandbox "
+                             f"(use {', '.join(MODEL_NAMES)})")
+    edit_mode = _string(body, "edit_mode")
+    try:
+        validate.edit_mode(edit_mode)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    images = body.get("image_list") or []
+    if not isinstance(images, list):
+        raise ApiError(1201, 'image_list must be a list of {"image": str}')
+    try:
+        validate.image_count(edit_mode, len(images))
+        prompt = validate.prompt(body.get("prompt"), len(images))
+        negative = validate.negative_prompt(_string(body, "negative_prompt"))
+        mode = validate.mode(_string(body, "mode", "std"))
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    watermark = body.get("watermark_info")
+    if watermark is not None and (
+        not isinstance(watermark, dict) or not isinstance(watermark.get("enabled", False), bool)
+    ):
+        raise ApiError(1201, 'watermark_info must be {"enabled": true|false}')
+    callback = _string(body, "callback_url") or None
+    if callback is not None:
+        loopback_url("callback_url", callback)
+    return {
+        "model_name": model, "edit_mode": edit_mode, "image_list": images, "prompt": prompt,
+        "negative_prompt": negative, "mode": mode, "callback_url": callback,
+        "watermark": bool((watermark or {}).get("enabled", False)),
+        "external_task_id": _string(body, "external_task_id", ""),
+    }
+
+
+def create_task(state: State, config: SandboxConfig, owner: str, body: dict) -> Task:
+    """Check a create body and register the task (queued for rendering); 12xx/1303 else."""
+    session = state.session(body.get("session_id"))
+    options = _options(body)
+    try:
+        duration = validate.duration(_string(body, "duration"), session.duration_s)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    with session.lock:
+        key_masks, version = dict(session.masks), session.version
+    if options["edit_mode"] in ("swap", "removal") and not key_masks:
+        raise ApiError(1201, f"{options['edit_mode']} needs a marked selection: call "
+                             "add-selection on the session first")
+    images = [_image(state, i, item) for i, item in enumerate(options.pop("image_list"))]
+    external = options["external_task_id"]
+    with state.lock:
+        now = state.clock.now()
+        if external:
+            for other in state.all_tasks():
+                if other.owner == owner and other.external_task_id == external:
+                    raise ApiError(
+                        1201, f"external_task_id {external!r} is already used by task "
+                              f"{other.id}: query it instead of creating it again")
+        running = sum(
+            1 for t in state.tasks_of(owner) if status_at(t, now, config.task_seconds)[0] in ACTIVE
+        )
+        if running >= config.max_concurrent_tasks:
+            raise ApiError(1303, f"{running} tasks are already running, the limit is "
+                                 f"{config.max_concurrent_tasks}: wait for one to finish")
+        task = Task(
+            id=state.new_numeric_id(), owner=owner, session_id=session.id, duration=duration,
+            created_at=now, video_path=session.video_path, images=images, key_masks=key_masks,
+            selection_version=version, **options,
+        )
+        if FAIL_MARKER in task.prompt:
+            task.render_error, task.render_finished_at = FAIL_MESSAGE, now
+            task.images, task.key_masks = [], {}
+        state.add_task(task)
+    return task

@@ -17,11 +17,11 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ValidationError
 from .validate import (
-    IMAGE_ASPECT_RANGE,
     IMAGE_FORMATS,
     IMAGE_MAX_BYTES,
     IMAGE_MIN_SIDE,
     VideoInfo,
+    image_geometry,
 )
 
 __all__ = ["ImageInput", "prepare_image", "probe"]
@@ -66,21 +66,6 @@ def _load(source: ImageInput, label: str) -> tuple[Image.Image, bytes | None]:
     return image, data
 
 
-def _check_geometry(image: Image.Image, label: str) -> None:
-    w, h = image.size
-    if min(w, h) < IMAGE_MIN_SIDE:
-        raise ValidationError(
-            f"{label} is {w}x{h} px; both sides must be at least {IMAGE_MIN_SIDE} px: "
-            "use a larger image of the element"
-        )
-    lo, hi = IMAGE_ASPECT_RANGE
-    if not lo <= w / h <= hi:
-        raise ValidationError(
-            f"{label} aspect ratio {w / h:.2f}:1 is outside 1:2.5-2.5:1: crop it closer to "
-            "the element"
-        )
-
-
 def _encode(image: Image.Image) -> bytes:
     """Re-encode to JPEG (opaque) or PNG (with alpha), shrinking until under the size limit."""
     has_alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
@@ -114,7 +99,7 @@ def prepare_image(source: ImageInput, *, label: str = "image") -> str:
     only a human can fix (too small, extreme aspect) are refused, never silently cropped.
     """
     image, original = _load(source, label)
-    _check_geometry(image, label)
+    image_geometry(*image.size, label=label)
     if original is not None and image.format in IMAGE_FORMATS and len(original) <= IMAGE_MAX_BYTES:
         data = original
     else:

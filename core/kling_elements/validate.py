@@ -26,6 +26,7 @@ __all__ = [
     "IMAGE_MIN_SIDE",
     "MAX_FRAMES_PER_SESSION",
     "MAX_POINTS_PER_FRAME",
+    "MODEL_NAMES",
     "MODES",
     "PAGE_NUM_RANGE",
     "PAGE_SIZE_RANGE",
@@ -41,6 +42,7 @@ __all__ = [
     "edit_mode",
     "frame_index",
     "image_count",
+    "image_geometry",
     "mode",
     "page",
     "points",
@@ -68,6 +70,7 @@ MODES = ("std", "pro")
 DURATION_CHOICES = ("5", "10")
 PROMPT_MAX_CHARS = 2500
 
+MODEL_NAMES = ("kling-v1-6",)
 IMAGE_FORMATS = ("JPEG", "PNG")
 IMAGE_MAX_BYTES = 10 * 1024 * 1024
 IMAGE_MIN_SIDE = 300
@@ -220,6 +223,21 @@ def image_count(mode_name: str, count: int) -> None:
         raise ValidationError(
             f"{mode_name} takes {need}, got {count}: "
             + ("drop the images" if hi == 0 else "give reference image(s) of the element")
+        )
+
+
+def image_geometry(width: int, height: int, label: str = "image") -> None:
+    """Refuse a reference image a human must fix: a side under 300 px or an extreme aspect."""
+    if min(width, height) < IMAGE_MIN_SIDE:
+        raise ValidationError(
+            f"{label} is {width}x{height} px; both sides must be at least {IMAGE_MIN_SIDE} px: "
+            "use a larger image of the element"
+        )
+    lo, hi = IMAGE_ASPECT_RANGE
+    if not lo <= width / height <= hi:
+        raise ValidationError(
+            f"{label} aspect ratio {width / height:.2f}:1 is outside 1:2.5-2.5:1: crop it "
+            "closer to the element"
         )
 
 

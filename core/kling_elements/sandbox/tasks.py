@@ -29,7 +29,7 @@ __all__ = [
     "status_at", "task_object",
 ]
 
-MODEL_NAMES = ("kling-v1-6",)
+MODEL_NAMES = validate.MODEL_NAMES
 FAIL_MARKER = "[[fail]]"
 FAIL_MESSAGE = "content safety policy: the sandbox refuses prompts containing [[fail]]"
 SUBMITTED_FRACTION = 0.1
@@ -149,13 +149,10 @@ def _image(state: State, index: int, item: object) -> np.ndarray:
         raise ApiError(1201, f"{field} is not a readable image: send a JPEG or PNG") from None
     if image.format not in validate.IMAGE_FORMATS:
         raise ApiError(1201, f"{field} is {image.format}: only JPEG and PNG are accepted")
-    w, h = image.size
-    if min(w, h) < validate.IMAGE_MIN_SIDE:
-        raise ApiError(1201, f"{field} is {w}x{h} px; both sides must be at least "
-                             f"{validate.IMAGE_MIN_SIDE} px")
-    lo, hi = validate.IMAGE_ASPECT_RANGE
-    if not lo <= w / h <= hi:
-        raise ApiError(1201, f"{field} aspect ratio {w / h:.2f}:1 is outside 1:2.5-2.5:1")
+    try:
+        validate.image_geometry(*image.size, label=field)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
     return np.asarray(image.convert("RGB"))
 
 

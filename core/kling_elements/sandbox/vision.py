@@ -95,7 +95,11 @@ def _grow_once(mask: np.ndarray, square: bool) -> np.ndarray:
 
 
 def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
-    """Dilation by an octagon of radius ``steps`` (alternating cross and square steps)."""
+    """Dilation by an octagon of radius ``steps`` (alternating cross and square steps); for
+    large radii a square, whose cost does not depend on the radius."""
+    if steps > 4:
+        grown = ndimage.maximum_filter1d(mask.view(np.uint8), 2 * steps + 1, axis=0)
+        return ndimage.maximum_filter1d(grown, 2 * steps + 1, axis=1).view(bool)
     for step in range(steps):
         mask = _grow_once(mask, square=step % 2 == 1)
     return mask
@@ -626,7 +630,7 @@ def _motion_candidate(
     diff = model.difference(frame, crop)
     fg = _open(diff > model.threshold)
     pred = predicted[_sl(crop)]
-    if np.mean(fg & ~_grow(pred, max(2, size // 8))) > 0.3:
+    if np.mean(fg & ~_grow(pred, 3)) > 0.3:
         return None  # foreground everywhere: moving camera, flicker or noise
     labels, count = ndimage.label(fg, structure=_EIGHT)
     if count == 0:
@@ -824,16 +828,30 @@ def _fill_frame(
         _inpaint(crop, hole)
 
 
-def _inpaint(image: np.ndarray, hole: np.ndarray) -> None:
-    """Fill ``hole`` pixels in place from the nearest known pixels, then smooth the fill."""
-    if hole.all():
+def _inpaint(image: np.ndarray, hole: np.ndarray, budget: int = 40_000) -> None:
+    """Fill ``hole`` pixels in place from the nearest known pixels, then smooth the fill.
+
+    Large areas are filled at a reduced resolution (at most ~``budget`` pixels) and scaled
+    back: the fill is smooth anyway, and the cost per frame stays bounded."""
+    if hole.all() or not hole.any():
         return
-    _, (near_rows, near_cols) = ndimage.distance_transform_edt(hole, return_indices=True)
-    filled = image[near_rows, near_cols].astype(np.float32)
+    h, w = hole.shape
+    factor = max(1, math.ceil(math.sqrt(hole.size / budget)))
+    pad = ((0, -h % factor), (0, -w % factor))
+    small = _downsample(np.pad(image, (*pad, (0, 0)), mode="edge"), factor).astype(np.float32)
+    small_hole = _downsample(np.pad(hole, pad, mode="edge")[..., None], factor)[..., 0] > 0
+    if small_hole.all():
+        return
+    _, (near_rows, near_cols) = ndimage.distance_transform_edt(small_hole, return_indices=True)
+    filled = small[near_rows, near_cols]
     for _ in range(3):
         blurred = ndimage.uniform_filter(filled, size=(5, 5, 1))
-        filled[hole] = blurred[hole]
-    image[hole] = np.clip(filled[hole] + 0.5, 0, 255).astype(np.uint8)
+        filled[small_hole] = blurred[small_hole]
+    filled = np.clip(filled + 0.5, 0, 255).astype(np.uint8)
+    if factor > 1:
+        size = (filled.shape[1] * factor, filled.shape[0] * factor)
+        filled = np.asarray(Image.fromarray(filled).resize(size, Image.Resampling.BILINEAR))
+    image[hole] = filled[:h, :w][hole]
 
 
 # ================================================================ compositing

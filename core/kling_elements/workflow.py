@@ -25,7 +25,7 @@ from .hosting import Host
 from .models import Task
 from .selection import SelectionState
 
-__all__ = ["EditJob", "EditResult", "run_edit"]
+__all__ = ["EditJob", "EditResult", "restore_session", "run_edit"]
 
 EventCallback = Callable[[str, dict[str, Any]], None]
 
@@ -185,3 +185,22 @@ def run_edit(
     save()
     emit("done", {"output": str(output), "video_id": video.id})
     return EditResult(task=task, output=output, watermarked_output=watermarked)
+
+
+def restore_session(
+    client: Client,
+    state: SelectionState,
+    *,
+    video_url: str | None = None,
+    video_id: str | None = None,
+) -> SelectionState:
+    """Start a new session on the same video and replay every point exactly as first sent.
+
+    Sessions expire after 24 h; the user's marks must not. The returned state has the new
+    session id, the same points (bit-identical floats) and fresh masks.
+    """
+    init = client.init_selection(video_url=video_url, video_id=video_id)
+    fresh = client.sessions[init.session_id]
+    for frame in state.frames():
+        client.add_selection(init.session_id, frame, list(state.points[frame]))
+    return fresh

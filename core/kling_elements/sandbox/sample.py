@@ -26,6 +26,7 @@ __all__ = [
     "make_clip",
     "make_reference_image",
     "object_mask_at",
+    "render_frame",
 ]
 
 _OBJECT_RGB = np.array([238, 104, 22], np.float32)
@@ -89,6 +90,7 @@ def _add_stains(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _add_floor(
     image: np.ndarray, rows: np.ndarray, cols: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
+    """Checkered floor over the lower third: beige and terracotta tiles, dark grout."""
     height = image.shape[0]
     top = 0.66 * height
     tile = max(8.0, height / 9)

@@ -246,7 +246,7 @@ def preview(state: State, session: Session, base_url: str) -> dict:
         if cached is None or cached.version != session.version:
             masks = tracking(state, session, session.masks, session.version)
             frames, fps = state.frames.get(session.video_path)
-            drawn = vision.draw_masks(frames, masks)
+            drawn = vision.draw_masks(frames, masks, color=(40, 230, 110))
             folder = f"sessions/{session.id}"
             stem = f"preview-v{session.version}"
             video_name, video_path = state.new_file(folder, ".mp4", f"{stem}.mp4")

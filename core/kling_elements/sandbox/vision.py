@@ -322,13 +322,16 @@ class BackgroundModel:
     image: np.ndarray
     threshold: int
 
-    def difference(self, frame: np.ndarray, box: Box | None = None) -> np.ndarray:
-        crop = _sl(box) if box else (slice(None), slice(None))
+    def difference(self, frame: np.ndarray, where: Box | tuple[slice, slice] | None = None):
+        """L1 RGB difference from the background (int16), over a box or slices if given."""
+        crop = (slice(None), slice(None)) if where is None else where
+        if len(crop) == 4:
+            crop = _sl(crop)
         diff = np.abs(frame[crop].astype(np.int16) - self.image[crop].astype(np.int16))
         return diff.sum(axis=2, dtype=np.int16)
 
-    def foreground(self, frame: np.ndarray, box: Box | None = None) -> np.ndarray:
-        return self.difference(frame, box) > self.threshold
+    def foreground(self, frame: np.ndarray, where: Box | tuple[slice, slice] | None = None):
+        return self.difference(frame, where) > self.threshold
 
 
 def background_model(frames: np.ndarray, samples: int = _BG_SAMPLES) -> BackgroundModel:
@@ -428,19 +431,20 @@ def _motion_region(frame: np.ndarray, model: BackgroundModel, row: int, col: int
     if region is None:
         return None
     box = _pad_box(_bbox(region), 4, region.shape)
-    region[_sl(box)] = _half_contrast(model.difference(frame, box), region[_sl(box)], model)
+    diff = model.difference(frame, box)
+    region[_sl(box)] = _half_contrast(diff, region[_sl(box)], model.threshold)
     area = np.count_nonzero(region)
     if area < _min_area(h, w) or area > 0.5 * h * w or not region[row, col]:
         return None
     return region
 
 
-def _half_contrast(diff: np.ndarray, region: np.ndarray, model: BackgroundModel) -> np.ndarray:
+def _half_contrast(diff: np.ndarray, region: np.ndarray, threshold: int) -> np.ndarray:
     """Snap a foreground region's outline to where the difference from the background is
     half the object's local contrast: the anti-aliased edge pixels that are mostly
     background leave, so the outline sits where the object covers half of the pixel."""
     local_max = _max_filter(np.where(region, diff, 0), 2)
-    kept = region & (diff > np.maximum(model.threshold, local_max // 2))
+    kept = region & (diff > np.maximum(threshold, local_max // 2))
     return _fill_holes(_close(kept))
 
 
@@ -620,16 +624,36 @@ def _propagate(
 def _motion_candidate(
     frame: np.ndarray, model: BackgroundModel, predicted: np.ndarray, previous: np.ndarray
 ) -> np.ndarray | None:
-    """Foreground components around the prediction, if they plausibly are the object."""
+    """Foreground components around the prediction, if they plausibly are the object.
+
+    Works on a crop around the prediction; a large crop is subsampled (to ~120k pixels) and
+    the result scaled back, so the cost per frame stays bounded for large objects."""
     pred_box = _bbox(predicted)
     if pred_box is None:
         return None
     box = _union_box(pred_box, _bbox(previous))
     size = max(box[1] - box[0], box[3] - box[2])
     crop = _pad_box(box, max(8, int(0.4 * size)), frame.shape)
-    diff = model.difference(frame, crop)
-    fg = _open(diff > model.threshold)
-    pred = predicted[_sl(crop)]
+    height, width = crop[1] - crop[0], crop[3] - crop[2]
+    step = max(1, math.ceil(math.sqrt(height * width / 120_000)))
+    sample = (slice(crop[0], crop[1], step), slice(crop[2], crop[3], step))
+    local = _select_foreground(
+        model.difference(frame, sample), predicted[sample], previous[sample], model.threshold
+    )
+    if local is None:
+        return None
+    result = np.zeros_like(previous)
+    result[_sl(crop)] = _upsample_mask(local, step, (height, width))
+    return result
+
+
+def _select_foreground(
+    diff: np.ndarray, pred: np.ndarray, previous: np.ndarray, threshold: int
+) -> np.ndarray | None:
+    """The foreground components (``diff > threshold``) that overlap the predicted mask, with
+    their outline snapped to half contrast; None when they are not a credible continuation
+    (foreground everywhere, or an area/overlap too different from the previous mask)."""
+    fg = _open(diff > threshold)
     if np.mean(fg & ~_grow(pred, 3)) > 0.3:
         return None  # foreground everywhere: moving camera, flicker or noise
     labels, count = ndimage.label(fg, structure=_EIGHT)
@@ -641,16 +665,51 @@ def _motion_candidate(
     keep[0] = False
     if not keep.any():
         return None
-    local = _half_contrast(diff, keep[labels], model)
+    local = _half_contrast(diff, keep[labels], threshold)
     expected = max(1, np.count_nonzero(previous))
     if np.count_nonzero(local) > 1.5 * expected:
-        local &= _dilate(pred, max(3, 0.1 * size))
+        box = _bbox(pred)
+        local &= _grow(pred, max(3, round(0.1 * max(box[1] - box[0], box[3] - box[2]))))
     area = np.count_nonzero(local)
     if not 0.67 * expected <= area <= 1.5 * expected or _iou(local, pred) < 0.3:
         return None
-    result = np.zeros_like(previous)
-    result[_sl(crop)] = local
-    return result
+    return local
+
+
+def _upsample_mask(mask: np.ndarray, step: int, shape: tuple[int, int]) -> np.ndarray:
+    """Scale a subsampled mask back to ``shape`` with smooth (bilinear) outlines."""
+    if step == 1:
+        return mask
+    image = Image.fromarray(mask.astype(np.uint8) * 255)
+    size = (mask.shape[1] * step, mask.shape[0] * step)
+    grown = np.asarray(image.resize(size, Image.Resampling.BILINEAR)) > 127
+    return grown[: shape[0], : shape[1]]
+
+
+def _reduced_gray(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Grey levels of ``rgb`` averaged over ``factor``-sized blocks (float64)."""
+    if factor > 1:
+        rgb = _reduce_rgb(rgb, factor)
+    return _gray(rgb).astype(np.float64)
+
+
+def _reduced_coverage(mask: np.ndarray, factor: int) -> np.ndarray:
+    """Fraction of each ``factor``-sized block covered by ``mask`` (float64)."""
+    image = Image.fromarray(mask.astype(np.uint8) * 255)
+    if factor > 1:
+        image = image.reduce(factor)
+    return np.asarray(image, np.float64) / 255.0
+
+
+def _clamped_crop(image: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """``image[r0:r1, c0:c1]`` where the parts outside the image repeat its edge pixels."""
+    h, w = image.shape[:2]
+    if r1 <= 0 or c1 <= 0 or r0 >= h or c0 >= w:  # entirely outside: clamp coordinates
+        return image[np.clip(np.arange(r0, r1), 0, h - 1)][:, np.clip(np.arange(c0, c1), 0, w - 1)]
+    a0, a1, b0, b1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+    pad = ((a0 - r0, r1 - a1), (b0 - c0, c1 - b1)) + ((0, 0),) * (image.ndim - 2)
+    inside = image[a0:a1, b0:b1]
+    return np.pad(inside, pad, mode="edge") if any(sum(p) for p in pad) else inside
 
 
 def _displacement(
@@ -663,22 +722,19 @@ def _displacement(
     box = _bbox(mask)
     size = max(box[1] - box[0], box[3] - box[2])
     factor = max(1, math.ceil(size / 96))
-    radius = max(4, math.ceil((0.25 * size + float(np.abs(guess).max())) / factor))
+    reach = min(0.25 * size, 0.1 * size + 24) + float(np.abs(guess).max())
+    radius = max(4, math.ceil(reach / factor))
     rows, cols = (box[1] - box[0]) // factor * factor, (box[3] - box[2]) // factor * factor
     if rows == 0 or cols == 0:
         return np.asarray(guess, float)
     region = (slice(box[0], box[0] + rows), slice(box[2], box[2] + cols))
-    template = _downsample(_gray(before[region])[..., None], factor)[..., 0].astype(np.float64)
-    weight = _downsample(mask[region].astype(np.float32)[..., None], factor)[..., 0]
-    weight = weight.astype(np.float64)
+    template = _reduced_gray(before[region], factor)
+    weight = _reduced_coverage(mask[region], factor)
     gy, gx = (int(v) for v in np.round(guess))
     pad = radius * factor
-    row_index = np.clip(np.arange(box[0] + gy - pad, box[0] + gy + rows + pad), 0, len(after) - 1)
-    col_index = np.clip(
-        np.arange(box[2] + gx - pad, box[2] + gx + cols + pad), 0, after.shape[1] - 1
-    )
-    search = _gray(after[np.ix_(row_index, col_index)])
-    search = _downsample(search[..., None], factor)[..., 0].astype(np.float64)
+    top, left = box[0] + gy - pad, box[2] + gx - pad
+    window = _clamped_crop(after, top, top + rows + 2 * pad, left, left + cols + 2 * pad)
+    search = _reduced_gray(window, factor)
     cross = signal.fftconvolve(search, (weight * template)[::-1, ::-1], mode="valid")
     energy = signal.fftconvolve(search**2, weight[::-1, ::-1], mode="valid")
     ssd = energy - 2 * cross + float(np.sum(weight * template**2))
@@ -711,11 +767,12 @@ def _subpixel(surface: np.ndarray, peak: tuple[int, ...], axis: int) -> float:
 
 @dataclass(frozen=True)
 class _FillRegion:
-    """Pixels of one frame to replace: ``area`` (crop-local bool) and blend weights."""
+    """Pixels of one frame to replace, within ``box``: ``area`` (bool) and the weight of the
+    replacement per pixel (``alpha``, float32, 0 outside ``area``)."""
 
     box: Box
     area: np.ndarray
-    alpha: np.ndarray  # float32 weights of the replacement, for the pixels of ``area``
+    alpha: np.ndarray
 
 
 def _fill_region(mask: np.ndarray, core: int, feather: int) -> _FillRegion | None:
@@ -730,8 +787,8 @@ def _fill_region(mask: np.ndarray, core: int, feather: int) -> _FillRegion | Non
         wider = _grow_once(grown, square=step % 2 == 0)
         steps[wider & ~grown] = step
         grown = wider
-    ramp = (core + feather + 1 - steps[grown].astype(np.float32)) / (feather + 1)
-    return _FillRegion(box, grown, np.clip(ramp, 0.0, 1.0))
+    ramp = (core + feather + 1 - steps.astype(np.float32)) / (feather + 1)
+    return _FillRegion(box, grown, np.where(grown, np.clip(ramp, 0.0, 1.0), np.float32(0)))
 
 
 def _temporal_sources(
@@ -802,56 +859,98 @@ def _fill_frame(
     region: _FillRegion,
     source: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    n = len(frames)
+    """Replace the region's pixels of ``out[t]``: temporal interpolation where some frame
+    reveals the pixel, spatial inpainting elsewhere; blended by the region's weights."""
     rows, cols = np.nonzero(region.area)
-    rows_abs, cols_abs = rows + region.box[0], cols + region.box[2]
     before, after = source
-    has_before, has_after = before >= 0, after < n
-    value = np.zeros((rows.size, 3), np.float32)
-    weight_after = np.where(
-        has_before & has_after, (t - before) / np.maximum(after - before, 1), has_after
-    ).astype(np.float32)[:, None]
-    if has_before.any():
-        sel = has_before
-        value[sel] += (1 - weight_after[sel]) * frames[before[sel], rows_abs[sel], cols_abs[sel]]
-    if has_after.any():
-        sel = has_after
-        value[sel] += weight_after[sel] * frames[after[sel], rows_abs[sel], cols_abs[sel]]
+    known = (before >= 0) | (after < len(frames))
     crop = out[t][_sl(region.box)]
-    original = crop[rows, cols].astype(np.float32)
-    alpha = region.alpha[:, None]
-    crop[rows, cols] = np.clip(alpha * value + (1 - alpha) * original + 0.5, 0, 255)
-    unknown = ~(has_before | has_after)
-    if unknown.any():
-        hole = np.zeros(region.area.shape, bool)
-        hole[rows[unknown], cols[unknown]] = True
-        _inpaint(crop, hole)
+    fill = crop.astype(np.float32)
+    if known.any():
+        fill[rows[known], cols[known]] = _interpolate(
+            frames, t, region.box, rows[known], cols[known], before[known], after[known]
+        )
+    if not known.all():
+        fill = _inpaint_within(out[t], region.box, fill, rows[~known], cols[~known])
+    alpha = region.alpha[..., None]
+    crop[:] = np.clip(alpha * fill + (1 - alpha) * crop + 0.5, 0, 255)
 
 
-def _inpaint(image: np.ndarray, hole: np.ndarray, budget: int = 40_000) -> None:
-    """Fill ``hole`` pixels in place from the nearest known pixels, then smooth the fill.
+def _interpolate(
+    frames: np.ndarray,
+    t: int,
+    box: Box,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+) -> np.ndarray:
+    """Per pixel, linear interpolation in time between the frames ``before`` and ``after``
+    (whichever exists when only one does); float32 ``(k, 3)``."""
+    rows, cols = rows + box[0], cols + box[2]
+    has_before, has_after = before >= 0, after < len(frames)
+    both = has_before & has_after
+    weight = np.where(both, (t - before) / np.maximum(after - before, 1), has_after)
+    weight = weight.astype(np.float32)[:, None]
+    value = np.zeros((rows.size, 3), np.float32)
+    sel = has_before
+    value[sel] += (1 - weight[sel]) * frames[before[sel], rows[sel], cols[sel]]
+    sel = has_after
+    value[sel] += weight[sel] * frames[after[sel], rows[sel], cols[sel]]
+    return value
+
+
+def _inpaint_within(
+    frame: np.ndarray, box: Box, fill: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """Inpaint the (box-local) pixels ``rows, cols`` of ``fill``, using the frame around the
+    box as extra context so that even a box that is all hole has known surroundings."""
+    outer = _pad_box(box, 16, frame.shape)
+    context = frame[_sl(outer)].astype(np.float32)
+    inner = (
+        slice(box[0] - outer[0], box[1] - outer[0]),
+        slice(box[2] - outer[2], box[3] - outer[2]),
+    )
+    context[inner] = fill
+    hole = np.zeros(context.shape[:2], bool)
+    hole[rows + inner[0].start, cols + inner[1].start] = True
+    return _inpaint(context, hole)[inner]
+
+
+def _inpaint(image: np.ndarray, hole: np.ndarray, budget: int = 40_000) -> np.ndarray:
+    """``image`` (float32) with its ``hole`` pixels filled from the nearest pixels outside
+    it, then smoothed (the other pixels keep their values).
 
     Large areas are filled at a reduced resolution (at most ~``budget`` pixels) and scaled
-    back: the fill is smooth anyway, and the cost per frame stays bounded."""
-    if hole.all() or not hole.any():
-        return
+    back: the fill is smooth anyway, and the cost per frame stays bounded. With no pixel
+    outside the hole, the image is returned unchanged."""
     h, w = hole.shape
     factor = max(1, math.ceil(math.sqrt(hole.size / budget)))
-    pad = ((0, -h % factor), (0, -w % factor))
-    small = _downsample(np.pad(image, (*pad, (0, 0)), mode="edge"), factor).astype(np.float32)
-    small_hole = _downsample(np.pad(hole, pad, mode="edge")[..., None], factor)[..., 0] > 0
+    if factor > 1:
+        small = _reduce_rgb(np.clip(image + 0.5, 0, 255).astype(np.uint8), factor)
+        coverage = _reduced_coverage(hole, factor)
+    else:
+        small, coverage = image.astype(np.float32), hole.astype(np.float32)
+    small_hole = coverage > 0
     if small_hole.all():
-        return
+        small_hole = coverage > 0.5
+    if small_hole.all():
+        return image
     _, (near_rows, near_cols) = ndimage.distance_transform_edt(small_hole, return_indices=True)
     filled = small[near_rows, near_cols]
     for _ in range(3):
         blurred = ndimage.uniform_filter(filled, size=(5, 5, 1))
         filled[small_hole] = blurred[small_hole]
-    filled = np.clip(filled + 0.5, 0, 255).astype(np.uint8)
     if factor > 1:
         size = (filled.shape[1] * factor, filled.shape[0] * factor)
-        filled = np.asarray(Image.fromarray(filled).resize(size, Image.Resampling.BILINEAR))
-    image[hole] = filled[:h, :w][hole]
+        image8 = Image.fromarray(np.clip(filled + 0.5, 0, 255).astype(np.uint8))
+        filled = np.asarray(image8.resize(size, Image.Resampling.BILINEAR), np.float32)
+    return np.where(hole[..., None], filled[:h, :w], image)
+
+
+def _reduce_rgb(image: np.ndarray, factor: int) -> np.ndarray:
+    """Block means of a uint8 RGB image (Pillow's reduce; partial edge blocks included)."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).reduce(factor), np.float32)
 
 
 # ================================================================ compositing

@@ -4,7 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench clean
+# Blender as a Python module, one venv per version, cached outside the clone (1-2 GB each).
+BPY_CACHE ?= $(HOME)/.cache/kling-elements
+BPY_VERSIONS ?= 4.2.23 5.0.1
+ADDON_DEPS := httpx pyjwt numpy pillow av starlette uvicorn python-multipart scipy pytest hypothesis
+
+.PHONY: test test-core test-addon demo lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,9 +17,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[sandbox,video,dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: test-core test-addon
+
+test-core: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# The add-on's tests inside Blender's own Python, for the oldest and newest supported series.
+test-addon:
+	@set -e; for v in $(BPY_VERSIONS); do \
+	  venv=$(BPY_CACHE)/bpy-$$v; \
+	  if [ ! -f $$venv/.installed ]; then \
+	    rm -rf $$venv; $(PYTHON) -m venv $$venv; \
+	    $$venv/bin/python -m pip install --quiet bpy==$$v $(ADDON_DEPS); \
+	    touch $$venv/.installed; \
+	  fi; \
+	  echo "== add-on tests under bpy $$v"; \
+	  home=$$(mktemp -d); \
+	  HOME=$$home PYTHONPATH=$(CURDIR)/core:$(CURDIR) $$venv/bin/python -m pytest -q -p no:cacheprovider tests/addon; \
+	  rm -rf $$home; \
+	done
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,59 @@
+"""Kling Multi-Elements for Blender's Video Sequence Editor.
+
+Registration only: classes in order, pointer properties, the timer that drains the
+worker's results, and the overlay's draw handler; all undone in reverse on unregister.
+"""
+
+from __future__ import annotations
+
+bl_info = {
+    "name": "Kling Multi-Elements",
+    "author": "kling-elements",
+    "version": (0, 1, 0),
+    "blender": (3, 4, 0),
+    "location": "Sequencer > Sidebar > Kling",
+    "description": "Mark elements in the Preview and add, swap or remove them with Kling AI",
+    "category": "Sequencer",
+}
+
+import bpy  # noqa: E402
+
+from . import ops_select, ops_session, overlay, props, ui  # noqa: E402
+from .jobs import close_clients  # noqa: E402
+from .prefs import KlingPreferences  # noqa: E402
+from .worker import WORKER  # noqa: E402
+
+_classes = (
+    KlingPreferences,
+    *props.classes,
+    *ops_session.classes,
+    *ops_select.classes,
+    *ui.classes,
+)
+DRAIN_INTERVAL_S = 0.05
+IDLE_INTERVAL_S = 0.25
+
+
+def _drain() -> float:
+    """Runs on the main thread: apply finished jobs within a small time budget."""
+    WORKER.drain()
+    return DRAIN_INTERVAL_S if WORKER.busy else IDLE_INTERVAL_S
+
+
+def register() -> None:
+    for cls in _classes:
+        bpy.utils.register_class(cls)
+    props.register_pointers()
+    bpy.app.timers.register(_drain, first_interval=DRAIN_INTERVAL_S, persistent=True)
+    overlay.register()
+
+
+def unregister() -> None:
+    overlay.unregister()
+    if bpy.app.timers.is_registered(_drain):
+        bpy.app.timers.unregister(_drain)
+    WORKER.stop()
+    close_clients()
+    props.unregister_pointers()
+    for cls in reversed(_classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,92 @@
+"""Reads a strip's placement and timing from ``bpy`` into the pure ``mapping`` functions.
+
+Only this module knows both sides: which Blender properties feed which mapping input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kling_elements import SelectionState
+
+from . import mapping
+
+__all__ = ["click_to_normalized", "normalized_to_view", "scene_frame", "session_frame",
+           "strip_geometry"]
+
+
+def strip_geometry(scene: Any, strip: Any) -> mapping.StripGeometry:
+    element = strip.elements[0]
+    crop, transform = strip.crop, strip.transform
+    render = scene.render
+    return mapping.StripGeometry(
+        image_w=int(element.orig_width),
+        image_h=int(element.orig_height),
+        crop=(float(crop.min_x), float(crop.max_x), float(crop.min_y), float(crop.max_y)),
+        offset=(float(transform.offset_x), float(transform.offset_y)),
+        scale=(float(transform.scale_x), float(transform.scale_y)),
+        rotation=float(transform.rotation),
+        origin=(float(transform.origin[0]), float(transform.origin[1])),
+        flip_x=bool(strip.use_flip_x),
+        flip_y=bool(strip.use_flip_y),
+        canvas_w=int(render.resolution_x),
+        canvas_h=int(render.resolution_y),
+        pixel_aspect=float(render.pixel_aspect_x) / float(render.pixel_aspect_y),
+    )
+
+
+def click_to_normalized(scene: Any, strip: Any, vx: float, vy: float
+                        ) -> tuple[float, float] | None:
+    """Preview view coordinates -> Kling's normalized (x, y), or None off the image."""
+    return mapping.view_to_normalized(strip_geometry(scene, strip), vx, vy)
+
+
+def normalized_to_view(scene: Any, strip: Any, x: float, y: float) -> tuple[float, float]:
+    return mapping.normalized_to_view(strip_geometry(scene, strip), x, y)
+
+
+def _timings(scene: Any, strip: Any, state: SelectionState
+             ) -> tuple[mapping.StripTiming, mapping.SessionTiming]:
+    """Blender's strip timing and the session's, from RNA plus what init-selection said.
+
+    The whole file is sent to Kling, so the file's frame count is the session's length in
+    file frames; that also tells whether Blender retimes the strip (the flag is not in RNA).
+    """
+    render = scene.render
+    scene_fps = render.fps / render.fps_base
+    source_fps = float(getattr(strip, "fps", 0.0) or scene_fps)
+    session_fps = float(state.fps or source_fps)
+    total = int(state.total_frames or strip.frame_duration)
+    offset_start = int(getattr(strip, "animation_offset_start", 0))
+    offset_end = int(getattr(strip, "animation_offset_end", 0))
+    file_frames = max(round(total * source_fps / session_fps), 1)
+    content = max(file_frames - offset_start - offset_end, 1)
+    try:
+        retimed = mapping.infer_auto_playback_rate(
+            int(strip.frame_duration), content, source_fps, scene_fps)
+    except ValueError:
+        retimed = False
+    timing = mapping.StripTiming(
+        frame_start=float(strip.frame_start),
+        frame_final_start=int(strip.frame_final_start),
+        frame_final_end=int(strip.frame_final_end),
+        scene_fps=scene_fps,
+        source_fps=source_fps,
+        auto_playback_rate=retimed,
+        animation_offset_start=offset_start,
+        content_frames=content,
+    )
+    return timing, mapping.SessionTiming(fps=session_fps, total_frames=total,
+                                         source_fps=source_fps)
+
+
+def session_frame(scene: Any, strip: Any, state: SelectionState, frame: int) -> int | None:
+    """The normalized video's frame shown at scene ``frame``, or None outside the clip."""
+    timing, session = _timings(scene, strip, state)
+    return mapping.scene_to_session_frame(timing, session, frame)
+
+
+def scene_frame(scene: Any, strip: Any, state: SelectionState, index: int) -> int | None:
+    """A scene frame that shows the normalized video's frame ``index`` (None if trimmed off)."""
+    timing, session = _timings(scene, strip, state)
+    return mapping.session_to_scene_frame(timing, session, index)

@@ -1,0 +1,213 @@
+"""The selection step: the modal click tool in the Preview, and frame-level operators.
+
+``request_add`` / ``request_delete`` are what a click ends in once mapped to a session
+frame and normalized ``(x, y)``; tests call them directly. They check Kling's limits on
+the main thread (nothing is queued when a limit is hit) and send the call to the worker.
+"""
+
+
+import bpy
+
+from kling_elements import ValidationError, validate
+
+from . import compat, geometry, jobs
+from .ops_session import active_movie_strip, run_job
+from .prefs import client_settings
+from .props import load_selection, save_selection
+
+__all__ = ["classes", "nearest_point", "request_add", "request_clear", "request_delete"]
+
+PICK_RADIUS = 0.05
+
+
+def _source(strip) -> jobs.SessionSource:
+    return jobs.SessionSource(video_url=strip.kling.published_url or strip.kling.video_url,
+                              video_id=strip.kling.video_id)
+
+
+def _send(context, strip, label: str, work) -> None:
+    scene, name = compat.sequencer_scene(context), strip.name
+
+    def done(state: dict) -> None:
+        target = compat.strip_by_name(scene, name)
+        if target is not None:
+            save_selection(target, state)
+
+    run_job(context, label, work, done)
+
+
+def request_add(context, strip, frame_index: int, points: list[tuple[float, float]]) -> None:
+    """Validate locally, then add ``points`` on ``frame_index`` in the background."""
+    state = load_selection(strip)
+    if state is None:
+        raise ValidationError("start a session first (Session > Start Editing)")
+    validate.frame_index(frame_index, state.total_frames)
+    exact = validate.points(points)
+    state.check_add(frame_index, exact)
+    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+    _send(context, strip, "Add point",
+          lambda: jobs.add_points(settings, source, stored, frame_index, exact))
+
+
+def request_delete(context, strip, frame_index: int, points: list[tuple[float, float]]) -> None:
+    """Delete points that were added on ``frame_index`` (the stored, exact floats)."""
+    state = load_selection(strip)
+    if state is None:
+        raise ValidationError("start a session first (Session > Start Editing)")
+    exact = state.exact_points(frame_index, list(points))
+    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+    _send(context, strip, "Delete point",
+          lambda: jobs.delete_points(settings, source, stored, frame_index, exact))
+
+
+def request_clear(context, strip) -> None:
+    state = load_selection(strip)
+    if state is None:
+        return
+    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+    _send(context, strip, "Clear selection",
+          lambda: jobs.clear_points(settings, source, stored))
+
+
+def nearest_point(points: list[tuple[float, float]], x: float, y: float,
+                  radius: float = PICK_RADIUS) -> tuple[float, float] | None:
+    """The stored point closest to ``(x, y)`` within ``radius`` (normalized units)."""
+    best = min(points, key=lambda p: (p[0] - x) ** 2 + (p[1] - y) ** 2, default=None)
+    if best is None or (best[0] - x) ** 2 + (best[1] - y) ** 2 > radius ** 2:
+        return None
+    return best
+
+
+class KLING_OT_select_points(bpy.types.Operator):
+    """Click the element in the Preview to mark it; Shift+click or right-click removes the
+    nearest point; Enter or Esc leaves"""
+
+    bl_idname = "kling.select_points"
+    bl_label = "Select Elements"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        strip = active_movie_strip(context)
+        if strip is None or load_selection(strip) is None:
+            cls.poll_message_set("Start a session on a movie strip first")
+            return False
+        return True
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if context.area is None or context.area.type != "SEQUENCE_EDITOR":
+            self.report({"ERROR"}, "Run this from the Sequencer's Preview")
+            return {"CANCELLED"}
+        context.window_manager.modal_handler_add(self)
+        self._hint(context)
+        return {"RUNNING_MODAL"}
+
+    def _hint(self, context: bpy.types.Context) -> None:
+        context.area.header_text_set(
+            "Kling: click the element to mark it | Shift+click / right-click: remove nearest "
+            "point | Enter/Esc: done")
+
+    def _finish(self, context: bpy.types.Context) -> set[str]:
+        context.area.header_text_set(None)
+        return {"FINISHED"}
+
+    def _preview_region(self, context: bpy.types.Context, event: bpy.types.Event):
+        for region in context.area.regions:
+            if region.type == "PREVIEW" and (
+                region.x <= event.mouse_x < region.x + region.width
+                and region.y <= event.mouse_y < region.y + region.height
+            ):
+                return region
+        return None
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type in {"ESC", "RET", "NUMPAD_ENTER"} and event.value == "PRESS":
+            return self._finish(context)
+        removing = event.type == "RIGHTMOUSE" or (event.type == "LEFTMOUSE" and event.shift)
+        if event.type not in {"LEFTMOUSE", "RIGHTMOUSE"} or event.value != "PRESS":
+            return {"PASS_THROUGH"}
+        region = self._preview_region(context, event)
+        if region is None:
+            return {"PASS_THROUGH"}
+        strip = active_movie_strip(context)
+        if strip is None:
+            self.report({"WARNING"}, "The active strip is not a movie strip any more")
+            return self._finish(context)
+        try:
+            self.click(context, strip, region, event, removing)
+        except ValidationError as exc:
+            self.report({"WARNING"}, str(exc))
+        return {"RUNNING_MODAL"}
+
+    def click(self, context, strip, region, event, removing: bool) -> None:
+        scene = compat.sequencer_scene(context)
+        state = load_selection(strip)
+        rx, ry = event.mouse_x - region.x, event.mouse_y - region.y
+        vx, vy = region.view2d.region_to_view(rx, ry)
+        point = geometry.click_to_normalized(scene, strip, vx, vy)
+        if point is None:
+            raise ValidationError("That click is outside the strip's image: click on the picture")
+        frame = geometry.session_frame(scene, strip, state, scene.frame_current)
+        if frame is None:
+            raise ValidationError("The playhead is outside the session's clip")
+        if removing:
+            target = nearest_point(state.points.get(frame, []), *point)
+            if target is None:
+                raise ValidationError(f"No point near the click on frame {frame}")
+            request_delete(context, strip, frame, [target])
+        else:
+            request_add(context, strip, frame, [point])
+
+
+class KLING_OT_delete_frame(bpy.types.Operator):
+    """Delete every point marked on this frame"""
+
+    bl_idname = "kling.delete_frame"
+    bl_label = "Delete Frame's Points"
+    frame_index: bpy.props.IntProperty()
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        strip = active_movie_strip(context)
+        state = load_selection(strip) if strip else None
+        if state is None or not state.points.get(self.frame_index):
+            return {"CANCELLED"}
+        request_delete(context, strip, self.frame_index, list(state.points[self.frame_index]))
+        return {"FINISHED"}
+
+
+class KLING_OT_clear_selection(bpy.types.Operator):
+    """Remove every marked point on every frame"""
+
+    bl_idname = "kling.clear_selection"
+    bl_label = "Clear All"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        strip = active_movie_strip(context)
+        if strip is None:
+            return {"CANCELLED"}
+        request_clear(context, strip)
+        return {"FINISHED"}
+
+
+class KLING_OT_jump_to_frame(bpy.types.Operator):
+    """Move the playhead to this marked frame"""
+
+    bl_idname = "kling.jump_to_frame"
+    bl_label = "Jump"
+    frame_index: bpy.props.IntProperty()
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        strip = active_movie_strip(context)
+        state = load_selection(strip) if strip else None
+        if state is None:
+            return {"CANCELLED"}
+        scene = compat.sequencer_scene(context)
+        frame = geometry.scene_frame(scene, strip, state, self.frame_index)
+        if frame is None:
+            self.report({"WARNING"}, f"Frame {self.frame_index} is trimmed off the strip")
+            return {"CANCELLED"}
+        scene.frame_set(frame)
+        return {"FINISHED"}
+
+
+classes = (KLING_OT_select_points, KLING_OT_delete_frame, KLING_OT_clear_selection,
+           KLING_OT_jump_to_frame)

@@ -1,0 +1,147 @@
+"""Operators of the Connection and Session steps: test the keys, start, reset."""
+
+
+from typing import Any
+
+import bpy
+
+from . import compat, jobs, source
+from .prefs import client_settings
+from .props import load_selection, save_selection
+from .worker import WORKER
+
+__all__ = ["active_movie_strip", "classes", "run_job"]
+
+
+def active_movie_strip(context: bpy.types.Context):
+    scene = compat.sequencer_scene(context)
+    editor = scene.sequence_editor if scene else None
+    strip = editor.active_strip if editor else None
+    return strip if strip is not None and strip.type == "MOVIE" else None
+
+
+def _set_status(context: bpy.types.Context, status: str = "", error: str = "") -> None:
+    runtime = context.window_manager.kling
+    runtime.status = status
+    runtime.error = error
+    runtime.busy = WORKER.busy
+
+
+def run_job(context: bpy.types.Context, label: str, work, on_done) -> None:
+    """Queue ``work`` on the worker; ``on_done`` and errors come back on the main thread."""
+    wm = context.window_manager
+
+    def done(result: Any) -> None:
+        wm.kling.busy = WORKER.busy
+        wm.kling.status = ""
+        on_done(result)
+
+    def failed(exc: BaseException) -> None:
+        wm.kling.busy = WORKER.busy
+        wm.kling.status = ""
+        wm.kling.error = f"{label} failed: {exc}"
+        print(f"Kling: {label} failed: {exc}")
+
+    WORKER.submit(label, work, done, failed)
+    _set_status(context, status=f"{label}…")
+
+
+def _online_refusal(context: bpy.types.Context) -> str:
+    settings = client_settings(context)
+    if not settings.is_local and not compat.online_access_allowed():
+        return ("Online access is disabled: enable Preferences > System > Network > "
+                "Allow Online Access, or use a local sandbox")
+    return ""
+
+
+class KLING_OT_test_connection(bpy.types.Operator):
+    """Check the keys and the region with a harmless request"""
+
+    bl_idname = "kling.test_connection"
+    bl_label = "Test Connection"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        refusal = _online_refusal(context)
+        if refusal:
+            cls.poll_message_set(refusal)
+        return not refusal
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = client_settings(context)
+        wm = context.window_manager
+
+        def done(count: int) -> None:
+            wm.kling.status = f"Connected to {settings.base_url}"
+
+        run_job(context, "Test connection", lambda: jobs.test_connection(settings), done)
+        return {"FINISHED"}
+
+
+class KLING_OT_start_session(bpy.types.Operator):
+    """Publish the active movie strip's clip and start a Kling selection session (24 h)"""
+
+    bl_idname = "kling.start_session"
+    bl_label = "Start Editing"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        strip = active_movie_strip(context)
+        if strip is None:
+            cls.poll_message_set("Select a movie strip first")
+            return False
+        if WORKER.busy:
+            cls.poll_message_set("Waiting for Kling…")
+            return False
+        refusal = _online_refusal(context)
+        if refusal:
+            cls.poll_message_set(refusal)
+        return not refusal
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        strip = active_movie_strip(context)
+        path = bpy.path.abspath(strip.filepath)
+        if not strip.kling.video_id:
+            problems = [c for c in source.source_checks(source.clip_info(strip, path))
+                        if not c.ok]
+            if problems:
+                self.report({"ERROR"}, "; ".join(c.detail for c in problems))
+                return {"CANCELLED"}
+        settings = client_settings(context)
+        scene, name = compat.sequencer_scene(context), strip.name
+        manual_url, video_id = strip.kling.video_url, strip.kling.video_id
+
+        def done(result: tuple[jobs.SessionSource, dict]) -> None:
+            target = compat.strip_by_name(scene, name)
+            if target is None:
+                return
+            session_source, state = result
+            target.kling.published_url = session_source.video_url
+            save_selection(target, state)
+
+        run_job(context, "Start editing",
+                lambda: jobs.start_session(settings, path, manual_url, video_id), done)
+        return {"FINISHED"}
+
+
+class KLING_OT_reset_session(bpy.types.Operator):
+    """Forget this strip's session and its marked points"""
+
+    bl_idname = "kling.reset_session"
+    bl_label = "Reset"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        strip = active_movie_strip(context)
+        return strip is not None and load_selection(strip) is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        strip = active_movie_strip(context)
+        save_selection(strip, None)
+        strip.kling.published_url = ""
+        return {"FINISHED"}
+
+
+classes = (KLING_OT_test_connection, KLING_OT_start_session, KLING_OT_reset_session)

@@ -1,0 +1,83 @@
+"""Properties: the session of each strip, overlay settings per scene, runtime status.
+
+The selection (session id, the exact floats sent, masks as RLE) is stored on the strip as
+the core's ``SelectionState`` JSON: Blender's float properties are single precision and
+would break Kling's bit-identical delete, while JSON round-trips Python floats exactly.
+Everything here is saved in the .blend except the window-manager status; no key is.
+"""
+
+
+import json
+from typing import Any
+
+import bpy
+
+from kling_elements import SelectionState
+
+from . import compat
+
+__all__ = ["KlingRuntime", "KlingSceneSettings", "KlingStripSession", "classes",
+           "load_selection", "register_pointers", "save_selection", "unregister_pointers"]
+
+
+def _redraw(self: Any, context: bpy.types.Context) -> None:
+    for window in getattr(context.window_manager, "windows", []):
+        for area in window.screen.areas:
+            if area.type == "SEQUENCE_EDITOR":
+                area.tag_redraw()
+
+
+class KlingStripSession(bpy.types.PropertyGroup):
+    selection_json: bpy.props.StringProperty(
+        name="Selection", description="Session id, exact points and masks (JSON)")
+    video_url: bpy.props.StringProperty(
+        name="Video URL", description="A URL Kling can download this clip from (optional "
+        "with the local sandbox, which receives an upload)")
+    video_id: bpy.props.StringProperty(
+        name="Kling video id", description="Set when the strip is a Kling result: edits chain "
+        "from it without an upload")
+    published_url: bpy.props.StringProperty(name="Published URL")
+
+
+class KlingSceneSettings(bpy.types.PropertyGroup):
+    show_overlay: bpy.props.BoolProperty(name="Show Masks", default=True, update=_redraw)
+    overlay_color: bpy.props.FloatVectorProperty(
+        name="Mask Color", subtype="COLOR", size=3, min=0.0, max=1.0,
+        default=(0.1, 0.9, 0.3), update=_redraw)
+    overlay_opacity: bpy.props.FloatProperty(
+        name="Opacity", subtype="FACTOR", min=0.0, max=1.0, default=0.45, update=_redraw)
+    show_points: bpy.props.BoolProperty(name="Show Points", default=True, update=_redraw)
+
+
+class KlingRuntime(bpy.types.PropertyGroup):
+    status: bpy.props.StringProperty(name="Status", update=_redraw)
+    error: bpy.props.StringProperty(name="Last Error", update=_redraw)
+    busy: bpy.props.BoolProperty(name="Busy", update=_redraw)
+
+
+def load_selection(strip: Any) -> SelectionState | None:
+    text = strip.kling.selection_json
+    return SelectionState.from_dict(json.loads(text)) if text else None
+
+
+def save_selection(strip: Any, state: SelectionState | dict[str, Any] | None) -> None:
+    if state is None:
+        strip.kling.selection_json = ""
+        return
+    data = state.to_dict() if isinstance(state, SelectionState) else state
+    strip.kling.selection_json = json.dumps(data)
+
+
+classes = (KlingStripSession, KlingSceneSettings, KlingRuntime)
+
+
+def register_pointers() -> None:
+    compat.STRIP_TYPE.kling = bpy.props.PointerProperty(type=KlingStripSession)
+    bpy.types.Scene.kling = bpy.props.PointerProperty(type=KlingSceneSettings)
+    bpy.types.WindowManager.kling = bpy.props.PointerProperty(type=KlingRuntime)
+
+
+def unregister_pointers() -> None:
+    del bpy.types.WindowManager.kling
+    del bpy.types.Scene.kling
+    del compat.STRIP_TYPE.kling

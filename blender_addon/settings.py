@@ -1,0 +1,26 @@
+"""Connection settings as plain data, so the worker thread never reads ``bpy``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+__all__ = ["ClientSettings"]
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What the worker needs to build a client; ``repr`` hides the keys."""
+
+    base_url: str
+    access_key: str = ""
+    secret_key: str = ""
+    api_key: str = ""
+
+    def __repr__(self) -> str:
+        return f"ClientSettings(base_url={self.base_url!r})"
+
+    @property
+    def is_local(self) -> bool:
+        host = urlparse(self.base_url).hostname or ""
+        return host in ("localhost", "::1") or host.startswith("127.")

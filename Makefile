@@ -9,7 +9,7 @@ BPY_CACHE ?= $(HOME)/.cache/kling-elements
 BPY_VERSIONS ?= 4.2.23 5.0.1
 ADDON_DEPS := httpx pyjwt numpy pillow av starlette uvicorn python-multipart scipy pytest hypothesis
 
-.PHONY: test test-core test-addon demo lint bench clean
+.PHONY: test test-core test-addon demo lint bench bench-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_rle.py
+
+bench-ui: test-addon
+	HOME=$$(mktemp -d) PYTHONPATH=$(CURDIR)/core:$(CURDIR) \
+	  $(BPY_CACHE)/bpy-$(lastword $(BPY_VERSIONS))/bin/python scripts/bench_ui_thread.py
 
 clean:
 	rm -rf $(VENV) demo-output dist build *.egg-info

@@ -9,7 +9,13 @@ from typing import Any
 
 from kling_elements import SelectionState
 
-from . import mapping
+from . import mapping, source
+
+
+def bpy_abspath(path: str) -> str:
+    import bpy
+
+    return bpy.path.abspath(path)
 
 __all__ = ["click_to_normalized", "normalized_to_view", "scene_frame", "session_frame",
            "strip_geometry"]
@@ -54,7 +60,7 @@ def _timings(scene: Any, strip: Any, state: SelectionState
     """
     render = scene.render
     scene_fps = render.fps / render.fps_base
-    source_fps = float(getattr(strip, "fps", 0.0) or scene_fps)
+    source_fps = source.source_fps(strip, bpy_abspath(strip.filepath)) or scene_fps
     session_fps = float(state.fps or source_fps)
     total = int(state.total_frames or strip.frame_duration)
     offset_start = int(getattr(strip, "animation_offset_start", 0))

@@ -22,17 +22,26 @@ _textures: dict = {}
 _MAX_CACHED = 16
 
 
+TEXTURE_MAX_SIDE = 800
+
+
 def mask_pixels(masks: list[dict], color: tuple[float, float, float], opacity: float
                 ) -> np.ndarray | None:
-    """RGBA float pixels (bottom row first, as GPU textures want) of all masks of a frame."""
+    """RGBA float pixels (bottom row first, as GPU textures want) of all masks of a frame.
+
+    Sampled down to at most ``TEXTURE_MAX_SIDE`` texels a side: the texture is stretched
+    over the strip anyway, and a full-size float texture would cost the main thread ~10 ms
+    at 720p (see ``scripts/bench_ui_thread.py``).
+    """
     if not masks:
         return None
     union = None
     for mask in masks:
         decoded = rle.decode(mask["counts"], tuple(mask["size"]))
         union = decoded if union is None else np.maximum(union, decoded)
-    rgba = rle.overlay_rgba(union, color, opacity)
-    return np.ascontiguousarray(rgba[::-1]).astype(np.float32) / 255.0
+    step = max(1, -(-max(union.shape) // TEXTURE_MAX_SIDE))
+    rgba = rle.overlay_rgba(union[::-step, ::step], color, opacity)
+    return rgba.astype(np.float32) / 255.0
 
 
 def _texture(key: tuple, masks: list[dict], color, opacity):

@@ -7,13 +7,33 @@ gets a note (conforming the visible range is a later feature).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kling_elements import validate
+from kling_elements.media import mp4_frame_rate
 
-__all__ = ["Check", "clip_info", "source_checks"]
+__all__ = ["Check", "clip_info", "source_checks", "source_fps"]
+
+_fps_cache: dict[tuple[str, int, int], float] = {}
+
+
+def source_fps(strip: Any, filepath: str) -> float:
+    """The movie's frame rate, read from the file's index once and cached.
+
+    ``MovieStrip.fps`` opens the movie on every access (~60 ms in Blender 5.0), far too slow
+    for a panel redraw or a click on the main thread; the MP4/MOV index answers in ~0.1 ms.
+    """
+    try:
+        stat = os.stat(filepath)
+    except OSError:
+        return float(getattr(strip, "fps", 0.0) or 0.0)
+    key = (filepath, stat.st_mtime_ns, stat.st_size)
+    if key not in _fps_cache:
+        _fps_cache[key] = mp4_frame_rate(filepath) or float(getattr(strip, "fps", 0.0) or 0.0)
+    return _fps_cache[key]
 
 
 @dataclass(frozen=True)
@@ -25,7 +45,7 @@ class Check:
 
 def clip_info(strip: Any, filepath: str) -> validate.VideoInfo:
     element = strip.elements[0] if len(strip.elements) else None
-    fps = float(getattr(strip, "fps", 0.0) or 0.0)
+    fps = source_fps(strip, filepath)
     frames = int(strip.frame_duration)
     return validate.VideoInfo(
         container=Path(filepath).suffix.lstrip(".") or "unknown",

@@ -24,7 +24,7 @@ from .validate import (
     image_geometry,
 )
 
-__all__ = ["ImageInput", "prepare_image", "probe"]
+__all__ = ["ImageInput", "mp4_frame_rate", "prepare_image", "probe"]
 
 ImageInput = str | os.PathLike | bytes | Image.Image
 
@@ -156,3 +156,99 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         fps=fps,
         frame_count=frames,
     )
+
+
+_CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
+
+
+def _boxes(data: bytes, start: int, end: int):
+    """(type, payload_start, payload_end) of the ISO-BMFF boxes in ``data[start:end]``."""
+    pos = start
+    while pos + 8 <= end:
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        header = 8
+        if size == 1:
+            size = int.from_bytes(data[pos + 8:pos + 16], "big")
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            return
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _find_moov(handle) -> bytes | None:
+    handle.seek(0, os.SEEK_END)
+    length = handle.tell()
+    pos = 0
+    while pos + 8 <= length:
+        handle.seek(pos)
+        header = handle.read(16)
+        size = int.from_bytes(header[:4], "big")
+        kind = header[4:8]
+        if size == 1:
+            size = int.from_bytes(header[8:16], "big")
+        elif size == 0:
+            size = length - pos
+        if size < 8:
+            return None
+        if kind == b"moov":
+            handle.seek(pos)
+            return handle.read(size)
+        pos += size
+    return None
+
+
+def mp4_frame_rate(path: str | os.PathLike) -> float | None:
+    """Average frame rate of the first video track of an MP4/MOV, read from its index.
+
+    Pure Python and cheap (reads only the ``moov`` box), so it runs where PyAV is absent,
+    e.g. inside Blender. None when the file is not ISO-BMFF or has no video track.
+    """
+    try:
+        with open(path, "rb") as handle:
+            moov = _find_moov(handle)
+    except OSError:
+        return None
+    if moov is None:
+        return None
+    for kind, start, end in _boxes(moov, 8, len(moov)):
+        if kind == b"trak":
+            rate = _track_rate(moov, start, end)
+            if rate:
+                return rate
+    return None
+
+
+def _track_rate(data: bytes, start: int, end: int) -> float | None:
+    found: dict[bytes, tuple[int, int]] = {}
+
+    def walk(a: int, b: int) -> None:
+        for kind, s, e in _boxes(data, a, b):
+            if kind in _CONTAINER_BOXES:
+                walk(s, e)
+            elif kind in (b"hdlr", b"mdhd", b"stts"):
+                found[kind] = (s, e)
+
+    walk(start, end)
+    if not all(k in found for k in (b"hdlr", b"mdhd", b"stts")):
+        return None
+    s, _ = found[b"hdlr"]
+    if data[s + 8:s + 12] != b"vide":
+        return None
+    s, _ = found[b"mdhd"]
+    offset = 20 if data[s] == 1 else 12
+    timescale = int.from_bytes(data[s + offset:s + offset + 4], "big")
+    s, _ = found[b"stts"]
+    entries = int.from_bytes(data[s + 4:s + 8], "big")
+    samples = duration = 0
+    for i in range(entries):
+        base = s + 8 + 8 * i
+        count = int.from_bytes(data[base:base + 4], "big")
+        samples += count
+        duration += count * int.from_bytes(data[base + 4:base + 8], "big")
+    if not samples or not duration or not timescale:
+        return None
+    return samples * timescale / duration

@@ -1,0 +1,120 @@
+"""How long the add-on holds Blender's main thread during the selection workflow.
+
+Runs under the ``bpy`` wheel (``make bench-ui``): enables the add-on, starts a sandbox,
+then starts a session, clicks ten frames, deletes and clears, while a loop plays Blender's
+timer (calling the add-on's drain every 50 ms). Every main-thread entry point is timed:
+operator calls, the functions a click ends in, and each drain tick. The reference, measured
+in the same run, is what a naive add-on would block for: the same calls made synchronously.
+The longest hold must stay under 8 ms (half a 60 fps frame).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BUDGET_S = 0.008
+
+
+def main() -> int:
+    import importlib
+
+    import bpy
+
+    addon_utils = importlib.import_module("addon_utils")  # on the path only once bpy is in
+
+    from kling_elements import Client
+    from kling_elements.hosting import SandboxHost
+    from kling_elements.sandbox import running
+    from kling_elements.sandbox.sample import make_clip
+
+    holds: list[tuple[str, float]] = []
+
+    def timed(label: str, call, *args, **kwargs):
+        start = time.perf_counter()
+        result = call(*args, **kwargs)
+        holds.append((label, time.perf_counter() - start))
+        return result
+
+    tmp = Path(tempfile.mkdtemp(prefix="kling-bench-"))
+    clip = make_clip(tmp / "clip.mp4", width=1280, height=720, fps=30, seconds=2.0, seed=5)
+    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    import blender_addon
+    from blender_addon import compat, ops_select
+    from blender_addon.props import load_selection
+    from blender_addon.worker import WORKER
+
+    def settle(timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while WORKER.busy and time.monotonic() < deadline:
+            timed("timer drain", blender_addon._drain)
+            time.sleep(0.05)
+        if WORKER.busy:
+            raise TimeoutError("the worker did not finish")
+
+    with running(task_seconds=0.5, data_dir=tmp / "sandbox") as sandbox:
+        prefs = bpy.context.preferences.addons["blender_addon"].preferences
+        prefs.region, prefs.custom_url = "custom", sandbox.base_url
+        prefs.auth_mode, prefs.api_key = "api_key", sandbox.api_key
+        scene = bpy.context.scene
+        editor = scene.sequence_editor_create()
+        strip = compat.new_movie(editor, "plate", str(clip.path), 2, 1)
+        editor.active_strip = strip
+
+        timed("start_session operator", bpy.ops.kling.start_session)
+        settle()
+        frames = [round(i * (clip.frame_count - 1) / 9) for i in range(10)]
+        for frame in frames:
+            timed("click -> request_add", ops_select.request_add, bpy.context, strip, frame,
+                  [clip.center(frame)])
+        settle()
+        state = load_selection(strip)
+        from blender_addon import geometry, overlay
+
+        for frame in frames:
+            timed("draw: frame mapping", geometry.session_frame, scene, strip, state,
+                  frame + 1)
+            timed("draw: mask texture pixels", overlay.mask_pixels, state.masks[frame],
+                  (0.1, 0.9, 0.3), 0.45)
+        for frame in frames[:3]:
+            timed("click -> request_delete", ops_select.request_delete, bpy.context, strip,
+                  frame, list(state.points[frame]))
+        settle()
+        timed("clear_selection operator", bpy.ops.kling.clear_selection)
+        settle()
+
+        with Client(api_key=sandbox.api_key, base_url=sandbox.base_url) as client:
+            start = time.perf_counter()
+            url = SandboxHost(client.http).publish(clip.path)
+            init = client.init_selection(video_url=url)
+            naive = [("synchronous start", time.perf_counter() - start)]
+            for frame in frames:
+                start = time.perf_counter()
+                client.add_selection(init.session_id, frame, [clip.center(frame)])
+                naive.append(("synchronous add", time.perf_counter() - start))
+
+    addon_utils.disable("blender_addon", default_set=True)
+    label, longest = max(holds, key=lambda item: item[1])
+    naive_label, naive_longest = max(naive, key=lambda item: item[1])
+    print(f"main-thread entries timed: {len(holds)}")
+    for name in sorted({n for n, _ in holds}):
+        times = [t for n, t in holds if n == name]
+        print(f"  {name:28s} n={len(times):3d}  max {max(times) * 1000:7.3f} ms  "
+              f"mean {sum(times) / len(times) * 1000:7.3f} ms")
+    print(f"longest hold: {longest * 1000:.3f} ms ({label}); budget {BUDGET_S * 1000:.0f} ms")
+    print(f"reference (same calls made synchronously): longest {naive_longest * 1000:.1f} ms "
+          f"({naive_label})")
+    print(f"ratio longest hold / synchronous reference: {longest / naive_longest:.4f}")
+    ok = longest < BUDGET_S
+    print("OK" if ok else "FAIL: over budget")
+    sys.stdout.flush()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    code = main()
+    import os
+
+    os._exit(code)  # bpy 4.2's module segfaults at interpreter exit after timers were used

@@ -239,3 +239,22 @@ def test_probe_refuses_a_file_that_is_not_video(tmp_path):
 def test_probe_refuses_a_missing_file(tmp_path):
     with pytest.raises(ValidationError, match="does not exist"):
         media.probe(tmp_path / "missing.mp4")
+
+
+@pytest.mark.parametrize("fps", [24, 25, 29.97, 30, 60])
+def test_mp4_frame_rate_reads_the_index_like_pyav(tmp_path, fps):
+    from kling_elements.media import mp4_frame_rate
+    from kling_elements.sandbox.video import write_mp4
+
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, np.zeros((6, 64, 64, 3), np.uint8), fps)
+    assert mp4_frame_rate(path) == pytest.approx(media.probe(path).fps, rel=1e-6)
+    assert mp4_frame_rate(path) == pytest.approx(fps, rel=1e-3)
+
+
+def test_mp4_frame_rate_is_none_for_non_mp4(tmp_path):
+    from kling_elements.media import mp4_frame_rate
+
+    (tmp_path / "x.mp4").write_bytes(b"not a movie at all")
+    assert mp4_frame_rate(tmp_path / "x.mp4") is None
+    assert mp4_frame_rate(tmp_path / "missing.mp4") is None

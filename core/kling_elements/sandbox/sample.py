@@ -188,7 +188,7 @@ class SampleClip:
     def center(self, frame_index: int) -> tuple[float, float]:
         """Normalized ``(x, y)`` of the object's centre on that frame: a click on the object."""
         cx, cy, *_ = _object_pose(self.time(frame_index), self.width, self.height)
-        return cx / (self.width - 1), cy / (self.height - 1)
+        return float(cx) / (self.width - 1), float(cy) / (self.height - 1)
 
     def frame(self, frame_index: int) -> np.ndarray:
         """The uncompressed frame as rendered before encoding."""

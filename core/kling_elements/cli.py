@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .client import REGIONS, Client
@@ -259,6 +259,13 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     serve(config, on_ready=ready)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors, too, end in one ``error:`` line (exit status 2), not usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print results as JSON")
@@ -270,7 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--access-key", help="access key (default: $KLINGAI_ACCESS_KEY)")
     common.add_argument("--secret-key", help="secret key (default: $KLINGAI_SECRET_KEY)")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kling-elements", description="Kling AI Multi-Elements video editing.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

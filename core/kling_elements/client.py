@@ -96,17 +96,25 @@ class Client:
                 "(or set KLINGAI_API_KEY / KLINGAI_ACCESS_KEY + KLINGAI_SECRET_KEY)"
             )
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        # A URL no request can be sent to is refused now, not retried with backoff later.
+        if not self.base_url.lower().startswith(("http://", "https://")):
+            raise ValueError(
+                f"base URL {self.base_url!r} is not an http(s) URL: use e.g. {DEFAULT_BASE_URL}"
+            )
         self.max_retries = max_retries
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            auth=self._auth,
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            headers={"User-Agent": "kling-elements/0.1"},
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=self.base_url,
+                auth=self._auth,
+                timeout=httpx.Timeout(timeout),
+                transport=transport,
+                headers={"User-Agent": "kling-elements/0.1"},
+            )
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"base URL {self.base_url!r} is not a valid URL: {exc}") from None
         self._files = httpx.Client(
             follow_redirects=True, timeout=httpx.Timeout(timeout), transport=transport
         )

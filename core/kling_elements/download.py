@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from .errors import ConnectionFailed, KlingError
+from .errors import ConnectionFailed, KlingError, ValidationError
 from .retry import backoff
 
 __all__ = ["ProgressCallback", "download"]
@@ -110,6 +110,8 @@ def download(
     :class:`ConnectionFailed` when the retries run out (the ``.part`` file stays, so a
     later call resumes) and :class:`KlingError` when the server refuses the file.
     """
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        raise ValidationError(f"download URL {url!r} is not an http(s) URL")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -120,6 +122,9 @@ def download(
         while True:
             try:
                 total = _fetch_once(client, url, part, on_progress)
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                # A URL nothing can be fetched from: retrying cannot help.
+                raise ValidationError(f"download URL {url!r} cannot be used: {exc}") from None
             except _Restart:
                 part.unlink(missing_ok=True)
                 _validator_path(part).unlink(missing_ok=True)

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import validate
 from .client import Client
 from .errors import NotFoundError, ResponseFormatError, TaskFailedError
-from .hosting import Host
+from .hosting import Host, check_clip
 from .models import Task
 from .selection import SelectionState
 
@@ -66,7 +67,16 @@ class EditResult:
 def _load_state(path: Path | None, key: str) -> dict[str, Any]:
     if path is None or not path.exists():
         return {"job": key}
-    state = json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise ValueError(
+            f"state file {path} is damaged ({exc}): remove it to start the edit over"
+        ) from None
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"state file {path} is damaged (not a JSON object): remove it to start the edit over"
+        )
     if state.get("job") != key:
         raise ValueError(
             f"state file {path} belongs to a different edit: remove it or choose another "
@@ -85,6 +95,33 @@ def _save_state(path: Path | None, state: dict[str, Any]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def _check_job(client: Client, job: EditJob, state: dict[str, Any]) -> None:
+    """Refuse, before anything is sent, a job that breaks a documented limit.
+
+    Without this, a bad prompt or point would only be noticed after the clip was uploaded,
+    a session started and the selection made.
+    """
+    scratch = SelectionState(session_id="(not started yet)")
+    for frame, points in job.selections:  # the limits of points and frames, as add_selection
+        validate.frame_index(frame)
+        exact = validate.points(list(points))
+        scratch.check_add(frame, exact)
+        scratch.record(frame, exact, [], added=True)
+    if job.edit_mode in ("swap", "removal") and not job.selections:
+        raise validate.ValidationError(
+            f"{job.edit_mode} needs a marked selection: give at least one point on the element"
+        )
+    # Every task option (mode, image count and files, prompt references, duration value),
+    # checked by the code that will build the real body; the session is not needed for it.
+    client.build_task_body(
+        session_id="(not started yet)", edit_mode=job.edit_mode, prompt=job.prompt,
+        images=list(job.images), negative_prompt=job.negative_prompt, mode=job.mode,
+        duration=job.duration, watermark=job.watermark, model_name=job.model_name,
+    )
+    if job.video_path and not (job.video_id or job.video_url or state.get("video_url")):
+        check_clip(job.video_path)
 
 
 def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
@@ -134,6 +171,7 @@ def run_edit(
     """Run (or resume) ``job`` to a downloaded result file; events report each step."""
     path = Path(state_path) if state_path else None
     state = _load_state(path, job.key())
+    _check_job(client, job, state)
 
     def save() -> None:
         _save_state(path, state)

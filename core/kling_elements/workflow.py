@@ -159,6 +159,18 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
     return selection
 
 
+def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
+            save: Callable[[], None], emit: EventCallback) -> Task:
+    selection = _session(client, job, host, state, save, emit)
+    body = client.build_task_body(
+        session_id=selection.session_id, edit_mode=job.edit_mode, prompt=job.prompt,
+        images=list(job.images), negative_prompt=job.negative_prompt, mode=job.mode,
+        duration=job.duration, watermark=job.watermark, model_name=job.model_name,
+        external_task_id=state["external_task_id"],
+    )
+    return client.submit_task(body)
+
+
 def run_edit(
     client: Client,
     job: EditJob,
@@ -188,16 +200,17 @@ def run_edit(
         except NotFoundError:
             task = None
     if task is None:
-        selection = _session(client, job, host, state, save, emit)
         state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
         save()
-        body = client.build_task_body(
-            session_id=selection.session_id, edit_mode=job.edit_mode, prompt=job.prompt,
-            images=list(job.images), negative_prompt=job.negative_prompt, mode=job.mode,
-            duration=job.duration, watermark=job.watermark, model_name=job.model_name,
-            external_task_id=state["external_task_id"],
-        )
-        task = client.submit_task(body)
+        try:
+            task = _create(client, job, host, state, save, emit)
+        except NotFoundError:
+            if "selection" not in state:
+                raise
+            # The saved session is gone (expired early, or the server forgot it): a 1203 on
+            # create means nothing was created, so a fresh session is safe to use.
+            state.pop("selection")
+            task = _create(client, job, host, state, save, emit)
         emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
     state["task_id"] = task.task_id
     save()

@@ -183,6 +183,22 @@ def test_edit_interrupted_three_times_resumes_without_publishing_or_paying_twice
     assert created(admin)[ext] == 1
 
 
+def test_a_saved_session_the_server_forgot_is_replaced_not_fatal(cli, admin, clip, tmp_path):
+    argv = _edit_argv(clip, "gone.mp4", "--quiet")
+    add_faults(admin, {"route": "create", "times": 1, "error": {"http": 429, "code": 1102}})
+    assert cli(*argv).code == 1
+    state_file = tmp_path / "gone.mp4.kling.json"
+    state = json.loads(state_file.read_text())
+    state["selection"]["session_id"] = "no-such-session"
+    state_file.write_text(json.dumps(state))
+
+    run = cli(*argv)
+    assert run.code == 0, run.err
+    saved = json.loads(state_file.read_text())
+    assert saved["selection"]["session_id"] != "no-such-session"
+    assert created(admin)[saved["external_task_id"]] == 1
+
+
 def test_state_file_of_another_edit_is_refused(cli, admin, clip, tmp_path):
     other = EditJob(output="out.mp4", edit_mode="removal",
                     prompt="Delete the tree from <<<video_1>>>",

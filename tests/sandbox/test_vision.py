@@ -21,6 +21,7 @@ from kling_elements.sandbox.sample import (
     object_mask_at,
 )
 from kling_elements.sandbox.video import read_frames
+from kling_elements.sandbox.vision._morph import _dilate, _shrink
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -91,7 +92,7 @@ def test_sample_clip_matches_its_ground_truth(small):
     assert frames.shape == (clip.frame_count, 360, 640, 3) == (60, 360, 640, 3)
     inside = frames[20][clip.mask(20)].astype(int)
     assert inside[:, 0].mean() > 200 and inside[:, 2].mean() < 80  # saturated orange
-    outside = ~vision._dilate(clip.mask(20), 3)
+    outside = ~_dilate(clip.mask(20), 3)
     assert np.abs(frames[20].astype(int) - clip.background)[outside].mean() < 3
 
 
@@ -190,7 +191,7 @@ def test_removal_reveals_the_background_and_leaves_the_rest(small, tracked):
     assert result.shape == frames.shape and result.dtype == np.uint8
     errors = [removal_error(result[i], clip, i) for i in range(60)]
     assert max(errors) < 8, errors
-    far = ~vision._dilate(tracked[12], 8)
+    far = ~_dilate(tracked[12], 8)
     assert np.array_equal(result[12][far], frames[12][far])
 
 
@@ -203,7 +204,7 @@ def test_swap_puts_the_reference_subject_in_the_region(small, tracked, star):
         orange = (region[:, 0] > 190) & (region[:, 2] < 90) & (region[:, 1] < 150)
         assert blue.mean() > 0.2, index
         assert orange.mean() < 0.02, index
-        far = ~vision._dilate(tracked[index], 8)
+        far = ~_dilate(tracked[index], 8)
         assert np.array_equal(result[index][far], frames[index][far])
 
 
@@ -242,9 +243,9 @@ def test_draw_masks_tints_inside_and_outlines(small, tracked):
     drawn = vision.draw_masks(frames[:3], tracked[:3], color=(0, 255, 0), alpha=0.5)
     inside = tracked[1]
     assert (drawn[1][inside][:, 1].astype(int) - frames[1][inside][:, 1]).mean() > 40
-    outside = ~vision._dilate(inside, 2)
+    outside = ~_dilate(inside, 2)
     assert np.array_equal(drawn[1][outside], frames[1][outside])
-    assert np.all(drawn[1][inside & ~vision._shrink(inside, 1)] == (0, 255, 0))
+    assert np.all(drawn[1][inside & ~_shrink(inside, 1)] == (0, 255, 0))
     two = vision.draw_masks(frames[:3], [tracked[:3], np.roll(tracked[:3], 200, axis=2)])
     assert not np.array_equal(two, drawn)
 

@@ -1,0 +1,199 @@
+"""Click segmentation: the masks of the objects under normalized points on one frame.
+
+A moving object is the background model's foreground component under the click (when the
+whole video is given as context); a still one is a colour region grown in Lab from the
+click until it would leak into its surroundings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._checks import _check_frame
+from ._morph import Box, _bbox, _component_at, _dilate, _fill_holes, _open, _pad_box, _sl
+from .background import BackgroundModel, _context_model, _half_contrast
+from .colour import _blur, _lab
+
+
+def point_to_pixel(x: float, y: float, width: int, height: int) -> tuple[int, int]:
+    """Map a normalized point to the ``(col, row)`` pixel it designates, clamped inside."""
+    col = round(float(x) * (width - 1))
+    row = round(float(y) * (height - 1))
+    return min(max(col, 0), width - 1), min(max(row, 0), height - 1)
+
+
+def segment(
+    frame: np.ndarray,
+    points: Sequence[tuple[float, float]],
+    *,
+    context: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """Masks of the objects under normalized ``points`` on ``frame``.
+
+    Each point grows one region: with ``context`` (the whole video, same resolution) the
+    moving foreground component under the point when there is one; otherwise (or for a still
+    object) a colour region grown in Lab from the seed with the tolerance chosen where the
+    region's area is stable (before it leaks into the background). Regions that overlap are
+    merged into one object; the result lists disjoint objects in the order of the first point
+    that produced each. Every point yields a non-empty region; no points yields ``[]``.
+    """
+    frame = _check_frame(frame)
+    if len(points) == 0:
+        return []
+    h, w = frame.shape[:2]
+    model = _context_model(None if context is None else np.asarray(context), frame.shape)
+    lab: np.ndarray | None = None
+    regions = []
+    for x, y in points:
+        col, row = point_to_pixel(x, y, w, h)
+        region = _motion_region(frame, model, row, col) if model else None
+        if region is None:
+            if lab is None:
+                lab = _lab(_blur(frame))
+            region = _colour_region(lab, row, col)
+        regions.append(region)
+    return _merge_overlapping(regions)
+
+
+def _merge_overlapping(regions: list[np.ndarray]) -> list[np.ndarray]:
+    objects: list[np.ndarray] = []
+    for region in regions:
+        hits = [k for k, obj in enumerate(objects) if np.any(obj & region)]
+        if not hits:
+            objects.append(region.copy())
+            continue
+        merged = objects[hits[0]] | region
+        for k in reversed(hits[1:]):
+            merged |= objects.pop(k)
+        objects[hits[0]] = merged
+    return objects
+
+
+def _min_area(h: int, w: int) -> int:
+    return max(16, int(2e-4 * h * w))
+
+
+def _motion_region(frame: np.ndarray, model: BackgroundModel, row: int, col: int):
+    """Foreground component under the seed, holes filled; None if the seed is not moving."""
+    h, w = frame.shape[:2]
+    fg = _open(model.foreground(frame))
+    region = _component_at(fg, row, col, search=max(2, round(min(h, w) / 240)))
+    if region is None:
+        return None
+    box = _pad_box(_bbox(region), 4, region.shape)
+    diff = model.difference(frame, box)
+    region[_sl(box)] = _half_contrast(diff, region[_sl(box)], model.threshold)
+    area = np.count_nonzero(region)
+    if area < _min_area(h, w) or area > 0.5 * h * w or not region[row, col]:
+        return None
+    return region
+
+
+def _seed_colour(lab: np.ndarray, row: int, col: int) -> np.ndarray:
+    """Seed colour: median of the 3x3 pixels around the click (robust to one odd pixel, and
+    small enough not to mix two surfaces when the click lands near an edge)."""
+    window = lab[max(0, row - 1) : row + 2, max(0, col - 1) : col + 2].reshape(-1, 3)
+    return np.median(window, axis=0)
+
+
+def _downsample(image: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return image
+    h, w = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    blocks = image[:h, :w].reshape(h // factor, factor, w // factor, factor, -1)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def _choose_tolerance(distance: np.ndarray, row: int, col: int) -> float:
+    """Pick the colour tolerance for the region grown from (row, col).
+
+    Tolerances rise geometrically and the region's area is recorded for each. The object is
+    the first *stable* region (MSER-like: the area barely changes across neighbouring
+    tolerances) before any leak into the surroundings. The tolerance returned is the middle
+    of that region's plateau (the range over which the area stays within 15%), about half
+    the object's contrast with its surroundings, so the outline passes where edge pixels
+    are half object, half background.
+    """
+    h, w = distance.shape
+    levels = 2.0 * 1.15 ** np.arange(31)  # 2 .. 133 (Lab units)
+    areas = []
+    for tol in levels:
+        region = _component_at(distance < tol, row, col, search=1)
+        areas.append(0 if region is None else int(np.count_nonzero(region)))
+        if areas[-1] > 0.5 * h * w:
+            break
+    area = np.array(areas, float)
+    stable = _most_stable_level(area, _min_area(h, w), 0.5 * h * w)
+    if stable is None:
+        grown = np.flatnonzero((area > 0) & (area <= 0.5 * h * w))
+        return float(levels[grown[-1]] if grown.size else levels[0])
+    low = high = stable
+    while low > 0 and area[low - 1] * 1.15 >= area[stable]:
+        low -= 1
+    while high + 1 < len(area) and area[high + 1] <= 1.15 * area[stable]:
+        high += 1
+    return float(levels[low] + levels[high]) / 2
+
+
+def _most_stable_level(area: np.ndarray, min_area: float, max_area: float) -> int | None:
+    """Index of the first local minimum of the relative growth rate below 5% (else the
+    global minimum), among levels whose regions are neither specks nor floods."""
+    d = 2
+    index = np.arange(d, len(area) - d)
+    if index.size == 0:
+        return None
+    growth = (area[index + d] - area[index - d]) / np.maximum(area[index], 1)
+    valid = (area[index] >= min_area) & (area[index + d] <= max_area)
+    if not valid.any():
+        return None
+    growth = np.where(valid, growth, np.inf)
+    padded = np.concatenate([[np.inf], growth, [np.inf]])
+    minima = (growth <= padded[:-2]) & (growth <= padded[2:]) & (growth < 0.05)
+    pick = int(np.flatnonzero(minima)[0]) if minima.any() else int(np.argmin(growth))
+    return int(index[pick])
+
+
+def _colour_region(lab: np.ndarray, row: int, col: int) -> np.ndarray:
+    """Region of similar colour around the seed, cleaned (opened, holes filled, connected)."""
+    h, w = lab.shape[:2]
+    colour = _seed_colour(lab, row, col)
+    factor = max(1, math.ceil(max(h, w) / 480))
+    small = _downsample(lab, factor)
+    small_distance = np.linalg.norm(small - colour, axis=2)
+    srow, scol = min(row // factor, small.shape[0] - 1), min(col // factor, small.shape[1] - 1)
+    tolerance = _choose_tolerance(small_distance, srow, scol)
+    distance = np.linalg.norm(lab - colour, axis=2)
+    region = _component_at(distance < tolerance, row, col, search=max(2, factor))
+    if region is None:
+        region = _dilate(_point_mask(h, w, row, col), max(2, round(min(h, w) / 120)))
+    return _clean_region(region, row, col)
+
+
+def _point_mask(h: int, w: int, row: int, col: int) -> np.ndarray:
+    mask = np.zeros((h, w), bool)
+    mask[row, col] = True
+    return mask
+
+
+def _clean_region(region: np.ndarray, row: int, col: int) -> np.ndarray:
+    """Fill holes, cut thin leaks (opening) and keep the component at the seed.
+
+    A region touching the frame border is likely background (floor, wall, sky): only its
+    specks are filled, so the objects standing on it stay out of it."""
+    h, w = region.shape
+
+    def _inside(box: Box) -> bool:
+        return box[0] > 0 and box[2] > 0 and box[1] < h and box[3] < w
+
+    box = _bbox(region)
+    crop = _sl(_pad_box(box, 2, region.shape))
+    filled = np.zeros_like(region)
+    filled[crop] = _fill_holes(region[crop], max_hole=None if _inside(box) else 1e-3 * h * w)
+    radius = max(1, round(min(h, w) / 360))
+    opened = np.zeros_like(region)
+    opened[crop] = _open(filled[crop], radius)
+    kept = _component_at(opened, row, col, search=radius + 1)
+    return kept if kept is not None else filled

@@ -5,7 +5,7 @@
 nothing here imports them.
 """
 
-from . import errors, media, rle, validate
+from . import batch, errors, media, rle, validate
 from .client import DEFAULT_BASE_URL, REGIONS, Client
 from .errors import (
     AccountError,
@@ -55,6 +55,7 @@ __all__ = [
     "TaskTimeoutError",
     "TaskVideo",
     "ValidationError",
+    "batch",
     "errors",
     "media",
     "rle",

@@ -8,6 +8,7 @@ single ``error: ...`` line that says what to do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -17,7 +18,8 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, batch
+from .batch_display import BatchDisplay
 from .client import REGIONS, Client
 from .errors import KlingError
 from .hosting import SandboxHost, UrlHost
@@ -235,6 +237,63 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
                  "task": result.task}, str(result.output))
 
 
+def _batch_manifest(args: argparse.Namespace) -> batch.Manifest:
+    return batch.load(args.manifest, local_ok=args.host_with == "sandbox")
+
+
+def cmd_batch_dry_run(args: argparse.Namespace) -> int:
+    """Validate the whole manifest and list this shard's jobs; needs no credentials."""
+    manifest = _batch_manifest(args)
+    jobs = batch.plan(manifest, args.shard)[0]
+    problems = [str(p) for p in manifest.problems]
+    where = f" in shard {args.shard[0]}/{args.shard[1]}" if args.shard else ""
+    _emit(args, {"valid": not problems, "jobs": [j.name for j in jobs], "problems": problems},
+          "\n".join([f"{len(jobs)} valid job(s){where}: " + " ".join(j.name for j in jobs),
+                     *problems]))
+    if problems:
+        print(f"error: {len(problems)} problem(s) in the manifest (listed above); nothing "
+              "would be sent", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_batch(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    if args.host_with != "sandbox":
+        raise KlingError(f"--host-with {args.host_with!r} is not available yet: use sandbox, "
+                         "or publish the clips yourself and put their URLs in the manifest")
+    manifest = _batch_manifest(args)
+    display = BatchDisplay(live=None) if not progress.quiet else None
+    try:
+        with display or contextlib.nullcontext():
+            report = batch.run(
+                manifest, args.out, client=client, host=SandboxHost(client.http),
+                concurrency=args.concurrency, shard=args.shard,
+                skip_invalid=args.skip_invalid, on_event=display,
+                wait_timeout=args.wait_timeout,
+            )
+    except batch.ManifestError as exc:
+        problems = [str(p) for p in exc.problems]
+        if args.json:
+            print(json.dumps({"problems": problems}, indent=1))
+        print("\n".join(problems), file=sys.stderr)
+        raise ValueError(f"{len(problems)} problem(s) in the manifest (listed above); nothing "
+                         "was sent: fix them, or pass --skip-invalid") from None
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    progress.line(report.summary())
+    if not report.ok:
+        counts = report.counts()
+        raise KlingError(f"{len(report.jobs) - counts['succeed']} of {len(report.jobs)} job(s) "
+                         f"did not succeed (see {report.path}); run the same command again to "
+                         "resume")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return batch.parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_sandbox(args: argparse.Namespace) -> None:
     try:
         from .sandbox import SandboxConfig, serve
@@ -339,6 +398,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="resume file (default: OUTPUT.kling.json)")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
 
+    p = add("batch", cmd_batch, "run every edit of a JSON Lines manifest: resumable, shardable")
+    p.add_argument("manifest", help="JSON Lines, one job per line (see docs/batch.md)")
+    p.add_argument("--out", required=True, help="folder for results, report.json and .state/")
+    p.add_argument("--concurrency", type=int, default=3,
+                   help="most tasks running at once (the account's concurrency; default 3)")
+    p.add_argument("--shard", type=_shard, metavar="I/N",
+                   help="run only the I-th of N stable subsets (by job name), for farms")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the manifest and list the jobs; send nothing")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="run the valid jobs even when some lines are invalid")
+    p.add_argument("--host-with", default="sandbox", help="how local clips are published")
+    p.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds per task")
+
     p = sub.add_parser("sandbox", help="run the local API sandbox")
     p.set_defaults(func=None)
     p.add_argument("--host", default="127.0.0.1")
@@ -362,6 +435,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_sandbox(args)
             return 0
         progress = _Progress(quiet=args.quiet or False)
+        if args.command == "batch" and args.dry_run:
+            return cmd_batch_dry_run(args)
+        if args.command == "batch" and args.concurrency < 1:
+            raise ValueError(f"--concurrency {args.concurrency} must be at least 1")
         with _client(args) as client:
             args.func(args, client, progress)
         return 0

@@ -70,7 +70,13 @@ def _poll_schedule(elapsed: float) -> float:
 
 
 class Client:
-    """A synchronous client; thread-safe for the add-on's single worker and CLI threads."""
+    """A synchronous client; thread-safe for the add-on's single worker and CLI threads.
+
+    ``on_retry(error, wait_s)`` (a constructor argument, also an attribute a caller may set),
+    when not ``None``, is called in the calling thread before every retry sleep (by business
+    code, connection failure, or a create posted again), so a caller such as the batch
+    runner can see pressure (1303) that the retries otherwise hide.
+    """
 
     def __init__(
         self,
@@ -85,6 +91,7 @@ class Client:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_retry: Callable[[KlingError, float], None] | None = None,
     ) -> None:
         if api_key and api_key.strip():
             self._auth: httpx.Auth = ApiKeyAuth(api_key)
@@ -104,6 +111,7 @@ class Client:
         self.max_retries = max_retries
         self._sleep = sleep
         self._clock = clock
+        self.on_retry = on_retry
         self._rng = rng or random.Random()
         try:
             self._http = httpx.Client(
@@ -226,6 +234,9 @@ class Client:
             if wait is None:
                 raise error
             log.debug("retrying %s %s in %.2fs after: %s", method, path, wait, error)
+            hook = self.on_retry
+            if hook is not None:
+                hook(error, wait)
             self._sleep(wait)
             attempt += 1
 
@@ -413,7 +424,11 @@ class Client:
                 if attempt >= self.max_retries:
                     raise failure from None
                 log.debug("task %s was not created; posting again", external_id)
-            self._sleep(backoff(attempt, self._rng))
+            wait = backoff(attempt, self._rng)
+            hook = self.on_retry
+            if hook is not None:
+                hook(failure, wait)
+            self._sleep(wait)
             attempt += 1
 
     def get_task(self, task_id: str) -> Task:

@@ -1,10 +1,11 @@
-"""Background work: the render worker, the status ticker and callback deliveries.
+"""Background work: the render workers, the status ticker and callback deliveries.
 
-Three daemon threads, started and stopped together by :class:`Jobs`:
+Daemon threads, started and stopped together by :class:`Jobs`:
 
-* the **worker** renders queued tasks one at a time (track, then remove/swap/add, then write
-  the result MP4 and, if asked, a watermarked copy), recording the outcome and the sandbox
-  time it finished; a render that raises makes the task ``failed`` with the reason;
+* the **workers** (as many as tasks may run at once, at most ``MAX_RENDER_WORKERS`` to
+  bound memory) render queued tasks (track, then remove/swap/add, then write the result
+  MP4 and, if asked, a watermarked copy), recording the outcome and the sandbox time it
+  finished; a render that raises makes the task ``failed`` with the reason;
 * the **ticker** wakes every ~50 ms and whenever the clock moves or a task is created, and
   for each task with a ``callback_url`` queues one callback per status it reached since the
   last look, in order (``submitted``, ``processing``, then ``succeed``/``failed``), even when
@@ -32,6 +33,7 @@ __all__ = ["Jobs", "render"]
 
 log = logging.getLogger("kling_elements.sandbox")
 TICK_S = 0.05
+MAX_RENDER_WORKERS = 4
 _ORDER = ("submitted", "processing")
 
 
@@ -42,7 +44,10 @@ def render(state: State, task: Task) -> ResultVideo:
     if task.key_masks:
         with state.lock:
             session = state.sessions[task.session_id]
-        masks = tracking(state, session, task.key_masks, task.selection_version)
+        masks = state.tracks.get(
+            state.frames.key(task.video_path), task.key_masks,
+            lambda: tracking(state, session, task.key_masks, task.selection_version),
+        )
     reference = task.images[0] if task.images else None
     if task.edit_mode == "removal":
         out = vision.remove(frames, masks)
@@ -75,15 +80,17 @@ def _updated_at(task: Task, status: str, task_seconds: float, final_at: float) -
 
 
 class Jobs:
-    """The worker, ticker and deliverer threads of one sandbox."""
+    """The render workers, ticker and deliverer threads of one sandbox."""
 
     def __init__(self, state: State, config: SandboxConfig) -> None:
         self.state = state
         self.config = config
         self._stop = threading.Event()
         self._deliveries: queue.Queue[tuple[str, dict] | None] = queue.Queue()
+        self._workers = max(1, min(config.max_concurrent_tasks, MAX_RENDER_WORKERS))
         self._threads = [
-            threading.Thread(target=self._work, name="sandbox-render", daemon=True),
+            *(threading.Thread(target=self._work, name="sandbox-render", daemon=True)
+              for _ in range(self._workers)),
             threading.Thread(target=self._tick, name="sandbox-ticker", daemon=True),
             threading.Thread(target=self._deliver, name="sandbox-callbacks", daemon=True),
         ]
@@ -95,7 +102,8 @@ class Jobs:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop all threads (a render in progress is finished first, up to ``timeout``)."""
         self._stop.set()
-        self.state.render_queue.put(None)
+        for _ in range(self._workers):
+            self.state.render_queue.put(None)
         self._deliveries.put(None)
         self.state.wakeup.set()
         for thread in self._threads:

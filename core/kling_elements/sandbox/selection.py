@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ..errors import ValidationError
 from . import video, vision
 from .config import ApiError, SandboxConfig
 from .fetch import MAX_VIDEO_BYTES, download, loopback_url, url_suffix
-from .state import Preview, Session, State
+from .state import Normalized, Preview, Session, State, file_digest
 
 __all__ = [
     "add_points", "clear_points", "delete_points", "init_session", "parse_points",
@@ -59,8 +60,24 @@ def _source(state: State, body: dict) -> tuple[Path, bool]:
     return final, True
 
 
+def _normalize(state: State, config: SandboxConfig, source: Path, key: str) -> Normalized:
+    """Decode ``source`` at the size bound and write the normalized copy (not yet served)."""
+    try:
+        frames, fps = video.read_frames(source, max_long_side=config.max_long_side)
+    except Exception as exc:
+        raise ApiError(1201, f"video cannot be decoded ({exc.__class__.__name__})") from None
+    path = state.data_dir / "normalized" / f"{key.replace('/', '-')}.mp4"
+    video.write_mp4(path, frames, fps)
+    return Normalized(path, fps, len(frames), frames.shape[1] + frames.shape[1] % 2,
+                      frames.shape[2] + frames.shape[2] % 2)
+
+
 def init_session(state: State, config: SandboxConfig, body: dict, base_url: str) -> dict:
-    """Check the video against Kling's rules, write the normalized copy, open a session."""
+    """Check the video against Kling's rules, write the normalized copy, open a session.
+
+    Sources with the same bytes (shots of one plate) are normalized once: each session gets
+    a copy of that file, as a second decode and encode would make the same bytes.
+    """
     source, temporary = _source(state, body)
     try:
         try:
@@ -70,27 +87,25 @@ def init_session(state: State, config: SandboxConfig, body: dict, base_url: str)
         problems = validate.video_problems(info)
         if problems:
             raise ApiError(1201, "video breaks Kling's rules: " + "; ".join(problems))
-        try:
-            frames, fps = video.read_frames(source, max_long_side=config.max_long_side)
-        except Exception as exc:
-            raise ApiError(1201, f"video cannot be decoded ({exc.__class__.__name__})") from None
+        key = f"{file_digest(source)}/{config.max_long_side}"
+        known = state.normalized.get(key, lambda: _normalize(state, config, source, key))
     finally:
         if temporary:
             with contextlib.suppress(OSError):
                 os.unlink(source)
     session_id = state.new_session_id()
     name, path = state.new_file(f"sessions/{session_id}", ".mp4", "normalized.mp4")
-    video.write_mp4(path, frames, fps)
-    height, width = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
+    shutil.copyfile(known.path, path)
     session = Session(
         id=session_id, created_at=state.clock.now(), video_path=path, video_name=name,
-        fps=fps, width=width, height=height, total_frame=len(frames),
+        fps=known.fps, width=known.width, height=known.height, total_frame=known.frames,
         duration_s=info.duration_s, original_duration_ms=round(info.duration_s * 1000),
     )
     state.add_session(session)
     return {
-        "status": 0, "session_id": session_id, "fps": fps,
-        "original_duration": session.original_duration_ms, "width": width, "height": height,
+        "status": 0, "session_id": session_id, "fps": known.fps,
+        "original_duration": session.original_duration_ms, "width": known.width,
+        "height": known.height,
         "total_frame": session.total_frame, "normalized_video": state.file_url(name, base_url),
     }
 

@@ -8,6 +8,7 @@ blocking the others during the (slow) segmentation. Nothing here does HTTP.
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import secrets
 import threading
@@ -24,7 +25,8 @@ from .config import ApiError
 from .faults import FaultBook
 
 __all__ = [
-    "Clock", "FrameCache", "Preview", "ResultVideo", "Session", "State", "Task",
+    "Clock", "FrameCache", "Normalized", "NormalizedCache", "Preview", "ResultVideo", "Session",
+    "State", "Task", "TrackCache", "file_digest",
 ]
 
 
@@ -161,38 +163,147 @@ class Task:
     notified: list[str] = field(default_factory=list)
 
 
+def file_digest(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """A normalized copy written by init-selection, reused for a source with the same bytes."""
+
+    path: Path
+    fps: float
+    frames: int
+    height: int
+    width: int
+
+
+class NormalizedCache:
+    """Normalized copies by source content: the inits of one clip's bytes (shots of one
+    plate), concurrent or later, decode and encode it once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, Normalized] = {}
+        self._making: dict[str, threading.Lock] = {}
+
+    def get(self, key: str, make: Callable[[], Normalized]) -> Normalized:
+        """The copy for ``key``, made by ``make()`` (once) if there is none yet."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                return found
+            gate = self._making.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                found = self._entries.get(key)
+            if found is None:
+                found = make()
+                with self._lock:
+                    self._entries[key] = found
+                    self._making.pop(key, None)
+            return found
+
+
 class FrameCache:
     """Decoded frames of the few most recently used videos (decoding a clip costs seconds).
 
-    Keyed by path; the arrays are shared and must be treated as read-only.
+    Keyed by the file's content (SHA-256), so the normalized copies of one clip made by
+    several sessions are decoded once; files the sandbox writes never change after their
+    atomic rename, so each path's digest is computed once. The arrays are shared and must be
+    treated as read-only.
     """
 
     def __init__(self, capacity: int = 2) -> None:
         self._capacity = capacity
         self._lock = threading.Lock()
-        self._entries: OrderedDict[Path, tuple[np.ndarray, float]] = OrderedDict()
-        self._loading: dict[Path, threading.Lock] = {}
+        self._entries: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+        self._digests: dict[Path, str] = {}
+
+    def key(self, path: Path) -> str:
+        """The content digest of ``path``, which names its frames in every cache."""
+        with self._lock:
+            known = self._digests.get(path)
+        if known is None:
+            known = file_digest(path)
+            with self._lock:
+                self._digests[path] = known
+        return known
 
     def get(self, path: Path) -> tuple[np.ndarray, float]:
         from . import video  # the sandbox's decoder (PyAV)
 
+        key = self.key(path)
         with self._lock:
-            if path in self._entries:
-                self._entries.move_to_end(path)
-                return self._entries[path]
-            loading = self._loading.setdefault(path, threading.Lock())
-        with loading:  # one decode per path even when several threads ask at once
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one decode per content even when several threads ask at once
             with self._lock:
-                if path in self._entries:
-                    return self._entries[path]
+                if key in self._entries:
+                    return self._entries[key]
             frames, fps = video.read_frames(path)
             frames.setflags(write=False)
             with self._lock:
-                self._entries[path] = (frames, fps)
+                self._entries[key] = (frames, fps)
                 while len(self._entries) > self._capacity:
                     self._entries.popitem(last=False)
-                self._loading.pop(path, None)
+                self._loading.pop(key, None)
             return frames, fps
+
+
+class TrackCache:
+    """Tracked masks per (video content, key masks), bit-packed, the few most recent.
+
+    Tracking is deterministic, so tasks with identical selections on the same clip (shots
+    of one plate in a batch) share one tracking run; concurrent asks compute it once.
+    """
+
+    def __init__(self, capacity: int = 8) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+
+    @staticmethod
+    def _key(video_key: str, key_masks: dict[int, np.ndarray]) -> str:
+        digest = hashlib.sha256(video_key.encode())
+        for frame in sorted(key_masks):
+            mask = np.asarray(key_masks[frame], dtype=bool)
+            digest.update(f"{frame}:{mask.shape}".encode())
+            digest.update(np.packbits(mask).tobytes())
+        return digest.hexdigest()
+
+    def get(self, video_key: str, key_masks: dict[int, np.ndarray],
+            compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The ``(n, h, w)`` bool masks, from the cache or from ``compute()``."""
+        key = self._key(video_key, key_masks)
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+            loading = self._loading.setdefault(key, threading.Lock())
+        if cached is None:
+            with loading:
+                with self._lock:
+                    cached = self._entries.get(key)
+                if cached is None:
+                    masks = np.asarray(compute(), dtype=bool)
+                    with self._lock:
+                        self._entries[key] = (np.packbits(masks, axis=-1), masks.shape[-1])
+                        while len(self._entries) > self._capacity:
+                            self._entries.popitem(last=False)
+                        self._loading.pop(key, None)
+                    return masks
+        packed, width = cached
+        return np.unpackbits(packed, axis=-1, count=width).astype(bool)
 
 
 def _numeric_id() -> str:
@@ -212,6 +323,8 @@ class State:
         self.created: Counter[str] = Counter()  # create POSTs that made a task, per ext id
         self.faults = FaultBook()
         self.frames = FrameCache()
+        self.tracks = TrackCache()
+        self.normalized = NormalizedCache()
         self.render_queue: queue.Queue[Task | None] = queue.Queue()
         self.wakeup = threading.Event()
         self.base_url = ""

@@ -1,0 +1,511 @@
+"""Batch edits: run a manifest of edits with bounded concurrency, resumably, shardably.
+
+``run(jobs, out_dir, ...)`` drives many ``workflow.run_edit`` calls at once and reuses their
+guarantees rather than adding new ones: each job's progress is in ``DIR/.state/jobs/
+<name>.json`` (written atomically), so a process killed at any moment and started again
+never creates a second task (the saved ``external_task_id`` is looked up first) and
+continues downloads with ``Range``. Unchanged clips are published once
+(``hosting.CachingHost``, ``DIR/.state/uploads.json``), also across runs.
+
+Concurrency is bounded where Kling counts it: a job holds one of the batch's slots from
+just before its task is created until the task ends. Uploads, sessions and clicks of the
+next jobs run ahead meanwhile, so a slot is filled again as soon as it frees. On 1303 (the
+account's concurrency is used up, e.g. by other machines of a farm) the limit halves, and
+it grows by one after a few accepted creates, up to ``concurrency`` (AIMD): a burst of
+refusals never becomes a storm of retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from .batch_manifest import (
+    BatchJob,
+    Manifest,
+    ManifestError,
+    from_records,
+    in_shard,
+    load,
+    parse_shard,
+)
+from .client import Client
+from .errors import (
+    AccountError,
+    AuthError,
+    ConnectionFailed,
+    KlingError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
+from .hosting import CachingHost, Host
+from .models import Task
+from .retry import backoff
+from .workflow import run_edit
+
+__all__ = [
+    "JobReport", "Limiter", "Manifest", "ManifestError", "Report", "load", "parse_shard",
+    "plan", "run",
+]
+
+log = logging.getLogger("kling_elements.batch")
+
+BatchEvent = Callable[[str | None, str, dict[str, Any]], None]
+_TRANSIENT = (ConnectionFailed, ServerError, RateLimitError)
+_FATAL = (AuthError, AccountError, PermissionDeniedError)
+
+
+class Limiter:
+    """A counting semaphore whose limit follows AIMD between 1 and ``maximum``.
+
+    ``pressure()`` (a 1303) halves the limit, at most once per ``cooldown_s`` so the
+    refusals of one burst count once; ``succeeded()`` (an accepted create) raises it by one
+    after ``increase_after`` successes. Lowering the limit never interrupts a holder: new
+    acquisitions wait until fewer than ``limit`` are held.
+    """
+
+    def __init__(self, maximum: int, *, increase_after: int = 3, cooldown_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if maximum < 1:
+            raise ValueError(f"concurrency {maximum} must be at least 1")
+        self.maximum = maximum
+        self.limit = maximum
+        self.in_use = 0
+        self._increase_after = increase_after
+        self._cooldown_s = cooldown_s
+        self._clock = clock
+        self._streak = 0
+        self._last_cut = -float("inf")
+        self._cond = threading.Condition()
+
+    def acquire(self, *, force: bool = False) -> None:
+        """Take a slot, waiting while the limit is reached (``force``: take it regardless,
+        for a task that already runs at Kling)."""
+        with self._cond:
+            while not force and self.in_use >= self.limit:
+                self._cond.wait()
+            self.in_use += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self.in_use -= 1
+            self._cond.notify_all()
+
+    def pressure(self) -> int | None:
+        """Halve the limit (min 1); the new limit, or ``None`` if unchanged."""
+        with self._cond:
+            now = self._clock()
+            self._streak = 0
+            if now - self._last_cut < self._cooldown_s or self.limit == 1:
+                return None
+            self._last_cut = now
+            self.limit = max(1, self.limit // 2)
+            return self.limit
+
+    def succeeded(self) -> int | None:
+        """Count an accepted create; the raised limit, or ``None`` if unchanged."""
+        with self._cond:
+            self._streak += 1
+            if self.limit >= self.maximum or self._streak < self._increase_after:
+                return None
+            self._streak = 0
+            self.limit += 1
+            self._cond.notify_all()
+            return self.limit
+
+
+@dataclass
+class JobReport:
+    """One line of ``report.json``; ``status`` is succeed, failed, invalid or pending."""
+
+    name: str | None
+    line: int
+    status: str = "pending"
+    task_id: str | None = None
+    external_task_id: str | None = None
+    output: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    retries: int = 0
+
+
+@dataclass
+class Report:
+    """The outcome of one run (one shard): every job of the shard, in manifest order."""
+
+    jobs: list[JobReport]
+    path: Path
+    shard: tuple[int, int] | None
+
+    @property
+    def ok(self) -> bool:
+        return all(job.status == "succeed" for job in self.jobs)
+
+    def counts(self) -> dict[str, int]:
+        counts = {"succeed": 0, "failed": 0, "invalid": 0, "pending": 0}
+        for job in self.jobs:
+            counts[job.status] = counts.get(job.status, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
+                "counts": self.counts(), "jobs": [asdict(job) for job in self.jobs]}
+
+    def summary(self) -> str:
+        """A few lines for humans: the counts, then each job that did not succeed."""
+        c = self.counts()
+        retries = sum(job.retries for job in self.jobs)
+        lines = [f"{len(self.jobs)} job(s): {c['succeed']} succeeded, {c['failed']} failed, "
+                 f"{c['invalid']} invalid, {c['pending']} pending; {retries} retried "
+                 f"request(s); report: {self.path}"]
+        lines += [f"  {job.name or f'line {job.line}'}: {job.status}"
+                  + (f": {job.error}" if job.error else "")
+                  for job in self.jobs if job.status != "succeed"]
+        return "\n".join(lines)
+
+
+def report_path(out_dir: Path, shard: tuple[int, int] | None) -> Path:
+    """``report.json``, or ``report.I-of-N.json`` so shards sharing a folder never clash."""
+    return out_dir / ("report.json" if shard is None else f"report.{shard[0]}-of-{shard[1]}.json")
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+class _JobClient:
+    """The shared client as one job sees it: creating a task takes a batch slot, held until
+    the wait for that task ends (or the job ends). Everything else is the shared client."""
+
+    def __init__(self, client: Client, runner: _Runner) -> None:
+        self._client = client
+        self._runner = runner
+        self._held = False
+        self._created_at: float | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_task(self, task_id: str) -> Task:
+        task = self._client.get_task(task_id)
+        if not task.done and not self._held:  # resumed while running: it occupies a slot
+            self._runner.limiter.acquire(force=True)
+            self._held = True
+        return task
+
+    def submit_task(self, body: dict[str, Any]) -> Task:
+        if not self._held:
+            self._runner.emit_current("waiting_slot", {})
+            self._runner.limiter.acquire()
+            self._held = True
+        task = self._client.submit_task(body)
+        self._created_at = time.monotonic()
+        self._runner.accepted()
+        return task
+
+    def wait(self, task_id: str, timeout: float = 900.0, poll_interval: float | None = None,
+             on_update: Callable[[Task], None] | None = None) -> Task:
+        try:
+            task = self._client.wait(task_id, timeout=timeout,
+                                     poll_interval=poll_interval or self._runner.poll_interval(),
+                                     on_update=on_update)
+            if self._created_at is not None:
+                self._runner.observe(time.monotonic() - self._created_at)
+            return task
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._runner.limiter.release()
+
+
+class _Runner:
+    def __init__(self, client: Client, host: Host | None, out_dir: Path, limiter: Limiter,
+                 on_event: BatchEvent | None, wait_timeout: float, poll_interval: float | None,
+                 attempts: int) -> None:
+        self.client = client
+        self.host = host
+        self.out_dir = out_dir
+        self.limiter = limiter
+        self.on_event = on_event
+        self.wait_timeout = wait_timeout
+        self.fixed_poll = poll_interval
+        self.attempts = attempts
+        self.stop = threading.Event()
+        self.fatal: BaseException | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._durations: list[float] = []
+
+    # events and feedback -----------------------------------------------------------------
+    def emit(self, name: str | None, kind: str, info: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(name, kind, info)
+            except Exception:
+                log.exception("batch event callback failed")
+
+    def emit_current(self, kind: str, info: dict[str, Any]) -> None:
+        record = getattr(self._local, "record", None)
+        self.emit(record.name if record else None, kind, info)
+
+    def on_retry(self, error: KlingError, wait: float) -> None:
+        record = getattr(self._local, "record", None)
+        if record is not None:
+            record.retries += 1
+        self.emit(record.name if record else None, "retry",
+                  {"code": error.code, "error": str(error), "wait_s": wait})
+        if error.code == 1303:
+            limit = self.limiter.pressure()
+            if limit is not None:
+                self.emit(None, "limit", {"limit": limit, "reason": "1303"})
+
+    def accepted(self) -> None:
+        limit = self.limiter.succeeded()
+        if limit is not None:
+            self.emit(None, "limit", {"limit": limit, "reason": "creates accepted"})
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self._durations.append(seconds)
+            del self._durations[:-50]
+
+    def poll_interval(self) -> float | None:
+        """A tenth of the typical task duration seen in this run (0.1-10 s); ``None`` (the
+        client's schedule) until a task has ended."""
+        if self.fixed_poll is not None:
+            return self.fixed_poll
+        with self._lock:
+            if not self._durations:
+                return None
+            typical = statistics.median(self._durations)
+        return min(max(typical / 10.0, 0.1), 10.0)
+
+    # jobs ---------------------------------------------------------------------------------
+    def state_path(self, job: BatchJob) -> Path:
+        return self.out_dir / ".state" / "jobs" / f"{job.name}.json"
+
+    def _finished(self, job: BatchJob, record: JobReport) -> bool:
+        """Done in an earlier run: state says so and the output is there; nothing is sent."""
+        edit = job.edit_job(self.out_dir)
+        state = _read_state(self.state_path(job))
+        if state.get("job") != edit.key() or not state.get("done") or not Path(
+                edit.output).is_file():
+            return False
+        record.status, record.output = "succeed", edit.output
+        record.task_id, record.external_task_id = state.get("task_id"), state.get(
+            "external_task_id")
+        return True
+
+    def run_job(self, job: BatchJob, record: JobReport) -> None:
+        if self._finished(job, record):
+            self.emit(job.name, "skipped", asdict(record))
+            return
+        start = time.monotonic()
+        self._local.record = record
+        try:
+            self.emit(job.name, "start", {})
+            self._attempt_until_done(job, record)
+        finally:
+            self._local.record = None
+            record.seconds = round(time.monotonic() - start, 3)
+            if record.status != "succeed":
+                state = _read_state(self.state_path(job))
+                record.task_id = state.get("task_id")
+                record.external_task_id = state.get("external_task_id")
+            self.emit(job.name, record.status, asdict(record))
+
+    def _attempt_until_done(self, job: BatchJob, record: JobReport) -> None:
+        """Run the edit, resuming it after transient failures: connection and server errors
+        up to ``attempts`` tries; 1303/1302 (they clear by waiting) for up to
+        ``wait_timeout`` seconds."""
+        edit = job.edit_job(self.out_dir)
+        tries, failures, throttled_since = 0, 0, None
+        while True:
+            proxy = _JobClient(self.client, self)
+            try:
+                result = run_edit(
+                    cast(Client, proxy), edit, host=self.host, state_path=self.state_path(job),
+                    wait_timeout=self.wait_timeout,
+                    on_event=lambda kind, info: self.emit(job.name, kind, info),
+                )
+            except _TRANSIENT as exc:
+                tries += 1
+                now = time.monotonic()
+                if isinstance(exc, RateLimitError):
+                    throttled_since = throttled_since or now
+                    give_up = now - throttled_since > self.wait_timeout
+                else:
+                    failures += 1
+                    give_up = failures >= self.attempts
+                if give_up or self.stop.is_set():
+                    record.status, record.error = "failed", str(exc)
+                    return
+                wait = backoff(tries + 1)
+                record.retries += 1
+                self.emit(job.name, "retry", {"error": str(exc), "wait_s": wait, "job": True})
+                time.sleep(wait)
+            except _FATAL as exc:
+                record.status, record.error = "failed", str(exc)
+                self.fatal = exc
+                self.stop.set()
+                return
+            except Exception as exc:
+                if not isinstance(exc, (KlingError, ValueError, OSError)):
+                    log.exception("batch job %s failed unexpectedly", job.name)
+                record.status, record.error = "failed", str(exc) or exc.__class__.__name__
+                return
+            else:
+                record.status, record.output = "succeed", str(result.output)
+                record.task_id = result.task.task_id
+                record.external_task_id = result.task.external_task_id
+                return
+            finally:
+                proxy.release()
+
+
+def plan(manifest: Manifest, shard: tuple[int, int] | None = None
+         ) -> tuple[list[BatchJob], list[JobReport]]:
+    """The valid jobs of ``shard`` and the report lines of its invalid ones."""
+    jobs = [job for job in manifest.jobs if in_shard(job.name, shard)]
+    invalid = []
+    for line, name in manifest.invalid_lines:
+        if in_shard(name, shard):
+            problems = [p.message for p in manifest.problems if p.line == line]
+            invalid.append(JobReport(name=name, line=line, status="invalid",
+                                     error="; ".join(problems)))
+    return jobs, invalid
+
+
+def _manifest(jobs: str | os.PathLike | Manifest | Iterable[Mapping[str, Any]],
+              local_ok: bool) -> Manifest:
+    if isinstance(jobs, Manifest):
+        return jobs
+    if isinstance(jobs, (str, os.PathLike)):
+        return load(jobs, local_ok=local_ok)
+    return from_records(enumerate(jobs, start=1), Path.cwd(), local_ok=local_ok)
+
+
+def run(
+    jobs: str | os.PathLike | Manifest | Iterable[Mapping[str, Any]],
+    out_dir: str | os.PathLike,
+    *,
+    client: Client | None = None,
+    host: Host | None = None,
+    concurrency: int = 3,
+    shard: tuple[int, int] | str | None = None,
+    skip_invalid: bool = False,
+    on_event: BatchEvent | None = None,
+    wait_timeout: float = 1800.0,
+    poll_interval: float | None = None,
+    attempts: int = 3,
+    upload_ttl_s: float = 6 * 3600.0,
+) -> Report:
+    """Run (or resume) every job of the manifest in ``shard``; write the results and report.
+
+    ``jobs`` is a manifest path (JSON Lines, paths relative to its folder), a parsed
+    :class:`Manifest`, or job dicts (paths relative to the working directory). Local clips
+    need ``host``. The whole manifest is validated first: with any invalid line nothing is
+    sent and :class:`ManifestError` lists every problem (unless ``skip_invalid``, which runs
+    the valid jobs and reports the others as ``invalid``). Jobs whose task fails, or whose
+    transient errors outlast ``attempts`` tries, are ``failed``; the run goes on. An auth or
+    account error stops starting jobs (the rest stay ``pending``). ``on_event(name, kind,
+    info)`` reports progress (``name`` ``None`` for the batch itself). ``poll_interval``
+    fixes how often a task is polled (default: adaptive, see ``_Runner.poll_interval``);
+    published URLs are reused for ``upload_ttl_s``. The report is written after every job to
+    ``report.json`` (``report.I-of-N.json`` for a shard); it is returned.
+    """
+    out = Path(out_dir).resolve()
+    if shard is not None:
+        shard = parse_shard(shard if isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
+    manifest = _manifest(jobs, local_ok=host is not None)
+    selected, records_invalid = plan(manifest, shard)
+    path = report_path(out, shard)
+    records = {job.name: JobReport(name=job.name, line=job.line) for job in selected}
+    report = Report(sorted([*records.values(), *records_invalid], key=lambda r: r.line),
+                    path, shard)
+    if manifest.problems and not skip_invalid:
+        _write_json(path, report.to_dict())
+        raise ManifestError(manifest.problems)
+    own_client = client is None
+    client = client or Client.from_env()
+    if host is not None and not isinstance(host, CachingHost):
+        host = CachingHost(host, out / ".state" / "uploads.json", ttl_s=upload_ttl_s,
+                           provider=f"{type(host).__name__} {client.base_url}")
+    limiter = Limiter(concurrency)
+    runner = _Runner(client, host, out, limiter, on_event, wait_timeout, poll_interval,
+                     attempts)
+    previous_hook = client.on_retry
+
+    def chained(error: KlingError, wait: float) -> None:
+        runner.on_retry(error, wait)
+        if previous_hook is not None:
+            previous_hook(error, wait)
+
+    client.on_retry = chained
+    todo: queue.Queue[BatchJob] = queue.Queue()
+    for job in selected:
+        todo.put(job)
+    write_lock = threading.Lock()
+
+    def write_report() -> None:
+        with write_lock:
+            _write_json(path, report.to_dict())
+
+    def worker() -> None:
+        while not runner.stop.is_set():
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            runner.run_job(job, records[job.name])
+            write_report()
+
+    runner.emit(None, "begin", {"jobs": len(selected), "invalid": len(records_invalid),
+                                "concurrency": concurrency, "report": str(path)})
+    # Twice as many workers as slots: the next jobs' uploads and clicks run while tasks
+    # render. Daemon threads, so an interrupted run exits at once; the state is on disk.
+    threads = [threading.Thread(target=worker, name=f"batch-{i}", daemon=True)
+               for i in range(min(len(selected), 2 * concurrency))]
+    try:
+        write_report()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    finally:
+        runner.stop.set()
+        client.on_retry = previous_hook
+        write_report()
+        if own_client:
+            client.close()
+    runner.emit(None, "end", report.counts())
+    return report

@@ -1,0 +1,372 @@
+"""The batch manifest: JSON Lines parsing, whole-manifest validation, and sharding.
+
+One job per line; paths are relative to the manifest's folder. Validation reports every
+violation of every line at once (with its line number) and reuses the checks the client
+applies before spending (``validate``, ``media``), so no limit is written twice. Sharding
+is a pure function of a job's name: ``--shard I/N`` on N machines covers each job exactly
+once, and adding or removing jobs never moves the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import validate
+from .errors import ValidationError
+from .selection import SelectionState
+from .workflow import EditJob
+
+__all__ = [
+    "BatchJob",
+    "Manifest",
+    "ManifestError",
+    "Problem",
+    "from_records",
+    "in_shard",
+    "load",
+    "parse_shard",
+]
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,119}")
+FIELDS = ("name", "video", "select", "edit_mode", "prompt", "images", "negative_prompt",
+          "mode", "duration", "watermark", "model_name")
+_URL_PREFIXES = ("http://", "https://")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One violation: the manifest line (1-based), the job's name if known, what to fix."""
+
+    line: int
+    name: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" + (f" ({self.name})" if self.name else "")
+        return f"{where}: {self.message}"
+
+
+class ManifestError(ValidationError):
+    """The manifest has violations; ``problems`` lists every one, in line order."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = len({p.line for p in problems})
+        super().__init__(
+            f"{len(problems)} problem(s) on {lines} line(s) of the manifest; nothing was "
+            "sent:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One valid manifest line, with paths resolved against the manifest's folder."""
+
+    line: int
+    name: str
+    edit_mode: str
+    prompt: str
+    video_path: str | None = None
+    video_url: str | None = None
+    video_id: str | None = None
+    selections: tuple[tuple[int, tuple[tuple[float, float], ...]], ...] = ()
+    images: tuple[str, ...] = ()
+    negative_prompt: str | None = None
+    mode: str = "std"
+    duration: str | None = None
+    watermark: bool = False
+    model_name: str | None = None
+
+    def edit_job(self, out_dir: str | os.PathLike) -> EditJob:
+        """The ``workflow`` job writing ``<out_dir>/<name>.mp4``."""
+        return EditJob(
+            output=str(Path(out_dir) / f"{self.name}.mp4"), edit_mode=self.edit_mode,
+            prompt=self.prompt, video_path=self.video_path, video_url=self.video_url,
+            video_id=self.video_id, selections=self.selections, images=self.images,
+            negative_prompt=self.negative_prompt, mode=self.mode, duration=self.duration,
+            watermark=self.watermark, model_name=self.model_name,
+        )
+
+
+@dataclass
+class Manifest:
+    """The parsed manifest: valid jobs, every problem, and each line's name (or ``None``)."""
+
+    path: Path | None
+    jobs: list[BatchJob] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    entries: list[tuple[int, str | None]] = field(default_factory=list)
+
+    @property
+    def invalid_lines(self) -> list[tuple[int, str | None]]:
+        bad = {p.line for p in self.problems}
+        return [(line, name) for line, name in self.entries if line in bad]
+
+    def raise_for_problems(self) -> None:
+        if self.problems:
+            raise ManifestError(self.problems)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` with ``1 <= I <= N`` as ``(I, N)``; a ValidationError that shows the form."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise ValidationError(
+            f"shard {text!r} must be I/N with 1 <= I <= N, e.g. 2/3 for the second of 3 shards"
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def in_shard(name: str | None, shard: tuple[int, int] | None) -> bool:
+    """Whether the job ``name`` belongs to ``shard`` (``None``: no sharding, all jobs).
+
+    The choice hashes the name (SHA-256), so it is the same on every machine, Python version
+    and manifest order. Lines without a usable name belong to shard 1, so exactly one shard
+    reports them.
+    """
+    if shard is None:
+        return True
+    index, count = shard
+    if not name:
+        return index == 1
+    bucket = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % count
+    return bucket == index - 1
+
+
+class _Checker:
+    """Collects every violation of one line instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def run(self, check: Callable[[], Any], prefix: str = "") -> Any:
+        try:
+            return check()
+        except ValidationError as exc:
+            self.messages.append(prefix + str(exc))
+            return None
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+
+class _Probes:
+    """Local file checks shared by every line (a plate used by 20 shots is probed once)."""
+
+    def __init__(self) -> None:
+        self.videos: dict[Path, tuple[validate.VideoInfo | None, list[str]]] = {}
+        self.images: dict[Path, str | None] = {}
+
+    def video(self, path: Path) -> tuple[validate.VideoInfo | None, list[str]]:
+        if path not in self.videos:
+            try:
+                from .media import probe
+                info = probe(path)
+                self.videos[path] = (info, validate.video_problems(info))
+            except ImportError:  # without PyAV only existence can be checked
+                ok = path.is_file()
+                self.videos[path] = (None, [] if ok else [f"video {str(path)!r} does not "
+                                                          "exist or is not a file"])
+            except ValidationError as exc:
+                self.videos[path] = (None, [str(exc)])
+        return self.videos[path]
+
+    def image(self, path: Path, label: str) -> str | None:
+        if path not in self.images:
+            from .media import prepare_image
+            try:
+                prepare_image(path, label=label)
+                self.images[path] = None
+            except ValidationError as exc:
+                self.images[path] = str(exc)
+        return self.images[path]
+
+
+def _resolve(base: Path, value: str) -> str:
+    return str((base / value).resolve())
+
+
+def _video(raw: object, base: Path, probes: _Probes, check: _Checker,
+           local_ok: bool) -> tuple[dict[str, str], float | None]:
+    """The source fields of an ``EditJob`` and, for a local clip, its duration."""
+    if isinstance(raw, dict):
+        if set(raw) != {"video_id"} or not isinstance(raw["video_id"], str) or not raw[
+                "video_id"].strip():
+            check.add('video must be a path, an http(s) URL or {"video_id": "<id>"}')
+            return {}, None
+        return {"video_id": raw["video_id"]}, None
+    if not isinstance(raw, str) or not raw.strip():
+        check.add('video is required: a path, an http(s) URL or {"video_id": "<id>"}')
+        return {}, None
+    if raw.lower().startswith(_URL_PREFIXES):
+        return {"video_url": raw}, None
+    if not local_ok:
+        check.add(f"video {raw!r} is a local file but no hosting choice was given to "
+                  "publish it: pass a host, or give an http(s) URL")
+    path = Path(_resolve(base, raw))
+    info, problems = probes.video(path)
+    for problem in problems:
+        check.add(problem)
+    return {"video_path": str(path)}, info.duration_s if info and not problems else None
+
+
+def _selections(raw: object, check: _Checker) -> tuple:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        check.add('select must be a list of {"frame": N, "points": [[x, y], ...]}')
+        return ()
+    scratch = SelectionState(session_id="(manifest)")
+    result = []
+    for i, item in enumerate(raw):
+        where = f"select[{i}]: "
+        if not isinstance(item, dict) or set(item) != {"frame", "points"}:
+            check.add(where + 'must be {"frame": N, "points": [[x, y], ...]}')
+            continue
+        before = len(check.messages)
+        frame = check.run(lambda item=item: validate.frame_index(item["frame"]), where)
+        points = check.run(lambda item=item: validate.points(item["points"]), where)
+        if len(check.messages) == before:
+            check.run(lambda f=frame, p=points: scratch.check_add(f, p), where)
+        if len(check.messages) > before:
+            continue
+        scratch.record(frame, points, [], added=True)
+        result.append((frame, tuple(points)))
+    return tuple(result)
+
+
+def _optional_str(record: Mapping, key: str, check: _Checker) -> str | None:
+    value = record.get(key)
+    if value is not None and not isinstance(value, str):
+        check.add(f"{key} must be a string or null, got {type(value).__name__}")
+        return None
+    return value
+
+
+def _check_record(record: object, base: Path, probes: _Probes,
+                  local_ok: bool) -> tuple[str | None, dict[str, Any], list[str]]:
+    """``(name, EditJob-like fields, problems)`` of one parsed line."""
+    check = _Checker()
+    if not isinstance(record, dict):
+        return None, {}, ["each line must be a JSON object (one job)"]
+    unknown = sorted(set(record) - set(FIELDS))
+    if unknown:
+        check.add(f"unknown field(s) {', '.join(map(repr, unknown))}: the fields are "
+                  f"{', '.join(FIELDS)}")
+    name = record.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        check.add(f"name {name!r} must be 1-120 letters, digits, '_' or '-' (starting with a "
+                  "letter or digit): it names the output files")
+        name = None
+    source, clip_s = _video(record.get("video"), base, probes, check, local_ok)
+    selections = _selections(record.get("select"), check)
+    edit_mode = record.get("edit_mode")
+    if check.run(lambda: validate.edit_mode(edit_mode)) is None:
+        edit_mode = None
+    images_raw = record.get("images") or []
+    images: list[str] = []
+    if not isinstance(images_raw, list) or not all(isinstance(i, str) for i in images_raw):
+        check.add("images must be a list of paths or http(s) URLs")
+        images_raw = []
+    for number, image in enumerate(images_raw, start=1):
+        if image.lower().startswith(_URL_PREFIXES):
+            images.append(image)
+            continue
+        path = Path(_resolve(base, image))
+        problem = probes.image(path, f"image {number}")
+        if problem:
+            check.add(f"images[{number - 1}]: {problem}")
+        images.append(str(path))
+    if edit_mode:
+        check.run(lambda: validate.image_count(edit_mode, len(images)))
+        if edit_mode in ("swap", "removal") and not selections and not any(
+                m.startswith("select") for m in check.messages):
+            check.add(f"{edit_mode} needs a selection: give select with at least one point "
+                      "on the element")
+    prompt = record.get("prompt")
+    check.run(lambda: validate.prompt(prompt, len(images)))
+    negative = _optional_str(record, "negative_prompt", check)
+    if negative:
+        check.run(lambda: validate.prompt(
+            validate.negative_prompt(negative), len(images), field="negative_prompt"))
+    mode = record.get("mode") if record.get("mode") is not None else "std"
+    check.run(lambda: validate.mode(mode))
+    duration = check.run(lambda: validate.duration(record.get("duration"), clip_s))
+    watermark = record.get("watermark", False)
+    if not isinstance(watermark, bool):
+        check.add(f"watermark must be true or false, got {watermark!r}")
+    model_name = _optional_str(record, "model_name", check)
+    fields = {
+        **source, "edit_mode": edit_mode, "prompt": prompt, "selections": selections,
+        "images": tuple(images), "negative_prompt": negative, "mode": mode,
+        "duration": duration if record.get("duration") is not None else None,
+        "watermark": watermark is True, "model_name": model_name,
+    }
+    return name, fields, check.messages
+
+
+def from_records(
+    records: Iterable[tuple[int, object]], base_dir: str | os.PathLike,
+    *, path: Path | None = None, local_ok: bool = True,
+) -> Manifest:
+    """Validate ``(line, parsed JSON)`` pairs; names are unique (also ignoring case)."""
+    manifest = Manifest(path=path)
+    probes = _Probes()
+    seen: dict[str, int] = {}
+    base = Path(base_dir)
+    for line, record in records:
+        if isinstance(record, _Unparsable):
+            manifest.entries.append((line, None))
+            manifest.problems.append(Problem(line, None, record.message))
+            continue
+        name, fields, messages = _check_record(record, base, probes, local_ok)
+        if name is not None:
+            first = seen.setdefault(name.lower(), line)
+            if first != line:
+                messages.append(f"name {name!r} is already used on line {first} (names must "
+                                 "differ also ignoring case: they name the output files)")
+        manifest.entries.append((line, name))
+        manifest.problems.extend(Problem(line, name, m) for m in messages)
+        if not messages and name is not None:
+            manifest.jobs.append(BatchJob(line=line, name=name, **fields))
+    return manifest
+
+
+@dataclass(frozen=True)
+class _Unparsable:
+    message: str
+
+
+def _lines(text: str) -> Iterable[tuple[int, object]]:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield number, json.loads(raw)
+        except ValueError as exc:
+            yield number, _Unparsable(f"not valid JSON ({exc})")
+
+
+def load(path: str | os.PathLike, *, local_ok: bool = True) -> Manifest:
+    """Read and validate a JSON Lines manifest (blank lines are skipped).
+
+    Raises ``ValidationError`` only when the file cannot be read at all; problems of its
+    lines are in ``Manifest.problems`` (``raise_for_problems`` turns them into one error).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"manifest {str(path)!r} cannot be read: {exc}") from None
+    manifest = from_records(_lines(text), path.resolve().parent, path=path, local_ok=local_ok)
+    if not manifest.entries:
+        raise ValidationError(f"manifest {str(path)!r} has no jobs: write one JSON object "
+                              "per line")
+    return manifest

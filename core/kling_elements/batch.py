@@ -22,7 +22,6 @@ import logging
 import os
 import queue
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -52,7 +51,7 @@ from .errors import (
 from .hosting import CachingHost, Host
 from .models import Task
 from .retry import backoff
-from .workflow import run_edit
+from .workflow import run_edit, write_json_atomic
 
 __all__ = [
     "JobReport", "Limiter", "Manifest", "ManifestError", "Report", "load", "parse_shard",
@@ -180,14 +179,7 @@ def report_path(out_dir: Path, shard: tuple[int, int] | None) -> Path:
     return out_dir / ("report.json" if shard is None else f"report.{shard[0]}-of-{shard[1]}.json")
 
 
-def _write_json(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+_write_json = write_json_atomic
 
 
 def _read_state(path: Path) -> dict[str, Any]:

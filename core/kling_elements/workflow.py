@@ -85,16 +85,20 @@ def _load_state(path: Path | None, key: str) -> dict[str, Any]:
     return state
 
 
-def _save_state(path: Path | None, state: dict[str, Any]) -> None:
-    if path is None:
-        return
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON so that ``path`` holds either the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
-        json.dump(state, handle, indent=1)
+        json.dump(data, handle, indent=1)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def _save_state(path: Path | None, state: dict[str, Any]) -> None:
+    if path is not None:
+        write_json_atomic(path, state)
 
 
 def _check_job(client: Client, job: EditJob, state: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,32 +67,16 @@ class ManifestError(ValidationError):
 
 @dataclass(frozen=True)
 class BatchJob:
-    """One valid manifest line, with paths resolved against the manifest's folder."""
+    """One valid manifest line; ``spec`` is its edit with paths resolved against the
+    manifest's folder (and no output yet: that depends on the run's output folder)."""
 
     line: int
     name: str
-    edit_mode: str
-    prompt: str
-    video_path: str | None = None
-    video_url: str | None = None
-    video_id: str | None = None
-    selections: tuple[tuple[int, tuple[tuple[float, float], ...]], ...] = ()
-    images: tuple[str, ...] = ()
-    negative_prompt: str | None = None
-    mode: str = "std"
-    duration: str | None = None
-    watermark: bool = False
-    model_name: str | None = None
+    spec: EditJob
 
     def edit_job(self, out_dir: str | os.PathLike) -> EditJob:
         """The ``workflow`` job writing ``<out_dir>/<name>.mp4``."""
-        return EditJob(
-            output=str(Path(out_dir) / f"{self.name}.mp4"), edit_mode=self.edit_mode,
-            prompt=self.prompt, video_path=self.video_path, video_url=self.video_url,
-            video_id=self.video_id, selections=self.selections, images=self.images,
-            negative_prompt=self.negative_prompt, mode=self.mode, duration=self.duration,
-            watermark=self.watermark, model_name=self.model_name,
-        )
+        return replace(self.spec, output=str(Path(out_dir) / f"{self.name}.mp4"))
 
 
 @dataclass
@@ -335,7 +319,7 @@ def from_records(
         manifest.entries.append((line, name))
         manifest.problems.extend(Problem(line, name, m) for m in messages)
         if not messages and name is not None:
-            manifest.jobs.append(BatchJob(line=line, name=name, **fields))
+            manifest.jobs.append(BatchJob(line=line, name=name, spec=EditJob(output="", **fields)))
     return manifest
 
 

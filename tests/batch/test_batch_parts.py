@@ -45,8 +45,8 @@ def test_every_violation_of_every_line_is_listed_with_its_line(shots, plates):
     ])
     parsed = load(manifest)
     assert [j.name for j in parsed.jobs] == ["sh010", "sh080"]
-    assert parsed.jobs[0].video_path == str((shots / "plates" / plate).resolve())
-    assert parsed.jobs[1].images == (str((shots / "star.png").resolve()),)
+    assert parsed.jobs[0].spec.video_path == str((shots / "plates" / plate).resolve())
+    assert parsed.jobs[1].spec.images == (str((shots / "star.png").resolve()),)
     by_line: dict[int, list[str]] = {}
     for problem in parsed.problems:
         by_line.setdefault(problem.line, []).append(problem.message)

@@ -25,48 +25,51 @@ def _source(strip) -> jobs.SessionSource:
                               video_id=strip.kling.video_id)
 
 
-def _send(context, strip, label: str, work) -> None:
+def _session_of(strip):
+    state = load_selection(strip)
+    if state is None:
+        raise ValidationError("start a session first (Session > Start Editing)")
+    return state
+
+
+def _send(context, strip, label: str, state, action) -> None:
+    """Run ``action(settings, source, stored_state)`` on the worker; store what it returns.
+
+    Everything the worker needs is read from ``bpy`` here, on the main thread.
+    """
+    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
     scene, name = compat.sequencer_scene(context), strip.name
 
-    def done(state: dict) -> None:
+    def done(result: dict) -> None:
         target = compat.strip_by_name(scene, name)
         if target is not None:
-            save_selection(target, state)
+            save_selection(target, result)
 
-    run_job(context, label, work, done)
+    run_job(context, label, lambda: action(settings, source, stored), done)
 
 
 def request_add(context, strip, frame_index: int, points: list[tuple[float, float]]) -> None:
     """Validate locally, then add ``points`` on ``frame_index`` in the background."""
-    state = load_selection(strip)
-    if state is None:
-        raise ValidationError("start a session first (Session > Start Editing)")
+    state = _session_of(strip)
     validate.frame_index(frame_index, state.total_frames)
     exact = validate.points(points)
     state.check_add(frame_index, exact)
-    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
-    _send(context, strip, "Add point",
-          lambda: jobs.add_points(settings, source, stored, frame_index, exact))
+    _send(context, strip, "Add point", state,
+          lambda *inputs: jobs.add_points(*inputs, frame_index, exact))
 
 
 def request_delete(context, strip, frame_index: int, points: list[tuple[float, float]]) -> None:
     """Delete points that were added on ``frame_index`` (the stored, exact floats)."""
-    state = load_selection(strip)
-    if state is None:
-        raise ValidationError("start a session first (Session > Start Editing)")
+    state = _session_of(strip)
     exact = state.exact_points(frame_index, list(points))
-    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
-    _send(context, strip, "Delete point",
-          lambda: jobs.delete_points(settings, source, stored, frame_index, exact))
+    _send(context, strip, "Delete point", state,
+          lambda *inputs: jobs.delete_points(*inputs, frame_index, exact))
 
 
 def request_clear(context, strip) -> None:
     state = load_selection(strip)
-    if state is None:
-        return
-    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
-    _send(context, strip, "Clear selection",
-          lambda: jobs.clear_points(settings, source, stored))
+    if state is not None:
+        _send(context, strip, "Clear selection", state, jobs.clear_points)
 
 
 def nearest_point(points: list[tuple[float, float]], x: float, y: float,

@@ -44,6 +44,7 @@ def register() -> None:
     for cls in _classes:
         bpy.utils.register_class(cls)
     props.register_pointers()
+    WORKER.start()
     bpy.app.timers.register(_drain, first_interval=DRAIN_INTERVAL_S, persistent=True)
     overlay.register()
 

@@ -20,11 +20,12 @@ def active_movie_strip(context: bpy.types.Context):
     return strip if strip is not None and strip.type == "MOVIE" else None
 
 
-def _set_status(context: bpy.types.Context, status: str = "", error: str = "") -> None:
+def _set_status(context: bpy.types.Context, status: str = "", error: str = "",
+                busy: bool = False) -> None:
     runtime = context.window_manager.kling
     runtime.status = status
     runtime.error = error
-    runtime.busy = WORKER.busy
+    runtime.busy = busy or WORKER.busy
 
 
 def run_job(context: bpy.types.Context, label: str, work, on_done) -> None:
@@ -42,8 +43,10 @@ def run_job(context: bpy.types.Context, label: str, work, on_done) -> None:
         wm.kling.error = f"{label} failed: {exc}"
         print(f"Kling: {label} failed: {exc}")
 
+    # Status first, queue last: once the worker runs it competes for the GIL, and every
+    # line the main thread still executes could then wait up to a switch interval (5 ms).
+    _set_status(context, status=f"{label}…", busy=True)
     WORKER.submit(label, work, done, failed)
-    _set_status(context, status=f"{label}…")
 
 
 def _online_refusal(context: bpy.types.Context) -> str:

@@ -37,6 +37,9 @@ class KlingStripSession(bpy.types.PropertyGroup):
         name="Kling video id", description="Set when the strip is a Kling result: edits chain "
         "from it without an upload")
     published_url: bpy.props.StringProperty(name="Published URL")
+    conformed_path: bpy.props.StringProperty(
+        name="Conformed clip", subtype="FILE_PATH", description="A compliant MP4 rendered "
+        "from this strip's visible range; when set, the session uses it instead of the file")
 
 
 class KlingSceneSettings(bpy.types.PropertyGroup):

@@ -18,17 +18,23 @@ bl_info = {
 
 import bpy  # noqa: E402
 
-from . import ops_select, ops_session, overlay, props, ui  # noqa: E402
+from . import ops_edit, ops_select, ops_session, ops_tasks, overlay, props, results, ui  # noqa: E402
 from .jobs import close_clients  # noqa: E402
 from .prefs import KlingPreferences  # noqa: E402
-from .worker import WORKER  # noqa: E402
+from .worker import BACKGROUND, WORKER  # noqa: E402
 
 _classes = (
     KlingPreferences,
     *props.classes,
     *ops_session.classes,
     *ops_select.classes,
+    *ops_edit.classes,
+    *ops_tasks.classes,
     *ui.classes,
+)
+_handlers = (
+    (bpy.app.handlers.load_post, ops_tasks.on_load),
+    (bpy.app.handlers.save_pre, results.move_to_blend_folder),
 )
 DRAIN_INTERVAL_S = 0.05
 IDLE_INTERVAL_S = 0.25
@@ -37,7 +43,9 @@ IDLE_INTERVAL_S = 0.25
 def _drain() -> float:
     """Runs on the main thread: apply finished jobs within a small time budget."""
     WORKER.drain()
-    return DRAIN_INTERVAL_S if WORKER.busy else IDLE_INTERVAL_S
+    BACKGROUND.drain()
+    ops_tasks.tick()
+    return DRAIN_INTERVAL_S if WORKER.busy or BACKGROUND.busy else IDLE_INTERVAL_S
 
 
 def register() -> None:
@@ -45,6 +53,9 @@ def register() -> None:
         bpy.utils.register_class(cls)
     props.register_pointers()
     WORKER.start()
+    BACKGROUND.start()
+    for handlers, handler in _handlers:
+        handlers.append(handler)
     bpy.app.timers.register(_drain, first_interval=DRAIN_INTERVAL_S, persistent=True)
     overlay.register()
 
@@ -53,7 +64,11 @@ def unregister() -> None:
     overlay.unregister()
     if bpy.app.timers.is_registered(_drain):
         bpy.app.timers.unregister(_drain)
+    for handlers, handler in _handlers:
+        if handler in handlers:
+            handlers.remove(handler)
     WORKER.stop()
+    BACKGROUND.stop()
     close_clients()
     props.unregister_pointers()
     for cls in reversed(_classes):

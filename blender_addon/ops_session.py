@@ -28,8 +28,11 @@ def _set_status(context: bpy.types.Context, status: str = "", error: str = "",
     runtime.busy = busy or WORKER.busy
 
 
-def run_job(context: bpy.types.Context, label: str, work, on_done) -> None:
-    """Queue ``work`` on the worker; ``on_done`` and errors come back on the main thread."""
+def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None) -> None:
+    """Queue ``work`` on the worker; ``on_done`` and errors come back on the main thread.
+
+    ``on_error(exc)``, when given, runs after the error has been shown.
+    """
     wm = context.window_manager
 
     def done(result: Any) -> None:
@@ -42,6 +45,8 @@ def run_job(context: bpy.types.Context, label: str, work, on_done) -> None:
         wm.kling.status = ""
         wm.kling.error = f"{label} failed: {exc}"
         print(f"Kling: {label} failed: {exc}")
+        if on_error is not None:
+            on_error(exc)
 
     # Status first, queue last: once the worker runs it competes for the GIL, and every
     # line the main thread still executes could then wait up to a switch interval (5 ms).
@@ -104,8 +109,10 @@ class KLING_OT_start_session(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
-        path = bpy.path.abspath(strip.filepath)
-        if not strip.kling.video_id:
+        conformed = bpy.path.abspath(strip.kling.conformed_path) if strip.kling.conformed_path \
+            else ""
+        path = conformed or bpy.path.abspath(strip.filepath)
+        if not strip.kling.video_id and not conformed:
             problems = [c for c in source.source_checks(source.clip_info(strip, path))
                         if not c.ok]
             if problems:

@@ -15,6 +15,8 @@ import bpy
 from kling_elements import SelectionState
 
 from . import compat
+from .props_edit import KlingEditSettings, KlingTaskRecord
+from .props_edit import classes as edit_classes
 
 __all__ = ["KlingRuntime", "KlingSceneSettings", "KlingStripSession", "classes",
            "load_selection", "register_pointers", "save_selection", "unregister_pointers"]
@@ -37,8 +39,17 @@ class KlingStripSession(bpy.types.PropertyGroup):
         name="Kling video id", description="Set when the strip is a Kling result: edits chain "
         "from it without an upload")
     published_url: bpy.props.StringProperty(name="Published URL")
+    edit: bpy.props.PointerProperty(type=KlingEditSettings)
+    tasks: bpy.props.CollectionProperty(type=KlingTaskRecord)
+    active_task: bpy.props.IntProperty(name="Active task")
+    preview_strip: bpy.props.StringProperty(
+        name="Tracking preview strip", description="The muted strip showing the tracked masks")
+    # Set on a strip imported from a Kling result (video_id above chains the next edit).
+    task_id: bpy.props.StringProperty(name="Kling task id")
+    prompt: bpy.props.StringProperty(name="Prompt of the edit that made this strip")
+    source_strip: bpy.props.StringProperty(name="Source strip")
     conformed_path: bpy.props.StringProperty(
-        name="Conformed clip", subtype="FILE_PATH", description="A compliant MP4 rendered "
+        name="Conformed clip", description="A compliant MP4 rendered "
         "from this strip's visible range; when set, the session uses it instead of the file")
 
 
@@ -52,7 +63,17 @@ class KlingSceneSettings(bpy.types.PropertyGroup):
     show_points: bpy.props.BoolProperty(name="Show Points", default=True, update=_redraw)
 
 
+class KlingAccountTask(bpy.types.PropertyGroup):
+    task_id: bpy.props.StringProperty(name="Task id")
+    status: bpy.props.StringProperty(name="Status")
+    message: bpy.props.StringProperty(name="Message")
+    created: bpy.props.IntProperty(name="Created (Unix s)")
+
+
 class KlingRuntime(bpy.types.PropertyGroup):
+    account_tasks: bpy.props.CollectionProperty(type=KlingAccountTask)
+    account_index: bpy.props.IntProperty()
+    tasks_status: bpy.props.StringProperty(name="Tasks", update=_redraw)
     status: bpy.props.StringProperty(name="Status", update=_redraw)
     error: bpy.props.StringProperty(name="Last Error", update=_redraw)
     busy: bpy.props.BoolProperty(name="Busy", update=_redraw)
@@ -71,7 +92,7 @@ def save_selection(strip: Any, state: SelectionState | dict[str, Any] | None) ->
     strip.kling.selection_json = json.dumps(data)
 
 
-classes = (KlingStripSession, KlingSceneSettings, KlingRuntime)
+classes = (*edit_classes, KlingStripSession, KlingSceneSettings, KlingAccountTask, KlingRuntime)
 
 
 def register_pointers() -> None:

@@ -6,9 +6,15 @@ import time
 
 import bpy
 
+from kling_elements import validate
+
 from . import compat, geometry, source
+from .edit_check import image_notes
+from .ops_edit import edit_problems_for
 from .ops_session import active_movie_strip
 from .props import load_selection
+from .props_edit import ACTIVE_STATUSES, MODE_LABELS
+from .reference_images import image_facts
 
 __all__ = ["classes"]
 
@@ -43,6 +49,10 @@ class KLING_PT_source(_KlingPanel, bpy.types.Panel):
             layout.label(text="Select a movie strip", icon="INFO")
             return
         layout.label(text=strip.name, icon="FILE_MOVIE")
+        if strip.kling.video_id:
+            layout.label(text="A Kling result: edits chain from its video id (no upload)",
+                         icon="LINKED")
+            return
         path = bpy.path.abspath(strip.filepath)
         trimmed = bool(strip.frame_offset_start or strip.frame_offset_end)
         for check in source.source_checks(source.clip_info(strip, path), trimmed):
@@ -103,4 +113,144 @@ class KLING_PT_select(_KlingPanel, bpy.types.Panel):
         col.prop(settings, "show_points")
 
 
-classes = (KLING_PT_main, KLING_PT_source, KLING_PT_session, KLING_PT_select)
+def _elapsed(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else \
+        f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class KLING_PT_edit(_KlingPanel, bpy.types.Panel):
+    bl_label = "Edit"
+    bl_parent_id = "KLING_PT_main"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return active_movie_strip(context) is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        strip = active_movie_strip(context)
+        edit = strip.kling.edit
+        layout.prop(edit, "edit_mode", expand=True)
+        slots = {"addition": 2, "swap": 1}.get(edit.edit_mode, 0)
+        for number in range(1, slots + 1):
+            self._draw_slot(layout, edit, number)
+        col = layout.column(align=True)
+        col.prop(edit, "prompt", text="")
+        row = col.row(align=True)
+        row.prop(edit, "language", text="")
+        row.operator("kling.prompt_template", icon="TEXT")
+        row = col.row(align=True)
+        row.operator("kling.prompt_insert", text="video 1").token = "<<<video_1>>>"
+        for number in range(1, slots + 1):
+            row.operator("kling.prompt_insert", text=f"image {number}").token = \
+                f"<<<image_{number}>>>"
+        layout.prop(edit, "negative_prompt")
+        layout.prop(edit, "quality", expand=True)
+        layout.prop(edit, "watermark")
+        layout.prop(edit, "mute_source")
+        state = load_selection(strip)
+        if state is not None and state.duration_s:
+            layout.label(text=f"Output {validate.duration_for(state.duration_s)} s "
+                              f"(input {state.duration_s:.1f} s)", icon="TIME")
+        for problem in edit_problems_for(strip):
+            row = layout.row()
+            row.alert = True
+            row.label(text=problem, icon="ERROR")
+        layout.operator("kling.generate", icon="RENDER_ANIMATION")
+
+    @staticmethod
+    def _draw_slot(layout, edit, number: int) -> None:
+        box = layout.box()
+        row = box.row(align=True)
+        row.prop(edit, f"image_{number}", text=f"Image {number}")
+        row.operator("kling.open_reference", text="", icon="FILEBROWSER").slot = number
+        image = getattr(edit, f"image_{number}")
+        if image is None:
+            return
+        preview = image.preview_ensure() if hasattr(image, "preview_ensure") else None
+        if preview is not None:
+            box.template_icon(icon_value=preview.icon_id, scale=4.0)
+        error, note = image_notes(image_facts(image, f"image {number}"))
+        if error or note:
+            row = box.row()
+            row.alert = bool(error)
+            row.label(text=error or note, icon="ERROR" if error else "INFO")
+
+
+class KLING_PT_preview(_KlingPanel, bpy.types.Panel):
+    bl_label = "Preview Tracking"
+    bl_parent_id = "KLING_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.operator("kling.preview_tracking", icon="TRACKER")
+        strip = active_movie_strip(context)
+        preview = compat.strip_by_name(compat.sequencer_scene(context),
+                                       strip.kling.preview_strip) if strip else None
+        if preview is not None:
+            row = layout.row(align=True)
+            row.operator("kling.preview_toggle", text="Hide" if not preview.mute else "Show",
+                         icon="HIDE_OFF" if not preview.mute else "HIDE_ON")
+            row.operator("kling.preview_remove", text="Remove", icon="TRASH")
+
+
+_STATUS_ICONS = {"sending": "EXPORT", "submitted": "SORTTIME", "processing": "SORTTIME",
+                 "succeed": "CHECKMARK", "failed": "ERROR", "not_sent": "CANCEL"}
+
+
+class KLING_PT_tasks(_KlingPanel, bpy.types.Panel):
+    bl_label = "Tasks"
+    bl_parent_id = "KLING_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        runtime = context.window_manager.kling
+        if runtime.tasks_status:
+            layout.label(text=runtime.tasks_status, icon="INFO")
+        strip = active_movie_strip(context)
+        if strip is None or not len(strip.kling.tasks):
+            layout.label(text="No tasks for this strip yet")
+            return
+        now = time.time()
+        for index in reversed(range(len(strip.kling.tasks))):
+            record = strip.kling.tasks[index]
+            box = layout.box()
+            row = box.row(align=True)
+            end = record.finished or now
+            label = f"{MODE_LABELS.get(record.edit_mode, '?')}: {record.status} " \
+                    f"({_elapsed(end - record.created)})"
+            row.label(text=label, icon=_STATUS_ICONS.get(record.status, "QUESTION"))
+            row.operator("kling.remove_task", text="", icon="X").index = index
+            box.label(text=record.prompt[:80] or "(no prompt)")
+            if record.message:
+                line = box.row()
+                line.alert = record.status in ("failed", "not_sent")
+                line.label(text=record.message[:120])
+            if record.status == "succeed" and record.result_path:
+                row = box.row(align=True)
+                row.operator("kling.reimport_task", icon="IMPORT").index = index
+                row.operator("kling.open_task_folder", icon="FILEBROWSER").index = index
+            elif record.status in ACTIVE_STATUSES or record.status == "succeed":
+                box.label(text="Working in the background…", icon="SORTTIME")
+
+
+class KLING_PT_account(_KlingPanel, bpy.types.Panel):
+    bl_label = "Account Tasks"
+    bl_parent_id = "KLING_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.operator("kling.refresh_account_tasks", icon="FILE_REFRESH")
+        for item in list(context.window_manager.kling.account_tasks)[:15]:
+            stamp = time.strftime("%m-%d %H:%M", time.localtime(item.created))
+            row = layout.row()
+            row.alert = item.status == "failed"
+            row.label(text=f"{stamp}  {item.status}  {item.task_id[-10:]}",
+                      icon=_STATUS_ICONS.get(item.status, "QUESTION"))
+
+
+classes = (KLING_PT_main, KLING_PT_source, KLING_PT_session, KLING_PT_select, KLING_PT_edit,
+           KLING_PT_preview, KLING_PT_tasks, KLING_PT_account)

@@ -126,4 +126,7 @@ class Worker:
 
 
 WORKER = Worker()
-"""The add-on's one worker; started on first use, stopped in ``unregister``."""
+"""The interactive worker: sessions, clicks and task creation, in the order the user acted."""
+
+BACKGROUND = Worker()
+"""Polling and downloads, so a long download never holds up a click on ``WORKER``."""

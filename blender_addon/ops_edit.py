@@ -1,0 +1,289 @@
+"""Operators of the Edit and Preview steps: images, prompt helpers, Generate, tracking preview.
+
+Generate writes the task record (with its ``external_task_id``) before the create call is
+queued; the call itself runs on the interactive worker after any queued clicks, so the task
+is made from exactly the marks the user sees.
+"""
+
+
+import time
+import uuid
+
+import bpy
+
+from kling_elements import ConnectionFailed, RateLimitError, ServerError, prompts
+
+from . import compat, edit_check, reference_images, results, task_jobs
+from .ops_select import _source
+from .ops_session import active_movie_strip, run_job
+from .prefs import client_settings
+from .props import load_selection, save_selection
+from .props_edit import MODE_LABELS
+
+__all__ = ["CREATING", "classes", "edit_problems_for", "request_generate"]
+
+CREATING: set[str] = set()
+"""External ids whose create call is queued or running in this Blender session."""
+
+
+def edit_problems_for(strip) -> list[str]:
+    """Every reason the strip's edit cannot be generated yet (empty when it can)."""
+    edit = strip.kling.edit
+    images = reference_images.slot_images(edit, edit.edit_mode)
+    state = load_selection(strip)
+    return edit_check.edit_problems(
+        edit_mode=edit.edit_mode,
+        images=[reference_images.image_facts(img, f"image {n}")
+                for n, img in enumerate(images, 1)],
+        prompt=edit.prompt, negative_prompt=edit.negative_prompt,
+        has_session=state is not None, marked_frames=len(state.frames()) if state else 0,
+    )
+
+
+def _align_frame(strip) -> int:
+    """Timeline frame of the session video's first frame (a conformed clip starts trimmed)."""
+    return int(strip.frame_final_start if strip.kling.conformed_path else strip.frame_start)
+
+
+def request_generate(context, strip) -> str:
+    """Record the task and queue its creation; returns the ``external_task_id``."""
+    problems = edit_problems_for(strip)
+    if problems:
+        raise ValueError(problems[0])
+    edit = strip.kling.edit
+    state = load_selection(strip)
+    request = task_jobs.EditRequest(
+        edit_mode=edit.edit_mode, prompt=edit.prompt,
+        external_task_id=f"ke-blender-{uuid.uuid4().hex}",
+        images=tuple(reference_images.image_file(img)
+                     for img in reference_images.slot_images(edit, edit.edit_mode)),
+        negative_prompt=edit.negative_prompt, quality=edit.quality, watermark=edit.watermark,
+    )
+    record = strip.kling.tasks.add()
+    record.external_task_id = request.external_task_id
+    record.status = "sending"
+    record.edit_mode = request.edit_mode
+    record.prompt = request.prompt
+    record.watermark = request.watermark
+    record.created = int(time.time())
+    record.align_frame = _align_frame(strip)
+    strip.kling.active_task = len(strip.kling.tasks) - 1
+    CREATING.add(request.external_task_id)
+
+    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+    scene, name, external = compat.sequencer_scene(context), strip.name, request.external_task_id
+
+    def find_record():
+        target = compat.strip_by_name(scene, name)
+        if target is None:
+            return None, None
+        found = next((r for r in target.kling.tasks if r.external_task_id == external), None)
+        return target, found
+
+    def done(result) -> None:
+        CREATING.discard(external)
+        task, new_state = result
+        target, rec = find_record()
+        if rec is None:
+            return
+        save_selection(target, new_state)
+        rec.task_id = task.task_id
+        rec.status = task.status
+        context_status(f"Task {task.task_id} {task.status}")
+
+    def failed(exc: BaseException) -> None:
+        CREATING.discard(external)
+        _target, rec = find_record()
+        if rec is None:
+            return
+        if isinstance(exc, (ConnectionFailed, ServerError, RateLimitError)):
+            # The outcome is unknown: the task poller looks it up by its external id.
+            rec.message = f"Kling did not answer ({exc}); checking again by its id"
+        else:
+            rec.status = "failed"
+            rec.message = str(exc)
+
+    run_job(context, f"Generate ({MODE_LABELS[request.edit_mode]})",
+            lambda: task_jobs.create_task(settings, source, stored, request), done, failed)
+    return external
+
+
+def context_status(text: str) -> None:
+    bpy.context.window_manager.kling.status = text
+
+
+class _StripOperator:
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if active_movie_strip(context) is None:
+            cls.poll_message_set("Select a movie strip first")
+            return False
+        return True
+
+
+class KLING_OT_open_reference(_StripOperator, bpy.types.Operator):
+    """Open an image file as a reference image of the element"""
+
+    bl_idname = "kling.open_reference"
+    bl_label = "Open Reference Image"
+    bl_options = {"REGISTER", "UNDO"}
+
+    slot: bpy.props.IntProperty(min=1, max=2, default=1)
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            image = bpy.data.images.load(self.filepath, check_existing=True)
+        except RuntimeError as exc:
+            self.report({"ERROR"}, f"Cannot open {self.filepath}: {exc}")
+            return {"CANCELLED"}
+        setattr(active_movie_strip(context).kling.edit, f"image_{self.slot}", image)
+        return {"FINISHED"}
+
+
+class KLING_OT_prompt_template(_StripOperator, bpy.types.Operator):
+    """Replace the prompt with Kling's template for this edit; fill in the [x] / 【】 parts"""
+
+    bl_idname = "kling.prompt_template"
+    bl_label = "Use Template"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        edit = active_movie_strip(context).kling.edit
+        edit.prompt = prompts.template(edit.edit_mode, edit.language)
+        return {"FINISHED"}
+
+
+class KLING_OT_prompt_insert(_StripOperator, bpy.types.Operator):
+    """Append a reference to an input to the prompt"""
+
+    bl_idname = "kling.prompt_insert"
+    bl_label = "Insert Reference"
+    bl_options = {"REGISTER", "UNDO"}
+
+    token: bpy.props.StringProperty(default="<<<video_1>>>")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        edit = active_movie_strip(context).kling.edit
+        edit.prompt = (edit.prompt.rstrip() + " " + self.token).lstrip()
+        return {"FINISHED"}
+
+
+class KLING_OT_generate(bpy.types.Operator):
+    """Send this edit to Kling (this spends credits); the result is imported above the strip"""
+
+    bl_idname = "kling.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        strip = active_movie_strip(context)
+        if strip is None:
+            cls.poll_message_set("Select a movie strip first")
+            return False
+        problems = edit_problems_for(strip)
+        if problems:
+            cls.poll_message_set(problems[0])
+        return not problems
+
+    def invoke(self, context, event):
+        edit = active_movie_strip(context).kling.edit
+        quality = "Pro" if edit.quality == "pro" else "Standard"
+        return context.window_manager.invoke_confirm(
+            self, event, title=f"Generate {MODE_LABELS[edit.edit_mode]} ({quality})?",
+            message="This spends Kling credits.", confirm_text="Generate",
+        ) if bpy.app.version >= (4, 1, 0) else context.window_manager.invoke_confirm(self, event)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            request_generate(context, active_movie_strip(context))
+        except (ValueError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class KLING_OT_preview_tracking(bpy.types.Operator):
+    """Let Kling track the marked elements through the clip and show it as a muted strip"""
+
+    bl_idname = "kling.preview_tracking"
+    bl_label = "Preview Tracking"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        strip = active_movie_strip(context)
+        state = load_selection(strip) if strip else None
+        if state is None or not state.frames():
+            cls.poll_message_set("Mark an element first")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        strip = active_movie_strip(context)
+        state = load_selection(strip)
+        settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+        scene, name, folder = compat.sequencer_scene(context), strip.name, results.result_folder()
+        stem, align = results.safe_stem(strip.name), _align_frame(strip)
+
+        def done(result) -> None:
+            path, new_state = result
+            target = compat.strip_by_name(scene, name)
+            if target is None:
+                return
+            save_selection(target, new_state)
+            remove_preview(scene, target)
+            preview = results.import_movie(scene, target, path, "tracking", align)
+            preview.mute = True
+            target.kling.preview_strip = preview.name
+
+        run_job(context, "Preview tracking", lambda: task_jobs.preview_tracking(
+            settings, source, stored, folder, stem), done)
+        return {"FINISHED"}
+
+
+def remove_preview(scene, strip) -> None:
+    preview = compat.strip_by_name(scene, strip.kling.preview_strip)
+    if preview is not None:
+        compat.top_level(scene.sequence_editor).remove(preview)
+    strip.kling.preview_strip = ""
+
+
+class KLING_OT_preview_toggle(_StripOperator, bpy.types.Operator):
+    """Show or hide the tracking preview strip"""
+
+    bl_idname = "kling.preview_toggle"
+    bl_label = "Show/Hide Tracking"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene, strip = compat.sequencer_scene(context), active_movie_strip(context)
+        preview = compat.strip_by_name(scene, strip.kling.preview_strip)
+        if preview is None:
+            return {"CANCELLED"}
+        preview.mute = not preview.mute
+        return {"FINISHED"}
+
+
+class KLING_OT_preview_remove(_StripOperator, bpy.types.Operator):
+    """Remove the tracking preview strip"""
+
+    bl_idname = "kling.preview_remove"
+    bl_label = "Remove Tracking Preview"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        remove_preview(compat.sequencer_scene(context), active_movie_strip(context))
+        return {"FINISHED"}
+
+
+classes = (KLING_OT_open_reference, KLING_OT_prompt_template, KLING_OT_prompt_insert,
+           KLING_OT_generate, KLING_OT_preview_tracking, KLING_OT_preview_toggle,
+           KLING_OT_preview_remove)

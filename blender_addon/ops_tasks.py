@@ -1,0 +1,280 @@
+"""The Tasks step: background polling, download and import of results, and task actions.
+
+``tick`` runs from the add-on's timer. Every few seconds it gathers, from every strip of
+every scene, the tasks that are not finished (records are saved in the .blend, so this
+resumes by itself when a file is reopened), and hands one polling job to the background
+worker: look each task up, download finished results. The answers are applied on the main
+thread, where a finished result is imported once: the record keeps the imported strip's
+name, and nothing imports a record that has one.
+"""
+
+
+import os
+import time
+
+import bpy
+
+from kling_elements import KlingError
+
+from . import compat, results, task_jobs
+from .ops_edit import CREATING
+from .ops_session import active_movie_strip, run_job
+from .prefs import client_settings
+from .props_edit import ACTIVE_STATUSES, MODE_LABELS
+from .worker import BACKGROUND
+
+__all__ = ["classes", "pending_records", "poll_now", "tick"]
+
+POLL_INTERVAL_S = 3.0
+_poll = {"busy": False, "last": 0.0}
+
+
+def _all_records():
+    for scene in bpy.data.scenes:
+        editor = scene.sequence_editor
+        if editor is None:
+            continue
+        for strip in compat.strips(editor):
+            if strip.type != "MOVIE":
+                continue
+            for record in strip.kling.tasks:
+                yield scene, strip, record
+
+
+def _needs_poll(record) -> bool:
+    if record.status in ACTIVE_STATUSES:
+        return record.external_task_id not in CREATING
+    return record.status == "succeed" and not record.result_path
+
+
+def pending_records() -> list:
+    """Records the poller still has work for (tests and the panel use it)."""
+    return [rec for _scene, _strip, rec in _all_records()
+            if _needs_poll(rec) or (rec.status == "succeed" and not rec.imported_strip)]
+
+
+def _stem(strip, record) -> str:
+    return f"{results.safe_stem(strip.name)}-{record.edit_mode}-{record.task_id[-12:]}"
+
+
+def import_record(scene, strip, record):
+    """Import the record's result above ``strip`` (also used by Re-import)."""
+    path = bpy.path.abspath(record.result_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the result file {path} is missing: download it again with "
+                                "Re-import")
+    new = results.import_movie(scene, strip, path, MODE_LABELS.get(record.edit_mode, "Kling"),
+                               record.align_frame)
+    new.kling.video_id = record.video_id
+    new.kling.task_id = record.task_id
+    new.kling.prompt = record.prompt
+    new.kling.source_strip = strip.name
+    new.kling.edit.edit_mode = "removal"
+    record.imported_strip = new.name
+    if strip.kling.edit.mute_source:
+        strip.mute = True
+    return new
+
+
+def _apply(scene_name: str, strip_name: str, external: str, outcome) -> None:
+    scene = bpy.data.scenes.get(scene_name)
+    strip = compat.strip_by_name(scene, strip_name)
+    record = next((r for r in strip.kling.tasks if r.external_task_id == external), None) \
+        if strip is not None else None
+    if record is None:
+        return
+    if isinstance(outcome, BaseException):
+        record.message = f"checking failed, will retry: {outcome}"
+        return
+    if outcome.task is None:
+        if record.status == "sending":
+            record.status = "not_sent"
+            record.message = "the request never reached Kling (nothing was charged): " \
+                             "Generate again"
+        else:
+            record.status = "failed"
+            record.message = "Kling no longer knows this task"
+        return
+    task = outcome.task
+    record.task_id = task.task_id
+    record.status = task.status
+    record.message = task.status_msg
+    if task.videos:
+        record.video_id = task.videos[0].id
+        record.video_url = task.videos[0].url
+        record.watermark_url = task.videos[0].watermark_url
+    if task.done and not record.finished:
+        record.finished = int(time.time())
+    if outcome.files is not None:
+        record.result_path = results.stored_path(outcome.files.path)
+        record.watermark_path = (results.stored_path(outcome.files.watermark_path)
+                                 if outcome.files.watermark_path else "")
+    if record.status == "succeed" and record.result_path and not record.imported_strip:
+        _import_safely(scene, strip, record)
+
+
+def _import_safely(scene, strip, record) -> None:
+    try:
+        import_record(scene, strip, record)
+    except (OSError, ValueError, RuntimeError) as exc:
+        record.message = f"import failed: {exc}"
+
+
+def _poll_all(settings, items) -> list:
+    """Worker side: one lookup per task, then the downloads; one failure stays local."""
+    outcomes = []
+    for scene_name, strip_name, external, ref, folder, stem, watermark in items:
+        try:
+            task = task_jobs.poll_task(settings, ref)
+            files = None
+            if task is not None and task.status == "succeed":
+                files = task_jobs.fetch_result(settings, task, folder, stem, watermark)
+            outcome = task_jobs.TaskUpdate(task, files)
+        except (KlingError, OSError, ValueError) as exc:
+            outcome = exc
+        outcomes.append((scene_name, strip_name, external, outcome))
+    return outcomes
+
+
+def tick(force: bool = False) -> None:
+    """Start one background poll of every unfinished task, at most every few seconds."""
+    now = time.monotonic()
+    if _poll["busy"] or (not force and now - _poll["last"] < POLL_INTERVAL_S):
+        return
+    _poll["last"] = now
+    items = []
+    folder = None
+    for scene, strip, record in _all_records():
+        if record.status == "succeed" and record.result_path and not record.imported_strip:
+            _import_safely(scene, strip, record)  # downloaded before the .blend was closed
+            continue
+        if not _needs_poll(record):
+            continue
+        folder = folder or results.result_folder()
+        items.append((scene.name, strip.name, record.external_task_id,
+                      record.task_id or record.external_task_id, folder,
+                      _stem(strip, record) if record.task_id else "", record.watermark))
+    if not items:
+        return
+    context = bpy.context
+    settings = client_settings(context)
+    if not settings.is_local and not compat.online_access_allowed():
+        context.window_manager.kling.tasks_status = ("Online access is off: tasks are not "
+                                                     "checked until it is allowed")
+        return
+    _poll["busy"] = True
+    wm = context.window_manager
+
+    def done(outcomes) -> None:
+        _poll["busy"] = False
+        wm.kling.tasks_status = ""
+        for outcome in outcomes:
+            _apply(*outcome)
+
+    def failed(exc: BaseException) -> None:
+        _poll["busy"] = False
+        wm.kling.tasks_status = f"Checking tasks failed, will retry: {exc}"
+
+    BACKGROUND.submit("Check tasks", lambda: _poll_all(settings, items), done, failed)
+
+
+def poll_now() -> None:
+    """Poll immediately (the timer does this every few seconds; tests call it)."""
+    tick(force=True)
+
+
+@bpy.app.handlers.persistent
+def on_load(*_args) -> None:
+    """A reopened .blend: look at its unfinished tasks at the next timer tick."""
+    _poll["last"] = 0.0
+    _poll["busy"] = False
+
+
+class _TaskOperator:
+    index: bpy.props.IntProperty()
+
+    def record(self, context):
+        strip = active_movie_strip(context)
+        if strip is None or not 0 <= self.index < len(strip.kling.tasks):
+            return None, None
+        return strip, strip.kling.tasks[self.index]
+
+
+class KLING_OT_reimport_task(_TaskOperator, bpy.types.Operator):
+    """Import this task's result again (downloading it again if the file is gone)"""
+
+    bl_idname = "kling.reimport_task"
+    bl_label = "Re-import"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        strip, record = self.record(context)
+        if record is None or record.status != "succeed":
+            return {"CANCELLED"}
+        if not os.path.isfile(bpy.path.abspath(record.result_path)):
+            record.result_path = ""  # the poller downloads it again, then imports it
+            record.imported_strip = ""
+            tick(force=True)
+            return {"FINISHED"}
+        import_record(compat.sequencer_scene(context), strip, record)
+        return {"FINISHED"}
+
+
+class KLING_OT_open_task_folder(_TaskOperator, bpy.types.Operator):
+    """Open the folder holding this task's result in the file browser"""
+
+    bl_idname = "kling.open_task_folder"
+    bl_label = "Open Folder"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        _strip, record = self.record(context)
+        if record is None or not record.result_path:
+            return {"CANCELLED"}
+        bpy.ops.wm.path_open(filepath=os.path.dirname(bpy.path.abspath(record.result_path)))
+        return {"FINISHED"}
+
+
+class KLING_OT_remove_task(_TaskOperator, bpy.types.Operator):
+    """Forget this task here (Kling keeps it; its files and strips stay)"""
+
+    bl_idname = "kling.remove_task"
+    bl_label = "Forget Task"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        strip, record = self.record(context)
+        if record is None:
+            return {"CANCELLED"}
+        strip.kling.tasks.remove(self.index)
+        return {"FINISHED"}
+
+
+class KLING_OT_refresh_account_tasks(bpy.types.Operator):
+    """List the account's recent edits (all projects and tools)"""
+
+    bl_idname = "kling.refresh_account_tasks"
+    bl_label = "Refresh Account Tasks"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = client_settings(context)
+        if not settings.is_local and not compat.online_access_allowed():
+            self.report({"ERROR"}, "Online access is disabled: enable Preferences > System > "
+                        "Network > Allow Online Access")
+            return {"CANCELLED"}
+        wm = context.window_manager
+
+        def done(tasks) -> None:
+            wm.kling.account_tasks.clear()
+            for task in tasks:
+                item = wm.kling.account_tasks.add()
+                item.task_id = task.task_id
+                item.status = task.status
+                item.message = task.status_msg
+                item.created = int(task.created_at // 1000)
+
+        run_job(context, "List tasks", lambda: task_jobs.list_account_tasks(settings), done)
+        return {"FINISHED"}
+
+
+classes = (KLING_OT_reimport_task, KLING_OT_open_task_folder, KLING_OT_remove_task,
+           KLING_OT_refresh_account_tasks)

@@ -1,0 +1,138 @@
+"""Worker-thread work of the Edit, Preview and Tasks steps: plain functions, no ``bpy``.
+
+Creation runs on the interactive worker (it needs the session the clicks built); polling
+and downloads run on the background worker, so a long download never delays a click.
+Downloads go through the core's resumable, atomic download: a file at its final path is
+always complete, so an existing one is reused rather than fetched again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kling_elements import NotFoundError, Task
+from kling_elements.workflow import restore_session
+
+from .jobs import SessionSource, _live_state, client_for
+from .settings import ClientSettings
+
+__all__ = ["EditRequest", "ResultFiles", "TaskUpdate", "create_task", "fetch_result",
+           "list_account_tasks", "poll_task", "preview_tracking"]
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """The task options as read from the panel; images are local file paths."""
+
+    edit_mode: str
+    prompt: str
+    external_task_id: str
+    images: tuple[str, ...] = ()
+    negative_prompt: str = ""
+    quality: str = "std"
+    watermark: bool = False
+
+
+@dataclass(frozen=True)
+class ResultFiles:
+    path: str
+    watermark_path: str = ""
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """What one poll learned: the task (None when Kling has no such task) and any files."""
+
+    task: Task | None
+    files: ResultFiles | None = None
+
+
+def create_task(settings: ClientSettings, source: SessionSource, stored: dict[str, Any],
+                request: EditRequest) -> tuple[Task, dict[str, Any]]:
+    """Create the task once (never-pay-twice protocol of the core); restore an expired session.
+
+    A 1203 (session not found) on create means nothing was created, so the session is
+    restored (points replayed exactly) and the same ``external_task_id`` is sent again.
+    """
+    client = client_for(settings)
+    state = _live_state(client, source, stored)
+
+    def submit(session_id: str) -> Task:
+        body = client.build_task_body(
+            session_id=session_id, edit_mode=request.edit_mode, prompt=request.prompt,
+            images=list(request.images), negative_prompt=request.negative_prompt or None,
+            mode=request.quality, watermark=request.watermark,
+            external_task_id=request.external_task_id,
+        )
+        return client.submit_task(body)
+
+    try:
+        task = submit(state.session_id)
+    except NotFoundError:
+        state = restore_session(client, state, video_url=source.video_url or None,
+                                video_id=source.video_id or None)
+        task = submit(state.session_id)
+    return task, client.sessions[state.session_id].to_dict()
+
+
+def poll_task(settings: ClientSettings, task_ref: str) -> Task | None:
+    """The task by its id or external id; None when Kling says it does not exist."""
+    try:
+        return client_for(settings).get_task(task_ref)
+    except NotFoundError:
+        return None
+
+
+def fetch_result(settings: ClientSettings, task: Task, folder: str, stem: str,
+                 watermark: bool) -> ResultFiles:
+    """Download the result (and its watermarked copy if asked) into ``folder``."""
+    if not task.videos:
+        raise ValueError(f"task {task.task_id} succeeded but lists no result video")
+    client = client_for(settings)
+    video = task.videos[0]
+    path = Path(folder) / f"{stem}.mp4"
+    _download_once(client, video.url, path)
+    marked = ""
+    if watermark and video.watermark_url:
+        marked_path = Path(folder) / f"{stem}.watermarked.mp4"
+        _download_once(client, video.watermark_url, marked_path)
+        marked = str(marked_path)
+    return ResultFiles(str(path), marked)
+
+
+def _download_once(client: Any, url: str, path: Path) -> None:
+    if path.is_file():  # the core writes atomically: a file at its final path is complete
+        return
+    os.makedirs(path.parent, exist_ok=True)
+    client.download(url, path)
+
+
+def preview_tracking(settings: ClientSettings, source: SessionSource, stored: dict[str, Any],
+                     folder: str, stem: str) -> tuple[str, dict[str, Any]]:
+    """Ask for the tracked-mask video of the current marks and download it.
+
+    The file name carries a digest of the marks, so the same marks reuse the file and new
+    marks never overwrite the preview an editor may still be looking at.
+    """
+    client = client_for(settings)
+    state = _live_state(client, source, stored)
+    try:
+        result = client.preview_selection(state.session_id)
+    except NotFoundError:
+        state = restore_session(client, state, video_url=source.video_url or None,
+                                video_id=source.video_id or None)
+        result = client.preview_selection(state.session_id)
+    marks = json.dumps({str(f): state.points[f] for f in state.frames()}, sort_keys=True)
+    digest = hashlib.sha256(marks.encode()).hexdigest()[:8]
+    path = Path(folder) / f"{stem}-tracking-{digest}.mp4"
+    _download_once(client, result.video_url, path)
+    return str(path), client.sessions[state.session_id].to_dict()
+
+
+def list_account_tasks(settings: ClientSettings, page_size: int = 30) -> list[Task]:
+    return client_for(settings).list_tasks(page=1, page_size=page_size)

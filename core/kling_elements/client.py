@@ -157,30 +157,52 @@ class Client:
 
     # -- transport -------------------------------------------------------------------------
 
-    def _parse(self, response: httpx.Response) -> Any:
+    def _read_body(self, response: httpx.Response) -> bytes:
+        """The (decoded) body of a streamed answer, read up to ``_MAX_BODY_BYTES`` and no further.
+
+        A Kling answer is a small JSON envelope; a proxy, a wrong base URL or a hostile server
+        may send gigabytes. Memory stays bounded: an announced or actual size over the cap
+        stops the read at once with :class:`ResponseFormatError` (not retried).
+        """
+        declared = response.headers.get("content-length", "")
+        too_big = (
+            f"the answer from {self.base_url} is over the {_MAX_BODY_BYTES} byte limit of a "
+            "Kling envelope: check the base URL (is a proxy or a file server answering?)"
+        )
+        if declared.isdigit() and int(declared) > _MAX_BODY_BYTES:
+            raise ResponseFormatError(too_big, http_status=response.status_code)
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > _MAX_BODY_BYTES:
+                raise ResponseFormatError(too_big, http_status=response.status_code)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _parse(self, status_code: int, content: bytes) -> Any:
         """The envelope's ``data``, or the exception its code calls for."""
         request_id = None
         try:
-            body = json.loads(response.content) if response.content else None
-        except ValueError:
+            body = json.loads(content) if content else None
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             body = None
-        if not isinstance(body, dict) or not isinstance(body.get("code"), int):
-            if response.status_code >= 500:
+        code = body.get("code") if isinstance(body, dict) else None
+        if not isinstance(code, int) or isinstance(code, bool):
+            if status_code >= 500:
                 raise ServerError(
                     "the server answered without Kling's JSON envelope: try again later",
-                    http_status=response.status_code,
+                    http_status=status_code,
                 )
             raise ResponseFormatError(
                 f"the server at {self.base_url} did not answer with Kling's JSON envelope "
-                f"(HTTP {response.status_code}): check the base URL",
-                http_status=response.status_code,
+                f"(HTTP {status_code}): check the base URL",
+                http_status=status_code,
             )
         request_id = body.get("request_id") if isinstance(body.get("request_id"), str) else None
-        code = body["code"]
         if code != 0:
             raise error_for(
                 code, str(body.get("message") or ""),
-                http_status=response.status_code, request_id=request_id,
+                http_status=status_code, request_id=request_id,
             )
         return body.get("data")
 
@@ -202,7 +224,8 @@ class Client:
         attempt = 0
         while True:
             try:
-                response = self._http.request(method, path, json=body, params=params)
+                with self._http.stream(method, path, json=body, params=params) as response:
+                    content = self._read_body(response)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 error: KlingError = ConnectionFailed(
                     f"no answer from {self.base_url} ({exc.__class__.__name__}): check the "
@@ -212,13 +235,8 @@ class Client:
                     raise error from None
                 headers = None
             else:
-                if len(response.content) > _MAX_BODY_BYTES:
-                    raise ResponseFormatError(
-                        f"the answer is {len(response.content)} bytes, over the "
-                        f"{_MAX_BODY_BYTES} byte limit", http_status=response.status_code,
-                    )
                 try:
-                    return self._parse(response)
+                    return self._parse(response.status_code, content)
                 except ServerError as exc:
                     if not idempotent or (exc.code is not None and not is_retryable_code(exc.code)):
                         raise

@@ -1,0 +1,497 @@
+"""Build the Blender extension: ``dist/<id>-<version>.zip``, installable with "Install from Disk".
+
+The zip holds the add-on (``blender_addon/``), its manifest, and in ``wheels/`` the core
+(``kling_elements``, built from this repo) with the pinned wheels of its dependencies
+(``scripts/extension-wheels.txt``) for every Python and platform in ``TARGETS``. Blender's own
+``blender_ext.py`` (from a ``bpy`` wheel) writes and validates the archive, so what passes here
+passes Blender's installer.
+
+Guarantees, each checked before anything is written to ``dist/``:
+
+- one version: ``pyproject.toml`` is the source; the manifest, ``bl_info`` and
+  ``kling_elements.__version__`` must say the same (``--set-version`` rewrites all four);
+- for each Blender platform and Python in ``TARGETS``, exactly one wheel of every pinned
+  package is one Blender would install there, judged by the rule Blender itself applies
+  (``bl_pkg``'s ``_extensions_wheel_filter_for_this_system``);
+- every dependency a bundled wheel declares for those Pythons and platforms is bundled too, or
+  is numpy, which Blender ships.
+
+Downloads are cached in ``~/.cache/kling-elements/wheels`` (``KLING_WHEEL_CACHE``), so a rebuild
+with an unchanged lock file does not touch the network.
+
+Usage (any Python >= 3.11 with pip; ``make extension`` uses the newest bpy venv)::
+
+    python scripts/build_extension.py [--split-platforms] [--blender-ext PATH]
+    python scripts/build_extension.py --validate [ZIP]
+    python scripts/build_extension.py --set-version 0.2.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.parser
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+ADDON_DIR = ROOT / "blender_addon"
+LOCK_FILE = ROOT / "scripts" / "extension-wheels.txt"
+STAGING_DIR = ROOT / "build" / "extension"
+DIST_DIR = ROOT / "dist"
+MANIFEST = "blender_manifest.toml"
+BPY_CACHE = Path(os.environ.get("BPY_CACHE", Path.home() / ".cache" / "kling-elements"))
+WHEEL_CACHE = Path(os.environ.get("KLING_WHEEL_CACHE", BPY_CACHE / "wheels"))
+BL_EXT_GLOB = "lib/python3*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
+
+# Blender's Pythons: 4.2 LTS to 5.0 use CPython 3.11, 5.1 and later 3.13.
+PYTHONS: tuple[tuple[int, int], ...] = ((3, 11), (3, 13))
+# Provided by every Blender build, so never bundled (a second numpy would shadow Blender's).
+PROVIDED_BY_BLENDER = frozenset({"numpy"})
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A Blender platform, the wheel tag pip downloads for it and the tag Blender reports there.
+
+    Minimums follow Blender 4.2's: glibc 2.28 on Linux, macOS 11.
+    """
+
+    blender: str
+    pip_tag: str
+    system_tag: str  # sysconfig.get_platform() on that system, "-" -> "_"
+    markers: tuple[tuple[str, str], ...]  # sys_platform, platform_system, platform_machine
+
+
+TARGETS: tuple[Platform, ...] = (
+    Platform("linux-x64", "manylinux_2_28_x86_64", "linux_x86_64",
+             (("sys_platform", "linux"), ("platform_system", "Linux"),
+              ("platform_machine", "x86_64"))),
+    Platform("linux-arm64", "manylinux_2_28_aarch64", "linux_aarch64",
+             (("sys_platform", "linux"), ("platform_system", "Linux"),
+              ("platform_machine", "aarch64"))),
+    Platform("windows-x64", "win_amd64", "win_amd64",
+             (("sys_platform", "win32"), ("platform_system", "Windows"),
+              ("platform_machine", "AMD64"))),
+    Platform("windows-arm64", "win_arm64", "win_arm64",
+             (("sys_platform", "win32"), ("platform_system", "Windows"),
+              ("platform_machine", "ARM64"))),
+    Platform("macos-x64", "macosx_11_0_x86_64", "macosx_11_0_x86_64",
+             (("sys_platform", "darwin"), ("platform_system", "Darwin"),
+              ("platform_machine", "x86_64"))),
+    Platform("macos-arm64", "macosx_11_0_arm64", "macosx_11_0_arm64",
+             (("sys_platform", "darwin"), ("platform_system", "Darwin"),
+              ("platform_machine", "arm64"))),
+)
+
+
+class BuildError(Exception):
+    """A problem the user can fix; the message says what and how."""
+
+
+# --- names, versions and the lock file ------------------------------------------------------
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name, with "_" as wheel filenames spell it: ``PyJWT`` -> ``pyjwt``."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def read_lock(path: Path = LOCK_FILE) -> dict[str, str]:
+    """Map each pinned package (normalized) to its exact version; anything but ``==`` refused."""
+    pins: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        if match is None:
+            raise BuildError(f"{path.name}:{number}: {line!r} is not 'name==version'; "
+                             "pin every wheel to one exact version")
+        pins[normalize(match[1])] = match[2]
+    return pins
+
+
+def project_version() -> str:
+    """The version of record, from ``pyproject.toml``."""
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        return str(tomllib.load(fh)["project"]["version"])
+
+
+_VERSION_SITES = (  # (file, pattern whose group 1 is the version as written there)
+    ("blender_addon/blender_manifest.toml", r'(?m)^version = "([^"]*)"$'),
+    ("blender_addon/__init__.py", r'"version": \(([0-9, ]+)\)'),
+    ("core/kling_elements/__init__.py", r'(?m)^__version__ = "([^"]*)"$'),
+)
+
+
+def _spelled(file: str, version: str) -> str:
+    """``0.1.0`` as ``file`` writes it: bl_info takes a tuple of ints."""
+    return ", ".join(version.split(".")) if file == "blender_addon/__init__.py" else version
+
+
+def check_versions() -> str:
+    """Return the project version, or refuse if any other copy of it disagrees."""
+    version = project_version()
+    wrong = []
+    for file, pattern in _VERSION_SITES:
+        match = re.search(pattern, (ROOT / file).read_text())
+        found = match[1] if match else None
+        if found != _spelled(file, version):
+            wrong.append(f"{file} says {found!r}")
+    if wrong:
+        raise BuildError(f"pyproject.toml says version {version} but " + "; ".join(wrong)
+                         + f". Fix: python scripts/build_extension.py --set-version {version}")
+    return version
+
+
+def set_version(version: str) -> None:
+    """Write ``version`` into pyproject.toml and every copy checked by ``check_versions``."""
+    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise BuildError(f"version {version!r} must be MAJOR.MINOR.PATCH (bl_info takes 3 ints)")
+    for file, pattern in (("pyproject.toml", r'(?m)^version = "([^"]*)"$'), *_VERSION_SITES):
+        path = ROOT / file
+        text = path.read_text()
+        match = re.search(pattern, text)
+        if match is None:
+            raise BuildError(f"{file}: no version line matching {pattern!r}")
+        path.write_text(text[:match.start(1)] + _spelled(file, version) + text[match.end(1):])
+        print(f"{file}: {version}")
+
+
+# --- which wheel Blender installs where ------------------------------------------------------
+
+
+def _python_versions(python_tag: str) -> set[tuple[int, ...]]:
+    versions: set[tuple[int, ...]] = set()
+    for tag in python_tag.split("."):
+        match = re.fullmatch(r"(py|cp)(\d)(\d*)", tag)
+        if match:
+            versions.add((int(match[2]), int(match[3])) if match[3] else (int(match[2]),))
+    return versions
+
+
+def blender_installs(filename: str, python: tuple[int, int], platform: Platform) -> bool:
+    """Whether Blender on ``platform`` with ``python`` would install this wheel.
+
+    A copy of the rule in Blender's ``bl_pkg.bl_extension_ops._extensions_wheel_filter_for_this
+    _system`` (identical in 4.2 and 5.0): the platform tag is ``any``, equal, or the same
+    architecture (any manylinux / macOS version); the Python tag names this major (``py3``) or
+    this minor, or an older minor with the stable ABI (``abi3``).
+    """
+    parts = filename.removesuffix(".whl").split("-")
+    if not 5 <= len(parts) <= 6:
+        return False
+    python_tag, abi_tag, platform_tag = parts[-3:]
+    current = platform.system_tag
+    arch = current.rpartition("_")[2] if current.startswith("macosx_") else \
+        current.partition("_")[2]
+    if platform_tag not in {"any", current}:
+        if current.startswith("macosx_"):
+            if not (platform_tag.startswith("macosx_")
+                    and platform_tag.endswith(("_" + arch, "_universal2"))):
+                return False
+        elif current.startswith("linux_"):
+            if not (platform_tag.startswith("manylinux") and platform_tag.endswith("_" + arch)):
+                return False
+        else:
+            return False
+    stable = "abi3" in abi_tag.split(".")
+    for version in _python_versions(python_tag):
+        if version == python[:1] or version == python:
+            return True
+        if len(version) == 2 and stable and version[0] == python[0] and python >= version:
+            return True
+    return False
+
+
+def wheel_name_version(filename: str) -> tuple[str, str]:
+    name, version = filename.split("-")[:2]
+    return normalize(name), version
+
+
+# --- fetching ----------------------------------------------------------------------------
+
+
+def _cached(name: str, version: str, python: tuple[int, int], platform: Platform) -> list[Path]:
+    return sorted(
+        path for path in WHEEL_CACHE.glob("*.whl")
+        if wheel_name_version(path.name) == (name, version)
+        and blender_installs(path.name, python, platform)
+    )
+
+
+def _pip_download(requirements: Sequence[str], python: tuple[int, int],
+                  platform: Platform) -> subprocess.CompletedProcess[str]:
+    py = f"{python[0]}{python[1]}"
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+         "--no-deps", "--only-binary=:all:", "--dest", str(WHEEL_CACHE),
+         "--platform", platform.pip_tag, "--python-version", f"{python[0]}.{python[1]}",
+         "--implementation", "cp", "--abi", f"cp{py}", *requirements],
+        capture_output=True, text=True, check=False,
+    )
+
+
+def fetch_wheels(pins: dict[str, str]) -> list[Path]:
+    """Every wheel the targets need, from the cache or pip; exactly one per package per target."""
+    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    chosen: set[Path] = set()
+    for python in PYTHONS:
+        for platform in TARGETS:
+            missing = [n for n, v in pins.items() if not _cached(n, v, python, platform)]
+            if missing:
+                print(f"  downloading for cp{python[0]}{python[1]} {platform.blender}: "
+                      + ", ".join(missing), flush=True)
+                if _pip_download([f"{n}=={pins[n]}" for n in missing], python,
+                                 platform).returncode != 0:
+                    for name in missing:  # one at a time, to name the culprit
+                        result = _pip_download([f"{name}=={pins[name]}"], python, platform)
+                        if result.returncode != 0:
+                            tail = "\n    ".join(result.stderr.strip().splitlines()[-3:])
+                            raise BuildError(
+                                f"no wheel of {name}=={pins[name]} for CPython "
+                                f"{python[0]}.{python[1]} on {platform.blender} (pip platform "
+                                f"{platform.pip_tag}).\n    {tail}\nFix: pin a version of "
+                                f"{name} that publishes one in {LOCK_FILE.name}, or drop "
+                                f"{platform.blender} from TARGETS in {Path(__file__).name}")
+            for name, version in pins.items():
+                found = _cached(name, version, python, platform)
+                if not found:
+                    raise BuildError(f"pip downloaded {name}=={version} for {platform.blender} "
+                                     f"cp{python[0]}{python[1]} but Blender would not install "
+                                     f"it there; see {WHEEL_CACHE}")
+                chosen.add(found[0])
+    return sorted(chosen, key=lambda p: p.name)
+
+
+def build_core_wheel(out_dir: Path, version: str) -> Path:
+    """Build ``kling_elements`` from a clean copy of the sources, so stale files never ship."""
+    with tempfile.TemporaryDirectory(prefix="kling-core-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, src / name)
+        shutil.copytree(ROOT / "core", src / "core",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+             "--no-deps", "--wheel-dir", str(out_dir), str(src)],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise BuildError(f"building the core wheel failed:\n{result.stderr.strip()}")
+    wheel = out_dir / f"kling_elements-{version}-py3-none-any.whl"
+    if not wheel.is_file():
+        raise BuildError(f"expected {wheel.name} in {out_dir}, found "
+                         f"{sorted(p.name for p in out_dir.glob('*.whl'))}")
+    return wheel
+
+
+# --- checks on the set of wheels ---------------------------------------------------------------
+
+
+def _marker_env(python: tuple[int, int], platform: Platform) -> dict[str, str]:
+    version = f"{python[0]}.{python[1]}"
+    return {
+        "python_version": version, "python_full_version": f"{version}.0",
+        "implementation_name": "cpython", "platform_python_implementation": "CPython",
+        "os_name": "nt" if platform.blender.startswith("windows") else "posix",
+        "platform_release": "", "platform_version": "", "implementation_version": f"{version}.0",
+        "extra": "", **dict(platform.markers),
+    }
+
+
+def _requires(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist()
+                    if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        message = email.parser.BytesParser().parsebytes(zf.read(meta), headersonly=True)
+    return message.get_all("Requires-Dist") or []
+
+
+def check_wheel_set(wheels: Iterable[Path]) -> None:
+    """Refuse a set that gives some target zero or two copies of a package, or misses a dep."""
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # every venv with pip has a copy
+        from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
+
+    wheels = list(wheels)
+    for python in PYTHONS:
+        for platform in TARGETS:
+            installed: dict[str, list[str]] = {}
+            for wheel in wheels:
+                if blender_installs(wheel.name, python, platform):
+                    installed.setdefault(wheel_name_version(wheel.name)[0], []).append(wheel.name)
+            where = f"CPython {python[0]}.{python[1]} on {platform.blender}"
+            for name, names in installed.items():
+                if len(names) > 1:
+                    raise BuildError(f"{where} would install {len(names)} copies of {name}: "
+                                     + ", ".join(names))
+            env = _marker_env(python, platform)
+            for wheel in wheels:
+                if not blender_installs(wheel.name, python, platform):
+                    continue
+                for spec in _requires(wheel):
+                    req = Requirement(spec)
+                    if req.marker is not None and not req.marker.evaluate(env):
+                        continue
+                    dep = normalize(req.name)
+                    if dep not in installed and dep not in PROVIDED_BY_BLENDER:
+                        raise BuildError(f"{wheel.name} needs {req} on {where}, which is not "
+                                         f"bundled. Fix: pin it in {LOCK_FILE.name}")
+
+
+# --- staging, Blender's build and validation ---------------------------------------------------
+
+
+def find_blender_ext(explicit: str | None) -> Path:
+    """Blender's extension tool: ``--blender-ext``, else this venv's bpy, else the newest cached."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise BuildError(f"--blender-ext {path}: no such file")
+        return path
+    here = sorted(Path(sys.prefix).glob(BL_EXT_GLOB))
+    if here:
+        return here[-1]
+
+    def series(path: Path) -> tuple[int, ...]:
+        return tuple(int(p) for p in path.parents[4].name.split("."))
+
+    cached = sorted(BPY_CACHE.glob("bpy-*/" + BL_EXT_GLOB), key=series)
+    if not cached:
+        raise BuildError(f"Blender's blender_ext.py not found under {BPY_CACHE}/bpy-*: run "
+                         "`make test-addon` once (installs the bpy wheels), or pass "
+                         "--blender-ext <bpy dir>/<ver>/scripts/addons_core/bl_pkg/cli/"
+                         "blender_ext.py")
+    return cached[-1]
+
+
+def _tags_file(blender_ext: Path) -> str:
+    """The list of valid tags ``blender --command extension build`` checks against."""
+    tags = blender_ext.parents[3] / "modules" / "_bpy_internal" / "extensions" / "tags.py"
+    return str(tags) if tags.is_file() else ""
+
+
+def stage(wheels: Sequence[Path], manifest_text: str) -> None:
+    """Lay out build/extension/: the add-on's files, the generated manifest, wheels/."""
+    if STAGING_DIR.exists():
+        shutil.rmtree(STAGING_DIR)
+    shutil.copytree(ADDON_DIR, STAGING_DIR,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*", MANIFEST))
+    (STAGING_DIR / "wheels").mkdir()
+    for wheel in wheels:
+        shutil.copy2(wheel, STAGING_DIR / "wheels" / wheel.name)
+    (STAGING_DIR / MANIFEST).write_text(manifest_text)
+
+
+def generated_manifest(wheels: Sequence[Path]) -> tuple[str, dict]:
+    """The repo's manifest plus ``wheels`` and ``platforms``, which only the build may write."""
+    source = (ADDON_DIR / MANIFEST).read_text()
+    manifest = tomllib.loads(source)
+    for key in ("wheels", "platforms"):
+        if key in manifest:
+            raise BuildError(f"blender_addon/{MANIFEST} sets {key!r}; remove it, the build "
+                             "writes it from scripts/extension-wheels.txt and TARGETS")
+    lines = ["", "# Written by scripts/build_extension.py.",
+             "platforms = [" + ", ".join(f'"{p.blender}"' for p in TARGETS) + "]",
+             "wheels = ["] + [f'  "./wheels/{w.name}",' for w in wheels] + ["]", ""]
+    # Top-level keys must come before the first [table].
+    first_table = re.search(r"(?m)^\[", source)
+    cut = first_table.start() if first_table else len(source)
+    text = source[:cut].rstrip("\n") + "\n" + "\n".join(lines) + "\n" + source[cut:]
+    return text, manifest
+
+
+def blender_ext(tool: Path, *args: str) -> None:
+    result = subprocess.run([sys.executable, str(tool), *args],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BuildError(f"Blender's blender_ext.py {args[0]} refused the extension:\n"
+                         f"{(result.stdout + result.stderr).strip()}")
+
+
+def zip_path(manifest: dict | None = None) -> Path:
+    if manifest is None:
+        manifest = tomllib.loads((ADDON_DIR / MANIFEST).read_text())
+    return DIST_DIR / f"{manifest['id']}-{project_version()}.zip"
+
+
+def validate(tool: Path, archive: Path) -> None:
+    if not archive.is_file():
+        raise BuildError(f"{archive} does not exist: run `make extension` first")
+    blender_ext(tool, "validate", f"--valid-tags={_tags_file(tool)}", str(archive))
+    print(f"valid ({tool.parents[4].name}): {archive.relative_to(ROOT)}")
+
+
+def build(tool: Path, split_platforms: bool) -> Path:
+    version = check_versions()
+    pins = read_lock()
+    if PROVIDED_BY_BLENDER & pins.keys():
+        raise BuildError(f"{LOCK_FILE.name} pins {sorted(PROVIDED_BY_BLENDER & pins.keys())}, "
+                         "which Blender ships; remove the line")
+    print(f"kling-elements {version}: wheels for "
+          + ", ".join(f"cp{a}{b}" for a, b in PYTHONS) + " on "
+          + ", ".join(p.blender for p in TARGETS), flush=True)
+    third_party = fetch_wheels(pins)
+    with tempfile.TemporaryDirectory(prefix="kling-wheel-") as tmp:
+        core = build_core_wheel(Path(tmp), version)
+        wheels = sorted([*third_party, core], key=lambda p: p.name)
+        check_wheel_set(wheels)
+        text, manifest = generated_manifest(wheels)
+        stage(wheels, text)
+    archive = zip_path(manifest)
+    DIST_DIR.mkdir(exist_ok=True)
+    archive.unlink(missing_ok=True)
+    tags = f"--valid-tags={_tags_file(tool)}"
+    blender_ext(tool, "build", f"--source-dir={STAGING_DIR}", f"--output-filepath={archive}", tags)
+    validate(tool, archive)
+    if split_platforms:
+        for stale in DIST_DIR.glob(f"{archive.stem}-*.zip"):
+            stale.unlink()
+        blender_ext(tool, "build", f"--source-dir={STAGING_DIR}", f"--output-filepath={archive}",
+                    tags, "--split-platforms")
+        for part in sorted(DIST_DIR.glob(f"{archive.stem}-*.zip")):
+            validate(tool, part)
+    size = archive.stat().st_size / 1e6
+    print(f"built {archive.relative_to(ROOT)} ({size:.1f} MB, {len(wheels)} wheels)")
+    return archive
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--blender-ext", help="path to Blender's bl_pkg/cli/blender_ext.py")
+    parser.add_argument("--split-platforms", action="store_true",
+                        help="also write one smaller zip per platform next to the universal one")
+    parser.add_argument("--validate", nargs="?", const="", metavar="ZIP",
+                        help="only validate ZIP (default: this version's zip in dist/)")
+    parser.add_argument("--set-version", metavar="X.Y.Z",
+                        help="write X.Y.Z into pyproject.toml, the manifest, bl_info and the core")
+    args = parser.parse_args(argv)
+    try:
+        if args.set_version:
+            set_version(args.set_version)
+        elif args.validate is not None:
+            validate(find_blender_ext(args.blender_ext),
+                     Path(args.validate).resolve() if args.validate else zip_path())
+        else:
+            build(find_blender_ext(args.blender_ext), args.split_platforms)
+    except BuildError as exc:
+        print(f"build_extension: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,7 +18,17 @@ bl_info = {
 
 import bpy  # noqa: E402
 
-from . import ops_edit, ops_select, ops_session, ops_tasks, overlay, props, results, ui  # noqa: E402
+from . import (  # noqa: E402
+    jobs,
+    ops_edit,
+    ops_select,
+    ops_session,
+    ops_tasks,
+    overlay,
+    props,
+    results,
+    ui,
+)
 from .jobs import close_clients  # noqa: E402
 from .prefs import KlingPreferences  # noqa: E402
 from .worker import BACKGROUND, WORKER  # noqa: E402
@@ -45,6 +55,8 @@ def _drain() -> float:
     WORKER.drain()
     BACKGROUND.drain()
     ops_tasks.tick()
+    if jobs.PROGRESS:
+        ui.redraw_sidebar()
     return DRAIN_INTERVAL_S if WORKER.busy or BACKGROUND.busy else IDLE_INTERVAL_S
 
 

@@ -13,16 +13,41 @@ from dataclasses import dataclass
 from typing import Any
 
 from kling_elements import Client, NotFoundError, SelectionState
-from kling_elements.hosting import SandboxHost, UrlHost
+from kling_elements.hosting import HostingSettings, UrlHost, make_host
 from kling_elements.workflow import restore_session
 
 from .settings import ClientSettings
 
-__all__ = ["SessionSource", "add_points", "clear_points", "delete_points", "start_session",
-           "test_connection"]
+__all__ = ["PROGRESS", "Progress", "SessionSource", "add_points", "clear_points",
+           "delete_points", "start_session", "test_connection"]
 
 _clients: dict[ClientSettings, Client] = {}
 RESTORE_MARGIN_S = 120.0
+
+
+class Progress:
+    """Bytes done of a long step, written by the worker and read by the panel's redraw.
+
+    Two ints assigned whole are safe to read from another thread under the GIL; the panel
+    only ever shows a slightly old value.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.done = 0
+        self.total: int | None = None
+
+    def update(self, done: int, total: int | None) -> None:
+        self.done, self.total = done, total
+
+    def text(self) -> str:
+        if not self.total:
+            return f"{self.label}… {self.done / 2**20:.1f} MB"
+        return f"{self.label}… {100 * self.done / self.total:.0f}%"
+
+
+PROGRESS: dict[str, Progress] = {}
+"""The progress of running steps by label (the main panel shows them)."""
 
 
 @dataclass(frozen=True)
@@ -53,22 +78,33 @@ def test_connection(settings: ClientSettings) -> int:
 
 
 def start_session(settings: ClientSettings, clip_path: str, manual_url: str = "",
-                  video_id: str = "") -> tuple[SessionSource, dict[str, Any]]:
-    """Publish the clip (sandbox upload, or the user's URL) and start a session."""
+                  video_id: str = "", hosting: HostingSettings | None = None,
+                  cache_dir: str | None = None,
+                  on_progress: Any = None) -> tuple[SessionSource, dict[str, Any]]:
+    """Publish the clip (the strip's own URL, else the chosen host) and start a session.
+
+    A Kling video id needs no upload; an unchanged clip published before reuses its URL
+    while it is fresh (the host's cache, keyed by content).
+    """
     client = client_for(settings)
     if video_id:
         source = SessionSource(video_id=video_id)
         init = client.init_selection(video_id=video_id)
     else:
+        hosting = hosting or HostingSettings(kind="sandbox")
         if manual_url:
             url = UrlHost(manual_url).publish()
-        elif settings.is_local:
-            url = SandboxHost(client.http).publish(clip_path)
-        else:
+        elif hosting.kind == "url":
+            raise ValueError("this clip has no URL yet: paste it in Source > Video URL, or "
+                             "choose another way to publish clips in the add-on's preferences")
+        elif hosting.kind == "sandbox" and not settings.is_local:
             raise ValueError(
-                "this clip has no public URL yet: paste one in Source > Video URL "
-                "(upload choices for S3 and other hosts are coming)"
+                f"the sandbox upload only works with a local sandbox, not {settings.base_url}: "
+                "choose S3, a command or per-clip URLs in the add-on's preferences"
             )
+        else:
+            host = make_host(hosting, http=client.http, cache_dir=cache_dir)
+            url = host.publish(clip_path, on_progress=on_progress)
         source = SessionSource(video_url=url)
         init = client.init_selection(video_url=url)
     return source, client.sessions[init.session_id].to_dict()

@@ -6,7 +6,7 @@ from typing import Any
 import bpy
 
 from . import compat, jobs, source
-from .prefs import client_settings
+from .prefs import client_settings, hosting_settings, url_cache_dir
 from .props import load_selection, save_selection
 from .worker import WORKER
 
@@ -130,8 +130,18 @@ class KLING_OT_start_session(bpy.types.Operator):
             target.kling.published_url = session_source.video_url
             save_selection(target, state)
 
-        run_job(context, "Start editing",
-                lambda: jobs.start_session(settings, path, manual_url, video_id), done)
+        hosting, cache = hosting_settings(), url_cache_dir()
+        progress = jobs.Progress("Publishing the clip")
+
+        def work():
+            jobs.PROGRESS["publish"] = progress
+            try:
+                return jobs.start_session(settings, path, manual_url, video_id, hosting, cache,
+                                          progress.update)
+            finally:
+                jobs.PROGRESS.pop("publish", None)
+
+        run_job(context, "Start editing", work, done)
         return {"FINISHED"}
 
 

@@ -8,15 +8,24 @@ import bpy
 
 from kling_elements import validate
 
-from . import compat, geometry, source
+from . import compat, geometry, jobs, source
 from .edit_check import image_notes
 from .ops_edit import edit_problems_for
 from .ops_session import active_movie_strip
+from .prefs import HOST_CHOICES, get_prefs
 from .props import load_selection
 from .props_edit import ACTIVE_STATUSES, MODE_LABELS
 from .reference_images import image_facts
 
 __all__ = ["classes"]
+
+
+def redraw_sidebar() -> None:
+    """Redraw the Sequencer sidebars (a progress figure changed on the worker)."""
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "SEQUENCE_EDITOR":
+                area.tag_redraw()
 
 
 class _KlingPanel:
@@ -33,6 +42,8 @@ class KLING_PT_main(_KlingPanel, bpy.types.Panel):
         layout = self.layout
         if runtime.busy or runtime.status:
             layout.label(text=runtime.status or "Working…", icon="SORTTIME")
+        for progress in list(jobs.PROGRESS.values()):
+            layout.label(text=progress.text(), icon="EXPORT")
         if runtime.error:
             layout.label(text=runtime.error, icon="ERROR")
         layout.operator("kling.test_connection", icon="URL")
@@ -60,7 +71,12 @@ class KLING_PT_source(_KlingPanel, bpy.types.Panel):
             row.alert = not check.ok
             row.label(text=f"{check.label}: {check.detail}",
                       icon="CHECKMARK" if check.ok else "CANCEL")
-        layout.prop(strip.kling, "video_url")
+        host = get_prefs(context).host_with
+        if host == "url" or strip.kling.video_url:
+            layout.prop(strip.kling, "video_url")
+        else:
+            layout.label(text=f"Published with: {HOST_LABELS[host]} (see Preferences)",
+                         icon="EXPORT")
 
 
 class KLING_PT_session(_KlingPanel, bpy.types.Panel):
@@ -111,6 +127,9 @@ class KLING_PT_select(_KlingPanel, bpy.types.Panel):
         col.prop(settings, "overlay_color")
         col.prop(settings, "overlay_opacity")
         col.prop(settings, "show_points")
+
+
+HOST_LABELS = {key: label for key, label, _ in HOST_CHOICES}
 
 
 def _elapsed(seconds: float) -> str:

@@ -94,7 +94,8 @@ def test_each_mode_is_created_once_polled_downloaded_and_imported(
     assert movie_strip.name in result.name
     # A second poll round does not import it again.
     settle()
-    imported = [s for s in compat.strips(scene.sequence_editor) if s.kling.task_id == record.task_id]
+    imported = [s for s in compat.strips(scene.sequence_editor)
+                if s.kling.task_id == record.task_id]
     assert len(imported) == 1
 
 

@@ -274,8 +274,32 @@ def fetch_wheels(pins: dict[str, str]) -> list[Path]:
     return sorted(chosen, key=lambda p: p.name)
 
 
+def _build_backend() -> Path:
+    """A folder holding ``[build-system].requires`` as wheels, fetched once per requirement set.
+
+    The core is then built with ``--no-index`` from it, so a warm rebuild needs no network.
+    """
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        requires = sorted(tomllib.load(fh)["build-system"]["requires"])
+    key = re.sub(r"[^A-Za-z0-9.=<>~!,_-]+", "_", "+".join(requires))
+    folder = WHEEL_CACHE / "build-backend" / key
+    if not (folder / ".complete").is_file():
+        print(f"  downloading the build backend: {', '.join(requires)}", flush=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+             "--only-binary=:all:", "--dest", str(folder), *requires],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise BuildError(f"fetching the build backend {requires} failed:\n"
+                             f"{result.stderr.strip()}")
+        (folder / ".complete").touch()
+    return folder
+
+
 def build_core_wheel(out_dir: Path, version: str) -> Path:
     """Build ``kling_elements`` from a clean copy of the sources, so stale files never ship."""
+    backend = _build_backend()
     with tempfile.TemporaryDirectory(prefix="kling-core-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
@@ -285,7 +309,8 @@ def build_core_wheel(out_dir: Path, version: str) -> Path:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
         result = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-             "--no-deps", "--wheel-dir", str(out_dir), str(src)],
+             "--no-deps", "--no-index", "--find-links", str(backend),
+             "--wheel-dir", str(out_dir), str(src)],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:

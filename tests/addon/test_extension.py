@@ -10,6 +10,7 @@ extension passes only if its wheels are complete.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import subprocess
@@ -68,6 +69,45 @@ def test_zip_bundles_core_and_dependencies_but_not_numpy(archive):
     for python in ("cp311", "cp313"):  # Blender 4.2-5.0, Blender 5.1+
         assert any(w.startswith("pillow-") and f"-{python}-" in w for w in wheels), python
     assert set(manifest["permissions"]) == {"network", "files"}
+
+
+def load_build_script():
+    spec = importlib.util.spec_from_file_location(
+        "build_extension", ROOT / "scripts" / "build_extension.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+SAMPLE_WHEELS = [  # tags seen in the wild, and near misses
+    "a-1-py3-none-any.whl", "a-1-py2.py3-none-any.whl", "a-1-cp311-cp311-win_amd64.whl",
+    "a-1-cp313-cp313-win_amd64.whl", "a-1-cp310-abi3-win_amd64.whl",
+    "a-1-cp312-abi3-win_amd64.whl", "a-1-cp311-cp311-win_arm64.whl", "a-1-cp311-cp311-win32.whl",
+    "a-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    "a-1-cp311-cp311-manylinux_2_28_aarch64.whl", "a-1-cp311-cp311-musllinux_1_2_x86_64.whl",
+    "a-1-cp311-cp311-macosx_10_9_x86_64.whl", "a-1-cp311-cp311-macosx_11_0_arm64.whl",
+    "a-1-cp311-cp311-macosx_10_9_universal2.whl", "a-1-1build-cp311-cp311-linux_x86_64.whl",
+]
+
+
+def test_wheel_rule_is_blenders_own(archive, monkeypatch):
+    """The build's copy of Blender's wheel filter agrees with Blender's, on every platform
+    (Blender's function reads the platform from sysconfig; the Python is this one)."""
+    import sysconfig
+
+    from bl_pkg.bl_extension_ops import _extensions_wheel_filter_for_this_system as blenders
+
+    build = load_build_script()
+    names = SAMPLE_WHEELS + [w.rsplit("/", 1)[-1] for w in tomllib.loads(
+        zipfile.ZipFile(archive).read("blender_manifest.toml").decode())["wheels"]]
+    python = sys.version_info[:2]
+    for platform in build.TARGETS:
+        monkeypatch.setattr(sysconfig, "get_platform",
+                            lambda tag=platform.system_tag: tag.replace("_", "-", 1))
+        expected = set(blenders(names))
+        ours = {n for n in names if build.blender_installs(n, python, platform)}
+        assert ours == expected, platform.blender
 
 
 CHILD = r'''

@@ -1,0 +1,389 @@
+"""Conform planning, the render command line and the render job, without Blender."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from blender_addon import conform
+from blender_addon.conform import (
+    ConformCancelled,
+    ConformError,
+    ConformJob,
+    SourceClip,
+    StripTimes,
+)
+from kling_elements import validate
+
+
+def _clip(**overrides) -> SourceClip:
+    values = dict(path="/media/plate.mov", width=640, height=360, fps=25.0, first_frame=0,
+                  frame_count=150, name="plate", file_frames=150, stamp=(1000, 7))
+    values.update(overrides)
+    return SourceClip(**values)
+
+
+# ------------------------------------------------------------------ frame rate
+
+
+@pytest.mark.parametrize(("fps", "expected"), [
+    (25, 24), (23.976, 24), (24, 24), (29.97, 30), (30, 30), (50, 60), (59.94, 60),
+    (120, 60), (15, 24), (1, 24),
+    (27, 30), (45, 60),  # ties go to the higher rate: frames repeat rather than drop
+])
+def test_nearest_fps(fps, expected):
+    assert conform.nearest_fps(fps) == expected
+
+
+@pytest.mark.parametrize("fps", [0, -25, math.nan, math.inf])
+def test_nearest_fps_refuses_unreadable_rates(fps):
+    with pytest.raises(ConformError, match="frame rate"):
+        conform.nearest_fps(fps)
+
+
+# ------------------------------------------------------------------ size
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    ((640, 360), (1280, 720)),
+    ((360, 640), (720, 1280)),
+    ((1920, 1080), (1920, 1080)),
+    ((3840, 2160), (2160, 1216)),
+    ((2160, 720), (2160, 720)),
+    ((1281, 721), (1282, 722)),
+    ((700, 700), (720, 720)),
+])
+def test_conform_size(size, expected):
+    assert conform.conform_size(*size) == expected
+
+
+@pytest.mark.parametrize("size", [(4000, 500), (500, 4000), (2200, 700)])
+def test_an_aspect_beyond_3_to_1_is_refused_with_the_numbers(size):
+    with pytest.raises(ConformError) as info:
+        conform.conform_size(*size)
+    message = str(info.value)
+    assert f"{size[0]}x{size[1]}" in message and "720-2160" in message and "crop" in message
+
+
+@given(st.integers(16, 9000), st.integers(16, 9000))
+def test_conform_size_properties(width, height):
+    lo, hi = validate.VIDEO_SIDE_RANGE
+    if max(width, height) / min(width, height) > hi / lo:
+        with pytest.raises(ConformError):
+            conform.conform_size(width, height)
+        return
+    w, h = conform.conform_size(width, height)
+    assert lo <= w <= hi and lo <= h <= hi
+    assert w % 2 == 0 and h % 2 == 0
+    assert not validate.video_problems(validate.VideoInfo("mp4", 5.0, w, h, 24))
+    # The aspect is kept to within the even rounding (one pixel either way).
+    assert abs(w / h - width / height) <= 2.5 * (1 / h + width / height / h)
+    if lo <= width <= hi and lo <= height <= hi:
+        assert (abs(w - width), abs(h - height)) <= (1, 1)
+
+
+# ------------------------------------------------------------------ duration
+
+
+def test_six_seconds_at_25_fps_becomes_five_seconds_at_24():
+    plan = conform.plan_conform(_clip(), out_dir="/out")
+    assert (plan.fps, plan.width, plan.height) == (24, 1280, 720)
+    assert plan.frame_count == 120 and plan.duration_s == 5.0
+    assert plan.reasons == ("25 fps → 24 fps", "640×360 → 1280×720",
+                            "6.0 s → 5.0 s (keeps the start)",
+                            "only file frames 0-124 of 0-149")
+    assert (plan.first_frame, plan.last_frame) == (0, 124)
+    assert plan.output.startswith("/out/plate-") and plan.output.endswith(".mp4")
+    info = validate.VideoInfo("mp4", plan.duration_s, plan.width, plan.height, plan.fps)
+    assert validate.video_problems(info) == []
+
+
+@pytest.mark.parametrize(("seconds", "choice", "expected_s"), [
+    (3.0, "AUTO", 3.0), (3.0, "5", 3.0), (2.0, "AUTO", 2.0), (5.0, "AUTO", 5.0),
+    (6.0, "AUTO", 5.0), (6.96, "AUTO", 5.0), (7.0, "AUTO", 7.0), (8.0, "AUTO", 8.0),
+    (8.0, "5", 5.0), (8.0, "10", 8.0), (12.0, "AUTO", 10.0), (12.0, "10", 10.0),
+    (12.0, "5", 5.0),
+])
+def test_duration_choices(seconds, choice, expected_s):
+    clip = _clip(fps=30.0, width=1280, height=720, frame_count=round(seconds * 30),
+                 file_frames=None)
+    plan = conform.plan_conform(clip, choice)
+    assert plan.duration_s == pytest.approx(expected_s, abs=1 / 30)
+    assert not validate.video_problems(
+        validate.VideoInfo("mp4", plan.duration_s, plan.width, plan.height, plan.fps))
+
+
+def test_conforming_never_pads():
+    with pytest.raises(ConformError, match=r"1\.20 s.*at least 2 s.*does not pad"):
+        conform.plan_conform(_clip(frame_count=30))
+    with pytest.raises(ConformError, match=r"6\.00 s.*7 s.*choose 5 s"):
+        conform.plan_conform(_clip(), "10")
+    six = conform.duration_options(6.0)
+    assert (six["AUTO"], six["5"]) == ("", "") and "7 s" in six["10"]
+    assert all(conform.duration_options(1.0).values())
+    assert not any(conform.duration_options(7.5).values())
+
+
+def test_an_unknown_choice_is_refused():
+    with pytest.raises(ConformError, match="'7'"):
+        conform.plan_conform(_clip(), "7")
+
+
+def test_short_ranges_keep_their_length_within_one_output_frame():
+    # 87 frames at 25 fps (3.48 s) -> 83 frames at 24 fps (3.458 s): never longer than the
+    # content, never a "trim" reason.
+    plan = conform.plan_conform(_clip(frame_count=87, file_frames=87))
+    assert plan.frame_count == 83
+    assert not any("→" in r and " s" in r and "fps" not in r and "×" not in r
+                   for r in plan.reasons)
+
+
+# ------------------------------------------------------------------ time mapping
+
+
+def test_output_frames_show_the_nearest_file_frame_by_time():
+    plan = conform.plan_conform(_clip(first_frame=10, frame_count=140, file_frames=150))
+    for k in range(plan.frame_count):
+        shown = plan.source_frame(k)
+        assert abs((shown - 10) / 25 - k / 24) <= 0.5 / 25 + 1e-12
+    assert plan.source_frame(0) == 10
+    assert plan.source_frame(12) == 10 + 13  # 12.5 -> 13: a tie goes to the later frame
+    with pytest.raises(ValueError):
+        plan.source_frame(plan.frame_count)
+
+
+def test_upsampling_never_shows_a_frame_past_the_visible_range():
+    plan = conform.plan_conform(_clip(fps=10.0, width=1280, height=720, frame_count=30,
+                                      file_frames=40))
+    assert plan.fps == 24 and plan.frame_count == 72
+    assert max(plan.source_frame(k) for k in range(plan.frame_count)) <= 29 == plan.last_frame
+
+
+# ------------------------------------------------------------------ visible range
+
+
+def _times(**overrides) -> StripTimes:
+    values = dict(frame_start=1.0, frame_final_start=1, frame_final_end=151,
+                  frame_offset_start=0.0, frame_offset_end=0.0, frame_duration=150,
+                  animation_offset_start=0, animation_offset_end=0, scene_fps=24.0,
+                  source_fps=25.0, file_frames=150)
+    values.update(overrides)
+    return StripTimes(**values)
+
+
+def test_visible_range_of_a_strip_blender_does_not_retime():
+    assert conform.visible_file_frames(_times()) == (0, 150)
+    assert conform.visible_file_frames(_times(file_frames=None)) == (0, 150)
+    trimmed = _times(animation_offset_start=10, frame_final_start=6, frame_final_end=141,
+                     frame_offset_start=5.0, frame_duration=140)
+    assert conform.visible_file_frames(trimmed) == (15, 135)
+
+
+# RNA values measured in bpy 4.2.23 and 5.0.1 for a 150-frame 25 fps movie added with
+# "Adjust Playback Rate" to a 24 fps scene, then given animation_offset_start=10,
+# frame_offset_start=5 and frame_final_end=100.
+@pytest.mark.parametrize("frame_duration", [140, 134], ids=["4.2", "5.0"])
+def test_visible_range_of_a_retimed_strip(frame_duration):
+    times = _times(frame_final_start=6, frame_final_end=100, frame_offset_start=5.0,
+                   frame_offset_end=35.0, frame_duration=frame_duration,
+                   animation_offset_start=10)
+    # Scene frame 6 shows round((6 - 1) * 25 / 24) + 10 = 15; frame 99 shows 102 + 10.
+    assert conform.visible_file_frames(times) == (15, 98)
+
+
+def test_visible_range_without_the_file_length_still_reads_4_2_retimed_strips():
+    times = _times(frame_final_end=145, frame_duration=150, file_frames=None)
+    assert conform.visible_file_frames(times) == (0, 150)
+
+
+def test_a_strip_of_unknown_retiming_is_refused():
+    with pytest.raises(ConformError, match="retiming"):
+        conform.visible_file_frames(_times(frame_final_end=101, frame_duration=100,
+                                           file_frames=150))
+
+
+def test_movie_frame_count_reads_the_mp4_index(tmp_path):
+    sample = pytest.importorskip("kling_elements.sandbox.sample")
+    clip = sample.make_clip(tmp_path / "c.mp4", width=64, height=48, fps=25, seconds=1.2)
+    assert conform.movie_frame_count(clip.path) == clip.frame_count == 30
+    (tmp_path / "not.mp4").write_bytes(b"\0" * 64)
+    assert conform.movie_frame_count(tmp_path / "not.mp4") is None
+    assert conform.movie_frame_count(tmp_path / "missing.mp4") is None
+
+
+# ------------------------------------------------------------------ output and records
+
+
+def test_the_output_name_follows_the_source_file_and_the_plan():
+    base = conform.plan_conform(_clip(), out_dir="/o")
+    assert conform.plan_conform(_clip(), out_dir="/o") == base
+    assert conform.plan_conform(_clip(stamp=(1000, 8)), out_dir="/o").output != base.output
+    assert conform.plan_conform(_clip(first_frame=1, frame_count=149),
+                                out_dir="/o").output != base.output
+    assert conform.plan_conform(_clip(name="a/b c?"), out_dir="/o").output.startswith(
+        "/o/a_b_c-")
+
+
+def test_conform_dir():
+    assert conform.conform_dir("/proj/edit.blend", "/tmp") == "/proj/kling/conformed"
+    assert conform.conform_dir("", "/tmp") == "/tmp/kling-conformed"
+
+
+def test_needs_conform_lists_the_broken_rules():
+    problems = conform.needs_conform(_clip(path="/media/plate.mkv").info())
+    assert [p.split()[0] for p in problems] == ["container", "duration", "width", "height",
+                                                 "frame"]
+    ok = _clip(path="/m/ok.mp4", width=1280, height=720, fps=24.0, frame_count=120)
+    assert conform.needs_conform(ok.info()) == []
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_render_command_with_the_bpy_module(tmp_path):
+    command = conform.render_command("/s/conform_render.py", {"a": 1}, blender_binary="",
+                                     python="/venv/bin/python")
+    assert command == ["/venv/bin/python", "/s/conform_render.py", '{"a": 1}']
+
+
+def test_render_command_with_a_blender_binary(tmp_path):
+    blender = tmp_path / "blender"
+    blender.write_text("")
+    command = conform.render_command("/s/r.py", {"a": 1}, blender_binary=str(blender),
+                                     python="/venv/bin/python")
+    assert command[:3] == [str(blender), "--background", "--factory-startup"]
+    assert command[-4:] == ["--python", "/s/r.py", "--", '{"a": 1}']
+    # A missing binary, or one that is the Python itself, falls back to the Python.
+    assert conform.render_command("/s/r.py", {}, blender_binary=str(tmp_path / "nope"),
+                                  python="/p")[0] == "/p"
+    assert conform.render_command("/s/r.py", {}, blender_binary=str(blender),
+                                  python=str(blender))[1] == "/s/r.py"
+
+
+def test_the_render_script_reads_its_arguments_both_ways():
+    from blender_addon import conform_render
+
+    plan = conform.plan_conform(_clip())
+    payload = json.dumps(plan.render_args("/o/x.part.mp4"))
+    for argv in (["conform_render.py", payload],
+                 ["blender", "--background", "--python", "r.py", "--", payload]):
+        assert conform_render.parse_argv(argv)["frame_count"] == 120
+    with pytest.raises(ValueError, match=r"\.mp4"):
+        conform_render.parse_argv(["r.py", json.dumps(plan.render_args("/o/x.part"))])
+    with pytest.raises(ValueError, match="lack"):
+        conform_render.parse_argv(["r.py", "{}"])
+
+
+# ------------------------------------------------------------------ the job
+
+_FAKE = textwrap.dedent("""
+    import json, os, sys, time
+    args = json.loads(sys.argv[1])
+    mode = os.environ["FAKE_MODE"]
+    with open(args["tmp_output"], "wb") as f:
+        f.write(b"partial")
+    for i in range(1, args["frame_count"] + 1):
+        print("noise line", flush=True)
+        print(f"KLING_PROGRESS {i} {args['frame_count']}", flush=True)
+        if mode == "slow":
+            time.sleep(0.05)
+        if mode == "fail" and i == 3:
+            print("KLING_ERROR the movie could not be read", file=sys.stderr, flush=True)
+            sys.exit(1)
+    os.replace(args["tmp_output"], args["output"])
+    print("KLING_DONE " + args["output"], flush=True)
+""")
+
+
+@pytest.fixture
+def fake_job(tmp_path, monkeypatch):
+    script = tmp_path / "fake_render.py"
+    script.write_text(_FAKE)
+    out_dir = tmp_path / "out"
+
+    def make(mode: str, **overrides) -> ConformJob:
+        monkeypatch.setenv("FAKE_MODE", mode)
+        clip = _clip(fps=24.0, width=1280, height=720, frame_count=overrides.pop("frames", 48),
+                     path=str(tmp_path / "src.mp4"), **overrides)
+        plan = conform.plan_conform(clip, out_dir=str(out_dir))
+        return ConformJob(plan, python=sys.executable, script=str(script))
+
+    return make
+
+
+def _files(job: ConformJob) -> list[str]:
+    folder = job.plan.output.rsplit("/", 1)[0]
+    import os
+
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def test_a_job_reports_progress_and_leaves_the_clip_and_its_record(fake_job):
+    job = fake_job("ok")
+    assert job.state == "queued" and job.fraction == 0
+    assert job.run() == job.plan.output
+    assert job.state == "done" and job.progress == (48, 48) and job.fraction == 1.0
+    assert conform.read_record(job.plan.output) == job.plan
+    name = job.plan.output.rsplit("/", 1)[1]
+    assert _files(job) == [name, name + ".json"]
+
+
+def test_an_existing_result_is_reused_without_rendering(fake_job):
+    fake_job("ok").run()
+    again = fake_job("fail")  # would fail if it ran
+    assert again.run() == again.plan.output and again.state == "done"
+
+
+def test_a_failed_render_names_the_cause_and_leaves_nothing(fake_job):
+    job = fake_job("fail")
+    with pytest.raises(ConformError, match=r"exit status 1.*could not be read"):
+        job.run()
+    assert job.state == "failed" and job.progress == (3, 48)
+    assert _files(job) == []
+
+
+def test_a_missing_render_program_fails_clearly(fake_job):
+    job = fake_job("ok")
+    job._python = "/nonexistent/python"
+    with pytest.raises(ConformError, match=r"cannot start.*/nonexistent/python"):
+        job.run()
+    assert _files(job) == []
+
+
+def test_cancel_stops_the_render_and_leaves_nothing(fake_job):
+    job = fake_job("slow", frames=120)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            job.run()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while job.progress[0] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.cancel()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], ConformCancelled) and job.state == "cancelled"
+    assert job.progress[0] < 120
+    assert _files(job) == []
+
+
+def test_cancel_before_start_never_launches(fake_job):
+    job = fake_job("ok")
+    job.cancel()
+    with pytest.raises(ConformCancelled):
+        job.run()
+    assert _files(job) == []

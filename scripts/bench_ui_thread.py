@@ -6,6 +6,12 @@ timer (calling the add-on's drain every 50 ms). Every main-thread entry point is
 operator calls, the functions a click ends in, and each drain tick. The reference, measured
 in the same run, is what a naive add-on would block for: the same calls made synchronously.
 The longest hold must stay under 8 ms (half a 60 fps frame).
+
+One entry is exempt and judged on its own: importing a finished result as a movie strip.
+Blender's ``new_movie`` opens the file with FFmpeg on the main thread (tens of ms) and no
+add-on can move that elsewhere; it happens once per task. It is compared with the same
+``new_movie`` call made directly in the same run: the ratio must stay under 1.5 (the add-on
+adds little to what Blender itself costs when an editor adds a movie strip).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import time
 from pathlib import Path
 
 BUDGET_S = 0.008
+IMPORT_LABEL = "timer + result import"
+IMPORT_RATIO_MAX = 1.5
 
 
 def main() -> int:
@@ -82,6 +90,7 @@ def main() -> int:
             timed("click -> request_delete", ops_select.request_delete, bpy.context, strip,
                   frame, list(state.points[frame]))
         settle()
+        edit_main_thread(bpy, strip, timed, holds)
         timed("clear_selection operator", bpy.ops.kling.clear_selection)
         settle()
 
@@ -96,6 +105,9 @@ def main() -> int:
                 naive.append(("synchronous add", time.perf_counter() - start))
 
     addon_utils.disable("blender_addon", default_set=True)
+    imports = [t for n, t in holds if n == IMPORT_LABEL]
+    by_hand = [t for n, t in holds if n.startswith("reference:")]
+    holds = [(n, t) for n, t in holds if n != IMPORT_LABEL and not n.startswith("reference:")]
     label, longest = max(holds, key=lambda item: item[1])
     naive_label, naive_longest = max(naive, key=lambda item: item[1])
     print(f"main-thread entries timed: {len(holds)}")
@@ -107,10 +119,50 @@ def main() -> int:
     print(f"reference (same calls made synchronously): longest {naive_longest * 1000:.1f} ms "
           f"({naive_label})")
     print(f"ratio longest hold / synchronous reference: {longest / naive_longest:.4f}")
-    ok = longest < BUDGET_S
+    import_ratio = max(imports) / by_hand[0]
+    print(f"result import (once per task): {max(imports) * 1000:.1f} ms; Blender's new_movie "
+          f"by hand: {by_hand[0] * 1000:.1f} ms; ratio {import_ratio:.2f} "
+          f"(max {IMPORT_RATIO_MAX})")
+    ok = longest < BUDGET_S and import_ratio < IMPORT_RATIO_MAX
     print("OK" if ok else "FAIL: over budget")
     sys.stdout.flush()
     return 0 if ok else 1
+
+
+def edit_main_thread(bpy, strip, timed, holds: list[tuple[str, float]]) -> None:
+    """The Edit and Tasks steps: panel reasons, Generate, then the timer until the import."""
+    import blender_addon
+    from blender_addon import ops_edit, ops_tasks
+    from blender_addon.worker import BACKGROUND, WORKER
+
+    strip.kling.edit.edit_mode = "removal"
+    strip.kling.edit.prompt = "Delete the ball from <<<video_1>>>"
+    for _ in range(10):
+        timed("draw: edit panel reasons", ops_edit.edit_problems_for, strip)
+    timed("generate operator", bpy.ops.kling.generate)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        imported_before = bool(strip.kling.tasks[-1].imported_strip)
+        start = time.perf_counter()
+        blender_addon._drain()
+        elapsed = time.perf_counter() - start
+        imported = not imported_before and bool(strip.kling.tasks[-1].imported_strip)
+        holds.append((IMPORT_LABEL if imported else "timer + task poll", elapsed))
+        if not WORKER.busy and not BACKGROUND.busy and not ops_tasks.pending_records():
+            break
+        ops_tasks._poll["last"] = 0.0  # poll at every tick here, not every 3 s
+        time.sleep(0.05)
+    record = strip.kling.tasks[-1]
+    if not record.imported_strip:
+        raise TimeoutError(f"the result was not imported: {record.message}")
+    from blender_addon import compat
+
+    scene = bpy.context.scene
+    path = bpy.path.abspath(record.result_path)
+    start = time.perf_counter()
+    reference = compat.new_movie(scene.sequence_editor, "reference", path, 20, 1)
+    holds.append(("reference: new_movie by hand", time.perf_counter() - start))
+    compat.top_level(scene.sequence_editor).remove(reference)
 
 
 if __name__ == "__main__":

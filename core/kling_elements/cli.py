@@ -151,7 +151,7 @@ def cmd_preview(args: argparse.Namespace, client: Client, progress: _Progress) -
     preview = client.preview_selection(args.session_id)
     if args.download:
         out = Path(args.download)
-        client.download(preview.video_url, out,
+        client.download(preview.video_url, out, overwrite=args.force,
                         on_progress=lambda d, t: progress.bytes("download", d, t))
         progress.line(f"preview saved to {out}")
     _emit(args, preview, f"preview video: {preview.video_url}\ncover: {preview.cover_url}\n"
@@ -189,7 +189,7 @@ def cmd_wait(args: argparse.Namespace, client: Client, progress: _Progress) -> N
 
 
 def cmd_download(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
-    out = client.download(args.url, args.output,
+    out = client.download(args.url, args.output, overwrite=args.force,
                           on_progress=lambda d, t: progress.bytes("download", d, t))
     _emit(args, {"path": str(out)}, str(out))
 
@@ -232,7 +232,7 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
             progress.line(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
 
     result = run_edit(client, job, host=host, state_path=state, wait_timeout=args.wait_timeout,
-                      on_event=on_event)
+                      on_event=on_event, overwrite=args.force)
     _emit(args, {"output": result.output, "watermarked_output": result.watermarked_output,
                  "task": result.task}, str(result.output))
 
@@ -307,13 +307,17 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
                              ("api_key", args.api_key)) if v},
     )
 
+    # Only the well-known demo keys are printed: keys given on the command line are the
+    # caller's own secrets, and output is often logged.
+    demo = not (args.access_key or args.secret_key or args.api_key)
+
     def ready(base_url: str) -> None:
+        keys = (f"  export KLINGAI_ACCESS_KEY={config.access_key}\n"
+                f"  export KLINGAI_SECRET_KEY={config.secret_key}\n"
+                f"  (or KLINGAI_API_KEY={config.api_key}; these are the sandbox's demo keys)"
+                if demo else "  use the keys given with --access-key/--secret-key/--api-key")
         print(f"Kling sandbox listening on {base_url}\n"
-              f"  export KLINGAI_BASE_URL={base_url}\n"
-              f"  export KLINGAI_ACCESS_KEY={config.access_key}\n"
-              f"  export KLINGAI_SECRET_KEY={config.secret_key}\n"
-              f"  (or KLINGAI_API_KEY={config.api_key}; these are the sandbox's demo keys)",
-              flush=True)
+              f"  export KLINGAI_BASE_URL={base_url}\n{keys}", flush=True)
 
     serve(config, on_ready=ready)
 
@@ -361,6 +365,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("preview", cmd_preview, "render the tracked selection")
     p.add_argument("session_id")
     p.add_argument("--download", metavar="PATH", help="also save the preview video")
+    p.add_argument("--force", action="store_true", help="replace PATH if it exists")
 
     def edit_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--edit", required=True, choices=("addition", "swap", "removal"))
@@ -388,12 +393,15 @@ def _parser() -> argparse.ArgumentParser:
     p = add("download", cmd_download, "download a result URL")
     p.add_argument("url")
     p.add_argument("output")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p = add("edit", cmd_edit, "one whole edit: clip -> clicks -> task -> result file")
     p.add_argument("source", nargs="?", help="a local clip or an http(s) URL")
     p.add_argument("--video-id", help="edit a video Kling generated (chains edits)")
     p.add_argument("--point", action="append", type=_frame_point, metavar="FRAME:X,Y")
     edit_options(p)
     p.add_argument("-o", "--output", required=True, help="where the result goes")
+    p.add_argument("--force", action="store_true",
+                   help="replace result files that exist (else refused before anything is sent)")
     p.add_argument("--host-with", default="sandbox", help="how a local clip is published")
     p.add_argument("--state", help="resume file (default: OUTPUT.kling.json)")
     p.add_argument("--wait-timeout", type=float, default=1800.0)

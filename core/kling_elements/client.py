@@ -509,10 +509,19 @@ class Client:
             self._sleep(min(interval, max(timeout - elapsed, 0.0)))
 
     def download(
-        self, url: str, dest_path: str | os.PathLike, on_progress: ProgressCallback | None = None
+        self,
+        url: str,
+        dest_path: str | os.PathLike,
+        on_progress: ProgressCallback | None = None,
+        *,
+        overwrite: bool = False,
     ) -> Path:
-        """Stream a result file to ``dest_path`` atomically, resuming after broken connections."""
+        """Stream a result file to ``dest_path`` atomically, resuming after broken connections.
+
+        An existing ``dest_path`` is refused (``ValidationError``, nothing sent) unless
+        ``overwrite`` is true; see :func:`kling_elements.download.download`.
+        """
         return _download(
-            url, dest_path, on_progress=on_progress, http=self._files,
+            url, dest_path, overwrite=overwrite, on_progress=on_progress, http=self._files,
             max_retries=self.max_retries, sleep=self._sleep, rng=self._rng,
         )

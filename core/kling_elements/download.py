@@ -7,6 +7,11 @@ announced); memory use is constant (fixed-size chunks); a broken connection resu
 finds the ``.part`` file); a server that ignores the range (plain 200) or a changed file
 (``If-Range`` mismatch) restarts from zero instead of splicing two versions together.
 Result URLs are public CDN links, so no Kling credentials are ever sent with them.
+
+Nothing is written outside the destination's folder, and nothing is replaced silently: only
+``dest``, ``<dest>.part`` and ``<dest>.part.etag`` are ever written (no name comes from the
+server), none of them through a symbolic link, and an existing ``dest`` is replaced only with
+``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,65 @@ def _validator_path(part: Path) -> Path:
     return part.with_name(part.name + ".etag")
 
 
+def _refuse_link(path: Path) -> None:
+    """A planted symlink (or non-file) at one of our names could send the bytes elsewhere."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ValidationError(
+            f"{path} is a symbolic link or not a regular file; the download will not write "
+            "through it (it could point outside the folder): remove it and try again"
+        )
+
+
+def _open_nofollow(path: Path, *, append: bool):
+    """``open(path, "ab"/"wb")`` that fails on a symlink instead of following it."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError:
+        _refuse_link(path)
+        raise
+    return os.fdopen(fd, "ab" if append else "wb")
+
+
+def _check_target(dest: Path, overwrite: bool) -> None:
+    """Refuse, before any request, a destination that is a folder or would be replaced."""
+    if dest.is_dir():
+        raise ValidationError(
+            f"download target {dest} is a folder: give the file name to write inside it"
+        )
+    if not overwrite and os.path.lexists(dest):
+        raise ValidationError(
+            f"download target {dest} already exists and would be replaced: choose another "
+            "name, or pass overwrite=True (the CLI's --force) to replace it"
+        )
+    part = dest.with_name(dest.name + ".part")
+    _refuse_link(part)
+    _refuse_link(_validator_path(part))
+
+
+def _move_into_place(part: Path, dest: Path, overwrite: bool) -> None:
+    """Rename the complete ``part`` to ``dest``; without ``overwrite`` never over a file that
+    appeared meanwhile (then ``part`` stays, complete, for a later call)."""
+    if overwrite:
+        os.replace(part, dest)
+        return
+    exists = ValidationError(
+        f"download target {dest} appeared while downloading; the complete file is kept as "
+        f"{part.name}: remove {dest.name} (or pass overwrite=True / --force) and run it again"
+    )
+    try:
+        os.link(part, dest)  # atomic and never replaces an existing name
+    except FileExistsError:
+        raise exists from None
+    except OSError:  # no hard links on this file system
+        if os.path.lexists(dest):
+            raise exists from None
+        os.replace(part, dest)
+    else:
+        part.unlink()
+
+
 def _already_complete(response: httpx.Response, offset: int) -> bool:
     """A 416 for ``bytes=offset-`` whose ``Content-Range: bytes */N`` says N == offset."""
     match = re.fullmatch(r"bytes \*/(\d+)", response.headers.get("content-range", ""))
@@ -63,6 +127,7 @@ def _fetch_once(
     validator = _validator_path(part)
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        _refuse_link(validator)
         if validator.exists():
             headers["If-Range"] = validator.read_text().strip()
     with http.stream("GET", url, headers=headers) as response:
@@ -81,8 +146,9 @@ def _fetch_once(
         total = _expected_total(response, offset)
         etag = response.headers.get("etag")
         if etag and offset == 0:
-            validator.write_text(etag)
-        with open(part, "ab" if offset else "wb") as sink:
+            with _open_nofollow(validator, append=False) as handle:
+                handle.write(etag.encode("latin-1"))
+        with _open_nofollow(part, append=bool(offset)) as sink:
             done = offset
             for chunk in response.iter_bytes(CHUNK_BYTES):
                 sink.write(chunk)
@@ -98,6 +164,7 @@ def download(
     url: str,
     dest: str | os.PathLike,
     *,
+    overwrite: bool = False,
     on_progress: ProgressCallback | None = None,
     http: httpx.Client | None = None,
     max_retries: int = 4,
@@ -109,10 +176,15 @@ def download(
     ``on_progress(bytes_done, total_or_None)`` is called after each chunk. Raises
     :class:`ConnectionFailed` when the retries run out (the ``.part`` file stays, so a
     later call resumes) and :class:`KlingError` when the server refuses the file.
+    :class:`ValidationError`, before any request, for a URL that is not http(s), a ``dest``
+    that is a folder, exists (unless ``overwrite``) or whose ``.part`` is a symbolic link.
     """
     if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-        raise ValidationError(f"download URL {url!r} is not an http(s) URL")
+        raise ValidationError(
+            f"download URL {str(url)[:100]!r} is not an http(s) URL: use the task's result URL"
+        )
     dest = Path(dest)
+    _check_target(dest, overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     own_client = http is None
@@ -140,7 +212,7 @@ def download(
             else:
                 size = part.stat().st_size
                 if total is None or size == total:
-                    os.replace(part, dest)
+                    _move_into_place(part, dest, overwrite)
                     _validator_path(part).unlink(missing_ok=True)
                     return dest
                 failures += 1

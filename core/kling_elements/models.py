@@ -9,6 +9,7 @@ caller.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,19 @@ __all__ = [
 ]
 
 TERMINAL_STATUSES = frozenset({"succeed", "failed"})
+# Larger than any video Kling accepts (2160 px a side): a mask beyond it can only be a broken
+# answer, and decoding it would allocate h * w bytes.
+MAX_MASK_SIDE = 4096
 _MISSING = object()
+
+
+def _positive(value: float, where: str, *, zero_ok: bool = False) -> float:
+    """``value`` if finite and > 0 (>= 0 with ``zero_ok``); JSON allows NaN and Infinity."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ResponseFormatError(
+            f"{where} is {value!r}, expected a finite number {'>=' if zero_ok else '>'} 0"
+        )
+    return value
 
 
 def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str, default: Any = _MISSING):
@@ -68,13 +81,19 @@ class InitResult:
     @classmethod
     def from_api(cls, data: Any) -> InitResult:
         w = "data"
+        session_id = _get(data, "session_id", str, w)
+        if not session_id:
+            raise ResponseFormatError("data.session_id is empty")
+        fps = _positive(float(_get(data, "fps", (int, float), w)), "data.fps")
+        duration = _positive(float(_get(data, "original_duration", (int, float), w)),
+                             "data.original_duration", zero_ok=True)
         return cls(
-            session_id=_get(data, "session_id", str, w),
-            fps=float(_get(data, "fps", (int, float), w)),
-            duration_ms=int(_get(data, "original_duration", (int, float), w)),
-            width=_get(data, "width", int, w),
-            height=_get(data, "height", int, w),
-            total_frames=_get(data, "total_frame", int, w),
+            session_id=session_id,
+            fps=fps,
+            duration_ms=int(duration),
+            width=int(_positive(_get(data, "width", int, w), "data.width")),
+            height=int(_positive(_get(data, "height", int, w), "data.height")),
+            total_frames=int(_positive(_get(data, "total_frame", int, w), "data.total_frame")),
             normalized_video_url=_get(data, "normalized_video", str, w, ""),
         )
 
@@ -94,16 +113,32 @@ class Mask:
 
     @classmethod
     def from_api(cls, item: Any) -> Mask:
+        """A checked mask: ``counts`` decode to runs covering exactly ``size`` (else
+        :class:`ResponseFormatError`), so ``to_array`` cannot fail or allocate without bound."""
         w = "rle_mask_list[]"
         rle_mask = _get(item, "rle_mask", dict, w)
         size = _get(rle_mask, "size", list, f"{w}.rle_mask")
-        if len(size) != 2 or not all(isinstance(v, int) and v >= 0 for v in size):
-            raise ResponseFormatError(f"{w}.rle_mask.size {size!r} is not [height, width]")
+        if len(size) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_MASK_SIDE
+            for v in size
+        ):
+            raise ResponseFormatError(
+                f"{w}.rle_mask.size {size!r} is not [height, width] with sides of "
+                f"1-{MAX_MASK_SIDE} px"
+            )
         png = item.get("png_mask") if isinstance(item.get("png_mask"), dict) else {}
+        object_id = _get(item, "object_id", int, w)
+        counts = _get(rle_mask, "counts", str, f"{w}.rle_mask")
+        try:
+            rle.area(counts, size)
+        except (ValueError, TypeError) as exc:
+            raise ResponseFormatError(
+                f"the mask of object {object_id} is not a valid COCO RLE of size {size}: {exc}"
+            ) from None
         return cls(
-            object_id=_get(item, "object_id", int, w),
+            object_id=object_id,
             size=(size[0], size[1]),
-            counts=_get(rle_mask, "counts", str, f"{w}.rle_mask"),
+            counts=counts,
             png_base64=png.get("base64") or "",
         )
 
@@ -119,10 +154,15 @@ class SelectionResult:
     def from_api(cls, data: Any) -> SelectionResult:
         res = _get(data, "res", dict, "data")
         items = _get(res, "rle_mask_list", list, "data.res", [])
-        return cls(
-            frame_index=_get(res, "frame_index", int, "data.res"),
-            masks=tuple(Mask.from_api(item) for item in items),
-        )
+        frame_index = _get(res, "frame_index", int, "data.res")
+        masks = tuple(Mask.from_api(item) for item in items)
+        sizes = sorted({m.size for m in masks})
+        if len(sizes) > 1:  # one frame, one size: masks of different sizes cannot be overlaid
+            raise ResponseFormatError(
+                f"the masks of frame {frame_index} have different sizes {sizes}: the answer is "
+                "inconsistent; try the selection again"
+            )
+        return cls(frame_index=frame_index, masks=masks)
 
 
 @dataclass(frozen=True)
@@ -192,8 +232,11 @@ class Task:
         info = _get(data, "task_info", dict, w, {})
         result = _get(data, "task_result", dict, w, {})
         videos = _get(result, "videos", list, "data.task_result", [])
+        task_id = str(_get(data, "task_id", (str, int), w))
+        if not task_id:
+            raise ResponseFormatError("data.task_id is empty")
         return cls(
-            task_id=str(_get(data, "task_id", (str, int), w)),
+            task_id=task_id,
             status=_get(data, "task_status", str, w),
             status_msg=_get(data, "task_status_msg", str, w, ""),
             external_task_id=str(info.get("external_task_id") or ""),

@@ -5,6 +5,11 @@ atomically), so a process killed at any moment and started again with the same j
 up where it stopped: the clip is not published twice, the task is never created twice (its
 ``external_task_id`` is saved before the POST and looked up first on resume), and the
 download continues from the bytes already on disk.
+
+A result file already at the output path is never replaced silently: unless ``overwrite``,
+the job is refused before anything is sent, except when the state file shows that this job
+wrote it (its download had started: the file appears only complete), in which case it is
+kept and not fetched again.
 """
 
 from __future__ import annotations
@@ -101,6 +106,28 @@ def _save_state(path: Path | None, state: dict[str, Any]) -> None:
         write_json_atomic(path, state)
 
 
+def _watermarked_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".watermarked" + output.suffix)
+
+
+def _outputs(job: EditJob) -> list[Path]:
+    output = Path(job.output)
+    return [output, _watermarked_path(output)] if job.watermark else [output]
+
+
+def _check_outputs(job: EditJob, state: dict[str, Any], overwrite: bool) -> None:
+    """Refuse a job whose result would replace a file it did not write itself."""
+    ours = state.get("downloading") or state.get("done")
+    for path in _outputs(job):
+        if path.is_dir():
+            raise validate.ValidationError(f"output {path} is a folder: give a file name")
+        if not overwrite and not ours and os.path.lexists(path):
+            raise validate.ValidationError(
+                f"output {path} already exists and would be replaced: choose another output "
+                "path, or pass overwrite=True (the CLI's --force) to replace it"
+            )
+
+
 def _check_job(client: Client, job: EditJob, state: dict[str, Any]) -> None:
     """Refuse, before anything is sent, a job that breaks a documented limit.
 
@@ -183,10 +210,16 @@ def run_edit(
     state_path: str | os.PathLike | None = None,
     wait_timeout: float = 1800.0,
     on_event: EventCallback | None = None,
+    overwrite: bool = False,
 ) -> EditResult:
-    """Run (or resume) ``job`` to a downloaded result file; events report each step."""
+    """Run (or resume) ``job`` to a downloaded result file; events report each step.
+
+    ``overwrite`` allows replacing result files that exist at the output paths (else such a
+    job is refused with a ``ValidationError`` before anything is sent).
+    """
     path = Path(state_path) if state_path else None
     state = _load_state(path, job.key())
+    _check_outputs(job, state, overwrite)
     _check_job(client, job, state)
 
     def save() -> None:
@@ -230,11 +263,23 @@ def run_edit(
     video = task.videos[0]
     output = Path(job.output)
     progress = lambda done, total: emit("download_progress", {"done": done, "total": total})  # noqa: E731
-    client.download(video.url, output, on_progress=progress)
+    # From here on a file at an output path is this job's (it appears only complete), so a
+    # resumed run keeps it instead of refusing it.
+    ours = bool(state.get("downloading") or state.get("done"))
+    if not state.get("downloading"):
+        state["downloading"] = True
+        save()
+
+    def fetch(url: str, dest: Path) -> None:
+        if ours and not overwrite and os.path.lexists(dest):
+            return
+        client.download(url, dest, on_progress=progress, overwrite=overwrite)
+
+    fetch(video.url, output)
     watermarked = None
     if job.watermark and video.watermark_url:
-        watermarked = output.with_name(output.stem + ".watermarked" + output.suffix)
-        client.download(video.watermark_url, watermarked, on_progress=progress)
+        watermarked = _watermarked_path(output)
+        fetch(video.watermark_url, watermarked)
     state["done"] = True
     state["video_id"] = video.id
     save()

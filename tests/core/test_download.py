@@ -226,11 +226,21 @@ def test_existing_destination_is_replaced_only_when_complete(server, tmp_path):
     dest.write_bytes(b"previous result")
     server.cuts_left = 100
     with pytest.raises(ke.ConnectionFailed):
-        download(server.url, dest, max_retries=1, sleep=lambda s: None)
+        download(server.url, dest, overwrite=True, max_retries=1, sleep=lambda s: None)
     assert dest.read_bytes() == b"previous result"
     server.cuts_left = 0
-    download(server.url, dest, max_retries=1, sleep=lambda s: None)
+    download(server.url, dest, overwrite=True, max_retries=1, sleep=lambda s: None)
     assert sha(dest.read_bytes()) == sha(server.data)
+
+
+def test_existing_destination_is_refused_without_overwrite(server, tmp_path):
+    """The policy: an existing file is never replaced silently, and nothing is fetched."""
+    dest = tmp_path / "result.mp4"
+    dest.write_bytes(b"previous result")
+    with pytest.raises(ke.ValidationError, match="already exists.*overwrite=True"):
+        download(server.url, dest, sleep=lambda s: None)
+    assert dest.read_bytes() == b"previous result"
+    assert server.requests == [] and not (tmp_path / "result.mp4.part").exists()
 
 
 def test_a_range_from_the_wrong_offset_is_not_spliced(server, client, tmp_path):

@@ -89,14 +89,14 @@ def _add_retimed_strip(bpy: Any, scene: Any, path: str) -> Any:
                "move_strips": False,  # 5.0: else a modal move starts (and crashes, headless)
                "set_view_transform": False, "fit_method": "ORIGINAL"}
     options = {key: value for key, value in options.items() if key in known}
+    before = {s.name for s in _strips(scene.sequence_editor)}
     with bpy.context.temp_override(window=window, area=area, region=region, scene=scene):
         result = operator(**options)
-    if result != {"FINISHED"}:
-        raise RuntimeError(f"adding the movie failed: {result}")
-    movies = [s for s in _strips(scene.sequence_editor) if s.type == "MOVIE"]
-    if len(movies) != 1:
-        raise RuntimeError(f"expected one movie strip after adding, found {len(movies)}")
-    return movies[0]
+    added = [s for s in _strips(scene.sequence_editor)
+             if s.name not in before and s.type == "MOVIE"]
+    if result != {"FINISHED"} or len(added) != 1:
+        raise RuntimeError(f"adding the movie failed ({result}, {len(added)} movie strips)")
+    return added[0]
 
 
 def _configure(scene: Any, args: dict[str, Any]) -> None:

@@ -1,0 +1,270 @@
+"""Operators of the Conform step: render the strip's visible range to a compliant MP4, cancel
+that render, forget its result; plus what the panel and the session need to read about it.
+
+The render runs in a child Blender process (``conform_render.py``) driven by a
+:class:`conform.ConformJob` on the add-on's worker thread: the operator reads the strip into
+plain data and plans on the main thread, the worker only waits on the child and parses its
+progress lines, and the result is stored on the strip by the worker's drain on the main
+thread. A timer of this module copies the job's progress into the status line while it
+runs (``Conforming plate… 37%``); it stops by itself once no render is running.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from . import compat, conform, source
+from .ops_session import active_movie_strip, run_job
+from .worker import WORKER
+
+__all__ = ["classes", "conform_status", "conformed_clip", "job_for", "read_source"]
+
+PROGRESS_INTERVAL_S = 0.25
+ConformError = conform.ConformError
+
+_jobs: dict[tuple[str, str], conform.ConformJob] = {}
+"""Renders started in this Blender session, by (scene name, strip name), until they end."""
+
+_frames_cache: dict[tuple[str, int, int], int | None] = {}
+
+
+def _key(scene: Any, strip: Any) -> tuple[str, str]:
+    return (scene.name if scene else "", strip.name)
+
+
+def job_for(scene: Any, strip: Any) -> conform.ConformJob | None:
+    """The render queued or running for this strip, or None."""
+    job = _jobs.get(_key(scene, strip))
+    return job if job is not None and job.state in ("queued", "running") else None
+
+
+def _file_frames(path: str, stat: os.stat_result, allow_load: bool) -> int | None:
+    """The movie's frame count: the MP4 index (cached), else Blender's decoder if allowed.
+
+    Loading a movie clip opens the file (tens of ms), so the panel never does it; the
+    operator does, once per click, for containers without an MP4 index.
+    """
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _frames_cache:
+        _frames_cache[key] = conform.movie_frame_count(path)
+    if _frames_cache[key] is None and allow_load:
+        clip = bpy.data.movieclips.load(path, check_existing=False)
+        try:
+            _frames_cache[key] = int(clip.frame_duration) or None
+        finally:
+            bpy.data.movieclips.remove(clip)
+    return _frames_cache[key]
+
+
+def read_source(scene: Any, strip: Any, *, allow_load: bool = False) -> conform.SourceClip:
+    """The strip's visible range as plain data (main thread); ConformError when unreadable."""
+    path = bpy.path.abspath(strip.filepath)
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise ConformError(f"the strip's movie {path!r} does not exist: relink the strip "
+                           "(Strip > Movie > File)") from None
+    element = strip.elements[0] if len(strip.elements) else None
+    fps = source.source_fps(strip, path)
+    file_frames = _file_frames(path, stat, allow_load)
+    render = scene.render
+    times = conform.StripTimes(
+        frame_start=float(strip.frame_start),
+        frame_final_start=int(strip.frame_final_start),
+        frame_final_end=int(strip.frame_final_end),
+        frame_offset_start=float(strip.frame_offset_start),
+        frame_offset_end=float(strip.frame_offset_end),
+        frame_duration=int(strip.frame_duration),
+        animation_offset_start=int(strip.animation_offset_start),
+        animation_offset_end=int(strip.animation_offset_end),
+        scene_fps=render.fps / render.fps_base,
+        source_fps=fps or render.fps / render.fps_base,
+        file_frames=file_frames,
+    )
+    first, count = conform.visible_file_frames(times)
+    return conform.SourceClip(
+        path=path, width=int(element.orig_width) if element else 0,
+        height=int(element.orig_height) if element else 0, fps=fps, first_frame=first,
+        frame_count=count, name=strip.name, file_frames=file_frames,
+        stamp=(stat.st_size, stat.st_mtime_ns))
+
+
+def _out_dir() -> str:
+    return conform.conform_dir(bpy.data.filepath, tempfile.gettempdir())
+
+
+def plan_for(scene: Any, strip: Any, choice: str = "AUTO", *, allow_load: bool = False
+             ) -> conform.ConformPlan:
+    return conform.plan_conform(read_source(scene, strip, allow_load=allow_load), choice,
+                                _out_dir())
+
+
+def conform_status(scene: Any, strip: Any) -> tuple[str, conform.ConformPlan | None, str]:
+    """``(absolute path, plan it was rendered from, problem)`` of the strip's conformed clip.
+
+    ``problem`` is ``""`` when the clip can be used: it exists, has its record, and still shows
+    what the strip shows now (same file, same visible frames, same choice of length).
+    """
+    stored = strip.kling.conformed_path
+    if not stored:
+        return "", None, "not conformed"
+    path = bpy.path.abspath(stored)
+    if not os.path.isfile(path):
+        return path, None, "the conformed file is missing: conform again"
+    record = conform.read_record(path)
+    if record is None:
+        return path, None, "the conformed file has no record beside it: conform again"
+    try:
+        current = plan_for(scene, strip, record.choice)
+    except conform.ConformError as exc:
+        return path, record, f"the strip changed and cannot be conformed as before: {exc}"
+    if current.digest != record.digest:
+        return path, record, "the strip or its movie changed since: conform again"
+    return path, record, ""
+
+
+def conformed_clip(scene: Any, strip: Any) -> tuple[str, conform.ConformPlan] | None:
+    """The file a session should send instead of the strip's movie, and how it was made.
+
+    None when the strip has no usable conformed clip (see ``conform_status``). The plan's
+    ``first_frame`` is the file frame at the clip's time 0 (``SessionTiming``'s
+    ``source_start_frame``); its ``source_frame(k)`` names the file frame of clip frame ``k``.
+    """
+    path, record, problem = conform_status(scene, strip)
+    return None if problem or record is None else (path, record)
+
+
+def _stored_path(path: str) -> str:
+    if bpy.data.filepath:
+        try:
+            return bpy.path.relpath(path)
+        except ValueError:  # another drive (Windows)
+            return path
+    return path
+
+
+def _progress_tick() -> float | None:
+    """Main-thread timer: show the running render's progress; ends when none runs."""
+    for key, job in list(_jobs.items()):
+        if job.state not in ("queued", "running"):
+            del _jobs[key]
+    running = [(key, job) for key, job in _jobs.items() if job.state == "running"]
+    if running:
+        (_, name), job = running[0]
+        text = f"Conforming {name}… {round(job.fraction * 100)}%"
+        runtime = bpy.context.window_manager.kling
+        if runtime.status != text:
+            runtime.status = text
+    return PROGRESS_INTERVAL_S if _jobs else None
+
+
+class KLING_OT_conform_source(bpy.types.Operator):
+    """Render the strip's visible range to an MP4 Kling accepts (24/30/60 fps, 720-2160 px,
+    2-5 s or 7-10 s) in a background Blender, and use it for the session"""
+
+    bl_idname = "kling.conform_source"
+    bl_label = "Conform Clip"
+    bl_options = {"REGISTER"}
+
+    duration: bpy.props.EnumProperty(
+        name="Length",
+        items=(
+            ("AUTO", "Auto", "Keep the visible length when Kling allows it, else the longest "
+             "allowed length that fits (5 s under 7 s, 10 s beyond 10 s)"),
+            ("5", "5 s", "At most 5 s (Kling's 2-5 s input): a longer range keeps its first 5 s"),
+            ("10", "10 s", "At most 10 s (Kling's 7-10 s input): needs at least 7 s"),
+        ),
+        default="AUTO",
+    )
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        strip = active_movie_strip(context)
+        if strip is None:
+            cls.poll_message_set("Select a movie strip first")
+            return False
+        if job_for(compat.sequencer_scene(context), strip) is not None:
+            cls.poll_message_set("This strip is being conformed")
+            return False
+        if WORKER.busy:
+            cls.poll_message_set("Waiting for Kling…")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene = compat.sequencer_scene(context)
+        strip = active_movie_strip(context)
+        try:
+            plan = plan_for(scene, strip, self.duration, allow_load=True)
+        except conform.ConformError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        job = conform.ConformJob(plan, blender_binary=bpy.app.binary_path,
+                                 python=sys.executable)
+        key, name, wm = _key(scene, strip), strip.name, context.window_manager
+        _jobs[key] = job
+
+        def done(path: str) -> None:
+            target = compat.strip_by_name(scene, name)
+            if target is not None:
+                target.kling.conformed_path = _stored_path(path)
+            wm.kling.status = f"Conformed {name}: {Path(path).name}"
+
+        run_job(context, f"Conform {name}", job.run, done)
+        if not bpy.app.timers.is_registered(_progress_tick):
+            bpy.app.timers.register(_progress_tick, first_interval=PROGRESS_INTERVAL_S)
+        return {"FINISHED"}
+
+
+class KLING_OT_cancel_conform(bpy.types.Operator):
+    """Stop the running conform render of this strip (nothing is kept)"""
+
+    bl_idname = "kling.cancel_conform"
+    bl_label = "Cancel Conform"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        strip = active_movie_strip(context)
+        return strip is not None and job_for(compat.sequencer_scene(context), strip) is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        job = job_for(compat.sequencer_scene(context), active_movie_strip(context))
+        if job is not None:
+            job.cancel()
+        return {"FINISHED"}
+
+
+class KLING_OT_clear_conform(bpy.types.Operator):
+    """Forget this strip's conformed clip: the session uses the strip's own movie again (the
+    file stays on disk, so conforming the same range again is instant)"""
+
+    bl_idname = "kling.clear_conform"
+    bl_label = "Clear Conform"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        strip = active_movie_strip(context)
+        return strip is not None and bool(strip.kling.conformed_path)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        active_movie_strip(context).kling.conformed_path = ""
+        return {"FINISHED"}
+
+
+classes = (KLING_OT_conform_source, KLING_OT_cancel_conform, KLING_OT_clear_conform)
+
+
+def unregister() -> None:
+    """Stop renders and the progress timer (call from the add-on's ``unregister``)."""
+    for job in _jobs.values():
+        job.cancel()
+    _jobs.clear()
+    if bpy.app.timers.is_registered(_progress_tick):
+        bpy.app.timers.unregister(_progress_tick)

@@ -431,8 +431,9 @@ def run(
     account error stops starting jobs (the rest stay ``pending``). ``on_event(name, kind,
     info)`` reports progress (``name`` ``None`` for the batch itself). ``poll_interval``
     fixes how often a task is polled (default: adaptive, see ``_Runner.poll_interval``);
-    published URLs are reused for ``upload_ttl_s``. The report is written after every job to
-    ``report.json`` (``report.I-of-N.json`` for a shard); it is returned.
+    published URLs are reused for ``upload_ttl_s`` (a presigned URL only while it has more
+    than ten minutes left). The report is written after every job to ``report.json``
+    (``report.I-of-N.json`` for a shard); it is returned.
     """
     out = Path(out_dir).resolve()
     if shard is not None:
@@ -449,8 +450,9 @@ def run(
     own_client = client is None
     client = client or Client.from_env()
     if host is not None and not isinstance(host, CachingHost):
+        identity = getattr(host, "identity", None) or f"{type(host).__name__} {client.base_url}"
         host = CachingHost(host, out / ".state" / "uploads.json", ttl_s=upload_ttl_s,
-                           provider=f"{type(host).__name__} {client.base_url}")
+                           provider=identity)
     limiter = Limiter(concurrency)
     runner = _Runner(client, host, out, limiter, on_event, wait_timeout, poll_interval,
                      attempts)

@@ -22,7 +22,8 @@ from . import __version__, batch
 from .batch_display import BatchDisplay
 from .client import REGIONS, Client
 from .errors import KlingError
-from .hosting import SandboxHost, UrlHost
+from .hosting import KINDS, Host, HostingSettings, UrlHost, default_cache_dir, make_host
+from .hosting.settings import ADDRESSING
 from .workflow import EditJob, run_edit
 
 __all__ = ["main"]
@@ -125,12 +126,30 @@ def _task_text(task: Any) -> str:
     return text
 
 
+def _hosting_settings(args: argparse.Namespace) -> HostingSettings:
+    """The hosting choice from the flags, over ``$KLING_ELEMENTS_*`` and ``$AWS_*``."""
+    return HostingSettings.from_env(
+        args.host_with, s3_endpoint=args.s3_endpoint, s3_region=args.s3_region,
+        s3_bucket=args.s3_bucket, s3_prefix=args.s3_prefix, s3_addressing=args.s3_addressing,
+        s3_expires_s=args.s3_expires, command=args.host_command,
+        command_timeout_s=args.host_command_timeout, url=args.host_url,
+    )
+
+
+def _host(args: argparse.Namespace, client: Client, *, cached: bool = True) -> Host:
+    """The provider chosen on the command line; settings are checked before any upload."""
+    cache_dir = None
+    if cached and not getattr(args, "no_host_cache", True):
+        cache_dir = Path(args.host_cache) if args.host_cache else default_cache_dir()
+    return make_host(_hosting_settings(args), http=client.http, cache_dir=cache_dir)
+
+
 def cmd_init(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
     url = args.video_url
     if args.file:
+        host = _host(args, client)
         progress.line(f"publishing {args.file}")
-        url = SandboxHost(client.http).publish(
-            args.file, on_progress=lambda d, t: progress.bytes("upload", d, t))
+        url = host.publish(args.file, on_progress=lambda d, t: progress.bytes("upload", d, t))
     init = client.init_selection(video_url=url, video_id=args.video_id)
     _emit(args, init, f"session {init.session_id}: {init.total_frames} frames at "
           f"{init.fps:g} fps, {init.width}x{init.height}, {init.duration_ms} ms")
@@ -204,11 +223,7 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
         job_source["video_url"] = UrlHost(source).publish()
     elif source:
         job_source["video_path"] = str(Path(source).resolve())
-        if args.host_with == "sandbox":
-            host = SandboxHost(client.http)
-        else:
-            raise KlingError(f"--host-with {args.host_with!r} is not available yet: use sandbox, "
-                             "or publish the clip yourself and pass its URL")
+        host = _host(args, client)
     else:
         raise KlingError("give a clip (path or URL) or --video-id")
     selections: dict[int, list[tuple[float, float]]] = {}
@@ -238,7 +253,14 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
 
 
 def _batch_manifest(args: argparse.Namespace) -> batch.Manifest:
-    return batch.load(args.manifest, local_ok=args.host_with == "sandbox")
+    """The manifest, once the hosting kind is known to suit a batch (every kind but url)."""
+    settings = HostingSettings.from_env(args.host_with)
+    if settings.kind not in KINDS:
+        raise ValueError(settings.problems()[0])
+    if settings.kind == "url":
+        raise ValueError("--host-with url would give every job the same URL: put each clip's "
+                         "URL in the manifest instead, or choose sandbox, s3 or command")
+    return batch.load(args.manifest, local_ok=True)
 
 
 def cmd_batch_dry_run(args: argparse.Namespace) -> int:
@@ -257,15 +279,14 @@ def cmd_batch_dry_run(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
-    if args.host_with != "sandbox":
-        raise KlingError(f"--host-with {args.host_with!r} is not available yet: use sandbox, "
-                         "or publish the clips yourself and put their URLs in the manifest")
     manifest = _batch_manifest(args)
+    # Not cached here: batch.run keeps its own memory of published URLs in OUT/.state/.
+    host = _host(args, client, cached=False)
     display = BatchDisplay(live=None) if not progress.quiet else None
     try:
         with display or contextlib.nullcontext():
             report = batch.run(
-                manifest, args.out, client=client, host=SandboxHost(client.http),
+                manifest, args.out, client=client, host=host,
                 concurrency=args.concurrency, shard=args.shard,
                 skip_invalid=args.skip_invalid, on_event=display,
                 wait_timeout=args.wait_timeout,
@@ -329,6 +350,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
+def _hosting_options(p: argparse.ArgumentParser, *, cache: bool) -> None:
+    g = p.add_argument_group(
+        "hosting", "how a local clip becomes a URL Kling can fetch (docs/hosting.md); S3 keys "
+        "come only from $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN")
+    g.add_argument("--host-with", choices=KINDS,
+                   help="provider (default: $KLING_ELEMENTS_HOST_WITH, else sandbox)")
+    g.add_argument("--s3-endpoint", metavar="URL",
+                   help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3, "
+                        "$AWS_ENDPOINT_URL, else AWS)")
+    g.add_argument("--s3-region", help="default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1")
+    g.add_argument("--s3-bucket", help="default: $KLING_ELEMENTS_S3_BUCKET")
+    g.add_argument("--s3-prefix", help="key prefix, e.g. kling/ ($KLING_ELEMENTS_S3_PREFIX)")
+    g.add_argument("--s3-addressing", choices=ADDRESSING,
+                   help="bucket in the host name (virtual) or the path (default: auto)")
+    g.add_argument("--s3-expires", type=int, metavar="SECONDS",
+                   help="lifetime of the presigned URL given to Kling (default 3600)")
+    g.add_argument("--host-command", metavar="TEMPLATE",
+                   help="command (no shell) that uploads {path} (file name {name}) and prints "
+                        "its URL as the last line ($KLING_ELEMENTS_HOST_COMMAND)")
+    g.add_argument("--host-command-timeout", type=float, metavar="SECONDS",
+                   help="time limit of the command (default 600)")
+    g.add_argument("--host-url", metavar="URL",
+                   help="for --host-with url: where the clip already is online")
+    if cache:
+        g.add_argument("--host-cache", metavar="DIR",
+                       help="remember published URLs here (default: the user cache folder)")
+        g.add_argument("--no-host-cache", action="store_true",
+                       help="publish again even if an unchanged clip's URL is still fresh")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print results as JSON")
@@ -354,7 +405,8 @@ def _parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video-url", help="a URL Kling can download")
     src.add_argument("--video-id", help="id of a video Kling generated")
-    src.add_argument("--file", help="a local clip, uploaded to the sandbox")
+    src.add_argument("--file", help="a local clip, published with --host-with")
+    _hosting_options(p, cache=True)
     for name, text in (("select", "mark points on a frame"), ("unselect", "remove points")):
         p = add(name, cmd_select, text)
         p.add_argument("session_id")
@@ -402,7 +454,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where the result goes")
     p.add_argument("--force", action="store_true",
                    help="replace result files that exist (else refused before anything is sent)")
-    p.add_argument("--host-with", default="sandbox", help="how a local clip is published")
+    _hosting_options(p, cache=True)
     p.add_argument("--state", help="resume file (default: OUTPUT.kling.json)")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
 
@@ -417,7 +469,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="validate the manifest and list the jobs; send nothing")
     p.add_argument("--skip-invalid", action="store_true",
                    help="run the valid jobs even when some lines are invalid")
-    p.add_argument("--host-with", default="sandbox", help="how local clips are published")
+    _hosting_options(p, cache=False)
     p.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds per task")
 
     p = sub.add_parser("sandbox", help="run the local API sandbox")

@@ -27,7 +27,7 @@ from typing import Any
 from . import validate
 from .client import Client
 from .errors import NotFoundError, ResponseFormatError, TaskFailedError
-from .hosting import Host, check_clip
+from .hosting import Host, check_clip, url_usable
 from .models import Task
 from .selection import SelectionState
 
@@ -168,6 +168,8 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
         init = client.init_selection(video_id=job.video_id)
     else:
         url = job.video_url or state.get("video_url")
+        if url and not job.video_url and not url_usable(url):
+            url = None  # a presigned URL saved by an interrupted run that expires too soon
         if not url:
             if host is None or job.video_path is None:
                 raise ValueError("a local clip needs a hosting choice to become a URL")

@@ -44,6 +44,7 @@ def _draw_done(layout: Any, scene: Any, strip: Any) -> None:
         warning = layout.row()
         warning.alert = True
         warning.label(text=problem)
+        _draw_plan(layout, scene, strip)
     elif record is not None:
         layout.label(text=f"{record.width}×{record.height}, {record.fps} fps, "
                           f"{record.duration_s:.2f} s: the session uses this file")

@@ -27,6 +27,8 @@ __all__ = ["classes", "conform_status", "conformed_clip", "job_for", "read_sourc
 
 PROGRESS_INTERVAL_S = 0.25
 ConformError = conform.ConformError
+_SESSION_REFUSAL = ("The strip has a Kling session, whose frames refer to the clip it was "
+                    "started from: Reset the session first")
 
 _jobs: dict[tuple[str, str], conform.ConformJob] = {}
 """Renders started in this Blender session, by (scene name, strip name), until they end."""
@@ -105,6 +107,21 @@ def plan_for(scene: Any, strip: Any, choice: str = "AUTO", *, allow_load: bool =
                                 _out_dir())
 
 
+_record_cache: dict[tuple[str, int, int], conform.ConformPlan | None] = {}
+
+
+def _record(path: str) -> conform.ConformPlan | None:
+    """The clip's record, read once per version of the file (the panel asks on every redraw)."""
+    try:
+        stat = os.stat(f"{path}{conform.RECORD_SUFFIX}")
+    except OSError:
+        return None
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _record_cache:
+        _record_cache[key] = conform.read_record(path)
+    return _record_cache[key]
+
+
 def conform_status(scene: Any, strip: Any) -> tuple[str, conform.ConformPlan | None, str]:
     """``(absolute path, plan it was rendered from, problem)`` of the strip's conformed clip.
 
@@ -117,7 +134,7 @@ def conform_status(scene: Any, strip: Any) -> tuple[str, conform.ConformPlan | N
     path = bpy.path.abspath(stored)
     if not os.path.isfile(path):
         return path, None, "the conformed file is missing: conform again"
-    record = conform.read_record(path)
+    record = _record(path)
     if record is None:
         return path, None, "the conformed file has no record beside it: conform again"
     try:
@@ -192,6 +209,9 @@ class KLING_OT_conform_source(bpy.types.Operator):
         if job_for(compat.sequencer_scene(context), strip) is not None:
             cls.poll_message_set("This strip is being conformed")
             return False
+        if strip.kling.selection_json:
+            cls.poll_message_set(_SESSION_REFUSAL)
+            return False
         if WORKER.busy:
             cls.poll_message_set("Waiting for Kling…")
             return False
@@ -251,7 +271,12 @@ class KLING_OT_clear_conform(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         strip = active_movie_strip(context)
-        return strip is not None and bool(strip.kling.conformed_path)
+        if strip is None or not strip.kling.conformed_path:
+            return False
+        if strip.kling.selection_json:
+            cls.poll_message_set(_SESSION_REFUSAL)
+            return False
+        return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         active_movie_strip(context).kling.conformed_path = ""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from .conftest import bpy, drain
 
@@ -99,6 +100,11 @@ def _check_movie(path: str, clip, plan, slack: float = 0.5) -> None:
         seconds = (shown - plan.first_frame) / clip.fps
         assert abs(seconds - k / plan.fps) <= slack / clip.fps + 1e-9, (k, shown)
         assert plan.first_frame <= shown <= plan.last_frame
+        if k % 40 == 0:  # colours pass through (no tone mapping, no dither): ~2 levels
+            reference = np.asarray(Image.fromarray(clip.frame(shown)).resize(
+                (plan.width, plan.height), Image.Resampling.BILINEAR), np.float32)
+            decoded = frame.to_ndarray(format="rgb24").astype(np.float32)
+            assert np.abs(decoded - reference).mean() < 6.0, k
 
 
 def test_conform_a_25_fps_6_s_clip(plate, clip25, conform_ops):
@@ -185,6 +191,10 @@ def test_the_operator_conforms_the_visible_range_and_stores_it(plate, clip25, co
     plate.frame_final_start += 5
     assert "changed" in conform_ops.conform_status(scene, plate)[2]
     assert conform_ops.conformed_clip(scene, plate) is None
+    plate.kling.selection_json = "{}"  # a session refers to the conformed clip's frames
+    assert not bpy.ops.kling.clear_conform.poll()
+    assert not bpy.ops.kling.conform_source.poll()
+    plate.kling.selection_json = ""
     assert bpy.ops.kling.clear_conform() == {"FINISHED"}
     assert plate.kling.conformed_path == "" and Path(path).is_file()
     assert conform.read_record(path) == plan
@@ -285,3 +295,10 @@ def test_draw_conform(plate, conform_ops):
     assert buttons == [("kling.conform_source", "Conform Clip", True),
                        ("kling.conform_source", "5 s", True),
                        ("kling.conform_source", "10 s", False)]
+
+    log.clear()
+    plate.kling.conformed_path = "//nowhere/plate-0.mp4"
+    conform_ui.draw_conform(_Layout(log), bpy.context, plate)
+    labels = [entry[1] for entry in log if entry[0] == "label"]
+    assert labels[0] == "plate-0.mp4" and "missing" in labels[1]
+    assert ("operator", "kling.clear_conform", "", True) in log

@@ -137,11 +137,20 @@ def _hosting_settings(args: argparse.Namespace) -> HostingSettings:
 
 
 def _host(args: argparse.Namespace, client: Client, *, cached: bool = True) -> Host:
-    """The provider chosen on the command line; settings are checked before any upload."""
+    """The provider chosen on the command line; settings are checked before any upload.
+
+    Published URLs are remembered in the user cache folder for s3 and command (uploads that
+    cost time and outlive this process), not for the sandbox, whose URLs end with it
+    (unless ``--host-cache`` asks).
+    """
+    settings = _hosting_settings(args)
     cache_dir = None
     if cached and not getattr(args, "no_host_cache", True):
-        cache_dir = Path(args.host_cache) if args.host_cache else default_cache_dir()
-    return make_host(_hosting_settings(args), http=client.http, cache_dir=cache_dir)
+        if args.host_cache:
+            cache_dir = Path(args.host_cache)
+        elif settings.kind in ("s3", "command"):
+            cache_dir = default_cache_dir()
+    return make_host(settings, http=client.http, cache_dir=cache_dir)
 
 
 def cmd_init(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
@@ -359,9 +368,11 @@ def _hosting_options(p: argparse.ArgumentParser, *, cache: bool) -> None:
     g.add_argument("--s3-endpoint", metavar="URL",
                    help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3, "
                         "$AWS_ENDPOINT_URL, else AWS)")
-    g.add_argument("--s3-region", help="default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1")
-    g.add_argument("--s3-bucket", help="default: $KLING_ELEMENTS_S3_BUCKET")
-    g.add_argument("--s3-prefix", help="key prefix, e.g. kling/ ($KLING_ELEMENTS_S3_PREFIX)")
+    g.add_argument("--s3-region", metavar="REGION",
+                   help="default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1")
+    g.add_argument("--s3-bucket", metavar="BUCKET", help="default: $KLING_ELEMENTS_S3_BUCKET")
+    g.add_argument("--s3-prefix", metavar="PREFIX",
+                   help="key prefix, e.g. kling/ ($KLING_ELEMENTS_S3_PREFIX)")
     g.add_argument("--s3-addressing", choices=ADDRESSING,
                    help="bucket in the host name (virtual) or the path (default: auto)")
     g.add_argument("--s3-expires", type=int, metavar="SECONDS",
@@ -375,7 +386,8 @@ def _hosting_options(p: argparse.ArgumentParser, *, cache: bool) -> None:
                    help="for --host-with url: where the clip already is online")
     if cache:
         g.add_argument("--host-cache", metavar="DIR",
-                       help="remember published URLs here (default: the user cache folder)")
+                       help="remember published URLs here (default for s3 and command: the "
+                            "user cache folder)")
         g.add_argument("--no-host-cache", action="store_true",
                        help="publish again even if an unchanged clip's URL is still fresh")
 

@@ -73,6 +73,7 @@ def cli(sandbox, monkeypatch, capsys, caplog, tmp_path) -> Iterator[Callable[...
     monkeypatch.setenv("KLINGAI_SECRET_KEY", sandbox.secret_key)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMOTOCLI000000000")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
     monkeypatch.chdir(tmp_path)
     caplog.set_level(logging.DEBUG)
 
@@ -198,11 +199,19 @@ def test_edit_with_a_command_uses_the_url_it_prints(cli, clip, web_root, tmp_pat
         "print('copied', file=sys.stderr)\n"
         f"print({base!r} + '/' + sys.argv[2])\n")
     command = f"'{sys.executable}' '{script}' {{path}} {{name}}"
-    run = cli(*_edit(clip, "out.mp4", "--host-with", "command", "--host-command", command,
-                     "--no-host-cache"))
+    run = cli(*_edit(clip, "out.mp4", "--host-with", "command", "--host-command", command))
     assert run.code == 0, run.err
     assert (root / "clip.mp4").read_bytes() == Path(clip.path).read_bytes()
     assert frame_count(tmp_path / "out.mp4") == 48
+    # Remembered in the user cache folder by default; the command line is not in it.
+    memory = (tmp_path / "user-cache" / "kling-elements" / "published-urls.json").read_text()
+    assert f"{base}/clip.mp4" in memory and "upload.py" not in memory
+
+
+def test_the_sandbox_choice_is_not_remembered_across_runs_by_default(cli, clip, tmp_path):
+    run = cli(*_edit(clip, "out.mp4"))
+    assert run.code == 0, run.err
+    assert not (tmp_path / "user-cache").exists()
 
 
 def test_edit_with_url_checks_the_local_clip_and_passes_the_url_through(cli, clip, web_root,

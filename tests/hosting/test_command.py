@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -36,18 +37,18 @@ def _script(tmp_path: Path, body: str) -> str:
 
 def test_the_last_stdout_line_is_the_url_and_placeholders_stay_single_arguments(tmp_path, clip):
     tool = _script(tmp_path, """
-        import json, sys
+        import json, sys, urllib.parse
         print("uploading...")
         print(json.dumps(sys.argv[1:]), file=sys.stderr)
         print("Transferred: 5 B")
-        print("https://cdn.example.com/clips/" + sys.argv[2])
+        print("https://cdn.example.com/clips/" + urllib.parse.quote(sys.argv[2]))
         print("   ")
     """)
     host = CommandHost(f"{tool} --src={{path}} {{name}} literal{{path}}x", timeout_s=30)
     assert host.argv(clip)[-3:] == [f"--src={clip}", clip.name, f"literal{clip}x"]
     progress: list[tuple[int, int | None]] = []
     url = host.publish(clip, on_progress=lambda *p: progress.append(p))
-    assert url == "https://cdn.example.com/clips/" + clip.name
+    assert url == "https://cdn.example.com/clips/" + quote(clip.name)
     assert progress == [(0, 5), (5, 5)]
     assert not (tmp_path / "pwned").exists()  # no shell ever saw the name
 
@@ -121,3 +122,9 @@ def test_a_refused_clip_runs_nothing(tmp_path, clip, monkeypatch):
 def test_repr_and_identity_do_not_show_the_command_line():
     host = CommandHost("uploader --token=hunter2 {path}")
     assert "hunter2" not in repr(host) and "hunter2" not in host.identity
+
+
+def test_a_url_with_spaces_is_refused(tmp_path, clip):
+    tool = _script(tmp_path, "print('https://cdn.example.com/my clip.mp4')\n")
+    with pytest.raises(HostingError, match="percent-encode"):
+        CommandHost(f"{tool} {{path}}").publish(clip)

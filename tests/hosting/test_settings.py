@@ -86,6 +86,8 @@ def test_settings_are_frozen_plain_data():
     (HostingSettings("s3", s3_bucket="b", s3_access_key_id="a", s3_secret_access_key="s",
                      s3_endpoint="minio:9000"), ["'minio:9000'", "http(s) URL"]),
     (HostingSettings("s3", s3_bucket="b", s3_access_key_id="a", s3_secret_access_key="s",
+                     s3_prefix="renders/../kling/"), ["'renders/../kling/'", "'..'"]),
+    (HostingSettings("s3", s3_bucket="b", s3_access_key_id="a", s3_secret_access_key="s",
                      s3_endpoint="https://h.example.com/b"), ["has a path", "s3_bucket"]),
     (HostingSettings("s3", s3_bucket="b", s3_access_key_id="a", s3_secret_access_key="s",
                      s3_addressing="dns"), ["'dns'", "auto, path, virtual"]),

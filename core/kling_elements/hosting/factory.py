@@ -30,12 +30,13 @@ def make_host(
     """The provider ``settings`` describe, validated before anything is sent.
 
     ``http`` is the Kling client's ``httpx.Client`` (the sandbox provider uploads through
-    it). With ``cache_dir``, published URLs are remembered in ``cache_dir/published-urls.
-    json`` (see :class:`CachingHost`) so an unchanged clip is not uploaded twice while its URL
-    is fresh; the ``url`` kind is never cached (nothing is uploaded). ``transport`` replaces
-    the S3 provider's HTTP transport (tests). Raises ``ValidationError`` listing every
-    problem of the settings. Building a host does no I/O, so it is safe on a UI thread;
-    ``publish`` is not.
+    it). With ``cache_dir`` (``~`` is expanded), published URLs are remembered in
+    ``cache_dir/published-urls.json`` (see :class:`CachingHost`) so an unchanged clip is not
+    uploaded twice while its URL is fresh; the ``url`` kind is never cached (nothing is
+    uploaded), and caching the sandbox across runs is rarely useful (its URLs end with it).
+    ``transport`` replaces the S3 provider's HTTP transport (tests). Raises
+    ``ValidationError`` listing every problem of the settings. Building a host does no I/O,
+    so it is safe on a UI thread; ``publish`` is not (it blocks on disk and network).
     """
     settings.validate()
     host: Host
@@ -60,4 +61,4 @@ def make_host(
         )
     if cache_dir is None:
         return host
-    return CachingHost(host, Path(cache_dir) / CACHE_FILE)
+    return CachingHost(host, Path(cache_dir).expanduser() / CACHE_FILE)

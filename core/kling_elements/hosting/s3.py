@@ -134,11 +134,6 @@ class S3Host:
         key = hashlib.sha256(self._credentials.access_key_id.encode()).hexdigest()[:12]
         return f"s3 {self._endpoint} {self._bucket}/{self._prefix} {self._addressing} key:{key}"
 
-    @property
-    def lifetime_s(self) -> int:
-        """How long a published URL works."""
-        return self._expires_s
-
     def object_key(self, path: str | os.PathLike, digest: str) -> str:
         """``<prefix><sha256[:16]>/<name>``: one key per content, the name kept for humans."""
         return f"{self._prefix}{digest[:16]}/{Path(path).name}"

@@ -47,7 +47,7 @@ def _advice(code: str, status: int, *, bucket: str, endpoint: str, region: str, 
         return (f"{endpoint} does not know the access key id: check s3_access_key_id / "
                 "AWS_ACCESS_KEY_ID, and that the key was issued by this store")
     if code == "SignatureDoesNotMatch":
-        return (f"{endpoint} rejected the signature for {where}: check that the secret access "
+        return (f"the store rejected the signature for {where}: check that the secret access "
                 "key (s3_secret_access_key / AWS_SECRET_ACCESS_KEY) belongs to the access key "
                 f"id, and the region (now {region!r})")
     if code == "RequestTimeTooSkewed":

@@ -148,6 +148,9 @@ class HostingSettings:
         elif "/" in bucket or any(c.isspace() for c in bucket):
             problems.append(f"S3 bucket {bucket!r} contains '/' or spaces: give only the "
                             "bucket's name (put folders in s3_prefix)")
+        if {".", ".."} & set(self.s3_prefix.split("/")):
+            problems.append(f"S3 prefix {self.s3_prefix!r} has '.' or '..' folders, which "
+                            "HTTP libraries rewrite before sending: remove them")
         for field in ("s3_access_key_id", "s3_secret_access_key"):
             if not getattr(self, field):
                 problems.append(f"the S3 {field.replace('s3_', '').replace('_', ' ')} is not "

@@ -20,6 +20,11 @@ def check_http_url(url: str, what: str = "video URL") -> str:
         _ = parts.port  # raises on a malformed port
     except ValueError:
         ok = False
+    if ok and any(c.isspace() for c in url):
+        raise ValidationError(
+            f"{what} {redact(url)[:200]!r} contains spaces: percent-encode them (%20) so "
+            "Kling can fetch it"
+        )
     if not ok:
         raise ValidationError(
             f"{what} {redact(url)[:200]!r} is not an http(s) URL with a host: give a URL Kling "

@@ -20,6 +20,7 @@ import bpy  # noqa: E402
 
 from . import (  # noqa: E402
     jobs,
+    ops_conform,
     ops_edit,
     ops_select,
     ops_session,
@@ -38,6 +39,7 @@ _classes = (
     *props.classes,
     *ops_session.classes,
     *ops_select.classes,
+    *ops_conform.classes,
     *ops_edit.classes,
     *ops_tasks.classes,
     *ui.classes,
@@ -74,6 +76,7 @@ def register() -> None:
 
 def unregister() -> None:
     overlay.unregister()
+    ops_conform.unregister()  # cancels renders before the worker stops
     if bpy.app.timers.is_registered(_drain):
         bpy.app.timers.unregister(_drain)
     for handlers, handler in _handlers:

@@ -55,8 +55,9 @@ def _timings(scene: Any, strip: Any, state: SelectionState
              ) -> tuple[mapping.StripTiming, mapping.SessionTiming]:
     """Blender's strip timing and the session's, from RNA plus what init-selection said.
 
-    The whole file is sent to Kling, so the file's frame count is the session's length in
+    When the whole file is sent to Kling, the file's frame count is the session's length in
     file frames; that also tells whether Blender retimes the strip (the flag is not in RNA).
+    A session from a conformed clip stored the movie's frame count and its first frame.
     """
     render = scene.render
     scene_fps = render.fps / render.fps_base
@@ -65,7 +66,9 @@ def _timings(scene: Any, strip: Any, state: SelectionState
     total = int(state.total_frames or strip.frame_duration)
     offset_start = int(getattr(strip, "animation_offset_start", 0))
     offset_end = int(getattr(strip, "animation_offset_end", 0))
-    file_frames = max(round(total * source_fps / session_fps), 1)
+    # A conformed session covers part of the movie: its frame count was stored at start.
+    file_frames = int(strip.kling.session_file_frames) or max(
+        round(total * source_fps / session_fps), 1)
     content = max(file_frames - offset_start - offset_end, 1)
     try:
         retimed = mapping.infer_auto_playback_rate(
@@ -83,7 +86,8 @@ def _timings(scene: Any, strip: Any, state: SelectionState
         content_frames=content,
     )
     return timing, mapping.SessionTiming(fps=session_fps, total_frames=total,
-                                         source_fps=source_fps)
+                                         source_fps=source_fps,
+                                         source_start_frame=int(strip.kling.session_first_frame))
 
 
 def session_frame(scene: Any, strip: Any, state: SelectionState, frame: int) -> int | None:

@@ -103,7 +103,9 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
                 "choose S3, a command or per-clip URLs in the add-on's preferences"
             )
         else:
-            host = make_host(hosting, http=client.http, cache_dir=cache_dir)
+            # Sandbox URLs die with the sandbox: only stores that outlive it are remembered.
+            remember = cache_dir if hosting.kind in ("s3", "command") else None
+            host = make_host(hosting, http=client.http, cache_dir=remember)
             url = host.publish(clip_path, on_progress=on_progress)
         source = SessionSource(video_url=url)
         init = client.init_selection(video_url=url)

@@ -5,7 +5,7 @@ from typing import Any
 
 import bpy
 
-from . import compat, jobs, source
+from . import compat, conform, jobs, ops_conform, source
 from .prefs import client_settings, hosting_settings, url_cache_dir
 from .props import load_selection, save_selection
 from .worker import WORKER
@@ -109,14 +109,23 @@ class KLING_OT_start_session(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
-        conformed = bpy.path.abspath(strip.kling.conformed_path) if strip.kling.conformed_path \
-            else ""
-        path = conformed or bpy.path.abspath(strip.filepath)
-        if not strip.kling.video_id and not conformed:
+        scene = compat.sequencer_scene(context)
+        found = ops_conform.conformed_clip(scene, strip) if not strip.kling.video_id else None
+        if found is None and strip.kling.conformed_path and not strip.kling.video_id:
+            # Never fall back silently to the raw file the user chose to replace.
+            self.report({"ERROR"}, ops_conform.conform_status(scene, strip)[2])
+            return {"CANCELLED"}
+        path = found[0] if found else bpy.path.abspath(strip.filepath)
+        first_frame, file_frames = 0, 0
+        if found:
+            first_frame = found[1].first_frame
+            file_frames = conform.movie_frame_count(bpy.path.abspath(strip.filepath)) or 0
+        if not strip.kling.video_id and not found:
             problems = [c for c in source.source_checks(source.clip_info(strip, path))
                         if not c.ok]
             if problems:
-                self.report({"ERROR"}, "; ".join(c.detail for c in problems))
+                self.report({"ERROR"}, "; ".join(c.detail for c in problems)
+                            + " (Conform renders a compliant copy of the visible range)")
                 return {"CANCELLED"}
         settings = client_settings(context)
         scene, name = compat.sequencer_scene(context), strip.name
@@ -128,6 +137,8 @@ class KLING_OT_start_session(bpy.types.Operator):
                 return
             session_source, state = result
             target.kling.published_url = session_source.video_url
+            target.kling.session_first_frame = first_frame
+            target.kling.session_file_frames = file_frames
             save_selection(target, state)
 
         hosting, cache = hosting_settings(), url_cache_dir()
@@ -161,6 +172,7 @@ class KLING_OT_reset_session(bpy.types.Operator):
         strip = active_movie_strip(context)
         save_selection(strip, None)
         strip.kling.published_url = ""
+        strip.kling.session_first_frame = strip.kling.session_file_frames = 0
         return {"FINISHED"}
 
 

@@ -155,4 +155,6 @@ def hosting_settings(prefs: KlingPreferences | None = None) -> HostingSettings:
 
 def url_cache_dir() -> str:
     """Where published URLs are remembered per clip content (never the store's secrets)."""
+    if __package__.startswith("bl_ext.") and hasattr(bpy.utils, "extension_path_user"):
+        return bpy.utils.extension_path_user(__package__, path="hosting", create=True)
     return bpy.utils.user_resource("CONFIG", path="kling-elements", create=True)

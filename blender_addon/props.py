@@ -39,6 +39,12 @@ class KlingStripSession(bpy.types.PropertyGroup):
         name="Kling video id", description="Set when the strip is a Kling result: edits chain "
         "from it without an upload")
     published_url: bpy.props.StringProperty(name="Published URL")
+    session_first_frame: bpy.props.IntProperty(
+        name="Session first file frame", description="The movie frame at the session's time 0 "
+        "(not 0 when the session was started from a conformed clip)", min=0)
+    session_file_frames: bpy.props.IntProperty(
+        name="Movie frames", description="Frames of the strip's movie when the session was "
+        "started from a conformed clip (0: the whole movie was sent)", min=0)
     edit: bpy.props.PointerProperty(type=KlingEditSettings)
     tasks: bpy.props.CollectionProperty(type=KlingTaskRecord)
     active_task: bpy.props.IntProperty(name="Active task")

@@ -8,7 +8,7 @@ import bpy
 
 from kling_elements import validate
 
-from . import compat, geometry, jobs, source
+from . import compat, conform_ui, geometry, jobs, source
 from .edit_check import image_notes
 from .ops_edit import edit_problems_for
 from .ops_session import active_movie_strip
@@ -77,6 +77,20 @@ class KLING_PT_source(_KlingPanel, bpy.types.Panel):
         else:
             layout.label(text=f"Published with: {HOST_LABELS[host]} (see Preferences)",
                          icon="EXPORT")
+
+
+class KLING_PT_conform(_KlingPanel, bpy.types.Panel):
+    bl_label = "Conform"
+    bl_parent_id = "KLING_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        strip = active_movie_strip(context)
+        return strip is not None and not strip.kling.video_id
+
+    def draw(self, context: bpy.types.Context) -> None:
+        conform_ui.draw_conform(self.layout, context, active_movie_strip(context))
 
 
 class KLING_PT_session(_KlingPanel, bpy.types.Panel):
@@ -271,5 +285,6 @@ class KLING_PT_account(_KlingPanel, bpy.types.Panel):
                       icon=_STATUS_ICONS.get(item.status, "QUESTION"))
 
 
-classes = (KLING_PT_main, KLING_PT_source, KLING_PT_session, KLING_PT_select, KLING_PT_edit,
+classes = (KLING_PT_main, KLING_PT_source, KLING_PT_conform, KLING_PT_session, KLING_PT_select,
+           KLING_PT_edit,
            KLING_PT_preview, KLING_PT_tasks, KLING_PT_account)

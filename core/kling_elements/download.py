@@ -16,11 +16,12 @@ server), none of them through a symbolic link, and an existing ``dest`` is repla
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -41,6 +42,33 @@ class _Restart(Exception):
 
 def _validator_path(part: Path) -> Path:
     return part.with_name(part.name + ".etag")
+
+
+_MAX_REDIRECTS = 10
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@contextlib.contextmanager
+def _get(http: httpx.Client, url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
+    """GET ``url`` following redirects here, so that every hop is checked to be http(s)
+    whatever transport the client has (a mock or custom transport would fetch any scheme)."""
+    for _ in range(_MAX_REDIRECTS + 1):
+        with http.stream("GET", url, headers=headers, follow_redirects=False) as response:
+            location = response.headers.get("location")
+            if response.status_code not in _REDIRECTS or not location:
+                yield response
+                return
+            target = response.url.join(location)
+            if target.scheme not in ("http", "https"):
+                raise ValidationError(
+                    f"download URL {url!r} cannot be used: it redirects to "
+                    f"{str(target)[:100]!r}, which is not an http(s) URL"
+                )
+            url = str(target)
+    raise KlingError(
+        f"the download redirects more than {_MAX_REDIRECTS} times: query the task for a "
+        "fresh URL"
+    )
 
 
 def _refuse_link(path: Path) -> None:
@@ -130,7 +158,7 @@ def _fetch_once(
         _refuse_link(validator)
         if validator.exists():
             headers["If-Range"] = validator.read_text().strip()
-    with http.stream("GET", url, headers=headers) as response:
+    with _get(http, url, headers) as response:
         if response.status_code == 416:
             if _already_complete(response, offset):
                 return offset

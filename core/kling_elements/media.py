@@ -122,18 +122,24 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         ) from None
     path = Path(path)
     if not path.is_file():
-        raise ValidationError(f"video {str(path)!r} does not exist or is not a file")
+        raise ValidationError(
+            f"video {str(path)!r} does not exist or is not a file: check the path"
+        )
     if path.stat().st_size == 0:
         raise ValidationError(f"video {str(path)!r} is an empty file: export it again")
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as exc:
         raise ValidationError(
-            f"video {str(path)!r} cannot be read ({exc.__class__.__name__}): is it a video file?"
+            f"video {str(path)!r} cannot be read ({exc.__class__.__name__}): it is damaged or "
+            "not a video; export it again as .mp4 or .mov"
         ) from None
     with container:
         if not container.streams.video:
-            raise ValidationError(f"{str(path)!r} has no video stream (audio only?)")
+            raise ValidationError(
+                f"{str(path)!r} has no video stream (audio only?): use a clip with a video "
+                "track, .mp4 or .mov"
+            )
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0

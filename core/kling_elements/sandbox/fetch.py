@@ -35,8 +35,13 @@ def loopback_url(field: str, value: object) -> str:
         parts = urlsplit(value)
         host = parts.hostname
         _ = parts.port  # raises on a malformed port
-    except ValueError:
+        # The check must judge the host the download will connect to: where httpx (the
+        # fetcher) reads another host than urlsplit (backslashes, '@' tricks), refuse.
+        fetched_host = httpx.URL(value).host
+    except (ValueError, httpx.InvalidURL):
         raise ApiError(1201, f"{field} {value[:100]!r} is not a valid URL") from None
+    if host is not None and fetched_host.strip("[]").lower() != host.lower():
+        raise ApiError(1201, f"{field} {value[:100]!r} is ambiguous about its host")
     if parts.scheme.lower() not in ("http", "https"):
         raise ApiError(1201, f"{field} {value[:100]!r} is not an http(s) URL")
     if not host:

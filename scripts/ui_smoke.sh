@@ -11,9 +11,14 @@
 # 2. Starts Xvfb, the sandbox (any free loopback port), writes the sample clip (1280x720,
 #    30 fps, 2 s) and its ground truth, then Blender with scripts/ui_smoke_blender.py under a
 #    temporary HOME / user config, the add-on linked in as a legacy add-on.
+#    Blender clicks points on the ball in four view/transform scenarios, then fills in the
+#    Edit panel, clicks Generate's confirmation popup and waits for the add-on's own timer
+#    to poll the task and import the result above the source (the sandbox renders it).
 # 3. Prints the results and PASS/FAIL; exits non-zero on failure. Screenshots, logs and
-#    results.json go to $UI_SMOKE_OUT (default /tmp/kling-ui-smoke); the README's two
-#    screenshots are also written to docs/img/ unless --no-docs is given.
+#    results.json go to $UI_SMOKE_OUT (default /tmp/kling-ui-smoke); the README's five
+#    screenshots (blender-addon-{overlay,panel,edit,tasks,result}.png) are also written to
+#    docs/img/ unless --no-docs is given. Blender's TMPDIR (where the add-on keeps results
+#    of an unsaved .blend) is inside the run's temporary folder, removed at the end.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,7 +81,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$WORK/home/config" "$WORK/home/scripts/addons" "$OUT"
+mkdir -p "$WORK/home/config" "$WORK/home/scripts/addons" "$WORK/tmp" "$OUT"
 PYVER=$(HOME=$WORK/home BLENDER_USER_CONFIG=$WORK/home/config timeout 60 \
   blender -b --factory-startup --python-expr \
   'import sys; print("PYVER=%d.%d" % sys.version_info[:2])' 2>/dev/null | sed -n 's/^PYVER=//p')
@@ -150,7 +155,7 @@ rm -f "$OUT/results.json"
 say "Blender running the UI smoke (log: $OUT/blender.log)"
 env -u KLINGAI_API_KEY -u KLINGAI_ACCESS_KEY -u KLINGAI_SECRET_KEY -u KLINGAI_BASE_URL \
   HOME="$WORK/home" BLENDER_USER_CONFIG="$WORK/home/config" \
-  BLENDER_USER_SCRIPTS="$WORK/home/scripts" \
+  BLENDER_USER_SCRIPTS="$WORK/home/scripts" TMPDIR="$WORK/tmp" \
   timeout -k 10 "$BLENDER_TIMEOUT_S" blender --factory-startup -noaudio \
   --window-geometry 0 0 "$SCREEN_W" "$SCREEN_H" \
   --python "$ROOT/scripts/ui_smoke_blender.py" -- "$WORK/config.json" >"$OUT/blender.log" 2>&1 &

@@ -14,6 +14,12 @@ mask with IoU >= 0.9 against the ground truth, and screenshots taken before and 
 show the overlay exactly over that mask, the point's dot under the click, and (so that the
 mapping is not only checked against itself) the orange ball Blender draws where the
 mapping puts the ground truth.
+Then the Edit and Tasks steps: fill in the Edit panel (Remove, Kling's template with its
+blank filled in), invoke the real ``kling.generate`` and click the button of its
+confirmation popup, let the add-on's own timer poll the task, download the result and
+import it; check the imported strip (one channel above the source, same frames, Kling's
+video id), that the Preview shows the result (the ball gone, the rest unchanged), and
+photograph the Edit panel, the Tasks panel and the timeline with both strips.
 Prints ``ui-smoke:`` lines, writes RESULTS.json, exits 0 only when everything passed.
 """
 
@@ -26,7 +32,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +57,15 @@ DOT_RADIUS_PX = 8  # the point's dot is 9 px; this much is left out of the overl
 TIMEOUT_S = 240.0
 DOCS_WIDTH = 1200
 DOCS_OVERLAY_SCENARIO = "zoom-2x"
+DOCS_MAX_BYTES = 300_000  # a bigger docs screenshot is saved with a 256-colour palette
+EDIT_FILL = "the orange ball"  # what goes into the template's [x]
+EDIT_FRAME = 15  # scene frame of the result checks; unmarked, so no overlay is drawn there
+TASK_TIMEOUT_S = 90.0  # Generate's click to the result imported (the sandbox takes ~1 s)
+RESULT_WINDOW_PX = (1024, 720)  # the window's size for the result screenshot
+RESULT_TIMELINE_PX = 250  # the timeline's height in the result screenshot
+HEADER_GREY = 61  # sub-panel headers' colour in the factory theme (their bodies: 54)
+BALL_GONE_MAX = 0.05  # orange share of the ball's mask the result may keep
+RESULT_DIFF_MAX = 8.0  # mean |result - source| off the ball, 0-255 (video coding noise)
 
 
 @dataclass(frozen=True)
@@ -514,6 +529,299 @@ class Run:
         sidebar = region(self.area, "UI")
         self.save_docs(shot, "panel", (sidebar.x, sidebar.y, sidebar.width, sidebar.height))
 
+    # --- Edit, Generate, Tasks, the result ----------------------------------------------
+
+    def scroll_sidebar(self) -> Iterator[float]:
+        """Turn the mouse wheel over the sidebar until it scrolls no further down."""
+        sidebar = region(self.area, "UI")
+        yield from self.screen.move(sidebar.x + 12, sidebar.y + sidebar.height / 2)
+        last = None
+        for _ in range(20):
+            top = sidebar.view2d.region_to_view(0, sidebar.height - 1)
+            if top == last:
+                return
+            last = top
+            yield from xdo("click", "--repeat", 5, "--delay", 40, 5)
+            yield 0.3
+        raise Failed("the sidebar kept scrolling")
+
+    def sidebar_panels(self, shot: Path) -> dict[str, tuple[int, int]]:
+        """Kling sub-panels seen in the sidebar: name -> (bottom, top) rows, window px y up.
+
+        Found by their header rows (the theme's header grey at both margins), named in
+        registration order from the last one, so the sidebar must be scrolled to the bottom.
+        A panel ends where the next header begins (the last one at the region's bottom).
+        """
+        from blender_addon import ui
+
+        sidebar = region(self.area, "UI")
+        image = np.asarray(Image.open(shot).convert("L")).astype(int)
+        top = self.window.height - (sidebar.y + sidebar.height)
+        crop = image[top:top + sidebar.height, sidebar.x:sidebar.x + sidebar.width]
+        margins = crop[:, [10, 14, sidebar.width - 37, sidebar.width - 35]]
+        header = (np.abs(margins - HEADER_GREY) <= 2).all(axis=1)
+        spans, start = [], None
+        for row, on in enumerate([*header, False]):
+            if on and start is None:
+                start = row
+            elif not on and start is not None:
+                spans.append((start, row))
+                start = None
+        # Adjacent headers (a closed panel over the next one) make one span: split it.
+        whole = [end - start for start, end in spans if start > 0 and 18 <= end - start <= 40]
+        unit = min(whole, default=26)
+        starts = []
+        for start, end in spans:
+            if start == 0 and end - start <= unit + 2:  # cut off by the region's top
+                starts.append(start)
+                continue
+            count = round((end - start) / unit)
+            if 1 <= count <= 6 and abs(end - start - count * unit) <= 2 * count:
+                starts += [start + i * (end - start) // count for i in range(count)]
+        names = [cls.bl_label for cls in ui.classes if getattr(cls, "bl_parent_id", "")]
+        starts = starts[-len(names):]
+        found: dict[str, tuple[int, int]] = {}
+        window_top = sidebar.y + sidebar.height  # crop row r is window row window_top - r
+        for index, (name, first) in enumerate(
+                zip(names[len(names) - len(starts):], starts, strict=True)):
+            following = starts[index + 1] if index + 1 < len(starts) else sidebar.height
+            found[name] = (window_top - following, window_top - first)
+        return found
+
+    def save_panel(self, shot: Path, name: str, panel: str) -> None:
+        """Save the sidebar's ``panel`` for the docs (the whole sidebar if it is not found)."""
+        sidebar = region(self.area, "UI")
+        found = self.sidebar_panels(shot)
+        self.results.setdefault("sidebar_panels", {})[name] = found
+        if panel in found:
+            bottom, top = found[panel]
+            # Without the tab bar on the right (~28 px): the panel and its margins only.
+            rect = (sidebar.x + 4, bottom, sidebar.width - 32, top - bottom + 4)
+        else:
+            say(f"(the {panel} panel was not found in {shot.name}: the whole sidebar is saved)")
+            rect = (sidebar.x, sidebar.y, sidebar.width, sidebar.height)
+        self.save_docs(shot, name, rect)
+
+    def edit_settings(self) -> Iterator[float]:
+        """Fill in the Edit panel: Remove, Kling's prompt template with its [x] filled in."""
+        from blender_addon.ops_edit import edit_problems_for
+        from kling_elements import prompts
+
+        transform = self.strip.transform  # the clip as imported again, for the result checks
+        transform.offset_x = transform.offset_y = 0.0
+        transform.scale_x = transform.scale_y = 1.0
+        transform.rotation = 0.0
+        self.scene.frame_set(EDIT_FRAME)
+        edit = self.strip.kling.edit
+        edit.edit_mode = "removal"
+        sidebar = region(self.area, "UI")
+        with bpy.context.temp_override(window=self.window, area=self.area, region=sidebar):
+            used = bpy.ops.kling.prompt_template()
+        template = edit.prompt
+        edit.prompt = template.replace("[x]", EDIT_FILL)
+        problems = edit_problems_for(self.strip)
+        self.results["edit"] = {"edit_mode": edit.edit_mode, "template": template,
+                                "prompt": edit.prompt, "problems": problems}
+        self.check("Edit settings: Remove, the template's prompt filled in",
+                   used == {"FINISHED"} and template == prompts.template("removal")
+                   and prompts.placeholders_left(edit.prompt) == 0 and not problems,
+                   f"kling.prompt_template {sorted(used)} gave {template!r}; prompt "
+                   f"{edit.prompt!r}; Generate's problems: {problems or 'none'}")
+        yield from self.scroll_sidebar()
+        shot = self.out / "edit.png"
+        yield from self.screen.screenshot(shot)
+        self.save_panel(shot, "edit", "Edit")
+
+    def generate(self) -> Iterator[float]:
+        """Invoke Generate as its button does; click the confirmation popup's button."""
+        tasks = self.strip.kling.tasks
+        sidebar = region(self.area, "UI")
+        spot = (sidebar.x + sidebar.width * 0.45, sidebar.y + sidebar.height * 0.4)
+        yield from self.screen.move(*spot)
+        with bpy.context.temp_override(window=self.window, area=self.area, region=sidebar):
+            invoked = bpy.ops.kling.generate("INVOKE_DEFAULT")
+        yield 0.5
+        asked = len(tasks) == 0  # the popup waits for the click; nothing is sent yet
+        popup = self.out / "generate-popup.png"
+        yield from self.screen.screenshot(popup)
+        # The popup opens with its button under the mouse; nudge the mouse and click it.
+        yield from self.screen.click(spot[0] + 3, spot[1])
+        yield from wait_for(lambda: len(tasks) > 0, 10, "a task record after the popup's click")
+        self.clicked = time.monotonic()
+        record = tasks[-1]
+        self.results["edit"].update(invoke=sorted(invoked), popup_screenshot=str(popup),
+                                    external_task_id=record.external_task_id)
+        self.check("Generate: its confirmation popup's button sends the task",
+                   asked and len(tasks) == 1 and record.status != "not_sent",
+                   f"invoke {sorted(invoked)}; no task before the click, "
+                   f"{len(tasks)} after ({record.external_task_id}, {record.status})")
+
+    def wait_for_result(self) -> Iterator[float]:
+        """The add-on's timer polls, downloads and imports; only the event loop runs here."""
+        from blender_addon import compat
+
+        seen: list[str] = []
+
+        def finished() -> bool:
+            record = self.strip.kling.tasks[-1]
+            if not seen or seen[-1] != record.status:
+                seen.append(record.status)
+            return record.status in ("failed", "not_sent") or bool(
+                record.status == "succeed" and record.imported_strip)
+
+        yield from wait_for(finished, TASK_TIMEOUT_S, "the task to finish and be imported")
+        seconds = time.monotonic() - self.clicked
+        self.imported_at = time.monotonic()
+        record = self.strip.kling.tasks[-1]
+        path = bpy.path.abspath(record.result_path)
+        result = compat.strip_by_name(self.scene, record.imported_strip)
+        self.result = result
+        self.results["edit"].update(
+            statuses=seen, task_id=record.task_id, seconds_to_import=round(seconds, 2),
+            result_path=path, imported_strip=record.imported_strip, video_id=record.video_id)
+        if not self.check("task succeeded; the add-on's timer downloaded and imported it",
+                          record.status == "succeed" and os.path.isfile(path)
+                          and result is not None,
+                          f"task {record.task_id}: {' -> '.join(seen)} in {seconds:.1f} s "
+                          f"after the click; {os.path.basename(path)} "
+                          f"({os.path.getsize(path) if os.path.isfile(path) else 0} bytes) "
+                          f"as strip {record.imported_strip!r}; message {record.message!r}"):
+            raise Failed("no imported result")
+        src = self.strip
+        self.results["edit"].update(
+            source={"channel": src.channel, "frames": [src.frame_final_start,
+                                                       src.frame_final_end]},
+            result={"channel": result.channel, "frames": [result.frame_final_start,
+                                                          result.frame_final_end],
+                    "video_id": result.kling.video_id, "task_id": result.kling.task_id})
+        self.check("result strip on the channel above the source",
+                   result.type == "MOVIE" and result.channel == src.channel + 1,
+                   f"{result.name!r} ({result.type}) on channel {result.channel}, the source "
+                   f"on {src.channel}")
+        self.check("result strip has the source's frame range",
+                   (result.frame_final_start, result.frame_final_end)
+                   == (src.frame_final_start, src.frame_final_end),
+                   f"frames {result.frame_final_start}-{result.frame_final_end}, the source "
+                   f"{src.frame_final_start}-{src.frame_final_end}")
+        self.check("result strip carries Kling's video id and task id",
+                   result.kling.video_id == record.video_id != ""
+                   and result.kling.task_id == record.task_id,
+                   f"video id {result.kling.video_id!r} (task's {record.video_id!r}), "
+                   f"task id {result.kling.task_id!r}")
+
+    def tasks_shot(self) -> Iterator[float]:
+        """The Tasks panel with the finished task (Re-import and Open Folder show then)."""
+        panel = bpy.types.KLING_PT_tasks
+        original, drawn = panel.draw, []
+
+        def watching_draw(self, context):
+            strip = context.scene.sequence_editor.active_strip
+            drawn.append([(r.status, bool(r.result_path)) for r in strip.kling.tasks])
+            return original(self, context)
+
+        panel.draw = watching_draw
+        try:
+            yield from self.scroll_sidebar()
+            shot = self.out / "tasks.png"
+            yield from self.screen.screenshot(shot)
+        finally:
+            panel.draw = original
+        self.save_panel(shot, "tasks", "Tasks")
+        self.check("Tasks panel shows the finished task with its file",
+                   bool(drawn) and drawn[-1] == [("succeed", True)],
+                   f"drawn {len(drawn)} times, last with {drawn[-1] if drawn else None}")
+
+    def preview_shot(self, path: Path) -> Generator[float, None, np.ndarray]:
+        """Screenshot the window; the Preview region's pixels (row 0 at the bottom)."""
+        yield from self.screen.screenshot(path)
+        return self.region_pixels(path)
+
+    def result_shot(self) -> Iterator[float]:
+        """Timeline and Preview with both strips; the Preview must show the result."""
+        from blender_addon import geometry
+        from blender_addon.props import load_selection
+
+        # A smaller window (docs show it near its size), then only the Preview over the
+        # timeline: close the file browser and the Properties editor beside the Preview (it
+        # takes their room), hide both sidebars, give the timeline room.
+        yield from xdo("windowsize", self.screen.xid, *RESULT_WINDOW_PX)
+        yield from wait_for(lambda: (self.window.width, self.window.height)
+                            == RESULT_WINDOW_PX, 10, "the window to shrink")
+        yield 0.5
+        for area in [a for a in self.window.screen.areas if a.type in ("FILE_BROWSER",
+                                                                      "PROPERTIES")]:
+            with bpy.context.temp_override(window=self.window, screen=self.window.screen,
+                                           area=area):
+                bpy.ops.screen.area_close()
+            yield 0.3
+        timeline = sequencer_area(self.window, "SEQUENCER")
+        x, edge_y = self.area.x + self.area.width / 2, self.area.y - 1
+        yield from self.screen.drag((x, edge_y), (x, edge_y + max(
+            RESULT_TIMELINE_PX - timeline.height, 0)))
+        self.area.spaces.active.show_region_ui = False
+        space = timeline.spaces.active
+        space.show_region_ui = False
+        space.timeline_overlay.show_strip_source = False  # long temporary paths
+        yield 0.3
+        with bpy.context.temp_override(window=self.window, area=timeline,
+                                       region=region(timeline, "WINDOW")):
+            bpy.ops.sequencer.view_all()
+        with bpy.context.temp_override(window=self.window, area=self.area, region=self.view):
+            bpy.ops.sequencer.view_all_preview()
+        yield from self.screen.move(self.view.x + 20, self.view.y + 20)
+        yield 0.6  # view_all animates
+
+        frame = geometry.session_frame(self.scene, self.strip, load_selection(self.strip),
+                                       self.scene.frame_current)
+        ball = self.projected(self.truth[frame])
+        image = self.projected(np.ones_like(self.truth[frame]))
+        where = np.argwhere(ball)
+        (y0, x0), (y1, x1) = where.min(axis=0) - 12, where.max(axis=0) + 12
+        off_ball = image.copy()
+        off_ball[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = False
+
+        def orange(pixels: np.ndarray) -> float:
+            r, g, b = np.moveaxis(pixels, 2, 0)
+            return float(((r > 170) & (r - g > 70) & (b < 60))[ball].mean())
+
+        self.result.mute = True
+        source = yield from self.preview_shot(self.out / "result-muted.png")
+        self.result.mute = False
+        shot = self.out / "result.png"
+        shown = yield from self.preview_shot(shot)
+        before, after = orange(source), orange(shown)
+        diff = float(np.abs(shown - source).max(axis=2)[off_ball].mean())
+        self.results["edit"].update(ball_orange_source=round(before, 4),
+                                    ball_orange_result=round(after, 4),
+                                    off_ball_mean_diff=round(diff, 3), result_frame=frame)
+        self.check("Preview shows the result: the ball is gone, the rest unchanged",
+                   before >= BALL_IOU_MIN and after <= BALL_GONE_MAX
+                   and diff <= RESULT_DIFF_MAX,
+                   f"scene frame {self.scene.frame_current} (#{frame}): orange in the ball's "
+                   f"mask {before:.3f} with the result muted, {after:.3f} with it shown; off "
+                   f"the ball mean |difference| {diff:.2f}/255")
+        timeline = sequencer_area(self.window, "SEQUENCER")
+        top = self.area.y + self.area.height
+        self.results["result_layout"] = {"timeline": [timeline.x, timeline.y, timeline.width,
+                                                      timeline.height],
+                                         "preview_area": [self.area.x, self.area.y,
+                                                          self.area.width, self.area.height]}
+        self.save_docs(shot, "result", (timeline.x, timeline.y, timeline.width,
+                                        top - timeline.y))
+
+    def imported_once(self) -> Iterator[float]:
+        """Later poll rounds must not import the result again."""
+        from blender_addon import compat, ops_tasks
+
+        later = self.imported_at + 2 * ops_tasks.POLL_INTERVAL_S + 0.5
+        yield from wait_for(lambda: time.monotonic() >= later, 30, "two more poll rounds")
+        task_id = self.strip.kling.tasks[-1].task_id
+        copies = [s.name for s in compat.strips(self.scene.sequence_editor)
+                  if s.kling.task_id == task_id]
+        self.check("imported once (two more poll rounds later)", len(copies) == 1,
+                   f"strips of task {task_id}: {copies}; pending records: "
+                   f"{len(ops_tasks.pending_records())}")
+
     def save_docs(self, shot: Path, name: str, rect: tuple[int, int, int, int]) -> None:
         """Crop ``rect`` (x, y, width, height; window pixels, y up) out of a screenshot."""
         x, y, w, h = rect
@@ -524,6 +832,9 @@ class Run:
                                  Image.Resampling.LANCZOS)
         path = self.out / f"blender-addon-{name}.png"
         image.save(path, optimize=True)
+        if path.stat().st_size > DOCS_MAX_BYTES:  # video frames: 256 colours are plenty
+            image = image.quantize(256, dither=Image.Dither.FLOYDSTEINBERG)
+            image.save(path, optimize=True)
         self.results["screenshots"][name] = str(path)
         if self.docs is not None:
             self.docs.mkdir(parents=True, exist_ok=True)
@@ -541,6 +852,12 @@ class Run:
             yield from self.click_scenario(index, sc)
         yield from self.esc_ends_the_tool()
         yield from self.panel_shot()
+        yield from self.edit_settings()
+        yield from self.generate()
+        yield from self.wait_for_result()
+        yield from self.tasks_shot()
+        yield from self.result_shot()
+        yield from self.imported_once()
 
 
 def main() -> None:
@@ -554,10 +871,13 @@ def main() -> None:
             run.results["error"] = error
             say(f"FAIL {error}")
         passed = sum(s["pass"] for s in run.results["scenarios"])
+        checks = run.results["checks"].values()
         run.results["pass"] = run.ok and passed == len(SCENARIOS)
+        run.results["seconds"] = round(time.monotonic() - started, 1)
         Path(CONFIG["results"]).write_text(json.dumps(run.results, indent=2))
         say(f"{'PASS' if run.results['pass'] else 'FAIL'}: {passed}/{len(SCENARIOS)} click "
-            "scenarios passed")
+            f"scenarios and {sum(c['ok'] for c in checks)}/{len(checks)} checks passed in "
+            f"{run.results['seconds']:g} s")
         sys.stdout.flush()
         sys.stderr.flush()
         # Leave at once: no teardown of the worker thread, timers or the GPU context.

@@ -63,7 +63,8 @@ def _timings(scene: Any, strip: Any, state: SelectionState
     scene_fps = render.fps / render.fps_base
     source_fps = source.source_fps(strip, bpy_abspath(strip.filepath)) or scene_fps
     session_fps = float(state.fps or source_fps)
-    total = int(state.total_frames or strip.frame_duration)
+    path = bpy_abspath(strip.filepath)
+    total = int(state.total_frames or source.source_file_frames(strip, path))
     offset_start = int(getattr(strip, "animation_offset_start", 0))
     offset_end = int(getattr(strip, "animation_offset_end", 0))
     # A conformed session covers part of the movie: its frame count was stored at start.
@@ -72,7 +73,7 @@ def _timings(scene: Any, strip: Any, state: SelectionState
     content = max(file_frames - offset_start - offset_end, 1)
     try:
         retimed = mapping.infer_auto_playback_rate(
-            int(strip.frame_duration), content, source_fps, scene_fps)
+            source.timeline_frames(strip), content, source_fps, scene_fps)
     except ValueError:
         retimed = False
     timing = mapping.StripTiming(

@@ -15,9 +15,21 @@ from typing import Any
 from kling_elements import validate
 from kling_elements.media import mp4_frame_rate
 
-__all__ = ["Check", "clip_info", "source_checks", "source_fps"]
+from .conform import movie_frame_count
+
+__all__ = ["Check", "clip_info", "source_checks", "source_file_frames", "source_fps",
+           "timeline_frames"]
 
 _fps_cache: dict[tuple[str, int, int], float] = {}
+_frames_cache: dict[tuple[str, int, int], int | None] = {}
+
+
+def _file_key(filepath: str) -> tuple[str, int, int] | None:
+    try:
+        stat = os.stat(filepath)
+    except OSError:
+        return None
+    return filepath, stat.st_mtime_ns, stat.st_size
 
 
 def source_fps(strip: Any, filepath: str) -> float:
@@ -26,14 +38,29 @@ def source_fps(strip: Any, filepath: str) -> float:
     ``MovieStrip.fps`` opens the movie on every access (~60 ms in Blender 5.0), far too slow
     for a panel redraw or a click on the main thread; the MP4/MOV index answers in ~0.1 ms.
     """
-    try:
-        stat = os.stat(filepath)
-    except OSError:
+    key = _file_key(filepath)
+    if key is None:
         return float(getattr(strip, "fps", 0.0) or 0.0)
-    key = (filepath, stat.st_mtime_ns, stat.st_size)
     if key not in _fps_cache:
         _fps_cache[key] = mp4_frame_rate(filepath) or float(getattr(strip, "fps", 0.0) or 0.0)
     return _fps_cache[key]
+
+
+def source_file_frames(strip: Any, filepath: str) -> int:
+    """Frames in the movie file, from its index (cached); else what Blender reports.
+
+    ``frame_duration`` is not that number everywhere: for a strip Blender retimes ("Adjust
+    Playback Rate"), 4.2 reports the file's frames and 5.0 the timeline length.
+    """
+    key = _file_key(filepath)
+    if key is not None and key not in _frames_cache:
+        _frames_cache[key] = movie_frame_count(filepath)
+    return (_frames_cache.get(key) if key else None) or int(strip.frame_duration)
+
+
+def timeline_frames(strip: Any) -> int:
+    """The strip's untrimmed length on the timeline, the same in every Blender version."""
+    return int(strip.frame_final_duration + strip.frame_offset_start + strip.frame_offset_end)
 
 
 @dataclass(frozen=True)
@@ -46,7 +73,7 @@ class Check:
 def clip_info(strip: Any, filepath: str) -> validate.VideoInfo:
     element = strip.elements[0] if len(strip.elements) else None
     fps = source_fps(strip, filepath)
-    frames = int(strip.frame_duration)
+    frames = source_file_frames(strip, filepath)
     return validate.VideoInfo(
         container=Path(filepath).suffix.lstrip(".") or "unknown",
         duration_s=frames / fps if fps else 0.0,

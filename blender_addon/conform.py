@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from kling_elements import validate
-from kling_elements.media import _boxes, _find_moov
+from kling_elements.media import mp4_frame_count
 
 from . import mapping
 from .conform_render import DONE, ERROR, PROGRESS
@@ -199,44 +199,11 @@ def visible_file_frames(times: StripTimes) -> tuple[int, int]:
 
 
 def movie_frame_count(path: str | os.PathLike) -> int | None:
-    """Frames of the first video track of an MP4/MOV, from its index (cheap, no decoding).
+    """Frames of the movie's first video track from its MP4/MOV index (no decoding).
 
     None when the file is not ISO-BMFF or has no video track; the caller then asks Blender.
     """
-    try:
-        with open(path, "rb") as handle:
-            moov = _find_moov(handle)
-    except OSError:
-        return None
-    if moov is None:
-        return None
-    for kind, start, end in _boxes(moov, 8, len(moov)):
-        if kind == b"trak":
-            count = _track_samples(moov, start, end)
-            if count:
-                return count
-    return None
-
-
-def _track_samples(data: bytes, start: int, end: int) -> int | None:
-    found: dict[bytes, int] = {}
-
-    def walk(a: int, b: int) -> None:
-        for kind, s, e in _boxes(data, a, b):
-            if kind in (b"mdia", b"minf", b"stbl"):
-                walk(s, e)
-            elif kind in (b"hdlr", b"stts"):
-                found[kind] = s
-
-    walk(start, end)
-    if b"hdlr" not in found or b"stts" not in found:
-        return None
-    if data[found[b"hdlr"] + 8:found[b"hdlr"] + 12] != b"vide":
-        return None
-    s = found[b"stts"]
-    entries = int.from_bytes(data[s + 4:s + 8], "big")
-    return sum(int.from_bytes(data[s + 8 + 8 * i:s + 12 + 8 * i], "big")
-               for i in range(entries)) or None
+    return mp4_frame_count(path)
 
 
 # ------------------------------------------------------------------ the plan

@@ -24,7 +24,7 @@ from .validate import (
     image_geometry,
 )
 
-__all__ = ["ImageInput", "mp4_frame_rate", "prepare_image", "probe"]
+__all__ = ["ImageInput", "mp4_frame_count", "mp4_frame_rate", "prepare_image", "probe"]
 
 ImageInput = str | os.PathLike | bytes | Image.Image
 
@@ -213,6 +213,21 @@ def mp4_frame_rate(path: str | os.PathLike) -> float | None:
     Pure Python and cheap (reads only the ``moov`` box), so it runs where PyAV is absent,
     e.g. inside Blender. None when the file is not ISO-BMFF or has no video track.
     """
+    timing = _video_track_timing(path)
+    return timing[0] * timing[2] / timing[1] if timing else None
+
+
+def mp4_frame_count(path: str | os.PathLike) -> int | None:
+    """Frames of the first video track of an MP4/MOV, from its index (no decoding).
+
+    None when the file is not ISO-BMFF or has no video track.
+    """
+    timing = _video_track_timing(path)
+    return timing[0] if timing else None
+
+
+def _video_track_timing(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """``(samples, duration, timescale)`` of the first video track with a usable index."""
     try:
         with open(path, "rb") as handle:
             moov = _find_moov(handle)
@@ -222,13 +237,13 @@ def mp4_frame_rate(path: str | os.PathLike) -> float | None:
         return None
     for kind, start, end in _boxes(moov, 8, len(moov)):
         if kind == b"trak":
-            rate = _track_rate(moov, start, end)
-            if rate:
-                return rate
+            timing = _track_timing(moov, start, end)
+            if timing:
+                return timing
     return None
 
 
-def _track_rate(data: bytes, start: int, end: int) -> float | None:
+def _track_timing(data: bytes, start: int, end: int) -> tuple[int, int, int] | None:
     found: dict[bytes, tuple[int, int]] = {}
 
     def walk(a: int, b: int) -> None:
@@ -257,4 +272,4 @@ def _track_rate(data: bytes, start: int, end: int) -> float | None:
         duration += count * int.from_bytes(data[base + 4:base + 8], "big")
     if not samples or not duration or not timescale:
         return None
-    return samples * timescale / duration
+    return samples, duration, timescale

@@ -250,6 +250,7 @@ def test_mp4_frame_rate_reads_the_index_like_pyav(tmp_path, fps):
     write_mp4(path, np.zeros((6, 64, 64, 3), np.uint8), fps)
     assert mp4_frame_rate(path) == pytest.approx(media.probe(path).fps, rel=1e-6)
     assert mp4_frame_rate(path) == pytest.approx(fps, rel=1e-3)
+    assert media.mp4_frame_count(path) == media.probe(path).frame_count == 6
 
 
 def test_mp4_frame_rate_is_none_for_non_mp4(tmp_path):
@@ -258,3 +259,4 @@ def test_mp4_frame_rate_is_none_for_non_mp4(tmp_path):
     (tmp_path / "x.mp4").write_bytes(b"not a movie at all")
     assert mp4_frame_rate(tmp_path / "x.mp4") is None
     assert mp4_frame_rate(tmp_path / "missing.mp4") is None
+    assert media.mp4_frame_count(tmp_path / "x.mp4") is None

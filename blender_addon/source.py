@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kling_elements import validate
-from kling_elements.media import mp4_frame_rate
-
-from .conform import movie_frame_count
+from kling_elements.media import mp4_frame_count, mp4_frame_rate
 
 __all__ = ["Check", "clip_info", "source_checks", "source_file_frames", "source_fps",
            "timeline_frames"]
@@ -54,7 +52,7 @@ def source_file_frames(strip: Any, filepath: str) -> int:
     """
     key = _file_key(filepath)
     if key is not None and key not in _frames_cache:
-        _frames_cache[key] = movie_frame_count(filepath)
+        _frames_cache[key] = mp4_frame_count(filepath)
     return (_frames_cache.get(key) if key else None) or int(strip.frame_duration)
 
 

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .. import validate
 from ..errors import ValidationError
@@ -206,8 +206,12 @@ class _Api:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + 64 * 1024:
             raise ApiError(1201, f"file: over the {MAX_UPLOAD_BYTES // 2**20} MB upload limit")
+        # Capped before parsing: the multipart parser spools a file part to a temporary
+        # file whatever its size, so a body without Content-Length is counted as it arrives.
+        capped = Request(request.scope, _capped_receive(request.receive,
+                                                        MAX_UPLOAD_BYTES + 64 * 1024))
         try:
-            form = await request.form(max_files=1, max_fields=16)
+            form = await capped.form(max_files=1, max_fields=16)
         except HTTPException as exc:
             raise ApiError(1200, f"the multipart body cannot be parsed: {exc.detail}") from None
         try:
@@ -263,6 +267,24 @@ class _Api:
         log.debug("sandbox files code=0 request_id=%s", request_id)
         return FileSender(path, request_id=request_id,
                           truncate=rule.truncate if rule is not None else None)
+
+
+def _capped_receive(receive: Receive, limit: int) -> Receive:
+    """``receive`` that refuses (1201) a request body once more than ``limit`` bytes came."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise ApiError(
+                    1201, f"file: over the {MAX_UPLOAD_BYTES // 2**20} MB upload limit"
+                )
+        return message
+
+    return capped
 
 
 def _copy_capped(source, path) -> None:

@@ -7,6 +7,11 @@ Guarantees a caller can rely on:
   errors, with the policy of ``retry``; everything else raises at once with advice.
 * ``create_task`` never pays twice: it always sends an ``external_task_id``, and when the
   answer to a POST is lost it asks Kling for that id before posting again.
+* Points are never added (or deleted) twice: Kling keeps a copy per add and offers no way to
+  read a session's points, so a selection call whose answer is lost is not replayed on that
+  session; the client moves the points it knows to a new session on the same video and
+  sends the call there (``restore``). An expired session is restored the same way, so the
+  user's marks outlive the 24 h session.
 * Keys and tokens appear in no ``repr``, log line or exception text.
 """
 
@@ -58,6 +63,25 @@ REGIONS = {
 DEFAULT_BASE_URL = REGIONS["global"]
 API = "/v1/videos/multi-elements"
 _MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+# A session with less than this left (by our clock) is restored before it is used.
+RESTORE_MARGIN_S = 60.0
+
+
+def _mask_dicts(result: SelectionResult) -> list[dict[str, Any]]:
+    return [{"object_id": m.object_id, "size": list(m.size), "counts": m.counts}
+            for m in result.masks]
+
+
+def _in_doubt(exc: KlingError, endpoint: str) -> KlingError:
+    """``exc`` saying that the call's outcome is unknown, and what to do about it."""
+    return type(exc)(
+        f"{exc.message}; the {endpoint} may or may not have taken effect, and without the "
+        "session's state this client cannot check: preview the selection, or start a new "
+        "session",
+        code=exc.code, http_status=exc.http_status, request_id=exc.request_id,
+    )
 
 
 def _poll_schedule(elapsed: float) -> float:
@@ -252,11 +276,15 @@ class Client:
             if wait is None:
                 raise error
             log.debug("retrying %s %s in %.2fs after: %s", method, path, wait, error)
-            hook = self.on_retry
-            if hook is not None:
-                hook(error, wait)
-            self._sleep(wait)
+            self._pause(error, wait)
             attempt += 1
+
+    def _pause(self, error: KlingError, wait: float) -> None:
+        """Tell ``on_retry`` about the coming retry, then sleep ``wait`` seconds."""
+        hook = self.on_retry
+        if hook is not None:
+            hook(error, wait)
+        self._sleep(wait)
 
     # -- selection -------------------------------------------------------------------------
 
@@ -270,21 +298,124 @@ class Client:
                 status=int(status), code=0,
             )
 
+    def _init(self, field: str, value: str) -> InitResult:
+        # Retried like a read: a replayed init at worst leaves an unused session behind.
+        data = self._request("POST", f"{API}/init-selection", body={field: value})
+        self._check_rejection(data, "video")
+        return InitResult.from_api(data)
+
     def init_selection(
         self, *, video_url: str | None = None, video_id: str | None = None
     ) -> InitResult:
-        """Start a 24 h selection session on a video (a URL Kling can fetch, or a result id)."""
+        """Start a 24 h selection session on a video (a URL Kling can fetch, or a result id).
+
+        The session's state (``sessions[session_id]``) remembers the video, so the client can
+        later move the points to a new session on it (see :meth:`restore`).
+        """
         field, value = validate.video_source(video_url, video_id)
-        data = self._request("POST", f"{API}/init-selection", body={field: value})
-        self._check_rejection(data, "video")
-        result = InitResult.from_api(data)
+        result = self._init(field, value)
         self.sessions[result.session_id] = SelectionState(
             session_id=result.session_id,
             total_frames=result.total_frames,
             fps=result.fps,
             duration_s=result.duration_s,
+            video_url=value if field == "video_url" else None,
+            video_id=value if field == "video_id" else None,
         )
         return result
+
+    def restore(self, session: str | SelectionState) -> SelectionState:
+        """Move a session's points to a new session on the same video; return its state.
+
+        For a session that expired (24 h) or that Kling no longer knows, and for one whose
+        points on Kling's side are in doubt after a lost answer: the old session is abandoned,
+        so whatever a lost or late request did to it no longer matters. Every point is
+        replayed exactly (bit-identical floats, same order per frame, copies kept) and the
+        masks are Kling's fresh answers. The state is updated in place (new ``session_id``,
+        start time and masks); the old id keeps naming it in this client, so a caller holding
+        it can carry on. Raises ``ValueError`` when the state does not know its video.
+        """
+        state = session if isinstance(session, SelectionState) else self.sessions[session]
+        if state.video_id:
+            field, value = "video_id", state.video_id
+        elif state.video_url:
+            field, value = "video_url", state.video_url
+        else:
+            raise ValueError(
+                f"session {state.session_id} cannot be restored: its video is not known (start "
+                "a new session with init_selection, or use workflow.restore_session)"
+            )
+        attempt = 0
+        while True:
+            init = self._init(field, value)
+            masks: dict[int, list[dict[str, Any]]] = {}
+            try:
+                for frame in state.frames():
+                    body = {"session_id": init.session_id, "frame_index": frame,
+                            "points": [{"x": x, "y": y} for x, y in state.points[frame]]}
+                    data = self._request("POST", f"{API}/add-selection", body=body,
+                                         idempotent=False)
+                    self._check_rejection(data, f"frame {frame}")
+                    masks[frame] = _mask_dicts(SelectionResult.from_api(data))
+            except (ConnectionFailed, ServerError) as exc:
+                # This new session's points are in doubt as well: abandon it too.
+                if attempt >= self.max_retries:
+                    raise
+                self._pause(exc, backoff(attempt, self._rng))
+                attempt += 1
+                continue
+            break
+        old = state.session_id
+        state.session_id = init.session_id
+        state.started_at = time.time()
+        state.total_frames, state.fps = init.total_frames, init.fps
+        state.duration_s = init.duration_s
+        state.masks = masks
+        self.sessions[init.session_id] = state
+        self.sessions.setdefault(old, state)
+        log.info("session %s replaced by %s (%d frame(s) replayed)", old, init.session_id,
+                 len(masks))
+        return state
+
+    def _expired(self, state: SelectionState) -> bool:
+        return state.restorable and state.seconds_left() <= RESTORE_MARGIN_S
+
+    def _in_live_session(
+        self, state: SelectionState, send: Callable[[str], Any], what: str,
+        *, in_doubt: bool = True,
+    ) -> Any:
+        """``send(session_id)`` on a session holding exactly ``state``'s points.
+
+        A session expired by our clock is restored first; one Kling says is gone (1203) is
+        restored once and the call sent again. A call whose outcome is unknown (timeout,
+        dropped connection, 5000-5002) is never replayed on the same session, where its first
+        attempt may have taken effect or may still do so: the points are moved to a new
+        session (:meth:`restore`) and the call is sent there. With ``in_doubt=False`` (a call
+        that changes nothing, already retried by ``_request``) such failures are raised.
+        """
+        attempt = 0
+        restored_after_404 = False
+        while True:
+            if self._expired(state):
+                self.restore(state)
+            try:
+                return send(state.session_id)
+            except NotFoundError:
+                if not state.restorable or restored_after_404:
+                    raise
+                restored_after_404 = True
+                log.info("session %s is gone on the server: restoring it", state.session_id)
+                self.restore(state)
+            except (ConnectionFailed, ServerError) as exc:
+                if not in_doubt:
+                    raise
+                if not state.restorable:
+                    raise _in_doubt(exc, what) from None
+                if attempt >= self.max_retries:
+                    raise
+                self._pause(exc, backoff(attempt, self._rng))
+                attempt += 1
+                self.restore(state)
 
     def _selection_call(
         self, endpoint: str, session_id: str, frame_index: int, points: Sequence[object]
@@ -298,47 +429,92 @@ class Client:
                 state.check_add(frame_index, exact)
             else:
                 exact = state.exact_points(frame_index, exact)
-        body = {
-            "session_id": session_id,
-            "frame_index": frame_index,
-            "points": [{"x": x, "y": y} for x, y in exact],
-        }
-        data = self._request("POST", f"{API}/{endpoint}", body=body)
-        self._check_rejection(data, f"frame {frame_index}")
+
+        def send(live_id: str) -> Any:
+            body = {
+                "session_id": live_id,
+                "frame_index": frame_index,
+                "points": [{"x": x, "y": y} for x, y in exact],
+            }
+            # Not idempotent: a replayed add would add the points twice (Kling keeps copies).
+            data = self._request("POST", f"{API}/{endpoint}", body=body, idempotent=False)
+            self._check_rejection(data, f"frame {frame_index}")
+            return data
+
+        if state is None:
+            try:
+                data = send(session_id)
+            except (ConnectionFailed, ServerError) as exc:
+                raise _in_doubt(exc, endpoint) from None
+        else:
+            data = self._in_live_session(state, send, endpoint)
         result = SelectionResult.from_api(data)
         if state is not None:
-            masks = [
-                {"object_id": m.object_id, "size": list(m.size), "counts": m.counts}
-                for m in result.masks
-            ]
-            state.record(frame_index, exact, masks, added=adding)
+            state.record(frame_index, exact, _mask_dicts(result), added=adding)
         return result
 
     def add_selection(
         self, session_id: str, frame_index: int, points: Sequence[object]
     ) -> SelectionResult:
-        """Mark points (normalized ``(x, y)``, top-left origin) on one frame; returns its masks."""
+        """Mark points (normalized ``(x, y)``, top-left origin) on one frame; returns its masks.
+
+        With the session's state known (started by this client, or put in ``sessions``), an
+        expired session is restored first, and a lost answer moves the points to a new session
+        before the points are sent again, so they are never added twice. Without it, a lost
+        answer raises (the points may or may not have been added).
+        """
         return self._selection_call("add-selection", session_id, frame_index, points)
 
     def delete_selection(
         self, session_id: str, frame_index: int, points: Sequence[object]
     ) -> SelectionResult:
-        """Remove points added earlier; they must be exactly the ones sent (bit-identical)."""
+        """Remove points added earlier; they must be exactly the ones sent (bit-identical).
+
+        Lost answers and expiry are handled as for :meth:`add_selection`.
+        """
         return self._selection_call("delete-selection", session_id, frame_index, points)
 
     def clear_selection(self, session_id: str) -> None:
-        """Remove every point on every frame of the session."""
-        data = self._request("POST", f"{API}/clear-selection", body={"session_id": session_id})
+        """Remove every point on every frame of the session.
+
+        A session that expired (or that Kling no longer knows) is replaced by a new, empty
+        one, which is what clearing asks for.
+        """
+        state = self.sessions.get(session_id)
+        if state is not None and self._expired(state):
+            state.clear()
+            self.restore(state)
+            return
+        try:
+            data = self._request("POST", f"{API}/clear-selection",
+                                 body={"session_id": state.session_id if state else session_id})
+        except NotFoundError:
+            if state is None or not state.restorable:
+                raise
+            state.clear()
+            self.restore(state)
+            return
         self._check_rejection(data, "selection")
-        if session_id in self.sessions:
-            self.sessions[session_id].clear()
+        if state is not None:
+            state.clear()
 
     def preview_selection(self, session_id: str) -> PreviewResult:
-        """URLs of the video with the tracked masks drawn in, its cover and the tracking file."""
-        data = self._request(
-            "POST", f"{API}/preview-selection", body={"session_id": session_id}
-        )
-        self._check_rejection(data, "selection")
+        """URLs of the video with the tracked masks drawn in, its cover and the tracking file.
+
+        An expired session is restored first (see :meth:`add_selection`).
+        """
+        state = self.sessions.get(session_id)
+
+        def send(live_id: str) -> Any:
+            data = self._request("POST", f"{API}/preview-selection",
+                                 body={"session_id": live_id})
+            self._check_rejection(data, "selection")
+            return data
+
+        if state is None:
+            data = send(session_id)
+        else:
+            data = self._in_live_session(state, send, "preview-selection", in_doubt=False)
         return PreviewResult.from_api(data)
 
     # -- tasks -----------------------------------------------------------------------------
@@ -370,6 +546,8 @@ class Client:
             validate.prompt(negative, len(images), field="negative_prompt")
         validate.mode(mode)
         state = self.sessions.get(session_id)
+        if state is not None:  # restored sessions keep answering to their first id
+            session_id = state.session_id
         chosen = validate.duration(duration, state.duration_s if state else None)
         if state is not None and edit_mode in ("swap", "removal") and not state.frames():
             raise validate.ValidationError(
@@ -426,7 +604,14 @@ class Client:
         return self.submit_task(body)
 
     def submit_task(self, body: dict[str, Any]) -> Task:
-        """POST a body from ``build_task_body`` with the never-pay-twice protocol."""
+        """POST a body from ``build_task_body`` with the never-pay-twice protocol.
+
+        After an unknown outcome (timeout, dropped connection, 5000-5002) the task is looked
+        up by its ``external_task_id`` before anything is posted again. A request that timed
+        out may still arrive late, so a re-post can be refused because the first one created
+        the task after all (the id is taken, or its credits are): any refusal of a re-post
+        is therefore looked up too, and the task found is returned.
+        """
         external_id = body["external_task_id"]
         attempt = 0
         while True:
@@ -434,7 +619,14 @@ class Client:
                 data = self._request("POST", API, body=body, idempotent=False)
                 return Task.from_api(data)
             except (ConnectionFailed, ServerError) as exc:
-                failure = exc
+                failure: KlingError = exc
+            except KlingError as exc:
+                if attempt == 0:
+                    raise
+                try:
+                    return self.get_task(external_id)
+                except NotFoundError:
+                    raise exc from None
             # The outcome is unknown, also after the last attempt: look before giving up.
             try:
                 return self.get_task(external_id)
@@ -442,11 +634,7 @@ class Client:
                 if attempt >= self.max_retries:
                     raise failure from None
                 log.debug("task %s was not created; posting again", external_id)
-            wait = backoff(attempt, self._rng)
-            hook = self.on_retry
-            if hook is not None:
-                hook(failure, wait)
-            self._sleep(wait)
+            self._pause(failure, backoff(attempt, self._rng))
             attempt += 1
 
     def get_task(self, task_id: str) -> Task:

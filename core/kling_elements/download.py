@@ -2,7 +2,8 @@
 
 Guarantees: the destination path either does not change or holds the complete file (the
 bytes go to ``<dest>.part`` and are renamed only when their count matches what the server
-announced); memory use is constant (fixed-size chunks); a broken connection resumes with
+announced); memory use is constant (fixed-size chunks); a broken connection (or a 429 or
+5xx answer, which a CDN gives in passing) resumes with
 ``Range`` + ``If-Range`` from the bytes already on disk, also across processes (a rerun
 finds the ``.part`` file); a server that ignores the range (plain 200) or a changed file
 (``If-Range`` mismatch) restarts from zero instead of splicing two versions together.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from .errors import ConnectionFailed, KlingError, ValidationError
+from .errors import ConnectionFailed, KlingError, ServerError, ValidationError
 from .retry import backoff
 
 __all__ = ["ProgressCallback", "download"]
@@ -38,6 +39,14 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 class _Restart(Exception):
     """The partial file cannot be continued; start over from byte 0."""
+
+
+class _Busy(Exception):
+    """A 429 or 5xx from the file server: passing trouble, retried like a broken connection."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 def _validator_path(part: Path) -> Path:
@@ -163,6 +172,8 @@ def _fetch_once(
             if _already_complete(response, offset):
                 return offset
             raise _Restart
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Busy(response.status_code)
         if response.status_code not in (200, 206):
             raise KlingError(
                 f"download of the result failed with HTTP {response.status_code}: the link may "
@@ -229,6 +240,15 @@ def download(
                 part.unlink(missing_ok=True)
                 _validator_path(part).unlink(missing_ok=True)
                 failures += 1
+            except _Busy as busy:
+                failures += 1
+                if failures > max_retries:
+                    raise ServerError(
+                        f"the file server answered HTTP {busy.status} {failures} times; run it "
+                        "again later to resume from "
+                        f"{part.stat().st_size if part.exists() else 0} bytes",
+                        http_status=busy.status,
+                    ) from None
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 failures += 1
                 if failures > max_retries:

@@ -5,6 +5,13 @@ refuses an 11th frame or an 11th point on a frame. The only way to honour that w
 round trip is to remember exactly what was sent. ``SelectionState`` is that memory; it is
 plain data (``to_dict``/``from_dict`` round-trip through JSON exactly, floats included), so
 the CLI keeps it in a state file and the add-on in the .blend.
+
+It also remembers the session's video (``video_url`` or ``video_id``): with it, the client
+can replace a session that expired, or whose server-side points are in doubt after a lost
+answer, by a new one holding exactly these points (``Client.restore``).
+
+Points are a list per frame, duplicates included, kept exactly as Kling keeps them: adding
+a point twice stores it twice, and one delete removes one copy.
 """
 
 from __future__ import annotations
@@ -42,6 +49,13 @@ class SelectionState:
     started_at: float = field(default_factory=time.time)
     points: dict[int, list[Point]] = field(default_factory=dict)
     masks: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    video_url: str | None = None
+    video_id: str | None = None
+
+    @property
+    def restorable(self) -> bool:
+        """Whether the video is known, so a new session can be started on it."""
+        return bool(self.video_url or self.video_id)
 
     @property
     def expires_at(self) -> float:
@@ -69,10 +83,17 @@ class SelectionState:
             )
 
     def exact_points(self, frame_index: int, points: list[Point]) -> list[Point]:
-        """``points`` if each was added on that frame (bit-identical), else a ValidationError."""
+        """``points`` if each was added on that frame (bit-identical), else a ValidationError.
+
+        Copies count: deleting a point twice in one call needs it added twice.
+        """
         existing = self.points.get(frame_index, [])
+        left = list(existing)
         for point in points:
-            if not any(same_point(point, known) for known in existing):
+            found = next((i for i, known in enumerate(left) if same_point(point, known)), None)
+            if found is not None:
+                del left[found]
+            else:
                 shown = ", ".join(f"({x!r}, {y!r})" for x, y in existing) or "none"
                 raise ValidationError(
                     f"point ({point[0]!r}, {point[1]!r}) was not added on frame {frame_index} "
@@ -82,12 +103,19 @@ class SelectionState:
 
     def record(self, frame_index: int, points: list[Point], masks: list[dict[str, Any]],
                *, added: bool) -> None:
-        """Apply a confirmed add/delete and store the frame's new masks."""
+        """Apply a confirmed add/delete and store the frame's new masks.
+
+        A delete removes one copy per point sent, as Kling does, so the two lists stay equal
+        even when a point was added twice.
+        """
         current = self.points.setdefault(frame_index, [])
         if added:
             current.extend(points)
         else:
-            current[:] = [p for p in current if not any(same_point(p, q) for q in points)]
+            for point in points:
+                found = next((i for i, p in enumerate(current) if same_point(p, point)), None)
+                if found is not None:
+                    del current[found]
         if current:
             self.masks[frame_index] = masks
         else:
@@ -107,6 +135,8 @@ class SelectionState:
             "started_at": self.started_at,
             "points": {str(f): [list(p) for p in pts] for f, pts in self.points.items()},
             "masks": {str(f): m for f, m in self.masks.items()},
+            "video_url": self.video_url,
+            "video_id": self.video_id,
         }
 
     @classmethod
@@ -122,4 +152,6 @@ class SelectionState:
                 for f, pts in data.get("points", {}).items()
             },
             masks={int(f): m for f, m in data.get("masks", {}).items()},
+            video_url=data.get("video_url") or None,
+            video_id=data.get("video_id") or None,
         )

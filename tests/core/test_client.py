@@ -681,6 +681,148 @@ def test_refused_create_is_not_reposted(kling, client):
     assert kling.calls() == [("POST", API)]
 
 
+def test_refused_repost_after_a_lost_answer_finds_the_late_task(kling, client):
+    """A create that timed out may still arrive: its re-post is refused (the id is taken), and
+    the lookup that follows finds the task the first POST made."""
+    kling.on("POST", API, drop(httpx.ReadTimeout),
+             err(1201, message="external_task_id 'ext-2' is already used"))
+    kling.on("GET", f"{API}/ext-2", err(1203), ok(task("task-late", ext="ext-2")))
+    assert client.create_task(**CREATE, external_task_id="ext-2").task_id == "task-late"
+    assert kling.calls() == [("POST", API), ("GET", f"{API}/ext-2"), ("POST", API),
+                             ("GET", f"{API}/ext-2")]
+
+
+def test_refused_repost_with_no_task_behind_it_raises_the_refusal(kling, client):
+    kling.on("POST", API, drop(), err(1102, message="resource pack used up"))
+    kling.on("GET", f"{API}/ext-1", err(1203))
+    with pytest.raises(ke.AccountError, match="resource pack"):
+        client.create_task(**CREATE, external_task_id="ext-1")
+    assert [m for m, _ in kling.calls()].count("POST") == 2
+
+
+# -- selection calls are never applied twice -----------------------------------------------
+
+SESS2 = {**INIT, "session_id": "sess-2"}
+
+
+def _points(body: dict) -> list[tuple[float, float]]:
+    return [(p["x"], p["y"]) for p in body["points"]]
+
+
+@pytest.mark.parametrize("lost", [drop(), drop(httpx.ReadTimeout), err(5000), err(5002)])
+def test_lost_add_answer_moves_the_points_to_a_new_session_then_adds(kling, client, clock,
+                                                                      lost):
+    started(kling, client)
+    kling.on("POST", f"{API}/add-selection", ok(selection(4)))
+    client.add_selection("sess-1", 4, [(0.1 + 0.2, 0.5)])
+    kling.requests.clear()
+    kling.on("POST", f"{API}/init-selection", ok(SESS2))
+    kling.on("POST", f"{API}/add-selection", lost, ok(selection(4)), ok(selection(9)))
+    result = client.add_selection("sess-1", 9, [(0.25, 0.75)])
+    assert result.frame_index == 9
+    assert kling.calls() == [("POST", f"{API}/add-selection"), ("POST", f"{API}/init-selection"),
+                             ("POST", f"{API}/add-selection"), ("POST", f"{API}/add-selection")]
+    lost_add, replay, again = kling.bodies(path=f"{API}/add-selection")
+    assert lost_add["session_id"] == "sess-1"
+    assert kling.bodies(path=f"{API}/init-selection") == [
+        {"video_url": "https://cdn.example/clip.mp4"}]
+    assert (replay["session_id"], replay["frame_index"]) == ("sess-2", 4)
+    assert _points(replay) == [(0.1 + 0.2, 0.5)]  # bit-identical, never the sum rounded
+    assert (again["session_id"], _points(again)) == ("sess-2", [(0.25, 0.75)])
+    state = client.sessions["sess-1"]
+    assert state is client.sessions["sess-2"] and state.session_id == "sess-2"
+    assert state.points == {4: [(0.1 + 0.2, 0.5)], 9: [(0.25, 0.75)]}
+    assert len(clock.sleeps) == 1
+
+
+def test_lost_delete_answer_replays_the_point_on_a_new_session_and_deletes_it_there(
+        kling, client):
+    started(kling, client)
+    kling.on("POST", f"{API}/add-selection", ok(selection(2)))
+    client.add_selection("sess-1", 2, [(0.5, 0.5), (0.1, 0.9)])
+    kling.requests.clear()
+    kling.on("POST", f"{API}/init-selection", ok(SESS2))
+    kling.on("POST", f"{API}/delete-selection", drop(), ok(selection(2)))
+    client.delete_selection("sess-1", 2, [(0.1, 0.9)])
+    (replay,) = kling.bodies(path=f"{API}/add-selection")
+    assert (replay["session_id"], _points(replay)) == ("sess-2", [(0.5, 0.5), (0.1, 0.9)])
+    lost, again = kling.bodies(path=f"{API}/delete-selection")
+    assert (lost["session_id"], again["session_id"]) == ("sess-1", "sess-2")
+    assert client.sessions["sess-1"].points == {2: [(0.5, 0.5)]}
+
+
+def test_lost_add_answer_without_the_session_state_is_not_replayed(kling, client, clock):
+    kling.on("POST", f"{API}/add-selection", drop(httpx.ReadTimeout))
+    with pytest.raises(ke.ConnectionFailed, match="may or may not have taken effect"):
+        client.add_selection("elsewhere", 0, [(0.5, 0.5)])
+    assert kling.calls() == [("POST", f"{API}/add-selection")] and clock.sleeps == []
+
+
+def test_a_restore_interrupted_again_starts_one_more_session(kling, client):
+    started(kling, client)
+    kling.on("POST", f"{API}/add-selection", ok(selection(0)))
+    client.add_selection("sess-1", 0, [(0.5, 0.5)])
+    kling.on("POST", f"{API}/init-selection", ok(SESS2), ok({**INIT, "session_id": "sess-3"}))
+    kling.on("POST", f"{API}/add-selection", err(5001), drop(), ok(selection(0)),
+             ok(selection(1)))
+    client.add_selection("sess-1", 1, [(0.2, 0.2)])
+    sessions = [b["session_id"] for b in kling.bodies(path=f"{API}/add-selection")]
+    assert sessions == ["sess-1", "sess-1", "sess-2", "sess-3", "sess-3"]
+    assert client.sessions["sess-1"].session_id == "sess-3"
+
+
+def test_expired_session_is_restored_on_1203_and_a_second_1203_raises(kling, client):
+    started(kling, client)
+    kling.on("POST", f"{API}/add-selection", ok(selection(0)))
+    client.add_selection("sess-1", 0, [(0.5, 0.5)])
+    kling.on("POST", f"{API}/init-selection", ok(SESS2))
+    kling.on("POST", f"{API}/add-selection", err(1203, message="session expired"),
+             ok(selection(0)), ok(selection(3)))
+    client.add_selection("sess-1", 3, [(0.4, 0.4)])
+    assert client.sessions["sess-1"].points == {0: [(0.5, 0.5)], 3: [(0.4, 0.4)]}
+    kling.on("POST", f"{API}/init-selection", ok({**INIT, "session_id": "sess-3"}))
+    kling.on("POST", f"{API}/preview-selection", err(1203))
+    with pytest.raises(ke.NotFoundError):
+        client.preview_selection("sess-1")
+
+
+def test_session_expired_by_the_local_clock_is_restored_before_sending(kling, client):
+    started(kling, client)
+    client.sessions["sess-1"].started_at -= 24 * 3600
+    kling.on("POST", f"{API}/init-selection", ok(SESS2))
+    kling.on("POST", f"{API}/add-selection", ok(selection(0)))
+    client.add_selection("sess-1", 0, [(0.5, 0.5)])
+    assert [b["session_id"] for b in kling.bodies(path=f"{API}/add-selection")] == ["sess-2"]
+
+
+def test_clearing_an_expired_session_starts_an_empty_one(kling, client):
+    started(kling, client)
+    kling.on("POST", f"{API}/add-selection", ok(selection(0)))
+    client.add_selection("sess-1", 0, [(0.5, 0.5)])
+    kling.requests.clear()
+    kling.on("POST", f"{API}/clear-selection", err(1203))
+    kling.on("POST", f"{API}/init-selection", ok(SESS2))
+    client.clear_selection("sess-1")
+    assert kling.calls() == [("POST", f"{API}/clear-selection"),
+                             ("POST", f"{API}/init-selection")]
+    assert client.sessions["sess-1"].points == {}
+
+
+def test_create_on_a_restored_session_uses_the_new_id(kling, client):
+    started(kling, client)
+    kling.on("POST", f"{API}/init-selection", ok(SESS2))
+    client.restore("sess-1")
+    body = client.build_task_body(session_id="sess-1", edit_mode="addition", prompt=ADD_PROMPT,
+                                  images=["https://img.example/hat.png"])
+    assert body["session_id"] == "sess-2"
+
+
+def test_restore_needs_the_video(client):
+    client.sessions["bare"] = ke.SelectionState(session_id="bare")
+    with pytest.raises(ValueError, match="video is not known"):
+        client.restore("bare")
+
+
 # -- validation before sending ------------------------------------------------------------
 
 URL = "https://img.example/hat.png"

@@ -30,7 +30,7 @@ def bits(x: float) -> bytes:
 
 def test_json_round_trip_preserves_floats_bit_exactly():
     state = SelectionState(session_id="sess-1", total_frames=120, fps=24.0, duration_s=5.0,
-                           started_at=1_700_000_000.123456)
+                           started_at=1_700_000_000.123456, video_id="vid-7")
     state.record(3, AWKWARD, [{"object_id": 1, "size": [720, 1280], "counts": "abc"}],
                  added=True)
     state.record(7, [(0.25, 0.75)], [], added=True)
@@ -95,6 +95,25 @@ def test_record_delete_keeps_remaining_points_and_new_masks():
     state.record(5, [(0.1, 0.1)], [{"object_id": 2}], added=False)
     assert state.points[5] == [(0.2, 0.2)]
     assert state.masks[5] == [{"object_id": 2}]
+
+
+def test_a_point_added_twice_is_kept_twice_and_one_delete_removes_one_copy():
+    """As Kling keeps it, so a restore replays the same list and the two never diverge."""
+    state = SelectionState(session_id="s")
+    state.record(5, [(0.1, 0.1)], [], added=True)
+    state.record(5, [(0.1, 0.1), (0.2, 0.2)], [], added=True)
+    assert state.points[5] == [(0.1, 0.1), (0.1, 0.1), (0.2, 0.2)]
+    state.record(5, [(0.1, 0.1)], [], added=False)
+    assert state.points[5] == [(0.1, 0.1), (0.2, 0.2)]
+    with pytest.raises(ValidationError, match="was not added"):
+        state.exact_points(5, [(0.2, 0.2), (0.2, 0.2)])  # one copy cannot be deleted twice
+
+
+def test_old_state_dicts_without_the_video_still_load():
+    data = SelectionState(session_id="s").to_dict()
+    del data["video_url"], data["video_id"]
+    state = SelectionState.from_dict(data)
+    assert not state.restorable and state.video_url is None
 
 
 def test_clear_forgets_everything():

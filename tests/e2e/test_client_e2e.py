@@ -245,6 +245,25 @@ def test_truncated_download_resumes_to_the_identical_file(admin, client, marked,
     assert not list(tmp_path.glob("*.part*"))
 
 
+def test_busy_file_server_is_retried_and_a_cut_download_resumes_through_it(
+        admin, client, marked, waits, tmp_path):
+    """A CDN's passing 503/429 is retried like a broken connection, without losing the bytes
+    already on disk; a file server that stays busy ends in a ServerError naming the status."""
+    clean = client.download(marked.normalized_video_url, tmp_path / "clean.mp4")
+    add_faults(admin, {"route": "files", "times": 1, "truncate": 0.4},
+               {"route": "files", "times": 1, "error": {"http": 503, "code": 5001}},
+               {"route": "files", "times": 1, "error": {"http": 429, "code": 1302}})
+    resumed = client.download(marked.normalized_video_url, tmp_path / "resumed.mp4")
+    assert pending_faults(admin) == [] and len(waits) == 3
+    assert sha256(resumed) == sha256(clean)
+
+    add_faults(admin, {"route": "files", "times": client.max_retries + 1,
+                       "error": {"http": 500, "code": 5000}})
+    with pytest.raises(ke.ServerError, match="HTTP 500"):
+        client.download(marked.normalized_video_url, tmp_path / "never.mp4")
+    assert not (tmp_path / "never.mp4").exists()
+
+
 def test_swap_reference_image_is_sent_and_a_bad_one_is_refused_locally(
     admin, client, marked, tmp_path
 ):
@@ -341,13 +360,25 @@ def test_wait_times_out_on_a_long_task_and_can_wait_again(
         assert done.status == "succeed" and done.videos
 
 
-def test_session_expires_after_24_hours(slow_sandbox, slow_admin, slow_clip_url, clip):
+def test_session_expires_after_24_hours_and_the_next_click_restores_it(
+    slow_sandbox, slow_admin, slow_clip_url, clip
+):
     with _client(slow_sandbox, "api_key") as client:
         init = client.init_selection(video_url=slow_clip_url)
         client.add_selection(init.session_id, 0, [clip.center(0)])
         advance(slow_admin, DAY_S)
+        result = client.add_selection(init.session_id, 1, [clip.center(1)])
+        assert result.frame_index == 1 and result.masks
+        state = client.sessions[init.session_id]
+        assert state.session_id != init.session_id  # moved to a new session, marks kept
+        on_server = slow_sandbox.state.sessions[state.session_id].points
+        assert on_server == {0: [clip.center(0)], 1: [clip.center(1)]}
+        assert set(state.masks) == {0, 1}
+
+    # A client that does not know the session's points cannot restore it: 1203, as Kling says.
+    with _client(slow_sandbox, "api_key") as stranger:
         with pytest.raises(ke.NotFoundError) as caught:
-            client.add_selection(init.session_id, 1, [clip.center(1)])
+            stranger.add_selection(init.session_id, 1, [clip.center(1)])
         assert caught.value.code == 1203 and "expired" in str(caught.value)
 
 

@@ -3,7 +3,10 @@
 A rule is ``{"route": R, "times": N, <one effect>}``; effects are
 
 * ``"error": {"http": 429, "code": 1303, "message": "..."}`` - answer that envelope, do nothing;
-* ``"delay_s": 5`` - wait (without blocking the server), then proceed normally;
+* ``"delay_s": 5`` - hold the request that long (without blocking the server), then proceed
+  normally: an API request is held once its body is read, so it is carried out even when
+  the client stopped waiting meanwhile (a slow server; the answer then goes nowhere), a
+  file request before its answer starts;
 * ``"drop": "before_commit" | "after_commit"`` - close the connection without an answer,
   before the request had any effect, or after it took effect (e.g. the task exists);
 * ``"truncate": 0.5`` - ``files`` only: declare the full length, send that fraction, close.

@@ -4,8 +4,9 @@ Daemon threads, started and stopped together by :class:`Jobs`:
 
 * the **workers** (as many as tasks may run at once, at most ``MAX_RENDER_WORKERS`` to
   bound memory) render queued tasks (track, then remove/swap/add, then write the result
-  MP4 and, if asked, a watermarked copy), recording the outcome and the sandbox time it
-  finished; a render that raises makes the task ``failed`` with the reason;
+  MP4 and, if asked, a watermarked copy; a task with the inputs of an earlier one gets
+  copies of its files), recording the outcome and the sandbox time it finished; a render
+  that raises makes the task ``failed`` with the reason;
 * the **ticker** wakes every ~50 ms and whenever the clock moves or a task is created, and
   for each task with a ``callback_url`` queues one callback per status it reached since the
   last look, in order (``submitted``, ``processing``, then ``succeed``/``failed``), even when
@@ -16,6 +17,7 @@ Daemon threads, started and stopped together by :class:`Jobs`:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -25,7 +27,7 @@ import numpy as np
 
 from . import video, vision
 from .config import SandboxConfig
-from .selection import tracking
+from .selection import copy_file, tracking
 from .state import ResultVideo, State, Task
 from .tasks import SUBMITTED_FRACTION, callback_payload, status_at
 
@@ -37,8 +39,52 @@ MAX_RENDER_WORKERS = 4
 _ORDER = ("submitted", "processing")
 
 
+def _render_key(state: State, task: Task) -> str:
+    """Everything a result is made from: clip content, key masks, mode, images, watermark."""
+    digest = hashlib.sha256(state.tracks.key(state.frames.key(task.video_path),
+                                             task.key_masks).encode())
+    digest.update(f"{task.edit_mode}:{task.watermark}".encode())
+    for image in task.images:
+        digest.update(f"{image.shape}".encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    return "render:" + digest.hexdigest()
+
+
 def render(state: State, task: Task) -> ResultVideo:
-    """Produce the task's result video (and watermarked copy); register it; return it."""
+    """Produce the task's result video (and watermarked copy); register it; return it.
+
+    A task made from the same inputs as an earlier one (``_render_key``) gets copies of the
+    earlier files: the edit is deterministic, so they are the bytes a new render would write.
+    """
+    folder = f"tasks/{task.id}"
+    name, path = state.new_file(folder, ".mp4", "result.mp4")
+    watermark_name = watermark_path = None
+    if task.watermark:
+        watermark_name, watermark_path = state.new_file(folder, ".mp4", "watermarked.mp4")
+    targets = (path,) if watermark_path is None else (path, watermark_path)
+    key = _render_key(state, task)
+    made = state.outputs.get(key)
+    if made is not None:
+        for source, target in zip(made[0], targets, strict=True):
+            copy_file(source, target)
+        duration_s = made[1]["duration_s"]
+    else:
+        out, fps = _edit(state, task)
+        video.write_mp4(path, out, fps)
+        if watermark_path is not None:
+            video.write_mp4(watermark_path, vision.watermark(out), fps)
+        duration_s = len(out) / fps
+        state.outputs.put(key, targets, {"duration_s": duration_s})
+    result = ResultVideo(
+        id=state.new_numeric_id(), session_id=task.session_id, path=path, name=name,
+        watermark_name=watermark_name, duration_s=duration_s, created_at=state.clock.now(),
+    )
+    state.add_video(result)
+    return result
+
+
+def _edit(state: State, task: Task) -> tuple[np.ndarray, float]:
+    """The edited frames (track, then remove/swap/add) and the frame rate."""
     frames, fps = state.frames.get(task.video_path)
     masks = None
     if task.key_masks:
@@ -55,20 +101,7 @@ def render(state: State, task: Task) -> ResultVideo:
         out = vision.swap(frames, masks, reference)
     else:
         out = vision.add(frames, masks, reference)
-    out = np.asarray(out)
-    folder = f"tasks/{task.id}"
-    name, path = state.new_file(folder, ".mp4", "result.mp4")
-    video.write_mp4(path, out, fps)
-    watermark_name = None
-    if task.watermark:
-        watermark_name, watermark_path = state.new_file(folder, ".mp4", "watermarked.mp4")
-        video.write_mp4(watermark_path, vision.watermark(out), fps)
-    result = ResultVideo(
-        id=state.new_numeric_id(), session_id=task.session_id, path=path, name=name,
-        watermark_name=watermark_name, duration_s=len(out) / fps, created_at=state.clock.now(),
-    )
-    state.add_video(result)
-    return result
+    return np.asarray(out), fps
 
 
 def _updated_at(task: Task, status: str, task_seconds: float, final_at: float) -> float:

@@ -4,7 +4,8 @@ Guarantees: a request that is refused changes nothing (checks and segmentation h
 the session is updated); points are stored exactly as received, and a delete matches them
 bit for bit (``struct.pack("<d")``, so ``-0.0`` is not ``0.0``); a frame whose last point is
 deleted stops counting toward the 10-frame limit; the preview is computed once per selection
-version and reused (also by the render worker).
+version and reused (also by the render worker); previews of the same clip and key masks in
+other sessions are copies of the first one's files (the drawing is deterministic).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .fetch import MAX_VIDEO_BYTES, download, loopback_url, url_suffix
 from .state import Normalized, Preview, Session, State, file_digest
 
 __all__ = [
-    "add_points", "clear_points", "delete_points", "init_session", "parse_points",
+    "add_points", "clear_points", "copy_file", "delete_points", "init_session", "parse_points",
     "preview", "tracking",
 ]
 
@@ -240,6 +241,13 @@ def tracking(
     return np.asarray(vision.track(frames, dict(key_masks)), dtype=bool)
 
 
+def copy_file(source: Path, target: Path) -> None:
+    """Copy under a temporary name, then rename: ``target`` is never seen half-written."""
+    partial = target.with_name(target.name + ".part")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
 def _write_tracking(path: Path, masks: np.ndarray) -> None:
     partial = path.with_name(path.name + ".part")
     with open(partial, "w", encoding="ascii") as out:
@@ -259,17 +267,29 @@ def preview(state: State, session: Session, base_url: str) -> dict:
             )
         cached = session.preview
         if cached is None or cached.version != session.version:
-            masks = tracking(state, session, session.masks, session.version)
-            frames, fps = state.frames.get(session.video_path)
-            drawn = vision.draw_masks(frames, masks, color=(40, 230, 110))
+            key_masks, version = dict(session.masks), session.version
+            video_key = state.frames.key(session.video_path)
+            # Shared with the render worker and with sessions of the same clip and clicks.
+            masks = state.tracks.get(video_key, key_masks,
+                                     lambda: tracking(state, session, key_masks, version))
             folder = f"sessions/{session.id}"
             stem = f"preview-v{session.version}"
             video_name, video_path = state.new_file(folder, ".mp4", f"{stem}.mp4")
             cover_name, cover_path = state.new_file(folder, ".jpg", f"{stem}.jpg")
             track_name, track_path = state.new_file(folder, ".jsonl", f"{stem}.jsonl")
-            video.write_mp4(video_path, drawn, fps)
-            video.write_jpeg(cover_path, drawn[min(session.points)])
-            _write_tracking(track_path, masks)
+            paths = (video_path, cover_path, track_path)
+            key = f"preview:{state.tracks.key(video_key, key_masks)}:{min(session.points)}"
+            made = state.outputs.get(key)
+            if made is not None:
+                for source, target in zip(made[0], paths, strict=True):
+                    copy_file(source, target)
+            else:
+                frames, fps = state.frames.get(session.video_path)
+                drawn = vision.draw_masks(frames, masks, color=(40, 230, 110))
+                video.write_mp4(video_path, drawn, fps)
+                video.write_jpeg(cover_path, drawn[min(session.points)])
+                _write_tracking(track_path, masks)
+                state.outputs.put(key, paths)
             cached = Preview.of(session.version, masks, video_name, cover_name, track_name)
             session.preview = cached
     return {"status": 0, "res": {

@@ -2,10 +2,12 @@
 
 Every API answer is Kling's envelope with the HTTP status ``errors.CODES`` gives its code.
 Each request goes through :meth:`_Api.endpoint`, which in this order: applies a pending fault
-rule for its route (error, delay, drop before commit), authenticates (API routes and the
-sandbox tools alike; files are public like a CDN), parses the JSON body, runs the handler
-(slow work in a worker thread so the server stays responsive), applies a drop-after-commit
-rule, and logs route, code and request id at DEBUG (never a header or a key).
+rule for its route (error, drop before commit), authenticates (API routes and the sandbox
+tools alike; files are public like a CDN), parses the JSON body, applies a delay rule (the
+request is in hand, so it is still carried out when the client stops waiting, as on a slow
+server), runs the handler (slow work in a worker thread so the server stays responsive),
+applies a drop-after-commit rule, and logs route, code and request id at DEBUG (never a
+header or a key). A client that leaves before its body is read is logged, not an error.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import PurePosixPath
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
@@ -92,14 +94,19 @@ class _Api:
             code: int | str = 0
             rule = self.state.faults.take(route) if route else None
             try:
-                early = await self._fault_before(rule, request_id)
+                early = await self._fault_before(rule, request_id, delay=False)
                 if early is not None:
                     code = rule.error["code"] if rule and rule.error else "dropped"
                     return early
                 owner = self._authenticate(request)
                 parsed = await _json_body(request) if body else None
+                if rule is not None and rule.delay_s:
+                    await anyio.sleep(rule.delay_s)
                 data = await handler(request, owner, parsed)
                 response: Response | _Drop = envelope(0, SUCCESS_MESSAGE, request_id, data)
+            except ClientDisconnect:
+                code = "client gone"
+                return _Drop()
             except ApiError as exc:
                 code = exc.code
                 response = envelope(exc.code, exc.message, request_id)
@@ -116,13 +123,15 @@ class _Api:
 
         return run
 
-    async def _fault_before(self, rule: FaultRule | None, request_id: str) -> Response | None:
+    async def _fault_before(
+        self, rule: FaultRule | None, request_id: str, *, delay: bool = True
+    ) -> Response | None:
         if rule is None:
             return None
         if rule.error is not None:
             error = rule.error
             return envelope(error["code"], error["message"], request_id, http_status=error["http"])
-        if rule.delay_s:
+        if delay and rule.delay_s:
             await anyio.sleep(rule.delay_s)
         if rule.drop == "before_commit":
             return _Drop()  # type: ignore[return-value]
@@ -250,7 +259,8 @@ class _Api:
         with self.state.lock:
             created = dict(self.state.created)
             total = len(self.state.tasks)
-        return {"created": created, "tasks": total}
+            files = dict(self.state.file_requests)
+        return {"created": created, "tasks": total, "file_requests": files}
 
     # files (public) --------------------------------------------------------------------
     async def files(self, request: Request) -> Response | FileSender | _Drop:
@@ -265,6 +275,8 @@ class _Api:
             return envelope(1203, "no such file (result files are deleted after 30 days)",
                             request_id)
         log.debug("sandbox files code=0 request_id=%s", request_id)
+        with self.state.lock:
+            self.state.file_requests["range" if "range" in request.headers else "full"] += 1
         return FileSender(path, request_id=request_id,
                           truncate=rule.truncate if rule is not None else None)
 

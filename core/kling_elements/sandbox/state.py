@@ -25,8 +25,8 @@ from .config import ApiError
 from .faults import FaultBook
 
 __all__ = [
-    "Clock", "FrameCache", "Normalized", "NormalizedCache", "Preview", "ResultVideo", "Session",
-    "State", "Task", "TrackCache", "file_digest",
+    "Clock", "FrameCache", "Normalized", "NormalizedCache", "OutputCache", "Preview",
+    "ResultVideo", "Session", "State", "Task", "TrackCache", "file_digest",
 ]
 
 
@@ -273,7 +273,8 @@ class TrackCache:
         self._loading: dict[str, threading.Lock] = {}
 
     @staticmethod
-    def _key(video_key: str, key_masks: dict[int, np.ndarray]) -> str:
+    def key(video_key: str, key_masks: dict[int, np.ndarray]) -> str:
+        """The digest naming a tracking: the video's content and the key masks, bit for bit."""
         digest = hashlib.sha256(video_key.encode())
         for frame in sorted(key_masks):
             mask = np.asarray(key_masks[frame], dtype=bool)
@@ -284,7 +285,7 @@ class TrackCache:
     def get(self, video_key: str, key_masks: dict[int, np.ndarray],
             compute: Callable[[], np.ndarray]) -> np.ndarray:
         """The ``(n, h, w)`` bool masks, from the cache or from ``compute()``."""
-        key = self._key(video_key, key_masks)
+        key = self.key(video_key, key_masks)
         with self._lock:
             cached = self._entries.get(key)
             if cached is not None:
@@ -306,6 +307,38 @@ class TrackCache:
         return np.unpackbits(packed, axis=-1, count=width).astype(bool)
 
 
+class OutputCache:
+    """Files the sandbox already made (previews, results), by everything they were made from.
+
+    Drawing, editing and encoding are deterministic, so a request with the same inputs as an
+    earlier one (shots of one plate, a client replaying a session) gets a copy of the earlier
+    files instead of the same seconds of CPU again: the bytes are the ones a new render
+    would write. Keeps the ``capacity`` most recent entries whose files still exist.
+    """
+
+    def __init__(self, capacity: int = 16) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[tuple[Path, ...], dict]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[tuple[Path, ...], dict] | None:
+        """``(paths, info)`` stored under ``key``, or ``None``."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+        if found is None or not all(path.is_file() for path in found[0]):
+            return None
+        return found
+
+    def put(self, key: str, paths: tuple[Path, ...], info: dict | None = None) -> None:
+        with self._lock:
+            self._entries[key] = (paths, dict(info or {}))
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+
 def _numeric_id() -> str:
     return str(10**17 + secrets.randbelow(9 * 10**17))
 
@@ -321,9 +354,12 @@ class State:
         self.tasks: dict[str, Task] = {}
         self.videos: dict[str, ResultVideo] = {}
         self.created: Counter[str] = Counter()  # create POSTs that made a task, per ext id
+        # File GETs served, "range" (a Range header: a resumed download) or "full".
+        self.file_requests: Counter[str] = Counter()
         self.faults = FaultBook()
         self.frames = FrameCache()
         self.tracks = TrackCache()
+        self.outputs = OutputCache()
         self.normalized = NormalizedCache()
         self.render_queue: queue.Queue[Task | None] = queue.Queue()
         self.wakeup = threading.Event()

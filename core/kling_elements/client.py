@@ -151,6 +151,8 @@ class Client:
             follow_redirects=True, timeout=httpx.Timeout(timeout), transport=transport
         )
         self.sessions: dict[str, SelectionState] = {}
+        # (height, width) of each session's video, to check the masks' size against.
+        self._frame_sizes: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **kwargs: Any) -> Client:
@@ -314,6 +316,7 @@ class Client:
         """
         field, value = validate.video_source(video_url, video_id)
         result = self._init(field, value)
+        self._frame_sizes[result.session_id] = (result.height, result.width)
         self.sessions[result.session_id] = SelectionState(
             session_id=result.session_id,
             total_frames=result.total_frames,
@@ -449,6 +452,7 @@ class Client:
         else:
             data = self._in_live_session(state, send, endpoint)
         result = SelectionResult.from_api(data)
+        result.check_frame(self._frame_sizes.get(session_id))
         if state is not None:
             state.record(frame_index, exact, _mask_dicts(result), added=adding)
         return result

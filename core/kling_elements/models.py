@@ -164,6 +164,28 @@ class SelectionResult:
             )
         return cls(frame_index=frame_index, masks=masks)
 
+    def check_frame(self, frame_size: tuple[int, int] | None) -> None:
+        """Refuse masks that do not fit the session's frame (:class:`ResponseFormatError`).
+
+        ``frame_size`` is the session video's ``(height, width)`` (``None``: unknown, no
+        check). A mask of that size, of the same aspect at another scale, or of the
+        transposed size (the API docs are ambiguous about ``size``'s order, so that reading
+        is tolerated and left to the drawing code) passes; any other size cannot be drawn on
+        the frame without stretching.
+        """
+        if frame_size is None:
+            return
+        height, width = frame_size
+        slack = max(height, width)  # one pixel of rounding at the mask's scale
+        for mask in self.masks:
+            h, w = mask.size
+            if abs(h * width - w * height) > slack and abs(h * height - w * width) > slack:
+                raise ResponseFormatError(
+                    f"the mask of object {mask.object_id} is {w}x{h} px but the video's frame "
+                    f"is {width}x{height}: it cannot be drawn on the frame without stretching; "
+                    "report it to Kling with the request id"
+                )
+
 
 @dataclass(frozen=True)
 class PreviewResult:

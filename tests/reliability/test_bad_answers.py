@@ -178,6 +178,8 @@ SELECTION_CASES = {
                                            counts=_runs(360 * 640))],
                            ["different sizes", "(360, 640)", "(720, 1280)"]),
     "object-id-as-string": ([_mask(object_id="1")], ["object_id is str, expected int"]),
+    "size-not-matching-the-frame": ([_mask(size=[720, 720], counts=_runs(720 * 720))],
+                                    ["720x720 px", "frame is 1280x720", "without stretching"]),
 }
 
 
@@ -202,12 +204,17 @@ def test_a_malformed_mask_answer_raises_and_no_mask_is_kept(name, client, record
     assert 0 not in client.sessions[known_session].masks
 
 
-def test_a_well_formed_mask_answer_passes_the_same_checks(client, recorder, known_session):
-    """The control case: the checks above refuse only what is wrong."""
-    recorder.on("POST", f"{API}/add-selection", envelope(
-        {"status": 0, "res": {"frame_index": 0, "rle_mask_list": [_mask()]}}))
+@pytest.mark.parametrize(
+    "size", [list(SIZE), [1280, 720], [360, 640]],
+    ids=["frame-size", "transposed (the docs are ambiguous)", "same-aspect-half-size"])
+def test_a_well_formed_mask_answer_passes_the_same_checks(client, recorder, known_session,
+                                                          size):
+    """The control cases: the checks above refuse only what is wrong."""
+    recorder.on("POST", f"{API}/add-selection", envelope({"status": 0, "res": {
+        "frame_index": 0, "rle_mask_list": [_mask(size=size, counts=_runs(size[0] * size[1]))]}}))
     result = client.add_selection(known_session, 0, [(0.5, 0.5)])
-    assert result.masks[0].to_array().shape == SIZE
+    assert result.masks[0].to_array().shape == tuple(size)
+    assert 0 in client.sessions[known_session].masks
 
 
 # ---------------------------------------------------------------- tasks

@@ -237,7 +237,7 @@ def test_existing_destination_is_refused_without_overwrite(server, tmp_path):
     """The policy: an existing file is never replaced silently, and nothing is fetched."""
     dest = tmp_path / "result.mp4"
     dest.write_bytes(b"previous result")
-    with pytest.raises(ke.ValidationError, match="already exists.*overwrite=True"):
+    with pytest.raises(ke.ValidationError, match=r"already exists.*overwrite=True"):
         download(server.url, dest, sleep=lambda s: None)
     assert dest.read_bytes() == b"previous result"
     assert server.requests == [] and not (tmp_path / "result.mp4.part").exists()

@@ -210,12 +210,12 @@ class _JobClient:
             self._held = True
         return task
 
-    def submit_task(self, body: dict[str, Any]) -> Task:
+    def submit_task(self, body: dict[str, Any], **options: Any) -> Task:
         if not self._held:
             self._runner.emit_current("waiting_slot", {})
             self._runner.limiter.acquire()
             self._held = True
-        task = self._client.submit_task(body)
+        task = self._client.submit_task(body, **options)
         self._created_at = time.monotonic()
         self._runner.accepted()
         return task

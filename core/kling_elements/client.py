@@ -7,11 +7,12 @@ Guarantees a caller can rely on:
   errors, with the policy of ``retry``; everything else raises at once with advice.
 * ``create_task`` never pays twice: it always sends an ``external_task_id``, and when the
   answer to a POST is lost it asks Kling for that id before posting again.
-* Points are never added (or deleted) twice: Kling keeps a copy per add and offers no way to
-  read a session's points, so a selection call whose answer is lost is not replayed on that
-  session; the client moves the points it knows to a new session on the same video and
-  sends the call there (``restore``). An expired session is restored the same way, so the
-  user's marks outlive the 24 h session.
+* Points are never added (or deleted) twice, nor wiped by a late clear: Kling keeps a copy
+  per add and offers no way to read a session's points, and a request that timed out may
+  still be carried out later, so a selection call (add, delete, clear) whose answer is lost
+  is not replayed on that session; the client moves the points it knows to a new session
+  on the same video and sends the call there (``restore``). An expired session is restored
+  the same way, so the user's marks outlive the 24 h session.
 * Keys and tokens appear in no ``repr``, log line or exception text.
 """
 
@@ -482,7 +483,8 @@ class Client:
         """Remove every point on every frame of the session.
 
         A session that expired (or that Kling no longer knows) is replaced by a new, empty
-        one, which is what clearing asks for.
+        one, which is what clearing asks for. So is one whose clear lost its answer: sent
+        again, the first attempt could still arrive after the next clicks and wipe them.
         """
         state = self.sessions.get(session_id)
         if state is not None and self._expired(state):
@@ -490,11 +492,17 @@ class Client:
             self.restore(state)
             return
         try:
-            data = self._request("POST", f"{API}/clear-selection",
+            data = self._request("POST", f"{API}/clear-selection", idempotent=False,
                                  body={"session_id": state.session_id if state else session_id})
         except NotFoundError:
             if state is None or not state.restorable:
                 raise
+            state.clear()
+            self.restore(state)
+            return
+        except (ConnectionFailed, ServerError) as exc:
+            if state is None or not state.restorable:
+                raise _in_doubt(exc, "clear-selection") from None
             state.clear()
             self.restore(state)
             return
@@ -607,7 +615,7 @@ class Client:
         body = self.build_task_body(**kwargs)
         return self.submit_task(body)
 
-    def submit_task(self, body: dict[str, Any]) -> Task:
+    def submit_task(self, body: dict[str, Any], *, slot_wait_s: float = 0.0) -> Task:
         """POST a body from ``build_task_body`` with the never-pay-twice protocol.
 
         After an unknown outcome (timeout, dropped connection, 5000-5002) the task is looked
@@ -615,9 +623,15 @@ class Client:
         out may still arrive late, so a re-post can be refused because the first one created
         the task after all (the id is taken, or its credits are): any refusal of a re-post
         is therefore looked up too, and the task found is returned.
+
+        A 1303 (every concurrency slot of the account is taken; a running task holds one
+        until it ends) or 1302 that outlasts the usual retries is retried for up to
+        ``slot_wait_s`` seconds in all, at the longest backoff: it clears by waiting, and a
+        refusal created nothing.
         """
         external_id = body["external_task_id"]
         attempt = 0
+        throttled_since: float | None = None
         while True:
             try:
                 data = self._request("POST", API, body=body, idempotent=False)
@@ -625,12 +639,21 @@ class Client:
             except (ConnectionFailed, ServerError) as exc:
                 failure: KlingError = exc
             except KlingError as exc:
-                if attempt == 0:
+                if attempt > 0:
+                    try:
+                        return self.get_task(external_id)
+                    except NotFoundError:
+                        pass
+                if not isinstance(exc, RateLimitError):
                     raise
-                try:
-                    return self.get_task(external_id)
-                except NotFoundError:
-                    raise exc from None
+                now = self._clock()
+                throttled_since = now if throttled_since is None else throttled_since
+                wait = backoff(self.max_retries, self._rng)
+                if now - throttled_since + wait > slot_wait_s:
+                    raise
+                log.debug("no free task slot for %s; waiting %.1f s", external_id, wait)
+                self._pause(exc, wait)
+                continue
             # The outcome is unknown, also after the last attempt: look before giving up.
             try:
                 return self.get_task(external_id)

@@ -189,7 +189,9 @@ def _fetch_once(
                 handle.write(etag.encode("latin-1"))
         with _open_nofollow(part, append=bool(offset)) as sink:
             done = offset
-            for chunk in response.iter_bytes(CHUNK_BYTES):
+            # As they arrive (each at most CHUNK_BYTES, httpcore's read size): a chunker would
+            # hold back up to a chunk of bytes already received, lost when the connection dies.
+            for chunk in response.iter_bytes():
                 sink.write(chunk)
                 done += len(chunk)
                 if on_progress:

@@ -193,7 +193,7 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
 
 
 def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
-            save: Callable[[], None], emit: EventCallback) -> Task:
+            save: Callable[[], None], emit: EventCallback, wait_timeout: float) -> Task:
     selection = _session(client, job, host, state, save, emit)
     body = client.build_task_body(
         session_id=selection.session_id, edit_mode=job.edit_mode, prompt=job.prompt,
@@ -201,7 +201,9 @@ def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, An
         duration=job.duration, watermark=job.watermark, model_name=job.model_name,
         external_task_id=state["external_task_id"],
     )
-    return client.submit_task(body)
+    # All of the account's task slots taken (1303) clears as running tasks end: wait for one
+    # as long as the task itself may take, rather than fail a job that only had to queue.
+    return client.submit_task(body, slot_wait_s=wait_timeout)
 
 
 def run_edit(
@@ -242,14 +244,14 @@ def run_edit(
         state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
         save()
         try:
-            task = _create(client, job, host, state, save, emit)
+            task = _create(client, job, host, state, save, emit, wait_timeout)
         except NotFoundError:
             if "selection" not in state:
                 raise
             # The saved session is gone (expired early, or the server forgot it): a 1203 on
             # create means nothing was created, so a fresh session is safe to use.
             state.pop("selection")
-            task = _create(client, job, host, state, save, emit)
+            task = _create(client, job, host, state, save, emit, wait_timeout)
         emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
     state["task_id"] = task.task_id
     save()

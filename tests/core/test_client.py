@@ -700,6 +700,29 @@ def test_refused_repost_with_no_task_behind_it_raises_the_refusal(kling, client)
     assert [m for m, _ in kling.calls()].count("POST") == 2
 
 
+def test_busy_task_slots_are_waited_for_up_to_slot_wait(kling, client, clock):
+    """1303 clears when a running task ends: with ``slot_wait_s`` the create keeps trying at
+    the longest backoff; nothing is looked up (a refusal created nothing)."""
+    kling.on("POST", API, *[err(1303)] * 9, ok(task("task-9", ext="ext-9")))
+    body = client.build_task_body(**CREATE, external_task_id="ext-9")
+    assert client.submit_task(body, slot_wait_s=60).task_id == "task-9"
+    assert [m for m, _ in kling.calls()] == ["POST"] * 10
+    assert sum(clock.sleeps) <= 60 and max(clock.sleeps) <= 8.0
+
+
+def test_busy_task_slots_fail_after_slot_wait_and_at_once_without_it(kling, client, clock):
+    kling.on("POST", API, err(1303))
+    body = client.build_task_body(**CREATE, external_task_id="ext-8")
+    with pytest.raises(ke.RateLimitError):
+        client.submit_task(body)
+    assert len(kling.requests) == client.max_retries + 1
+    kling.requests.clear()
+    clock.sleeps.clear()
+    with pytest.raises(ke.RateLimitError):
+        client.submit_task(body, slot_wait_s=30)
+    assert sum(clock.sleeps) <= 30 + 8 * 3 and len(kling.requests) > client.max_retries + 1
+
+
 # -- selection calls are never applied twice -----------------------------------------------
 
 SESS2 = {**INIT, "session_id": "sess-2"}
@@ -806,6 +829,30 @@ def test_clearing_an_expired_session_starts_an_empty_one(kling, client):
     assert kling.calls() == [("POST", f"{API}/clear-selection"),
                              ("POST", f"{API}/init-selection")]
     assert client.sessions["sess-1"].points == {}
+
+
+@pytest.mark.parametrize("lost", [drop(), drop(httpx.ReadTimeout), err(5001)])
+def test_a_clear_that_lost_its_answer_is_not_sent_again_but_a_new_empty_session_starts(
+        kling, client, lost):
+    """Sent again, a timed-out clear could still arrive after the next clicks and wipe them."""
+    started(kling, client)
+    kling.on("POST", f"{API}/add-selection", ok(selection(0)))
+    client.add_selection("sess-1", 0, [(0.5, 0.5)])
+    kling.requests.clear()
+    kling.on("POST", f"{API}/clear-selection", lost, ok({"status": 0}))
+    kling.on("POST", f"{API}/init-selection", ok(SESS2))
+    client.clear_selection("sess-1")
+    assert kling.calls() == [("POST", f"{API}/clear-selection"),
+                             ("POST", f"{API}/init-selection")]
+    assert client.sessions["sess-1"].session_id == "sess-2"
+    assert client.sessions["sess-1"].points == {}
+
+
+def test_a_clear_that_lost_its_answer_without_state_says_so(kling, client):
+    kling.on("POST", f"{API}/clear-selection", drop())
+    with pytest.raises(ke.ConnectionFailed, match="may or may not"):
+        client.clear_selection("elsewhere")
+    assert len(kling.requests) == 1
 
 
 def test_create_on_a_restored_session_uses_the_new_id(kling, client):

@@ -145,6 +145,15 @@ def test_download_resumes_with_range_after_cuts(server, client, sleeps, tmp_path
     assert not (tmp_path / "result.mp4.part.etag").exists()
 
 
+def test_bytes_received_before_a_cut_are_kept_however_few(server, client, tmp_path):
+    """A cut 10 kB into the body still resumes from 10 kB (nothing held back in a buffer)."""
+    server.cuts_left, server.cut_after = 1, 10_000
+    dest = tmp_path / "result.mp4"
+    client.download(server.url, dest)
+    assert server.ranges() == [None, "bytes=10000-"]
+    assert sha(dest.read_bytes()) == sha(server.data)
+
+
 def test_progress_is_monotonic_and_chunked(server, client, tmp_path):
     server.cuts_left = 1
     dest = tmp_path / "result.mp4"

@@ -25,6 +25,9 @@ __all__ = ["EditRequest", "ResultFiles", "TaskUpdate", "create_task", "fetch_res
            "list_account_tasks", "poll_task", "preview_tracking"]
 
 
+SLOT_WAIT_S = 600.0
+
+
 @dataclass(frozen=True)
 class EditRequest:
     """The task options as read from the panel; images are local file paths."""
@@ -69,7 +72,8 @@ def create_task(settings: ClientSettings, source: SessionSource, stored: dict[st
             mode=request.quality, watermark=request.watermark,
             external_task_id=request.external_task_id,
         )
-        return client.submit_task(body)
+        # Kling allows a few tasks at a time (1303): wait for a slot rather than fail.
+        return client.submit_task(body, slot_wait_s=SLOT_WAIT_S)
 
     try:
         task = submit(state.session_id)

@@ -5,7 +5,7 @@ from typing import Any
 
 import bpy
 
-from . import compat, conform, jobs, ops_conform, source
+from . import compat, jobs, ops_conform, source
 from .prefs import client_settings, hosting_settings, url_cache_dir
 from .props import load_selection, save_selection
 from .worker import WORKER
@@ -119,7 +119,7 @@ class KLING_OT_start_session(bpy.types.Operator):
         first_frame, file_frames = 0, 0
         if found:
             first_frame = found[1].first_frame
-            file_frames = conform.movie_frame_count(bpy.path.abspath(strip.filepath)) or 0
+            file_frames = source.source_file_frames(strip, bpy.path.abspath(strip.filepath))
         if not strip.kling.video_id and not found:
             problems = [c for c in source.source_checks(source.clip_info(strip, path))
                         if not c.ok]

@@ -68,6 +68,13 @@ def _setup_edit(strip, mode, reference_png):
     return edit
 
 
+def generate_removal(strip, prompt: str = "Delete the ball from <<<video_1>>>") -> None:
+    """Fill in a Remove edit and press Generate (the task is queued, not yet followed)."""
+    strip.kling.edit.edit_mode = "removal"
+    strip.kling.edit.prompt = prompt
+    assert bpy.ops.kling.generate() == {"FINISHED"}
+
+
 @pytest.mark.parametrize("mode", ["addition", "swap", "removal"])
 def test_each_mode_is_created_once_polled_downloaded_and_imported(
         movie_strip, clip, sandbox, reference_png, mode):
@@ -117,10 +124,7 @@ def test_a_failed_task_shows_klings_message_and_imports_nothing(movie_strip, cli
     from kling_elements.sandbox.tasks import FAIL_MESSAGE
 
     _marked(movie_strip, clip)
-    edit = movie_strip.kling.edit
-    edit.edit_mode = "removal"
-    edit.prompt = "Delete the ball from <<<video_1>>> [[fail]]"
-    assert bpy.ops.kling.generate() == {"FINISHED"}
+    generate_removal(movie_strip, "Delete the ball from <<<video_1>>> [[fail]]")
     settle()
     record = movie_strip.kling.tasks[-1]
     assert record.status == "failed"
@@ -134,10 +138,7 @@ def test_save_and_reload_with_a_task_in_flight_imports_exactly_once(
     from blender_addon.worker import BACKGROUND, WORKER
 
     _marked(movie_strip, clip)
-    edit = movie_strip.kling.edit
-    edit.edit_mode = "removal"
-    edit.prompt = "Delete the ball from <<<video_1>>>"
-    assert bpy.ops.kling.generate() == {"FINISHED"}
+    generate_removal(movie_strip, "Delete the ball from <<<video_1>>>")
     drain()  # created, not yet polled
     name = movie_strip.name
     record = movie_strip.kling.tasks[-1]
@@ -172,10 +173,7 @@ def test_results_of_an_unsaved_file_move_next_to_the_blend_on_save(
     from blender_addon import compat, results
 
     _marked(movie_strip, clip)
-    edit = movie_strip.kling.edit
-    edit.edit_mode = "removal"
-    edit.prompt = "Delete the ball from <<<video_1>>>"
-    assert bpy.ops.kling.generate() == {"FINISHED"}
+    generate_removal(movie_strip, "Delete the ball from <<<video_1>>>")
     settle()
     record = movie_strip.kling.tasks[-1]
     assert record.result_path.startswith(results.unsaved_folder())
@@ -197,10 +195,7 @@ def test_edit_again_starts_from_the_result_video_id_without_upload(
     from blender_addon.props import load_selection
 
     _marked(movie_strip, clip)
-    edit = movie_strip.kling.edit
-    edit.edit_mode = "removal"
-    edit.prompt = "Delete the ball from <<<video_1>>>"
-    assert bpy.ops.kling.generate() == {"FINISHED"}
+    generate_removal(movie_strip, "Delete the ball from <<<video_1>>>")
     settle()
     scene = bpy.context.scene
     first = compat.strip_by_name(scene, movie_strip.kling.tasks[-1].imported_strip)
@@ -214,9 +209,7 @@ def test_edit_again_starts_from_the_result_video_id_without_upload(
     assert first.kling.published_url == ""  # started from the video id, nothing published
     ops_select.request_add(bpy.context, first, 0, [(0.2, 0.2)])
     drain()
-    first.kling.edit.edit_mode = "removal"
-    first.kling.edit.prompt = "Delete the corner from <<<video_1>>>"
-    assert bpy.ops.kling.generate() == {"FINISHED"}
+    generate_removal(first, "Delete the corner from <<<video_1>>>")
     settle()
     second = compat.strip_by_name(scene, first.kling.tasks[-1].imported_strip)
     assert second.channel == first.channel + 1

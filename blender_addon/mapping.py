@@ -80,6 +80,7 @@ __all__ = [
     "infer_auto_playback_rate",
     "normalized_to_image",
     "normalized_to_view",
+    "normalized_visible",
     "region_to_view",
     "scene_to_session_frame",
     "scene_to_source_frame",
@@ -223,11 +224,16 @@ def view_to_image(geom: StripGeometry, vx: float, vy: float) -> Point | None:
     """
     _require_finite("view point", vx, vy)
     px, py = _view_to_image_unclipped(geom, vx, vy)
+    if not _in_crop(geom, px, py):
+        return None
+    x0, x1, y0, y1 = geom.visible_rect
+    return min(max(px, x0), x1), min(max(py, y0), y1)
+
+
+def _in_crop(geom: StripGeometry, px: float, py: float) -> bool:
     x0, x1, y0, y1 = geom.visible_rect
     tol = _EDGE_TOLERANCE * max(geom.image_w, geom.image_h)
-    if not (x0 - tol <= px <= x1 + tol and y0 - tol <= py <= y1 + tol):
-        return None
-    return min(max(px, x0), x1), min(max(py, y0), y1)
+    return x0 - tol <= px <= x1 + tol and y0 - tol <= py <= y1 + tol
 
 
 def image_to_normalized(geom: StripGeometry, px: float, py: float) -> Point:
@@ -261,6 +267,12 @@ def view_to_normalized(geom: StripGeometry, vx: float, vy: float) -> Point | Non
 def normalized_to_view(geom: StripGeometry, x: float, y: float) -> Point:
     """Kling's (x, y) -> preview view coordinates (where to draw a point's dot)."""
     return image_to_view(geom, *normalized_to_image(geom, x, y))
+
+
+def normalized_visible(geom: StripGeometry, x: float, y: float) -> bool:
+    """Whether Kling's (x, y) lies in the visible crop (edges included), i.e. is on screen
+    where ``normalized_to_view`` puts it rather than in a cropped-away border."""
+    return _in_crop(geom, *normalized_to_image(geom, x, y))
 
 
 def _crop_corners(geom: StripGeometry) -> list[Point]:

@@ -1,18 +1,17 @@
 """Draws the current frame's masks and points over the strip in the Preview.
 
-The GPU part is thin: pixels come from the core (``rle.decode`` + ``rle.overlay_rgba``), are
-uploaded once per (mask, colour) into a texture, and drawn with one call on the strip's
-image quad from ``mapping``. Nothing is drawn in background mode (no GPU there).
+The GPU part is thin: ``overlay_layout`` gives the texture's pixels (from the core's
+``rle.decode`` + ``rle.overlay_rgba``), the visible (cropped) quad with its texture
+coordinates, and the dots of visible points; this module uploads the texture once per
+(mask, colour) and draws. Nothing is drawn in background mode (no GPU there).
 """
 
 from __future__ import annotations
 
 import bpy
-import numpy as np
-
-from kling_elements import rle
 
 from . import compat, geometry
+from .overlay_layout import mask_pixels, mask_quad, visible_dots
 from .props import load_selection
 
 __all__ = ["mask_pixels", "register", "unregister"]
@@ -20,28 +19,6 @@ __all__ = ["mask_pixels", "register", "unregister"]
 _handles: list = []
 _textures: dict = {}
 _MAX_CACHED = 16
-
-
-TEXTURE_MAX_SIDE = 800
-
-
-def mask_pixels(masks: list[dict], color: tuple[float, float, float], opacity: float
-                ) -> np.ndarray | None:
-    """RGBA float pixels (bottom row first, as GPU textures want) of all masks of a frame.
-
-    Sampled down to at most ``TEXTURE_MAX_SIDE`` texels a side: the texture is stretched
-    over the strip anyway, and a full-size float texture would cost the main thread ~10 ms
-    at 720p (see ``scripts/bench_ui_thread.py``).
-    """
-    if not masks:
-        return None
-    union = None
-    for mask in masks:
-        decoded = rle.decode(mask["counts"], tuple(mask["size"]))
-        union = decoded if union is None else np.maximum(union, decoded)
-    step = max(1, -(-max(union.shape) // TEXTURE_MAX_SIDE))
-    rgba = rle.overlay_rgba(union[::-step, ::step], color, opacity)
-    return rgba.astype(np.float32) / 255.0
 
 
 def _texture(key: tuple, masks: list[dict], color, opacity):
@@ -75,11 +52,14 @@ def _draw() -> None:
     frame = geometry.session_frame(scene, strip, state, scene.frame_current)
     if frame is None or frame not in state.masks:
         return
+    try:
+        geom = geometry.strip_geometry(scene, strip)
+    except ValueError:  # a movie Blender cannot read: nothing to register the mask on
+        return
     import gpu
     from gpu_extras.batch import batch_for_shader
 
-    quad = [geometry.normalized_to_view(scene, strip, x, y)
-            for x, y in ((0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.0, 0.0))]
+    quad = mask_quad(geom)
     color = tuple(settings.overlay_color)
     key = (strip.name, frame, state.session_id, tuple(m["counts"] for m in state.masks[frame]),
            color, round(settings.overlay_opacity, 3))
@@ -88,12 +68,12 @@ def _draw() -> None:
     if texture is not None:
         shader = gpu.shader.from_builtin("IMAGE")
         batch = batch_for_shader(shader, "TRI_FAN", {
-            "pos": quad, "texCoord": ((0, 0), (1, 0), (1, 1), (0, 1))})
+            "pos": quad.positions, "texCoord": quad.texcoords})
         shader.bind()
         shader.uniform_sampler("image", texture)
         batch.draw(shader)
-    if settings.show_points and state.points.get(frame):
-        dots = [geometry.normalized_to_view(scene, strip, x, y) for x, y in state.points[frame]]
+    dots = visible_dots(geom, state.points.get(frame, [])) if settings.show_points else []
+    if dots:
         shader = gpu.shader.from_builtin("UNIFORM_COLOR")
         gpu.state.point_size_set(9.0)
         batch = batch_for_shader(shader, "POINTS", {"pos": dots})

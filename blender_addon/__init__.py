@@ -1,7 +1,8 @@
 """Kling Multi-Elements for Blender's Video Sequence Editor.
 
 Registration only: classes in order, pointer properties, the timer that drains the
-worker's results, and the overlay's draw handler; all undone in reverse on unregister.
+worker's results, the file and undo handlers, and the overlay's draw handler; all undone
+in reverse on unregister.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import bpy  # noqa: E402
 
 from . import (  # noqa: E402
     jobs,
+    live_sync,
     ops_conform,
     ops_edit,
     ops_select,
@@ -45,8 +47,12 @@ _classes = (
     *ui.classes,
 )
 _handlers = (
+    (bpy.app.handlers.load_post, live_sync.rebuild),
     (bpy.app.handlers.load_post, ops_tasks.on_load),
     (bpy.app.handlers.save_pre, results.move_to_blend_folder),
+    (bpy.app.handlers.save_post, live_sync.resync),
+    (bpy.app.handlers.undo_post, live_sync.reconcile),
+    (bpy.app.handlers.redo_post, live_sync.reconcile),
 )
 DRAIN_INTERVAL_S = 0.05
 IDLE_INTERVAL_S = 0.25

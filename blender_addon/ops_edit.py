@@ -13,11 +13,11 @@ import bpy
 
 from kling_elements import ConnectionFailed, RateLimitError, ServerError, prompts
 
-from . import compat, edit_check, reference_images, results, task_jobs
+from . import compat, edit_check, live_sync, reference_images, results, task_jobs
 from .ops_select import _source
 from .ops_session import active_movie_strip, run_job
 from .prefs import client_settings
-from .props import load_selection, save_selection
+from .props import load_selection, selection_text
 from .props_edit import MODE_LABELS
 
 __all__ = ["CREATING", "classes", "edit_problems_for", "request_generate"]
@@ -59,6 +59,7 @@ def request_generate(context, strip) -> str:
                      for img in reference_images.slot_images(edit, edit.edit_mode)),
         negative_prompt=edit.negative_prompt, quality=edit.quality, watermark=edit.watermark,
     )
+    where = live_sync.ref(strip)
     record = strip.kling.tasks.add()
     record.external_task_id = request.external_task_id
     record.status = "sending"
@@ -68,40 +69,29 @@ def request_generate(context, strip) -> str:
     record.created = int(time.time())
     record.align_frame = _align_frame(strip)
     strip.kling.active_task = len(strip.kling.tasks) - 1
+    live_sync.remember_tasks(strip)  # Generate is no undo step: undo must not drop it
     CREATING.add(request.external_task_id)
 
     settings, source, stored = client_settings(context), _source(strip), state.to_dict()
-    scene, name, external = compat.sequencer_scene(context), strip.name, request.external_task_id
-
-    def find_record():
-        target = compat.strip_by_name(scene, name)
-        if target is None:
-            return None, None
-        found = next((r for r in target.kling.tasks if r.external_task_id == external), None)
-        return target, found
+    external = request.external_task_id
 
     def done(result) -> None:
         CREATING.discard(external)
         task, new_state = result
-        target, rec = find_record()
-        if rec is None:
-            return
-        save_selection(target, new_state)
-        rec.task_id = task.task_id
-        rec.status = task.status
+        live_sync.deliver_session(where, new_state["session_id"],
+                                  {"selection_json": selection_text(new_state)})
+        live_sync.deliver_task(where, external, {"task_id": task.task_id,
+                                                 "status": task.status})
         context_status(f"Task {task.task_id} {task.status}")
 
     def failed(exc: BaseException) -> None:
         CREATING.discard(external)
-        _target, rec = find_record()
-        if rec is None:
-            return
         if isinstance(exc, (ConnectionFailed, ServerError, RateLimitError)):
             # The outcome is unknown: the task poller looks it up by its external id.
-            rec.message = f"Kling did not answer ({exc}); checking again by its id"
+            change = {"message": f"Kling did not answer ({exc}); checking again by its id"}
         else:
-            rec.status = "failed"
-            rec.message = str(exc)
+            change = {"status": "failed", "message": str(exc)}
+        live_sync.deliver_task(where, external, change)
 
     run_job(context, f"Generate ({MODE_LABELS[request.edit_mode]})",
             lambda: task_jobs.create_task(settings, source, stored, request), done, failed)
@@ -230,15 +220,16 @@ class KLING_OT_preview_tracking(bpy.types.Operator):
         strip = active_movie_strip(context)
         state = load_selection(strip)
         settings, source, stored = client_settings(context), _source(strip), state.to_dict()
-        scene, name, folder = compat.sequencer_scene(context), strip.name, results.result_folder()
+        folder, where = results.result_folder(), live_sync.ref(strip)
         stem, align = results.safe_stem(strip.name), _align_frame(strip)
 
         def done(result) -> None:
             path, new_state = result
-            target = compat.strip_by_name(scene, name)
+            target = live_sync.deliver_session(where, new_state["session_id"],
+                                               {"selection_json": selection_text(new_state)})
             if target is None:
                 return
-            save_selection(target, new_state)
+            scene = target.id_data
             remove_preview(scene, target)
             preview = results.import_movie(scene, target, path, "tracking", align)
             preview.mute = True

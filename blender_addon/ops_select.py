@@ -10,10 +10,10 @@ import bpy
 
 from kling_elements import ValidationError, validate
 
-from . import compat, geometry, jobs
+from . import compat, geometry, jobs, live_sync
 from .ops_session import active_movie_strip, run_job
 from .prefs import client_settings
-from .props import load_selection, save_selection
+from .props import load_selection, selection_text
 
 __all__ = ["classes", "nearest_point", "request_add", "request_clear", "request_delete"]
 
@@ -35,15 +35,15 @@ def _session_of(strip):
 def _send(context, strip, label: str, state, action) -> None:
     """Run ``action(settings, source, stored_state)`` on the worker; store what it returns.
 
-    Everything the worker needs is read from ``bpy`` here, on the main thread.
+    Everything the worker needs is read from ``bpy`` here, on the main thread; the answer
+    goes to the strip found again by key (an undo meanwhile replaces every Blender object).
     """
     settings, source, stored = client_settings(context), _source(strip), state.to_dict()
-    scene, name = compat.sequencer_scene(context), strip.name
+    where = live_sync.ref(strip)
 
     def done(result: dict) -> None:
-        target = compat.strip_by_name(scene, name)
-        if target is not None:
-            save_selection(target, result)
+        live_sync.deliver_session(where, result["session_id"],
+                                  {"selection_json": selection_text(result)})
 
     run_job(context, label, lambda: action(settings, source, stored), done)
 

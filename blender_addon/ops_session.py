@@ -5,9 +5,9 @@ from typing import Any
 
 import bpy
 
-from . import compat, jobs, ops_conform, source
+from . import compat, jobs, live_sync, ops_conform, source
 from .prefs import client_settings, hosting_settings, url_cache_dir
-from .props import load_selection, save_selection
+from .props import load_selection, save_selection, selection_text
 from .worker import WORKER
 
 __all__ = ["active_movie_strip", "classes", "run_job"]
@@ -31,16 +31,18 @@ def _set_status(context: bpy.types.Context, status: str = "", error: str = "",
 def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None) -> None:
     """Queue ``work`` on the worker; ``on_done`` and errors come back on the main thread.
 
-    ``on_error(exc)``, when given, runs after the error has been shown.
+    ``on_error(exc)``, when given, runs after the error has been shown. Both callbacks
+    look Blender's data up again: an undo meanwhile replaces it.
     """
-    wm = context.window_manager
 
     def done(result: Any) -> None:
+        wm = bpy.context.window_manager
         wm.kling.busy = WORKER.busy
         wm.kling.status = ""
         on_done(result)
 
     def failed(exc: BaseException) -> None:
+        wm = bpy.context.window_manager
         wm.kling.busy = WORKER.busy
         wm.kling.status = ""
         wm.kling.error = f"{label} failed: {exc}"
@@ -128,18 +130,17 @@ class KLING_OT_start_session(bpy.types.Operator):
                             + " (Conform renders a compliant copy of the visible range)")
                 return {"CANCELLED"}
         settings = client_settings(context)
-        scene, name = compat.sequencer_scene(context), strip.name
         manual_url, video_id = strip.kling.video_url, strip.kling.video_id
+        where = live_sync.ref(strip)  # keyed before the request: undo cannot lose the answer
 
         def done(result: tuple[jobs.SessionSource, dict]) -> None:
-            target = compat.strip_by_name(scene, name)
-            if target is None:
-                return
             session_source, state = result
-            target.kling.published_url = session_source.video_url
-            target.kling.session_first_frame = first_frame
-            target.kling.session_file_frames = file_frames
-            save_selection(target, state)
+            live_sync.deliver_session(where, state["session_id"], {
+                "published_url": session_source.video_url,
+                "session_first_frame": first_frame,
+                "session_file_frames": file_frames,
+                "selection_json": selection_text(state),
+            })
 
         hosting, cache = hosting_settings(), url_cache_dir()
         progress = jobs.Progress("Publishing the clip")
@@ -157,7 +158,8 @@ class KLING_OT_start_session(bpy.types.Operator):
 
 
 class KLING_OT_reset_session(bpy.types.Operator):
-    """Forget this strip's session and its marked points"""
+    """Forget this strip's session and its marked points here (Kling keeps them until the
+    session expires; undo brings them back)"""
 
     bl_idname = "kling.reset_session"
     bl_label = "Reset"
@@ -170,6 +172,7 @@ class KLING_OT_reset_session(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
+        live_sync.forget(strip, load_selection(strip).session_id)
         save_selection(strip, None)
         strip.kling.published_url = ""
         strip.kling.session_first_frame = strip.kling.session_file_frames = 0

@@ -5,7 +5,8 @@ every scene, the tasks that are not finished (records are saved in the .blend, s
 resumes by itself when a file is reopened), and hands one polling job to the background
 worker: look each task up, download finished results. The answers are applied on the main
 thread, where a finished result is imported once: the record keeps the imported strip's
-name, and nothing imports a record that has one.
+name, and nothing imports a record that has one. Answers go through ``live_sync``, so an
+undo meanwhile loses neither the record nor its result.
 """
 
 
@@ -16,7 +17,7 @@ import bpy
 
 from kling_elements import KlingError
 
-from . import compat, results, task_jobs
+from . import compat, live_sync, results, task_jobs
 from .ops_edit import CREATING
 from .ops_session import active_movie_strip, run_job
 from .prefs import client_settings
@@ -73,44 +74,47 @@ def import_record(scene, strip, record):
     record.imported_strip = new.name
     if strip.kling.edit.mute_source:
         strip.mute = True
+    live_sync.remember_tasks(strip)
     return new
 
 
-def _apply(scene_name: str, strip_name: str, external: str, outcome) -> None:
-    scene = bpy.data.scenes.get(scene_name)
-    strip = compat.strip_by_name(scene, strip_name)
-    record = next((r for r in strip.kling.tasks if r.external_task_id == external), None) \
-        if strip is not None else None
+def _changes(record: dict, outcome) -> dict:
+    """What one poll outcome changes in a task record (given as its last known values)."""
+    if outcome.task is None:
+        if record["status"] == "sending":
+            return {"status": "not_sent",
+                    "message": "the request never reached Kling (nothing was charged): "
+                               "Generate again"}
+        return {"status": "failed", "message": "Kling no longer knows this task"}
+    task = outcome.task
+    changes = {"task_id": task.task_id, "status": task.status, "message": task.status_msg}
+    if task.videos:
+        changes.update(video_id=task.videos[0].id, video_url=task.videos[0].url,
+                       watermark_url=task.videos[0].watermark_url)
+    if task.done and not record["finished"]:
+        changes["finished"] = int(time.time())
+    if outcome.files is not None:
+        changes["result_path"] = results.stored_path(outcome.files.path)
+        changes["watermark_path"] = (results.stored_path(outcome.files.watermark_path)
+                                     if outcome.files.watermark_path else "")
+    return changes
+
+
+def _apply(where: live_sync.StripRef, external: str, outcome) -> None:
+    """Record what a poll learned (also when an undo took the strip's record away)."""
+    record = live_sync.task_values(where, external)
     if record is None:
         return
     if isinstance(outcome, BaseException):
-        record.message = f"checking failed, will retry: {outcome}"
+        live_sync.deliver_task(where, external,
+                               {"message": f"checking failed, will retry: {outcome}"})
         return
-    if outcome.task is None:
-        if record.status == "sending":
-            record.status = "not_sent"
-            record.message = "the request never reached Kling (nothing was charged): " \
-                             "Generate again"
-        else:
-            record.status = "failed"
-            record.message = "Kling no longer knows this task"
+    shown = live_sync.deliver_task(where, external, _changes(record, outcome))
+    if shown is None:
         return
-    task = outcome.task
-    record.task_id = task.task_id
-    record.status = task.status
-    record.message = task.status_msg
-    if task.videos:
-        record.video_id = task.videos[0].id
-        record.video_url = task.videos[0].url
-        record.watermark_url = task.videos[0].watermark_url
-    if task.done and not record.finished:
-        record.finished = int(time.time())
-    if outcome.files is not None:
-        record.result_path = results.stored_path(outcome.files.path)
-        record.watermark_path = (results.stored_path(outcome.files.watermark_path)
-                                 if outcome.files.watermark_path else "")
+    strip, record = shown
     if record.status == "succeed" and record.result_path and not record.imported_strip:
-        _import_safely(scene, strip, record)
+        _import_safely(strip.id_data, strip, record)
 
 
 def _import_safely(scene, strip, record) -> None:
@@ -118,12 +122,13 @@ def _import_safely(scene, strip, record) -> None:
         import_record(scene, strip, record)
     except (OSError, ValueError, RuntimeError) as exc:
         record.message = f"import failed: {exc}"
+        live_sync.remember_tasks(strip)
 
 
 def _poll_all(settings, items) -> list:
     """Worker side: one lookup per task, then the downloads; one failure stays local."""
     outcomes = []
-    for scene_name, strip_name, external, ref, folder, stem, watermark in items:
+    for where, external, ref, folder, stem, watermark in items:
         try:
             task = task_jobs.poll_task(settings, ref)
             files = None
@@ -132,7 +137,7 @@ def _poll_all(settings, items) -> list:
             outcome = task_jobs.TaskUpdate(task, files)
         except (KlingError, OSError, ValueError) as exc:
             outcome = exc
-        outcomes.append((scene_name, strip_name, external, outcome))
+        outcomes.append((where, external, outcome))
     return outcomes
 
 
@@ -151,7 +156,7 @@ def tick(force: bool = False) -> None:
         if not _needs_poll(record):
             continue
         folder = folder or results.result_folder()
-        items.append((scene.name, strip.name, record.external_task_id,
+        items.append((live_sync.ref(strip), record.external_task_id,
                       record.task_id or record.external_task_id, folder,
                       _stem(strip, record) if record.task_id else "", record.watermark))
     if not items:
@@ -163,17 +168,17 @@ def tick(force: bool = False) -> None:
                                                      "checked until it is allowed")
         return
     _poll["busy"] = True
-    wm = context.window_manager
 
     def done(outcomes) -> None:
         _poll["busy"] = False
-        wm.kling.tasks_status = ""
+        bpy.context.window_manager.kling.tasks_status = ""
         for outcome in outcomes:
             _apply(*outcome)
 
     def failed(exc: BaseException) -> None:
         _poll["busy"] = False
-        wm.kling.tasks_status = f"Checking tasks failed, will retry: {exc}"
+        runtime = bpy.context.window_manager.kling
+        runtime.tasks_status = f"Checking tasks failed, will retry: {exc}"
 
     BACKGROUND.submit("Check tasks", lambda: _poll_all(settings, items), done, failed)
 
@@ -214,6 +219,7 @@ class KLING_OT_reimport_task(_TaskOperator, bpy.types.Operator):
         if not os.path.isfile(bpy.path.abspath(record.result_path)):
             record.result_path = ""  # the poller downloads it again, then imports it
             record.imported_strip = ""
+            live_sync.remember_tasks(strip)
             tick(force=True)
             return {"FINISHED"}
         import_record(compat.sequencer_scene(context), strip, record)
@@ -245,6 +251,7 @@ class KLING_OT_remove_task(_TaskOperator, bpy.types.Operator):
         strip, record = self.record(context)
         if record is None:
             return {"CANCELLED"}
+        live_sync.forget(strip, record.external_task_id)
         strip.kling.tasks.remove(self.index)
         return {"FINISHED"}
 
@@ -261,9 +268,8 @@ class KLING_OT_refresh_account_tasks(bpy.types.Operator):
             self.report({"ERROR"}, "Online access is disabled: enable Preferences > System > "
                         "Network > Allow Online Access")
             return {"CANCELLED"}
-        wm = context.window_manager
-
         def done(tasks) -> None:
+            wm = bpy.context.window_manager
             wm.kling.account_tasks.clear()
             for task in tasks:
                 item = wm.kling.account_tasks.add()

@@ -19,7 +19,8 @@ from .props_edit import KlingEditSettings, KlingTaskRecord
 from .props_edit import classes as edit_classes
 
 __all__ = ["KlingRuntime", "KlingSceneSettings", "KlingStripSession", "classes",
-           "load_selection", "register_pointers", "save_selection", "unregister_pointers"]
+           "load_selection", "register_pointers", "save_selection", "selection_text",
+           "unregister_pointers"]
 
 
 def _redraw(self: Any, context: bpy.types.Context) -> None:
@@ -57,6 +58,13 @@ class KlingStripSession(bpy.types.PropertyGroup):
     conformed_path: bpy.props.StringProperty(
         name="Conformed clip", description="A compliant MP4 rendered "
         "from this strip's visible range; when set, the session uses it instead of the file")
+    # Kling's side of this strip is also kept outside Blender's undo (see live_sync).
+    live_key: bpy.props.StringProperty(
+        name="Live key", description="Finds this strip's session and tasks in the add-on's "
+        "copy of Kling's state, which Ctrl+Z does not take back")
+    forgotten: bpy.props.StringProperty(
+        name="Forgotten", description="Session and task ids forgotten here on purpose "
+        "(Reset, Forget Task), space-separated; undoing those brings them back")
 
 
 class KlingSceneSettings(bpy.types.PropertyGroup):
@@ -90,12 +98,13 @@ def load_selection(strip: Any) -> SelectionState | None:
     return SelectionState.from_dict(json.loads(text)) if text else None
 
 
+def selection_text(state: SelectionState | dict[str, Any]) -> str:
+    """The JSON stored in ``selection_json`` for ``state``."""
+    return json.dumps(state.to_dict() if isinstance(state, SelectionState) else state)
+
+
 def save_selection(strip: Any, state: SelectionState | dict[str, Any] | None) -> None:
-    if state is None:
-        strip.kling.selection_json = ""
-        return
-    data = state.to_dict() if isinstance(state, SelectionState) else state
-    strip.kling.selection_json = json.dumps(data)
+    strip.kling.selection_json = "" if state is None else selection_text(state)
 
 
 classes = (*edit_classes, KlingStripSession, KlingSceneSettings, KlingAccountTask, KlingRuntime)

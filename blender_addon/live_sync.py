@@ -1,0 +1,289 @@
+"""Keeps strips in step with ``live_state`` through worker answers, undo, redo and file loads.
+
+What it guarantees:
+
+* Ctrl+Z / Ctrl+Shift+Z never take back what Kling holds. After every undo and redo each
+  strip shows the registry's session (all points sent, the latest masks) and every task
+  record, including one the undo removed; a result strip the undo removed along with its
+  record is imported again by the task poller.
+* What the user forgot on purpose stays undoable. Reset and Forget Task add the forgotten
+  session id or ``external_task_id`` to the strip's ``kling.forgotten``, an ordinary
+  property: undoing them brings the session or record back (Kling still has it), redoing
+  forgets it again, and nothing here revives what the restored strip says was forgotten.
+* No ``bpy`` object crosses a worker round trip. Operators capture a ``StripRef`` (plain
+  strings); the answer is written to the registry first, then to the strip found again by
+  its key, or at its last place when an undo took the key off (undo of Start Editing).
+* A file load rebuilds the registry from that file: a load is not an undo. Answers to
+  requests made before the load are dropped (their file is gone; a saved task record
+  resumes from its ``external_task_id``).
+
+Duplicating a strip copies its key; the copy gets a key of its own the next time it is
+looked at, so one strip's answers never land on the other.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import bpy
+
+from . import compat
+from .live_state import REGISTRY, LiveStrip, Place
+from .props_edit import KlingTaskRecord
+
+__all__ = ["SESSION_FIELDS", "StripRef", "deliver_session", "deliver_task", "find", "forget",
+           "rebuild", "reconcile", "ref", "remember_tasks", "resync", "task_values"]
+
+SESSION_FIELDS = ("selection_json", "published_url", "session_first_frame",
+                  "session_file_frames")
+TASK_FIELDS = tuple(KlingTaskRecord.__annotations__)
+
+
+@dataclass(frozen=True)
+class StripRef:
+    """What a worker callback needs to find its strip again: no Blender object."""
+
+    key: str
+    place: Place
+    epoch: int
+
+
+def _place(strip: Any) -> Place:
+    return Place(strip.id_data.name, strip.name, strip.filepath)
+
+
+def _movie_strips():
+    for scene in bpy.data.scenes:
+        yield from compat.movie_strips(scene)
+
+
+def _strip_at(place: Place, same_file: bool = False):
+    strip = compat.strip_by_name(bpy.data.scenes.get(place.scene), place.strip)
+    if strip is None or strip.type != "MOVIE":
+        return None
+    return strip if not same_file or strip.filepath == place.filepath else None
+
+
+def _forgotten(strip: Any) -> set[str]:
+    return set(strip.kling.forgotten.split())
+
+
+def _set(target: Any, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        if getattr(target, name) != value:
+            setattr(target, name, value)
+
+
+# --- from strips to the registry -------------------------------------------------------
+
+
+def remember_tasks(strip: Any) -> None:
+    """Record the strip's task records as they are now (after a local change to them)."""
+    key, place = strip.kling.live_key, _place(strip)
+    for record in strip.kling.tasks:
+        REGISTRY.update_task(key, place, record.external_task_id,
+                             {name: getattr(record, name) for name in TASK_FIELDS})
+
+
+def _adopt(strip: Any, key: str) -> None:
+    """Take what the strip shows as the latest known state (a file the registry never saw)."""
+    place = _place(strip)
+    REGISTRY.place(key, place)
+    text = strip.kling.selection_json
+    if text:
+        REGISTRY.set_session(key, place, json.loads(text).get("session_id", ""),
+                             {name: getattr(strip.kling, name) for name in SESSION_FIELDS})
+    remember_tasks(strip)
+
+
+def _rekey(strip: Any) -> str:
+    key = uuid.uuid4().hex
+    strip.kling.live_key = key
+    _adopt(strip, key)
+    return key
+
+
+def _is_copy(strip: Any, key: str) -> bool:
+    """Whether another strip, at the key's known place, holds the same key (a duplicate)."""
+    entry = REGISTRY.get(key)
+    owner = _strip_at(entry.place) if entry is not None else None
+    return (owner is not None and owner.kling.live_key == key
+            and owner.as_pointer() != strip.as_pointer())
+
+
+def ref(strip: Any) -> StripRef:
+    """Key the strip if it has no key of its own yet; capture it for a worker answer."""
+    key = strip.kling.live_key
+    if not key or _is_copy(strip, key):
+        key = _rekey(strip)
+    elif REGISTRY.get(key) is None:
+        _adopt(strip, key)
+    place = _place(strip)
+    REGISTRY.place(key, place)
+    return StripRef(key, place, REGISTRY.epoch)
+
+
+def forget(strip: Any, ident: str) -> None:
+    """Mark a session id or task id as forgotten here on purpose (an undoable edit)."""
+    if ident and ident not in _forgotten(strip):
+        strip.kling.forgotten = f"{strip.kling.forgotten} {ident}".strip()
+
+
+# --- from the registry to strips -------------------------------------------------------
+
+
+def _write_session(strip: Any, entry: LiveStrip) -> None:
+    if entry.session and entry.session_id not in _forgotten(strip):
+        _set(strip.kling, entry.session)
+
+
+def _write_task(strip: Any, values: dict[str, Any]):
+    """The strip's record of the task, brought up to ``values`` (added if missing)."""
+    external = values["external_task_id"]
+    if external in _forgotten(strip):
+        return None
+    record = next((r for r in strip.kling.tasks if r.external_task_id == external), None)
+    values = dict(values)
+    imported = values.pop("imported_strip", "")
+    if record is None:
+        record = strip.kling.tasks.add()
+        # The undo removed the record, and the imported strip with it unless it is still
+        # there: an empty name makes the poller import the downloaded result again.
+        if compat.strip_by_name(strip.id_data, imported) is not None:
+            record.imported_strip = imported
+    _set(record, values)
+    return record
+
+
+def _order_tasks(strip: Any, externals: list[str]) -> None:
+    order = {external: index for index, external in enumerate(externals)}
+    tasks = strip.kling.tasks
+
+    def rank(index: int) -> int:
+        return order.get(tasks[index].external_task_id, len(order) + index)
+
+    for target in range(len(tasks)):
+        best = min(range(target, len(tasks)), key=rank)
+        if best != target:
+            tasks.move(best, target)
+
+
+def _restore(strip: Any, entry: LiveStrip) -> None:
+    _write_session(strip, entry)
+    for values in entry.tasks.values():
+        _write_task(strip, values)
+    _order_tasks(strip, list(entry.tasks))
+    remember_tasks(strip)  # the record's imported strip is the restored file's
+
+
+def find(where: StripRef):
+    """The strip ``where`` was captured from, found again, or None (deleted, other file)."""
+    if where.epoch != REGISTRY.epoch:
+        return None
+    entry = REGISTRY.get(where.key)
+    place = entry.place if entry is not None else where.place
+    strip = _strip_at(place)
+    if strip is not None and strip.kling.live_key == where.key:
+        return strip
+    strip = next((s for s in _movie_strips() if s.kling.live_key == where.key), None)
+    if strip is not None:
+        return strip
+    for known in dict.fromkeys((place, where.place)):
+        strip = _strip_at(known, same_file=True)
+        if strip is not None and not strip.kling.live_key:  # undo went back before the key
+            strip.kling.live_key = where.key
+            if entry is not None:
+                _restore(strip, entry)
+            return strip
+    return None
+
+
+def deliver_session(where: StripRef, session_id: str, values: dict[str, Any]):
+    """Store Kling's answer about the session; show it on the strip. Returns the strip."""
+    if where.epoch != REGISTRY.epoch:
+        return None
+    entry = REGISTRY.set_session(where.key, where.place, session_id, values)
+    strip = find(where)
+    if strip is not None:
+        _write_session(strip, entry)
+    return strip
+
+
+def deliver_task(where: StripRef, external: str, values: dict[str, Any]):
+    """Store what is known of a task; returns ``(strip, record)`` or None if not shown."""
+    if where.epoch != REGISTRY.epoch:
+        return None
+    fields = REGISTRY.update_task(where.key, where.place, external, values)
+    strip = find(where)
+    record = _write_task(strip, fields) if strip is not None else None
+    return None if record is None else (strip, record)
+
+
+def task_values(where: StripRef, external: str) -> dict[str, Any] | None:
+    """The task record as last known (a copy), whatever undo did to the strip."""
+    if where.epoch != REGISTRY.epoch:
+        return None
+    values = REGISTRY.task(where.key, external)
+    return None if values is None else dict(values)
+
+
+# --- handlers --------------------------------------------------------------------------
+
+
+@bpy.app.handlers.persistent
+def reconcile(*_args) -> None:
+    """``undo_post`` / ``redo_post``: show on every strip what Kling holds."""
+    if not len(REGISTRY):
+        return
+    holders: dict[str, Any] = {}
+    unkeyed = []
+    for strip in _movie_strips():
+        key = strip.kling.live_key
+        if not key or key in holders or _is_copy(strip, key):
+            unkeyed.append(strip)  # a duplicate's key belongs to the strip at its place
+        else:
+            holders[key] = strip
+    for strip in unkeyed:
+        # Undo went back to before this strip was keyed (Start Editing) or re-keyed (a
+        # duplicate's first answer): the key last seen at its place is its own.
+        key = REGISTRY.key_at(_place(strip))
+        if key and key not in holders and REGISTRY.get(key) is not None:
+            strip.kling.live_key = key
+            holders[key] = strip
+        elif strip.kling.live_key:
+            holders[_rekey(strip)] = strip
+    for key, strip in holders.items():
+        entry = REGISTRY.get(key)
+        if entry is None:
+            _adopt(strip, key)  # a strip the registry never saw (add-on enabled since)
+            continue
+        _restore(strip, entry)
+        REGISTRY.place(key, _place(strip))
+
+
+@bpy.app.handlers.persistent
+def rebuild(*_args) -> None:
+    """``load_post``: the loaded file's strips are the state to start from."""
+    REGISTRY.clear()
+    seen: set[str] = set()
+    for strip in _movie_strips():
+        kling = strip.kling
+        if not (kling.live_key or kling.selection_json or len(kling.tasks)):
+            continue
+        key = kling.live_key
+        if not key or key in seen:
+            key = _rekey(strip)
+        else:
+            _adopt(strip, key)
+        seen.add(key)
+
+
+@bpy.app.handlers.persistent
+def resync(*_args) -> None:
+    """``save_post``: saving moves result files next to the .blend; record the new paths."""
+    for strip in _movie_strips():
+        if strip.kling.live_key and REGISTRY.get(strip.kling.live_key) is not None:
+            remember_tasks(strip)

@@ -77,14 +77,17 @@ def register() -> None:
     for handlers, handler in _handlers:
         handlers.append(handler)
     bpy.app.timers.register(_drain, first_interval=DRAIN_INTERVAL_S, persistent=True)
+    # Enabled or reloaded with a file open: learn its sessions once data can be read.
+    bpy.app.timers.register(live_sync.rebuild, first_interval=0.0)
     overlay.register()
 
 
 def unregister() -> None:
     overlay.unregister()
     ops_conform.unregister()  # cancels renders before the worker stops
-    if bpy.app.timers.is_registered(_drain):
-        bpy.app.timers.unregister(_drain)
+    for timer in (_drain, live_sync.rebuild):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
     for handlers, handler in _handlers:
         if handler in handlers:
             handlers.remove(handler)

@@ -266,7 +266,8 @@ def reconcile(*_args) -> None:
 
 @bpy.app.handlers.persistent
 def rebuild(*_args) -> None:
-    """``load_post``: the loaded file's strips are the state to start from."""
+    """``load_post`` (and once after the add-on is enabled): the file's strips are the state
+    to start from."""
     REGISTRY.clear()
     seen: set[str] = set()
     for strip in _movie_strips():

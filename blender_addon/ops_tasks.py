@@ -81,7 +81,7 @@ def import_record(scene, strip, record):
 def _changes(record: dict, outcome) -> dict:
     """What one poll outcome changes in a task record (given as its last known values)."""
     if outcome.task is None:
-        if record["status"] == "sending":
+        if record.get("status") == "sending":
             return {"status": "not_sent",
                     "message": "the request never reached Kling (nothing was charged): "
                                "Generate again"}
@@ -91,7 +91,7 @@ def _changes(record: dict, outcome) -> dict:
     if task.videos:
         changes.update(video_id=task.videos[0].id, video_url=task.videos[0].url,
                        watermark_url=task.videos[0].watermark_url)
-    if task.done and not record["finished"]:
+    if task.done and not record.get("finished"):
         changes["finished"] = int(time.time())
     if outcome.files is not None:
         changes["result_path"] = results.stored_path(outcome.files.path)
@@ -268,6 +268,7 @@ class KLING_OT_refresh_account_tasks(bpy.types.Operator):
             self.report({"ERROR"}, "Online access is disabled: enable Preferences > System > "
                         "Network > Allow Online Access")
             return {"CANCELLED"}
+
         def done(tasks) -> None:
             wm = bpy.context.window_manager
             wm.kling.account_tasks.clear()

@@ -137,6 +137,27 @@ def test_a_click_after_an_undo_adds_to_what_kling_has(editing, clip, sandbox):
     assert not editing
 
 
+def test_undo_does_not_bring_back_points_kling_removed(editing, clip, sandbox):
+    from blender_addon import ops_select
+
+    a = clip.center(0)
+    b = (a[0] + 0.02, a[1] + 0.01)
+    click(a)
+    click(b)
+    drain()
+    hand_edit(10.0)  # a step showing both points
+    ops_select.request_delete(bpy.context, plate(), 0, [b])
+    drain()
+    hand_edit(20.0)
+    undo()
+    assert shown() == _bits([a]) == at_kling(sandbox)
+    assert bpy.ops.kling.clear_selection() == {"FINISHED"}
+    drain()
+    undo()
+    assert shown() == [] == at_kling(sandbox)
+    assert not editing
+
+
 def test_undo_while_a_click_is_in_flight_keeps_the_point(editing, clip, sandbox):
     a = clip.center(0)
     hand_edit(10.0)

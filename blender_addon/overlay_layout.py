@@ -75,6 +75,7 @@ def mask_pixels(masks: list[dict], color: tuple[float, float, float], opacity: f
     h, w = union.shape
     step = max(1, -(-max(h, w) // TEXTURE_MAX_SIDE))
     if step > 1:
-        union = union[np.ix_(_centres(h, -(-h // step)), _centres(w, -(-w // step)))]
+        union = union.take(_centres(h, -(-h // step)), axis=0).take(
+            _centres(w, -(-w // step)), axis=1)
     rgba = rle.overlay_rgba(union, color, opacity)
     return rgba.astype(np.float32) / 255.0

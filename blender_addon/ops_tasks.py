@@ -17,8 +17,9 @@ import bpy
 from kling_elements import KlingError
 
 from . import compat, results, task_jobs
+from .online import OnlineAccessRefused
 from .ops_edit import CREATING
-from .ops_session import active_movie_strip, run_job
+from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
 from .prefs import client_settings
 from .props_edit import ACTIVE_STATUSES, MODE_LABELS
 from .worker import BACKGROUND
@@ -158,9 +159,9 @@ def tick(force: bool = False) -> None:
         return
     context = bpy.context
     settings = client_settings(context)
-    if not settings.is_local and not compat.online_access_allowed():
-        context.window_manager.kling.tasks_status = ("Online access is off: tasks are not "
-                                                     "checked until it is allowed")
+    refusal = online_refusal(context)
+    if refusal:
+        context.window_manager.kling.tasks_status = f"Tasks are not checked: {refusal}"
         return
     _poll["busy"] = True
     wm = context.window_manager
@@ -173,7 +174,10 @@ def tick(force: bool = False) -> None:
 
     def failed(exc: BaseException) -> None:
         _poll["busy"] = False
-        wm.kling.tasks_status = f"Checking tasks failed, will retry: {exc}"
+        if isinstance(exc, OnlineAccessRefused):
+            wm.kling.tasks_status = f"Tasks are not checked: {exc}"
+        else:
+            wm.kling.tasks_status = f"Checking tasks failed, will retry: {exc}"
 
     BACKGROUND.submit("Check tasks", lambda: _poll_all(settings, items), done, failed)
 
@@ -255,12 +259,12 @@ class KLING_OT_refresh_account_tasks(bpy.types.Operator):
     bl_idname = "kling.refresh_account_tasks"
     bl_label = "Refresh Account Tasks"
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return poll_online(cls, context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = client_settings(context)
-        if not settings.is_local and not compat.online_access_allowed():
-            self.report({"ERROR"}, "Online access is disabled: enable Preferences > System > "
-                        "Network > Allow Online Access")
-            return {"CANCELLED"}
         wm = context.window_manager
 
         def done(tasks) -> None:

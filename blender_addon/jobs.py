@@ -16,7 +16,7 @@ from kling_elements import Client, NotFoundError, SelectionState
 from kling_elements.hosting import HostingSettings, UrlHost, make_host
 from kling_elements.workflow import restore_session
 
-from .online import GATE, OnlineAccessRefused
+from .online import GATE
 from .settings import ClientSettings
 
 __all__ = ["PROGRESS", "Progress", "SessionSource", "add_points", "clear_points",
@@ -87,8 +87,11 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
     """Publish the clip (the strip's own URL, else the chosen host) and start a session.
 
     A Kling video id needs no upload; an unchanged clip published before reuses its URL
-    while it is fresh (the host's cache, keyed by content).
+    while it is fresh (the host's cache, keyed by content). Nothing is published while the
+    online gate refuses Kling: an upload command is the user's own program, whose
+    connections the gate cannot see, so it runs only when Kling itself may be reached.
     """
+    GATE.check_url(settings.base_url)
     client = client_for(settings)
     if video_id:
         source = SessionSource(video_id=video_id)
@@ -106,8 +109,6 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
                 "choose S3, a command or per-clip URLs in the add-on's preferences"
             )
         else:
-            if hosting.kind == "command" and not GATE.online:
-                raise OnlineAccessRefused()  # where the command uploads is unknown
             # Sandbox URLs die with the sandbox: only stores that outlive it are remembered.
             remember = cache_dir if hosting.kind in ("s3", "command") else None
             host = make_host(hosting, http=client.http, cache_dir=remember,

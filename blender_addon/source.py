@@ -68,8 +68,8 @@ def missing_media(strip: Any) -> str:
     path = bpy.path.abspath(strip.filepath)
     if os.path.isfile(path):
         return ""
-    return (f"the file is missing: {path}: point the strip at it again (Sidebar > Strip > "
-            "Source > File) or restore the file")
+    return (f"the file is missing: {path}: restore it, or point the strip at it again (the "
+            "strip's Source panel, File)")
 
 
 def timeline_frames(strip: Any) -> int:

@@ -54,10 +54,9 @@ def test_start_editing_names_the_missing_file(connected, sandbox, tmp_path):
 
 def test_a_movie_that_goes_missing_mid_session_takes_nothing(connected, sandbox, clip,
                                                             tmp_path):
-    from kling_elements import ValidationError
-
     from blender_addon import ops_edit, ops_select
     from blender_addon.props import load_selection
+    from kling_elements import ValidationError
 
     path = tmp_path / "plate.mp4"
     shutil.copyfile(clip.path, path)
@@ -177,9 +176,8 @@ def test_a_strip_not_drawn_at_this_frame_hides_nothing(covered):
 
 def test_the_select_tool_refuses_a_click_on_a_covered_strip(covered):
     """The modal tool's click, from a region pixel, ends in the same refusal."""
-    from kling_elements import ValidationError
-
     from blender_addon import ops_select
+    from kling_elements import ValidationError
 
     region = SimpleNamespace(x=0, y=0, view2d=SimpleNamespace(region_to_view=lambda x, y: (x, y)))
     event = SimpleNamespace(mouse_x=0, mouse_y=0)  # view (0, 0): the canvas centre

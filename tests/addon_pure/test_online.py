@@ -129,3 +129,27 @@ def test_a_new_gate_refuses_remote_hosts_until_told_online():
     gate = OnlineGate(resolve=Resolver(DNS))
     with pytest.raises(OnlineAccessRefused):
         gate.check_url("https://api-singapore.klingai.com/v1")
+
+
+def test_nothing_is_published_while_kling_is_refused(tmp_path, monkeypatch):
+    """An upload command is the user's own program (the gate cannot see its connections):
+    it does not even start while a request to Kling would be refused."""
+    import sys
+
+    from blender_addon import jobs
+    from blender_addon.online import GATE
+    from blender_addon.settings import ClientSettings
+    from kling_elements.hosting import HostingSettings
+
+    monkeypatch.setattr(GATE, "resolve", Resolver({"kling.example.test": ["203.0.113.7"]}))
+    monkeypatch.setattr(GATE, "online", False)
+    monkeypatch.setattr(GATE, "_known", {})
+    marker = tmp_path / "command-ran"
+    script = "import pathlib, sys; pathlib.Path(sys.argv[1]).touch(); print('https://x/c.mp4')"
+    hosting = HostingSettings(kind="command", command=f'"{sys.executable}" -c "{script}" '
+                                                      f'"{marker}"')
+    settings = ClientSettings("https://kling.example.test", api_key="key")
+    with pytest.raises(OnlineAccessRefused):
+        jobs.start_session(settings, str(tmp_path / "clip.mp4"), hosting=hosting)
+    assert not marker.exists()
+    assert GATE.resolve.lookups == ["kling.example.test"]

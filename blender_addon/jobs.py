@@ -91,7 +91,6 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
     online gate refuses Kling: an upload command is the user's own program, whose
     connections the gate cannot see, so it runs only when Kling itself may be reached.
     """
-    GATE.check_url(settings.base_url)
     client = client_for(settings)
     if video_id:
         source = SessionSource(video_id=video_id)
@@ -109,6 +108,7 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
                 "choose S3, a command or per-clip URLs in the add-on's preferences"
             )
         else:
+            GATE.check_url(settings.base_url)
             # Sandbox URLs die with the sandbox: only stores that outlive it are remembered.
             remember = cache_dir if hosting.kind in ("s3", "command") else None
             host = make_host(hosting, http=client.http, cache_dir=remember,

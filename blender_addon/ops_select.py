@@ -56,8 +56,10 @@ def _send(context, strip, label: str, state, action) -> None:
 
 def _refuse_if_covered(context, strip, state, frame_index: int,
                        points: list[tuple[float, float]]) -> None:
-    """A point another strip is drawn over (at the frame it lands on) is refused: the editor
-    meant what the Preview shows there. The playhead's frame when it shows ``frame_index``."""
+    """Refuse points another strip is drawn over: the editor meant what the Preview shows.
+
+    Checked at the playhead's frame when it shows ``frame_index`` (a click), else at the
+    scene frame that shows it."""
     scene = compat.sequencer_scene(context)
     frame = scene.frame_current
     if geometry.session_frame(scene, strip, state, frame) != frame_index:

@@ -20,6 +20,7 @@ bl_info = {
 import bpy  # noqa: E402
 
 from . import (  # noqa: E402
+    compat,
     jobs,
     live_sync,
     ops_conform,
@@ -59,7 +60,12 @@ IDLE_INTERVAL_S = 0.25
 
 
 def _drain() -> float:
-    """Runs on the main thread: apply finished jobs within a small time budget."""
+    """Runs on the main thread: apply finished jobs within a small time budget.
+
+    Also copies Blender's "Allow Online Access" to the network gate, so requests already
+    queued are refused within a tick of the switch being turned off.
+    """
+    compat.sync_online_access()
     WORKER.drain()
     BACKGROUND.drain()
     ops_tasks.tick()
@@ -72,6 +78,7 @@ def register() -> None:
     for cls in _classes:
         bpy.utils.register_class(cls)
     props.register_pointers()
+    compat.sync_online_access()
     WORKER.start()
     BACKGROUND.start()
     for handlers, handler in _handlers:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bpy
 
+from .online import GATE
+
 __all__ = [
     "STRIP_TYPE",
     "movie_strips",
@@ -17,6 +19,7 @@ __all__ = [
     "sequencer_scene",
     "strip_by_name",
     "strips",
+    "sync_online_access",
     "top_level",
 ]
 
@@ -63,3 +66,10 @@ def movie_strips(scene: bpy.types.Scene):
 def online_access_allowed() -> bool:
     """Blender's "Allow Online Access" (4.2+); older versions have no such switch."""
     return bool(getattr(bpy.app, "online_access", True))
+
+
+def sync_online_access() -> bool:
+    """Hand Blender's switch to the network gate (main thread: only it may read ``bpy``)."""
+    allowed = online_access_allowed()
+    GATE.set_online(allowed)
+    return allowed

@@ -9,7 +9,7 @@ from typing import Any
 
 from kling_elements import SelectionState
 
-from . import mapping, source
+from . import cover, mapping, source
 
 
 def bpy_abspath(path: str) -> str:
@@ -17,8 +17,8 @@ def bpy_abspath(path: str) -> str:
 
     return bpy.path.abspath(path)
 
-__all__ = ["click_to_normalized", "normalized_to_view", "scene_frame", "session_frame",
-           "strip_geometry"]
+__all__ = ["click_to_normalized", "covering_strip", "normalized_to_view", "scene_frame",
+           "session_frame", "strip_geometry"]
 
 
 def strip_geometry(scene: Any, strip: Any) -> mapping.StripGeometry:
@@ -101,3 +101,43 @@ def scene_frame(scene: Any, strip: Any, state: SelectionState, index: int) -> in
     """A scene frame that shows the normalized video's frame ``index`` (None if trimmed off)."""
     timing, session = _timings(scene, strip, state)
     return mapping.session_to_scene_frame(timing, session, index)
+
+
+_COVERING_TYPES = ("MOVIE", "IMAGE")
+# Image formats that cannot carry alpha; any other image strip may be see-through. Movies
+# count as opaque (an alpha channel in a movie is rare: mute such an overlay to click under).
+_OPAQUE_IMAGES = (".jpg", ".jpeg", ".bmp")
+
+
+def _layer(scene: Any, strip: Any) -> cover.Layer:
+    try:
+        geom = strip_geometry(scene, strip)
+    except (ValueError, IndexError):
+        geom = None
+    opaque = strip.type == "MOVIE" or (
+        len(strip.elements) > 0 and strip.elements[0].filename.lower().endswith(_OPAQUE_IMAGES))
+    return cover.Layer(name=strip.name, channel=int(strip.channel), blend=strip.blend_type,
+                       opacity=float(strip.blend_alpha), opaque=opaque, geometry=geom)
+
+
+def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float) -> str | None:
+    """The name of a strip drawn over ``strip`` at view point ``(vx, vy)`` on scene
+    ``frame`` (see ``cover``), or None. Only strips at the same level (outside meta strips)
+    are compared; movie and image strips can hide."""
+    from . import compat
+
+    editor = scene.sequence_editor
+    siblings = list(compat.strips(editor, recursive=False)) if editor else []
+    if strip not in siblings:
+        return None
+    channels = getattr(editor, "channels", None)
+
+    def drawn(other: Any) -> bool:
+        muted = other.mute or (channels is not None and channels[other.channel].mute)
+        return (not muted and other.type in _COVERING_TYPES
+                and other.frame_final_start <= frame < other.frame_final_end)
+
+    layers = [_layer(scene, other) for other in siblings
+              if other.channel > strip.channel and drawn(other)]
+    found = cover.covering_layer(int(strip.channel), layers, vx, vy)
+    return found.name if found is not None else None

@@ -16,6 +16,7 @@ from kling_elements import Client, NotFoundError, SelectionState
 from kling_elements.hosting import HostingSettings, UrlHost, make_host
 from kling_elements.workflow import restore_session
 
+from .online import GATE
 from .settings import ClientSettings
 
 __all__ = ["PROGRESS", "Progress", "SessionSource", "add_points", "clear_points",
@@ -59,10 +60,12 @@ class SessionSource:
 
 
 def client_for(settings: ClientSettings) -> Client:
+    """The cached client for ``settings``; each of its requests asks the online gate first."""
     client = _clients.get(settings)
     if client is None:
         client = Client(settings.access_key or None, settings.secret_key or None,
-                        api_key=settings.api_key or None, base_url=settings.base_url)
+                        api_key=settings.api_key or None, base_url=settings.base_url,
+                        before_request=GATE.check_request)
         _clients[settings] = client
     return client
 
@@ -84,7 +87,9 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
     """Publish the clip (the strip's own URL, else the chosen host) and start a session.
 
     A Kling video id needs no upload; an unchanged clip published before reuses its URL
-    while it is fresh (the host's cache, keyed by content).
+    while it is fresh (the host's cache, keyed by content). Nothing is published while the
+    online gate refuses Kling: an upload command is the user's own program, whose
+    connections the gate cannot see, so it runs only when Kling itself may be reached.
     """
     client = client_for(settings)
     if video_id:
@@ -97,15 +102,17 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
         elif hosting.kind == "url":
             raise ValueError("this clip has no URL yet: paste it in Source > Video URL, or "
                              "choose another way to publish clips in the add-on's preferences")
-        elif hosting.kind == "sandbox" and not settings.is_local:
+        elif hosting.kind == "sandbox" and not GATE.is_local(client.http.base_url.host):
             raise ValueError(
                 f"the sandbox upload only works with a local sandbox, not {settings.base_url}: "
                 "choose S3, a command or per-clip URLs in the add-on's preferences"
             )
         else:
+            GATE.check_url(settings.base_url)
             # Sandbox URLs die with the sandbox: only stores that outlive it are remembered.
             remember = cache_dir if hosting.kind in ("s3", "command") else None
-            host = make_host(hosting, http=client.http, cache_dir=remember)
+            host = make_host(hosting, http=client.http, cache_dir=remember,
+                             before_request=GATE.check_request)
             url = host.publish(clip_path, on_progress=on_progress)
         source = SessionSource(video_url=url)
         init = client.init_selection(video_url=url)

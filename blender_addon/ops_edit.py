@@ -14,11 +14,13 @@ import bpy
 from kling_elements import ConnectionFailed, RateLimitError, ServerError, prompts
 
 from . import compat, edit_check, live_sync, reference_images, results, task_jobs
+from .online import OnlineAccessRefused
 from .ops_select import _source
-from .ops_session import active_movie_strip, run_job
+from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
 from .prefs import client_settings
 from .props import load_selection, selection_text
 from .props_edit import MODE_LABELS
+from .source import missing_media
 
 __all__ = ["CREATING", "classes", "edit_problems_for", "request_generate"]
 
@@ -46,10 +48,17 @@ def _align_frame(strip) -> int:
 
 
 def request_generate(context, strip) -> str:
-    """Record the task and queue its creation; returns the ``external_task_id``."""
+    """Record the task and queue its creation; returns the ``external_task_id``.
+
+    Refused (``ValueError``, no record, nothing queued) while online access refuses Kling
+    or the strip's movie is missing.
+    """
     problems = edit_problems_for(strip)
     if problems:
         raise ValueError(problems[0])
+    refusal = online_refusal(context) or missing_media(strip)
+    if refusal:
+        raise ValueError(refusal)
     edit = strip.kling.edit
     state = load_selection(strip)
     request = task_jobs.EditRequest(
@@ -86,7 +95,14 @@ def request_generate(context, strip) -> str:
 
     def failed(exc: BaseException) -> None:
         CREATING.discard(external)
-        if isinstance(exc, (ConnectionFailed, ServerError, RateLimitError)):
+        if isinstance(exc, task_jobs.TaskNotSent):
+            change = {"status": "not_sent",
+                      "message": f"nothing was sent (nothing was charged): {exc}"}
+        elif isinstance(exc, OnlineAccessRefused):
+            # Refused mid-way (a lookup after a lost answer): the create may have reached
+            # Kling, so the poller looks it up by its external id once online access is on.
+            change = {"message": f"not confirmed yet, checked by its id when allowed: {exc}"}
+        elif isinstance(exc, (ConnectionFailed, ServerError, RateLimitError)):
             # The outcome is unknown: the task poller looks it up by its external id.
             change = {"message": f"Kling did not answer ({exc}); checking again by its id"}
         else:
@@ -181,7 +197,8 @@ class KLING_OT_generate(bpy.types.Operator):
         problems = edit_problems_for(strip)
         if problems:
             cls.poll_message_set(problems[0])
-        return not problems
+            return False
+        return poll_online(cls, context)
 
     def invoke(self, context, event):
         edit = active_movie_strip(context).kling.edit
@@ -214,10 +231,14 @@ class KLING_OT_preview_tracking(bpy.types.Operator):
         if state is None or not state.frames():
             cls.poll_message_set("Mark an element first")
             return False
-        return True
+        return poll_online(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
+        refusal = online_refusal(context) or missing_media(strip)
+        if refusal:
+            self.report({"ERROR"}, refusal)
+            return {"CANCELLED"}
         state = load_selection(strip)
         settings, source, stored = client_settings(context), _source(strip), state.to_dict()
         folder, where = results.result_folder(), live_sync.ref(strip)

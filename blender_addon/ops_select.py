@@ -11,9 +11,10 @@ import bpy
 from kling_elements import ValidationError, validate
 
 from . import compat, geometry, jobs, live_sync
-from .ops_session import active_movie_strip, run_job
+from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
 from .prefs import client_settings
 from .props import load_selection, selection_text
+from .source import missing_media
 
 __all__ = ["classes", "nearest_point", "request_add", "request_clear", "request_delete"]
 
@@ -37,7 +38,12 @@ def _send(context, strip, label: str, state, action) -> None:
 
     Everything the worker needs is read from ``bpy`` here, on the main thread; the answer
     goes to the strip found again by key (an undo meanwhile replaces every Blender object).
+    Refused (``ValidationError``, nothing queued) while online access refuses Kling or
+    while the strip's movie is missing.
     """
+    refusal = online_refusal(context) or missing_media(strip)
+    if refusal:
+        raise ValidationError(refusal)
     settings, source, stored = client_settings(context), _source(strip), state.to_dict()
     where = live_sync.ref(strip)
 
@@ -48,12 +54,40 @@ def _send(context, strip, label: str, state, action) -> None:
     run_job(context, label, lambda: action(settings, source, stored), done)
 
 
+def _refuse_if_covered(context, strip, state, frame_index: int,
+                       points: list[tuple[float, float]]) -> None:
+    """Refuse points another strip is drawn over: the editor meant what the Preview shows.
+
+    Checked at the playhead's frame when it shows ``frame_index`` (a click), else at the
+    scene frame that shows it."""
+    scene = compat.sequencer_scene(context)
+    frame = scene.frame_current
+    if geometry.session_frame(scene, strip, state, frame) != frame_index:
+        frame = geometry.scene_frame(scene, strip, state, frame_index)
+    if frame is None:
+        return
+    for point in points:
+        try:
+            view = geometry.normalized_to_view(scene, strip, *point)
+        except ValueError:  # no image size (a missing movie): _send says why
+            return
+        other = geometry.covering_strip(scene, strip, frame, *view)
+        if other is not None:
+            raise ValidationError(
+                f"the strip is covered by {other!r} at this frame: mute {other!r} or move it "
+                f"below {strip.name!r}, then click again")
+
+
 def request_add(context, strip, frame_index: int, points: list[tuple[float, float]]) -> None:
-    """Validate locally, then add ``points`` on ``frame_index`` in the background."""
+    """Validate locally, then add ``points`` on ``frame_index`` in the background.
+
+    Refused (``ValidationError``, nothing sent) where another strip hides ``strip``.
+    """
     state = _session_of(strip)
     validate.frame_index(frame_index, state.total_frames)
     exact = validate.points(points)
     state.check_add(frame_index, exact)
+    _refuse_if_covered(context, strip, state, frame_index, exact)
     _send(context, strip, "Add point", state,
           lambda *inputs: jobs.add_points(*inputs, frame_index, exact))
 
@@ -94,7 +128,7 @@ class KLING_OT_select_points(bpy.types.Operator):
         if strip is None or load_selection(strip) is None:
             cls.poll_message_set("Start a session on a movie strip first")
             return False
-        return True
+        return poll_online(cls, context)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if context.area is None or context.area.type != "SEQUENCE_EDITOR":
@@ -168,12 +202,21 @@ class KLING_OT_delete_frame(bpy.types.Operator):
     bl_label = "Delete Frame's Points"
     frame_index: bpy.props.IntProperty()
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return poll_online(cls, context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
         state = load_selection(strip) if strip else None
         if state is None or not state.points.get(self.frame_index):
             return {"CANCELLED"}
-        request_delete(context, strip, self.frame_index, list(state.points[self.frame_index]))
+        try:
+            request_delete(context, strip, self.frame_index,
+                           list(state.points[self.frame_index]))
+        except ValidationError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 
@@ -183,11 +226,19 @@ class KLING_OT_clear_selection(bpy.types.Operator):
     bl_idname = "kling.clear_selection"
     bl_label = "Clear All"
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return poll_online(cls, context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
         if strip is None:
             return {"CANCELLED"}
-        request_clear(context, strip)
+        try:
+            request_clear(context, strip)
+        except ValidationError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 

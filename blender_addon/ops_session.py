@@ -6,11 +6,12 @@ from typing import Any
 import bpy
 
 from . import compat, jobs, live_sync, ops_conform, source
+from .online import GATE, OnlineAccessRefused
 from .prefs import client_settings, hosting_settings, url_cache_dir
 from .props import load_selection, save_selection, selection_text
 from .worker import WORKER
 
-__all__ = ["active_movie_strip", "classes", "run_job"]
+__all__ = ["active_movie_strip", "classes", "online_refusal", "poll_online", "run_job"]
 
 
 def active_movie_strip(context: bpy.types.Context):
@@ -32,8 +33,10 @@ def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None
     """Queue ``work`` on the worker; ``on_done`` and errors come back on the main thread.
 
     ``on_error(exc)``, when given, runs after the error has been shown. Both callbacks
-    look Blender's data up again: an undo meanwhile replaces it.
+    look Blender's data up again: an undo meanwhile replaces it. A request the online gate
+    refused shows the gate's message (nothing of it was sent).
     """
+    compat.sync_online_access()
 
     def done(result: Any) -> None:
         wm = bpy.context.window_manager
@@ -45,8 +48,9 @@ def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None
         wm = bpy.context.window_manager
         wm.kling.busy = WORKER.busy
         wm.kling.status = ""
-        wm.kling.error = f"{label} failed: {exc}"
-        print(f"Kling: {label} failed: {exc}")
+        refused = isinstance(exc, OnlineAccessRefused)
+        wm.kling.error = f"{label} was not sent: {exc}" if refused else f"{label} failed: {exc}"
+        print(f"Kling: {wm.kling.error}")
         if on_error is not None:
             on_error(exc)
 
@@ -56,12 +60,22 @@ def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None
     WORKER.submit(label, work, done, failed)
 
 
-def _online_refusal(context: bpy.types.Context) -> str:
-    settings = client_settings(context)
-    if not settings.is_local and not compat.online_access_allowed():
-        return ("Online access is disabled: enable Preferences > System > Network > "
-                "Allow Online Access, or use a local sandbox")
-    return ""
+def online_refusal(context: bpy.types.Context) -> str:
+    """The online gate's message if a request to Kling would be refused now, else "".
+
+    Reads Blender's switch and answers from what the gate already knows (no name lookup),
+    so ``poll()`` may call it; the worker's own check at each request is what enforces.
+    """
+    compat.sync_online_access()
+    return GATE.refusal_cached(client_settings(context).base_url)
+
+
+def poll_online(cls, context: bpy.types.Context) -> bool:
+    """For ``poll()``: False with the gate's message when online access refuses Kling."""
+    refusal = online_refusal(context)
+    if refusal:
+        cls.poll_message_set(refusal)
+    return not refusal
 
 
 class KLING_OT_test_connection(bpy.types.Operator):
@@ -72,10 +86,7 @@ class KLING_OT_test_connection(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        refusal = _online_refusal(context)
-        if refusal:
-            cls.poll_message_set(refusal)
-        return not refusal
+        return poll_online(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = client_settings(context)
@@ -104,14 +115,15 @@ class KLING_OT_start_session(bpy.types.Operator):
         if WORKER.busy:
             cls.poll_message_set("Waiting for Kling…")
             return False
-        refusal = _online_refusal(context)
-        if refusal:
-            cls.poll_message_set(refusal)
-        return not refusal
+        return poll_online(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
         scene = compat.sequencer_scene(context)
+        missing = source.missing_media(strip)
+        if missing:
+            self.report({"ERROR"}, missing)
+            return {"CANCELLED"}
         found = ops_conform.conformed_clip(scene, strip) if not strip.kling.video_id else None
         if found is None and strip.kling.conformed_path and not strip.kling.video_id:
             # Never fall back silently to the raw file the user chose to replace.

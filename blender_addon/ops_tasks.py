@@ -18,8 +18,9 @@ import bpy
 from kling_elements import KlingError
 
 from . import compat, live_sync, results, task_jobs
+from .online import OnlineAccessRefused
 from .ops_edit import CREATING
-from .ops_session import active_movie_strip, run_job
+from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
 from .prefs import client_settings
 from .props_edit import ACTIVE_STATUSES, MODE_LABELS
 from .worker import BACKGROUND
@@ -163,9 +164,9 @@ def tick(force: bool = False) -> None:
         return
     context = bpy.context
     settings = client_settings(context)
-    if not settings.is_local and not compat.online_access_allowed():
-        context.window_manager.kling.tasks_status = ("Online access is off: tasks are not "
-                                                     "checked until it is allowed")
+    refusal = online_refusal(context)
+    if refusal:
+        context.window_manager.kling.tasks_status = f"Tasks are not checked: {refusal}"
         return
     _poll["busy"] = True
 
@@ -178,7 +179,10 @@ def tick(force: bool = False) -> None:
     def failed(exc: BaseException) -> None:
         _poll["busy"] = False
         runtime = bpy.context.window_manager.kling
-        runtime.tasks_status = f"Checking tasks failed, will retry: {exc}"
+        if isinstance(exc, OnlineAccessRefused):
+            runtime.tasks_status = f"Tasks are not checked: {exc}"
+        else:
+            runtime.tasks_status = f"Checking tasks failed, will retry: {exc}"
 
     BACKGROUND.submit("Check tasks", lambda: _poll_all(settings, items), done, failed)
 
@@ -262,12 +266,12 @@ class KLING_OT_refresh_account_tasks(bpy.types.Operator):
     bl_idname = "kling.refresh_account_tasks"
     bl_label = "Refresh Account Tasks"
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return poll_online(cls, context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = client_settings(context)
-        if not settings.is_local and not compat.online_access_allowed():
-            self.report({"ERROR"}, "Online access is disabled: enable Preferences > System > "
-                        "Network > Allow Online Access")
-            return {"CANCELLED"}
 
         def done(tasks) -> None:
             wm = bpy.context.window_manager

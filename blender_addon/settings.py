@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 __all__ = ["ClientSettings"]
 
@@ -19,8 +18,3 @@ class ClientSettings:
 
     def __repr__(self) -> str:
         return f"ClientSettings(base_url={self.base_url!r})"
-
-    @property
-    def is_local(self) -> bool:
-        host = urlparse(self.base_url).hostname or ""
-        return host in ("localhost", "::1") or host.startswith("127.")

@@ -15,8 +15,8 @@ from typing import Any
 from kling_elements import validate
 from kling_elements.media import mp4_frame_count, mp4_frame_rate
 
-__all__ = ["Check", "clip_info", "source_checks", "source_file_frames", "source_fps",
-           "timeline_frames"]
+__all__ = ["Check", "clip_info", "missing_media", "source_checks", "source_file_frames",
+           "source_fps", "timeline_frames"]
 
 _fps_cache: dict[tuple[str, int, int], float] = {}
 _frames_cache: dict[tuple[str, int, int], int | None] = {}
@@ -54,6 +54,22 @@ def source_file_frames(strip: Any, filepath: str) -> int:
     if key is not None and key not in _frames_cache:
         _frames_cache[key] = mp4_frame_count(filepath)
     return (_frames_cache.get(key) if key else None) or int(strip.frame_duration)
+
+
+def missing_media(strip: Any) -> str:
+    """Why nothing about ``strip`` may be sent: its movie file is gone; "" when it is there.
+
+    Blender draws a missing movie as a magenta fill, so a click cannot be aimed at what the
+    clip shows, and Start Editing would have nothing to publish. One ``stat``: cheap enough
+    for every click.
+    """
+    import bpy
+
+    path = bpy.path.abspath(strip.filepath)
+    if os.path.isfile(path):
+        return ""
+    return (f"the file is missing: {path}: restore it, or point the strip at it again (the "
+            "strip's Source panel, File)")
 
 
 def timeline_frames(strip: Any) -> int:

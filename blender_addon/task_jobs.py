@@ -19,10 +19,11 @@ from kling_elements import NotFoundError, Task
 from kling_elements.workflow import restore_session
 
 from .jobs import SessionSource, _live_state, client_for
+from .online import GATE, OnlineAccessRefused
 from .settings import ClientSettings
 
-__all__ = ["EditRequest", "ResultFiles", "TaskUpdate", "create_task", "fetch_result",
-           "list_account_tasks", "poll_task", "preview_tracking"]
+__all__ = ["EditRequest", "ResultFiles", "TaskNotSent", "TaskUpdate", "create_task",
+           "fetch_result", "list_account_tasks", "poll_task", "preview_tracking"]
 
 
 SLOT_WAIT_S = 600.0
@@ -39,6 +40,10 @@ class EditRequest:
     negative_prompt: str = ""
     quality: str = "std"
     watermark: bool = False
+
+
+class TaskNotSent(OnlineAccessRefused):
+    """The create job was refused before any of its requests left: nothing was charged."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,12 @@ def create_task(settings: ClientSettings, source: SessionSource, stored: dict[st
 
     A 1203 (session not found) on create means nothing was created, so the session is
     restored (points replayed exactly) and the same ``external_task_id`` is sent again.
+    Raises :class:`TaskNotSent` when online access refuses Kling before anything is sent.
     """
+    try:
+        GATE.check_url(settings.base_url)
+    except OnlineAccessRefused as exc:
+        raise TaskNotSent(exc.host) from None
     client = client_for(settings)
     state = _live_state(client, source, stored)
 

@@ -101,6 +101,13 @@ class Client:
     when not ``None``, is called in the calling thread before every retry sleep (by business
     code, connection failure, or a create posted again), so a caller such as the batch
     runner can see pressure (1303) that the retries otherwise hide.
+
+    ``before_request(request)``, when given, is called in the sending thread before every
+    HTTP request this client sends (API calls, uploads through ``http``, downloads and each
+    of their redirect hops), whatever the transport or proxy. If it raises, nothing is sent
+    and the exception propagates unchanged and is never retried (unless it is an ``httpx``
+    or ``KlingError`` one): the add-on refuses requests this way when Blender's online
+    access is off.
     """
 
     def __init__(
@@ -117,6 +124,7 @@ class Client:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_retry: Callable[[KlingError, float], None] | None = None,
+        before_request: Callable[[httpx.Request], None] | None = None,
     ) -> None:
         if api_key and api_key.strip():
             self._auth: httpx.Auth = ApiKeyAuth(api_key)
@@ -138,6 +146,7 @@ class Client:
         self._clock = clock
         self.on_retry = on_retry
         self._rng = rng or random.Random()
+        hooks = {"request": [before_request]} if before_request is not None else None
         try:
             self._http = httpx.Client(
                 base_url=self.base_url,
@@ -145,11 +154,13 @@ class Client:
                 timeout=httpx.Timeout(timeout),
                 transport=transport,
                 headers={"User-Agent": "kling-elements/0.1"},
+                event_hooks=hooks,
             )
         except httpx.InvalidURL as exc:
             raise ValueError(f"base URL {self.base_url!r} is not a valid URL: {exc}") from None
         self._files = httpx.Client(
-            follow_redirects=True, timeout=httpx.Timeout(timeout), transport=transport
+            follow_redirects=True, timeout=httpx.Timeout(timeout), transport=transport,
+            event_hooks=hooks,
         )
         self.sessions: dict[str, SelectionState] = {}
         # (height, width) of each session's video, to check the masks' size against.

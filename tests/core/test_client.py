@@ -1145,3 +1145,39 @@ def test_download_through_the_client_sends_no_credentials(kling, client, tmp_pat
     path = client.download("https://cdn.example/out.mp4", tmp_path / "out.mp4")
     assert path.read_bytes() == payload
     assert "authorization" not in kling.requests[0].headers
+
+
+# -- before_request: a caller's veto, checked before anything is sent ---------------------
+
+
+class Refused(Exception):
+    pass
+
+
+def test_before_request_sees_every_request_and_a_refusal_sends_nothing(kling, clock, tmp_path):
+    seen: list[str] = []
+    allow = {"on": True}
+
+    def gate(request: httpx.Request) -> None:
+        seen.append(f"{request.method} {request.url.path}")
+        if not allow["on"]:
+            raise Refused(request.url.host)
+
+    kling.on("GET", f"{API}/t", ok(task()))
+    kling.routes[("GET", "/out.mp4")] = [lambda r: httpx.Response(200, content=b"x" * 10)]
+    client = make_client(kling, clock, before_request=gate)
+    client.get_task("t")
+    client.download("https://cdn.example/out.mp4", tmp_path / "a.mp4")
+    assert seen == [f"GET {API}/t", "GET /out.mp4"]
+    sent = len(kling.requests)
+
+    allow["on"] = False
+    with pytest.raises(Refused):
+        client.get_task("t")
+    with pytest.raises(Refused):
+        client.download("https://cdn.example/out.mp4", tmp_path / "b.mp4")
+    with pytest.raises(Refused):
+        client.http.post("/sandbox/uploads", content=b"clip")
+    assert len(kling.requests) == sent  # nothing left the client
+    assert clock.sleeps == []  # a refusal is not retried
+    assert not (tmp_path / "b.mp4").exists()

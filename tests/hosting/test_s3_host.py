@@ -215,3 +215,16 @@ def test_virtual_host_addressing_puts_the_bucket_in_the_host(clip):
 ])
 def test_auto_addressing(addressing, endpoint, bucket, expected):
     assert resolve_addressing(addressing, endpoint, bucket) == expected
+
+
+def test_before_request_refuses_an_upload_before_anything_is_sent(clip):
+    class Refused(Exception):
+        pass
+
+    def refuse(request):
+        raise Refused(request.url.host)
+
+    store, sleeps = Store(), []
+    with pytest.raises(Refused, match=r"store\.example"):
+        _host(store, sleeps, before_request=refuse).publish(clip)
+    assert store.requests == [] and sleeps == []

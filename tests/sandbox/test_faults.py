@@ -278,3 +278,16 @@ def test_clock_only_moves_forwards(api):
     assert after["now"] >= before["now"] + 0.5
     for value in (-1, "5", None, True):
         refused(api.post("/sandbox/clock", json={"advance_s": value}), 400, 1201, "advance_s")
+
+
+def test_stats_count_every_request_by_method_and_path(api, sandbox):
+    before = ok(api.get("/sandbox/stats"))["requests"]
+    api.get("/no/such/route")
+    api.post(f"{API}/add-selection", json={"session_id": "nope", "frame_index": 0,
+                                          "points": [{"x": 0.5, "y": 0.5}]})
+    after = ok(api.get("/sandbox/stats"))["requests"]
+    assert after.get("GET /no/such/route", 0) == before.get("GET /no/such/route", 0) + 1
+    key = f"POST {API}/add-selection"
+    assert after.get(key, 0) == before.get(key, 0) + 1
+    assert after["GET /sandbox/stats"] == before["GET /sandbox/stats"] + 1
+    assert sandbox.state.requests[key] == after[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ def make_host(
     http: httpx.Client | None = None,
     cache_dir: str | os.PathLike | None = None,
     transport: httpx.BaseTransport | None = None,
+    before_request: Callable[[httpx.Request], None] | None = None,
 ) -> Host:
     """The provider ``settings`` describe, validated before anything is sent.
 
@@ -34,7 +36,9 @@ def make_host(
     ``cache_dir/published-urls.json`` (see :class:`CachingHost`) so an unchanged clip is not
     uploaded twice while its URL is fresh; the ``url`` kind is never cached (nothing is
     uploaded), and caching the sandbox across runs is rarely useful (its URLs end with it).
-    ``transport`` replaces the S3 provider's HTTP transport (tests). Raises
+    ``transport`` replaces the S3 provider's HTTP transport (tests); ``before_request`` is
+    called before each of its requests and refuses one by raising (the sandbox provider
+    sends through ``http``, which has its own). Raises
     ``ValidationError`` listing every problem of the settings. Building a host does no I/O,
     so it is safe on a UI thread; ``publish`` is not (it blocks on disk and network).
     """
@@ -57,7 +61,7 @@ def make_host(
             credentials=Credentials(settings.s3_access_key_id.strip(),
                                     settings.s3_secret_access_key.strip(),
                                     settings.s3_session_token.strip()),
-            transport=transport,
+            transport=transport, before_request=before_request,
         )
     if cache_dir is None:
         return host

@@ -92,7 +92,8 @@ class S3Host:
     identical bytes. Transient failures (connection errors, 5xx, ``SlowDown``) are retried
     twice; every other refusal is a :class:`HostingError` naming the bucket, the endpoint and
     the fix. The repr, the logs and the errors never contain the secret, the session token
-    or a signature.
+    or a signature. ``before_request`` is called before every request, as in ``Client``:
+    if it raises, nothing is sent and the exception propagates unchanged.
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class S3Host:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        before_request: Callable[[httpx.Request], None] | None = None,
     ) -> None:
         self._bucket = bucket
         self._credentials = credentials
@@ -119,6 +121,7 @@ class S3Host:
         self._addressing = resolve_addressing(addressing, self._endpoint, bucket)
         self._expires_s = int(expires_s)
         self._transport = transport
+        self._hooks = {"request": [before_request]} if before_request is not None else None
         self._clock = clock
         self._sleep = sleep
         self._secrets = (credentials.secret_access_key, credentials.session_token)
@@ -165,7 +168,7 @@ class S3Host:
             error_text = None
             try:
                 with httpx.Client(transport=self._transport, timeout=_TIMEOUT,
-                                  follow_redirects=False) as http:
+                                  follow_redirects=False, event_hooks=self._hooks) as http:
                     response = http.request(method, url, headers=signed,
                                             content=body() if body else None)
             except httpx.HTTPError as exc:

@@ -260,7 +260,9 @@ class _Api:
             created = dict(self.state.created)
             total = len(self.state.tasks)
             files = dict(self.state.file_requests)
-        return {"created": created, "tasks": total, "file_requests": files}
+            requests = dict(self.state.requests)
+        return {"created": created, "tasks": total, "file_requests": files,
+                "requests": requests}
 
     # files (public) --------------------------------------------------------------------
     async def files(self, request: Request) -> Response | FileSender | _Drop:
@@ -311,10 +313,26 @@ def _copy_capped(source, path) -> None:
             out.write(chunk)
 
 
-def create_app(config: SandboxConfig, state: State) -> Starlette:
+class _Counted:
+    """ASGI wrapper counting every HTTP request in ``state.requests`` before routing, so a
+    test can prove that nothing at all reached the server (any route, any answer)."""
+
+    def __init__(self, app: Starlette, state: State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            with self.state.lock:
+                self.state.requests[f"{scope['method']} {scope['path']}"] += 1
+        await self.app(scope, receive, send)
+
+
+def create_app(config: SandboxConfig, state: State) -> _Counted:
     """The Starlette app serving ``state`` under ``config``'s keys and timings.
 
-    Unknown paths and wrong methods answer 404 with code 1202, like Kling.
+    Unknown paths and wrong methods answer 404 with code 1202, like Kling. Every request is
+    counted in ``state.requests`` (also listed by ``/sandbox/stats``).
     """
     api = _Api(config, state)
     e = api.endpoint
@@ -346,4 +364,5 @@ def create_app(config: SandboxConfig, state: State) -> Starlette:
                   request.method, request.url.path, request_id)
         return envelope(1202, f"no route {request.method} {request.url.path}", request_id)
 
-    return Starlette(routes=routes, exception_handlers={404: unknown, 405: unknown})
+    return _Counted(Starlette(routes=routes, exception_handlers={404: unknown, 405: unknown}),
+                    state)

@@ -356,6 +356,8 @@ class State:
         self.created: Counter[str] = Counter()  # create POSTs that made a task, per ext id
         # File GETs served, "range" (a Range header: a resumed download) or "full".
         self.file_requests: Counter[str] = Counter()
+        # Every HTTP request that reached the server, as "METHOD /path" (answered or not).
+        self.requests: Counter[str] = Counter()
         self.faults = FaultBook()
         self.frames = FrameCache()
         self.tracks = TrackCache()

@@ -9,7 +9,7 @@ from typing import Any
 
 from kling_elements import SelectionState
 
-from . import mapping, source
+from . import compat, mapping, source
 
 
 def bpy_abspath(path: str) -> str:
@@ -65,8 +65,8 @@ def _timings(scene: Any, strip: Any, state: SelectionState
     session_fps = float(state.fps or source_fps)
     path = bpy_abspath(strip.filepath)
     total = int(state.total_frames or source.source_file_frames(strip, path))
-    offset_start = int(getattr(strip, "animation_offset_start", 0))
-    offset_end = int(getattr(strip, "animation_offset_end", 0))
+    offset_start = int(compat.timing(strip, "content_trim_start", 0))
+    offset_end = int(compat.timing(strip, "content_trim_end", 0))
     # A conformed session covers part of the movie: its frame count was stored at start.
     file_frames = int(strip.kling.session_file_frames) or max(
         round(total * source_fps / session_fps), 1)
@@ -77,9 +77,9 @@ def _timings(scene: Any, strip: Any, state: SelectionState
     except ValueError:
         retimed = False
     timing = mapping.StripTiming(
-        frame_start=float(strip.frame_start),
-        frame_final_start=int(strip.frame_final_start),
-        frame_final_end=int(strip.frame_final_end),
+        frame_start=float(compat.timing(strip, "content_start")),
+        frame_final_start=int(compat.timing(strip, "left_handle")),
+        frame_final_end=int(compat.timing(strip, "right_handle")),
         scene_fps=scene_fps,
         source_fps=source_fps,
         auto_playback_rate=retimed,

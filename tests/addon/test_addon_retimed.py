@@ -52,7 +52,9 @@ def test_clicks_on_a_retimed_strip_land_on_the_frame_shown(connected, clip):
     drain()
     state = load_selection(strip)
     assert state is not None, bpy.context.window_manager.kling.error
-    start = int(strip.frame_start)
+    from blender_addon import compat
+
+    start = int(compat.timing(strip, "content_start"))
     for k in (0, 1, 10, 24, 47):
         expected = min(round(k * 30 / 24), clip.frame_count - 1)
         assert geometry.session_frame(scene, strip, state, start + k) == pytest.approx(

@@ -96,5 +96,5 @@ def test_a_strip_without_the_property_and_an_unknown_name(movie_strip):
     assert compat.timing(color, "content_trim_start", 0) == 0
     with pytest.raises(AttributeError, match="content_trim_start"):
         compat.timing(color, "content_trim_start")
-    with pytest.raises(KeyError, match="frame_final_start.*left_handle"):
+    with pytest.raises(KeyError, match=r"frame_final_start.*left_handle"):
         compat.timing(movie_strip, "frame_final_start")

@@ -94,7 +94,8 @@ def _add_retimed_strip(bpy: Any, scene: Any, path: str) -> Any:
     known = {p.identifier for p in operator.get_rna_type().properties}
     options = {"filepath": path, "frame_start": 1, "channel": 1, "sound": False,
                "adjust_playback_rate": True, "use_framerate": False,
-               "move_strips": False,  # 5.0: else a modal move starts (and crashes, headless)
+               # Else a modal move starts (and crashes, headless); 5.3 renamed the option.
+               "move_strips": False, "move_strips_after_add": False,
                "set_view_transform": False, "fit_method": "ORIGINAL"}
     options = {key: value for key, value in options.items() if key in known}
     before = {s.name for s in _strips(scene.sequence_editor)}

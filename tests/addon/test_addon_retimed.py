@@ -25,6 +25,7 @@ def _add_retimed(scene, path: str):
     known = {p.identifier for p in operator.get_rna_type().properties}
     options = {"filepath": path, "frame_start": 1, "channel": 2, "sound": False,
                "adjust_playback_rate": True, "use_framerate": False, "move_strips": False,
+               "move_strips_after_add": False,
                "set_view_transform": False, "fit_method": "ORIGINAL"}
     with bpy.context.temp_override(window=window, area=area, region=region, scene=scene):
         assert operator(**{k: v for k, v in options.items() if k in known}) == {"FINISHED"}

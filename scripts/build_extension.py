@@ -60,7 +60,6 @@ WHEEL_CACHE = Path(os.environ.get("KLING_WHEEL_CACHE", BPY_CACHE / "wheels"))
 BL_EXT_GLOB = "lib/python3*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
 
 
-
 @dataclass(frozen=True)
 class Build:
     """One zip: the wheels for one CPython, for the Blender versions that run it.
@@ -79,7 +78,6 @@ BUILDS: tuple[Build, ...] = (
     Build((3, 11), "4.2.0", "5.1.0", "blender-4.2-to-5.0"),
     Build((3, 13), "5.1.0", "", "blender-5.1-and-later"),
 )
-PYTHONS: tuple[tuple[int, int], ...] = tuple(b.python for b in BUILDS)
 # Provided by every Blender build, so never bundled (a second numpy would shadow Blender's).
 PROVIDED_BY_BLENDER = frozenset({"numpy"})
 
@@ -300,7 +298,8 @@ def fetch_wheels(pins: dict[str, str], python: tuple[int, int]) -> list[Path]:
                 raise BuildError(f"pip downloaded {name}=={version} for {platform.blender} "
                                  f"cp{python[0]}{python[1]} but Blender would not install "
                                  f"it there; see {WHEEL_CACHE}")
-            chosen.add(found[0])
+            # Blender 4.2.0 skips universal2 wheels: prefer the architecture's own.
+            chosen.add(min(found, key=lambda p: (p.name.endswith("_universal2.whl"), p.name)))
     return sorted(chosen, key=lambda p: p.name)
 
 
@@ -513,15 +512,6 @@ def _extension_id() -> str:
 def zip_path(build: Build) -> Path:
     """Where ``build``'s zip goes: ``dist/<id>-<version>-<label>.zip``."""
     return DIST_DIR / f"{_extension_id()}-{project_version()}-{build.label}.zip"
-
-
-def build_for_blender(version: tuple[int, int, int]) -> Build:
-    """The zip a Blender ``version`` installs (by the same range its manifest declares)."""
-    for build in BUILDS:
-        if (_version_tuple(build.blender_min) <= version
-                and (not build.blender_max or version < _version_tuple(build.blender_max))):
-            return build
-    raise BuildError(f"no zip in BUILDS is for Blender {'.'.join(map(str, version))}")
 
 
 def _remove_stale(build: Build | None) -> None:

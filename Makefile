@@ -5,11 +5,26 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # Blender as a Python module, one venv per version, cached outside the clone (1-2 GB each).
+# `make test`: the oldest LTS at its first point release (4.2.0, whose extension installer is
+# the oldest), the newest LTS and the newest release. `make test-addon-more`: the others we
+# support. Any list works: make test-addon BPY_VERSIONS="4.2.23 5.0.1".
 BPY_CACHE ?= $(HOME)/.cache/kling-elements
-BPY_VERSIONS ?= 4.2.23 5.0.1
+BPY_VERSIONS ?= 4.2.0 5.2.4 5.3.0
+BPY_MORE_VERSIONS ?= 4.5.15 5.0.1
 ADDON_DEPS := httpx pyjwt numpy pillow av starlette uvicorn python-multipart scipy pytest hypothesis
 
-.PHONY: test test-core test-addon extension demo lint bench bench-ui clean
+# bpy 4.2-5.0 run on CPython 3.11, 5.1 and later on 3.13. The first candidate that really is
+# that version wins (a pyenv shim exists for every installed version but fails unless selected).
+python_named = $(firstword $(foreach p,$(2),$(shell $(p) -c \
+  'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(1)")' >/dev/null 2>&1 && echo $(p))))
+PYENV_ROOT_DIR := $(or $(PYENV_ROOT),$(HOME)/.pyenv)
+PYTHON311 ?= $(call python_named,3.11,python3.11 /usr/bin/python3.11 /usr/local/bin/python3.11 \
+  $(wildcard $(PYENV_ROOT_DIR)/versions/3.11*/bin/python3.11))
+PYTHON313 ?= $(call python_named,3.13,python3.13 /usr/bin/python3.13 /usr/local/bin/python3.13 \
+  $(wildcard $(PYENV_ROOT_DIR)/versions/3.13*/bin/python3.13))
+
+.PHONY: test test-core test-addon test-addon-more test-addon-45 extension demo lint bench \
+  bench-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,20 +43,27 @@ BPY_STAMPS := $(foreach v,$(BPY_VERSIONS),$(BPY_CACHE)/bpy-$(v)/.installed)
 BPY_NEWEST := $(BPY_CACHE)/bpy-$(lastword $(BPY_VERSIONS))
 
 $(BPY_CACHE)/bpy-%/.installed:
-	rm -rf $(@D)
-	$(PYTHON) -m venv $(@D)
+	@case "$*" in 4.*|5.0.*) want=3.11 py="$(PYTHON311)" ;; *) want=3.13 py="$(PYTHON313)" ;; esac; \
+	if [ -z "$$py" ]; then \
+	  echo "bpy $* needs CPython $$want, none found: install it (e.g. pyenv install $$want)" \
+	    "or pass PYTHON$${want%.*}$${want#*.}=/path/to/python$$want" >&2; exit 1; \
+	fi; \
+	echo "== installing bpy $* with $$py"; \
+	rm -rf $(@D) && $$py -m venv $(@D) && \
 	$(@D)/bin/python -m pip install --quiet bpy==$* $(ADDON_DEPS)
 	touch $@
 .PRECIOUS: $(BPY_CACHE)/bpy-%/.installed
 
-# dist/<id>-<version>.zip for "Install from Disk": add-on, manifest, wheels for every platform.
-# Wheels are cached in $(BPY_CACHE)/wheels; EXTENSION_FLAGS=--split-platforms adds per-platform zips.
+# dist/<id>-<version>-blender-4.2-to-5.0.zip and -blender-5.1-and-later.zip for "Install from
+# Disk": add-on, manifest, wheels for every platform, one zip per Blender Python. Wheels are
+# cached in $(BPY_CACHE)/wheels; EXTENSION_FLAGS=--split-platforms adds per-platform zips.
 EXTENSION_FLAGS ?=
 extension: $(BPY_NEWEST)/.installed
 	BPY_CACHE=$(BPY_CACHE) $(BPY_NEWEST)/bin/python scripts/build_extension.py $(EXTENSION_FLAGS)
 
-# The add-on's tests inside Blender's own Python, for the oldest and newest supported series;
-# each series' own validator checks the extension zip first.
+# The add-on's tests inside Blender's own Python, for each of BPY_VERSIONS; each version's own
+# validator checks the extension zips first, and tests/addon/test_extension.py installs the
+# zip for that version.
 test-addon: extension $(BPY_STAMPS)
 	@set -e; for v in $(BPY_VERSIONS); do \
 	  venv=$(BPY_CACHE)/bpy-$$v; \
@@ -51,6 +73,13 @@ test-addon: extension $(BPY_STAMPS)
 	  HOME=$$home PYTHONPATH=$(CURDIR)/core:$(CURDIR) $$venv/bin/python -m pytest -q -p no:cacheprovider tests/addon; \
 	  rm -rf $$home; \
 	done
+
+test-addon-more:
+	$(MAKE) test-addon BPY_VERSIONS="$(BPY_MORE_VERSIONS)"
+
+# The 4.5 LTS alone.
+test-addon-45:
+	$(MAKE) test-addon BPY_VERSIONS="$(filter 4.5.%,$(BPY_MORE_VERSIONS))"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -65,6 +65,14 @@ def _strips(editor: Any) -> Any:
     return editor.strips if hasattr(editor, "strips") else editor.sequences
 
 
+def _set_timing(strip: Any, name: str, before_5_1: str, value: int) -> None:
+    """Set a timing property by its 5.1+ name, or its older one (which 5.1+ deprecates).
+
+    The add-on's ``compat.set_timing`` does the same; this process cannot import the add-on.
+    """
+    setattr(strip, name if name in strip.bl_rna.properties else before_5_1, value)
+
+
 def _file_frames(bpy: Any, path: str) -> int:
     """The movie's frame count as Blender's decoder sees it (independent of any strip)."""
     clip = bpy.data.movieclips.load(path, check_existing=False)
@@ -86,7 +94,8 @@ def _add_retimed_strip(bpy: Any, scene: Any, path: str) -> Any:
     known = {p.identifier for p in operator.get_rna_type().properties}
     options = {"filepath": path, "frame_start": 1, "channel": 1, "sound": False,
                "adjust_playback_rate": True, "use_framerate": False,
-               "move_strips": False,  # 5.0: else a modal move starts (and crashes, headless)
+               # Else a modal move starts (and crashes, headless); 5.3 renamed the option.
+               "move_strips": False, "move_strips_after_add": False,
                "set_view_transform": False, "fit_method": "ORIGINAL"}
     options = {key: value for key, value in options.items() if key in known}
     before = {s.name for s in _strips(scene.sequence_editor)}
@@ -144,11 +153,11 @@ def _place(bpy: Any, scene: Any, args: dict[str, Any]) -> Any:
     width, height = int(element.orig_width), int(element.orig_height)
     if width <= 0 or height <= 0:
         raise RuntimeError(f"Blender could not read {path!r} as a movie")
-    strip.animation_offset_start = first
-    strip.animation_offset_end = total - 1 - last
-    strip.frame_start = 1
-    strip.frame_final_start = 1
-    strip.frame_final_end = 1 + int(args["frame_count"])
+    _set_timing(strip, "content_trim_start", "animation_offset_start", first)
+    _set_timing(strip, "content_trim_end", "animation_offset_end", total - 1 - last)
+    _set_timing(strip, "content_start", "frame_start", 1)
+    _set_timing(strip, "left_handle", "frame_final_start", 1)
+    _set_timing(strip, "right_handle", "frame_final_end", 1 + int(args["frame_count"]))
     transform = strip.transform
     transform.offset_x = transform.offset_y = 0.0
     transform.scale_x = int(args["width"]) / width

@@ -9,7 +9,7 @@ from typing import Any
 
 from kling_elements import SelectionState
 
-from . import cover, mapping, source
+from . import compat, cover, mapping, source
 
 
 def bpy_abspath(path: str) -> str:
@@ -65,8 +65,8 @@ def _timings(scene: Any, strip: Any, state: SelectionState
     session_fps = float(state.fps or source_fps)
     path = bpy_abspath(strip.filepath)
     total = int(state.total_frames or source.source_file_frames(strip, path))
-    offset_start = int(getattr(strip, "animation_offset_start", 0))
-    offset_end = int(getattr(strip, "animation_offset_end", 0))
+    offset_start = int(compat.timing(strip, "content_trim_start", 0))
+    offset_end = int(compat.timing(strip, "content_trim_end", 0))
     # A conformed session covers part of the movie: its frame count was stored at start.
     file_frames = int(strip.kling.session_file_frames) or max(
         round(total * source_fps / session_fps), 1)
@@ -77,9 +77,9 @@ def _timings(scene: Any, strip: Any, state: SelectionState
     except ValueError:
         retimed = False
     timing = mapping.StripTiming(
-        frame_start=float(strip.frame_start),
-        frame_final_start=int(strip.frame_final_start),
-        frame_final_end=int(strip.frame_final_end),
+        frame_start=float(compat.timing(strip, "content_start")),
+        frame_final_start=int(compat.timing(strip, "left_handle")),
+        frame_final_end=int(compat.timing(strip, "right_handle")),
         scene_fps=scene_fps,
         source_fps=source_fps,
         auto_playback_rate=retimed,
@@ -124,8 +124,6 @@ def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float) -> 
     """The name of a strip drawn over ``strip`` at view point ``(vx, vy)`` on scene
     ``frame`` (see ``cover``), or None. Only strips at the same level (outside meta strips)
     are compared; movie and image strips can hide."""
-    from . import compat
-
     editor = scene.sequence_editor
     siblings = list(compat.strips(editor, recursive=False)) if editor else []
     if strip not in siblings:
@@ -135,7 +133,8 @@ def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float) -> 
     def drawn(other: Any) -> bool:
         muted = other.mute or (channels is not None and channels[other.channel].mute)
         return (not muted and other.type in _COVERING_TYPES
-                and other.frame_final_start <= frame < other.frame_final_end)
+                and compat.timing(other, "left_handle") <= frame
+                < compat.timing(other, "right_handle"))
 
     layers = [_layer(scene, other) for other in siblings
               if other.channel > strip.channel and drawn(other)]

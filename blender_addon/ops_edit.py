@@ -44,7 +44,8 @@ def edit_problems_for(strip) -> list[str]:
 
 def _align_frame(strip) -> int:
     """Timeline frame of the session video's first frame (a conformed clip starts trimmed)."""
-    return int(strip.frame_final_start if strip.kling.session_file_frames else strip.frame_start)
+    name = "left_handle" if strip.kling.session_file_frames else "content_start"
+    return int(compat.timing(strip, name))
 
 
 def request_generate(context, strip) -> str:

@@ -56,16 +56,18 @@ def import_movie(scene: bpy.types.Scene, source, path: str, label: str, align_fr
     frames (a result may be longer than its input, e.g. 4 s in, 5 s out).
     """
     editor = scene.sequence_editor
-    start, end = int(source.frame_final_start), int(source.frame_final_end)
-    occupied = [(int(s.channel), int(s.frame_final_start), int(s.frame_final_end))
+    start = int(compat.timing(source, "left_handle"))
+    end = int(compat.timing(source, "right_handle"))
+    occupied = [(int(s.channel), int(compat.timing(s, "left_handle")),
+                 int(compat.timing(s, "right_handle")))
                 for s in compat.strips(editor, recursive=False)]
     channel = placement.first_free_channel(occupied, int(source.channel), start, end)
     strip = compat.new_movie(editor, placement.result_name(source.name, label),
                              stored_path(path), channel, align_frame)
-    if strip.frame_final_start < start:
-        strip.frame_final_start = start
-    if strip.frame_final_end > end:
-        strip.frame_final_end = end
+    if compat.timing(strip, "left_handle") < start:
+        compat.set_timing(strip, "left_handle", start)
+    if compat.timing(strip, "right_handle") > end:
+        compat.set_timing(strip, "right_handle", end)
     strip.channel = channel
     return strip
 

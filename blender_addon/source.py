@@ -15,6 +15,8 @@ from typing import Any
 from kling_elements import validate
 from kling_elements.media import mp4_frame_count, mp4_frame_rate
 
+from . import compat
+
 __all__ = ["Check", "clip_info", "missing_media", "source_checks", "source_file_frames",
            "source_fps", "timeline_frames"]
 
@@ -47,13 +49,15 @@ def source_fps(strip: Any, filepath: str) -> float:
 def source_file_frames(strip: Any, filepath: str) -> int:
     """Frames in the movie file, from its index (cached); else what Blender reports.
 
-    ``frame_duration`` is not that number everywhere: for a strip Blender retimes ("Adjust
-    Playback Rate"), 4.2 reports the file's frames and 5.0 the timeline length.
+    ``content_duration`` (``frame_duration`` before 5.1) is not that number everywhere: for
+    a strip Blender retimes ("Adjust Playback Rate"), 4.2 reports the file's frames and 5.0
+    the timeline length.
     """
     key = _file_key(filepath)
     if key is not None and key not in _frames_cache:
         _frames_cache[key] = mp4_frame_count(filepath)
-    return (_frames_cache.get(key) if key else None) or int(strip.frame_duration)
+    cached = _frames_cache.get(key) if key else None
+    return cached or int(compat.timing(strip, "content_duration"))
 
 
 def missing_media(strip: Any) -> str:
@@ -74,7 +78,8 @@ def missing_media(strip: Any) -> str:
 
 def timeline_frames(strip: Any) -> int:
     """The strip's untrimmed length on the timeline, the same in every Blender version."""
-    return int(strip.frame_final_duration + strip.frame_offset_start + strip.frame_offset_end)
+    return int(compat.timing(strip, "duration") + compat.timing(strip, "left_handle_offset")
+               + compat.timing(strip, "right_handle_offset"))
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,8 @@ class KLING_PT_source(_KlingPanel, bpy.types.Panel):
                          icon="LINKED")
             return
         path = bpy.path.abspath(strip.filepath)
-        trimmed = bool(strip.frame_offset_start or strip.frame_offset_end)
+        trimmed = bool(compat.timing(strip, "left_handle_offset")
+                       or compat.timing(strip, "right_handle_offset"))
         for check in source.source_checks(source.clip_info(strip, path), trimmed):
             row = layout.row()
             row.alert = not check.ok

@@ -1,19 +1,25 @@
-"""Build the Blender extension: ``dist/<id>-<version>.zip``, installable with "Install from Disk".
+"""Build the Blender extension: one zip per Blender Python, installable with "Install from Disk".
 
-The zip holds the add-on (``blender_addon/``), its manifest, and in ``wheels/`` the core
-(``kling_elements``, built from this repo) with the pinned wheels of its dependencies
-(``scripts/extension-wheels.txt``) for every Python and platform in ``TARGETS``. Blender's own
-``blender_ext.py`` (from a ``bpy`` wheel) writes and validates the archive, so what passes here
-passes Blender's installer.
+``dist/<id>-<version>-blender-4.2-to-5.0.zip`` (CPython 3.11) and
+``dist/<id>-<version>-blender-5.1-and-later.zip`` (CPython 3.13), see ``BUILDS``. Each holds the
+add-on (``blender_addon/``), its manifest with the Blender range that runs that Python
+(``blender_version_min``/``blender_version_max``, so Blender refuses the other zip), and in
+``wheels/`` the core (``kling_elements``, built from this repo) with the pinned wheels of its
+dependencies (``scripts/extension-wheels.txt``) for that Python on every platform in
+``TARGETS``. One zip for both Pythons does not work everywhere: Blender 4.2.0 filters the
+bundled wheels by platform only, so it installs the 3.13 Pillow over the 3.11 one and
+``from PIL import _imaging`` fails. Blender's own ``blender_ext.py`` (from a ``bpy`` wheel)
+writes and validates each archive, so what passes here passes Blender's installer.
 
 Guarantees, each checked before anything is written to ``dist/``:
 
 - one version: ``pyproject.toml`` is the source; the manifest, ``bl_info`` and
   ``kling_elements.__version__`` must say the same (``--set-version`` rewrites all four);
-- for each Blender platform and Python in ``TARGETS``, exactly one wheel of every pinned
+- for each zip's Python and each platform in ``TARGETS``, exactly one wheel of every pinned
   package is one Blender would install there, judged by the rule Blender itself applies
-  (``bl_pkg``'s ``_extensions_wheel_filter_for_this_system``);
-- every dependency a bundled wheel declares for those Pythons and platforms is bundled too, or
+  (``bl_pkg``'s ``_extensions_wheel_filter_for_this_system``), and 4.2.0's platform-only rule
+  (``_extensions_wheel_filter_for_platform``) picks the very same wheels;
+- every dependency a bundled wheel declares for that Python and platform is bundled too, or
   is numpy, which Blender ships.
 
 Downloads are cached in ``~/.cache/kling-elements/wheels`` (``KLING_WHEEL_CACHE``), so a rebuild
@@ -22,7 +28,7 @@ with an unchanged lock file does not touch the network.
 Usage (any Python >= 3.11 with pip; ``make extension`` uses the newest bpy venv)::
 
     python scripts/build_extension.py [--split-platforms] [--blender-ext PATH]
-    python scripts/build_extension.py --validate [ZIP]
+    python scripts/build_extension.py --validate [ZIP ...]
     python scripts/build_extension.py --set-version 0.2.0
 """
 
@@ -53,8 +59,25 @@ BPY_CACHE = Path(os.environ.get("BPY_CACHE", Path.home() / ".cache" / "kling-ele
 WHEEL_CACHE = Path(os.environ.get("KLING_WHEEL_CACHE", BPY_CACHE / "wheels"))
 BL_EXT_GLOB = "lib/python3*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
 
-# Blender's Pythons: 4.2 LTS to 5.0 use CPython 3.11, 5.1 and later 3.13.
-PYTHONS: tuple[tuple[int, int], ...] = ((3, 11), (3, 13))
+
+@dataclass(frozen=True)
+class Build:
+    """One zip: the wheels for one CPython, for the Blender versions that run it.
+
+    ``blender_max`` is exclusive, as in Blender's manifest (``bl_pkg`` skips a package when
+    the running version is ``>=`` it); empty for no upper bound.
+    """
+
+    python: tuple[int, int]
+    blender_min: str
+    blender_max: str
+    label: str  # in the file name: what a user matches against their Blender
+
+
+BUILDS: tuple[Build, ...] = (
+    Build((3, 11), "4.2.0", "5.1.0", "blender-4.2-to-5.0"),
+    Build((3, 13), "5.1.0", "", "blender-5.1-and-later"),
+)
 # Provided by every Blender build, so never bundled (a second numpy would shadow Blender's).
 PROVIDED_BY_BLENDER = frozenset({"numpy"})
 
@@ -180,13 +203,16 @@ def _python_versions(python_tag: str) -> set[tuple[int, ...]]:
     return versions
 
 
-def blender_installs(filename: str, python: tuple[int, int], platform: Platform) -> bool:
+def blender_installs(filename: str, python: tuple[int, int] | None,
+                     platform: Platform) -> bool:
     """Whether Blender on ``platform`` with ``python`` would install this wheel.
 
     A copy of the rule in Blender's ``bl_pkg.bl_extension_ops._extensions_wheel_filter_for_this
-    _system`` (identical in 4.2 and 5.0): the platform tag is ``any``, equal, or the same
-    architecture (any manylinux / macOS version); the Python tag names this major (``py3``) or
-    this minor, or an older minor with the stable ABI (``abi3``).
+    _system`` (4.2.x from some point release on, and 5.x): the platform tag is ``any``, equal,
+    or the same architecture (any manylinux / macOS version); the Python tag names this major
+    (``py3``) or this minor, or an older minor with the stable ABI (``abi3``). ``python=None``
+    is 4.2.0's rule (``_extensions_wheel_filter_for_platform``): the platform part only, and
+    no ``universal2`` on macOS.
     """
     parts = filename.removesuffix(".whl").split("-")
     if not 5 <= len(parts) <= 6:
@@ -197,14 +223,17 @@ def blender_installs(filename: str, python: tuple[int, int], platform: Platform)
         current.partition("_")[2]
     if platform_tag not in {"any", current}:
         if current.startswith("macosx_"):
-            if not (platform_tag.startswith("macosx_")
-                    and platform_tag.endswith(("_" + arch, "_universal2"))):
+            # 4.2.0 knows no universal2: it wants the architecture itself.
+            suffixes = ("_" + arch,) if python is None else ("_" + arch, "_universal2")
+            if not (platform_tag.startswith("macosx_") and platform_tag.endswith(suffixes)):
                 return False
         elif current.startswith("linux_"):
             if not (platform_tag.startswith("manylinux") and platform_tag.endswith("_" + arch)):
                 return False
         else:
             return False
+    if python is None:
+        return True
     stable = "abi3" in abi_tag.split(".")
     for version in _python_versions(python_tag):
         if version == python[:1] or version == python:
@@ -242,35 +271,35 @@ def _pip_download(requirements: Sequence[str], python: tuple[int, int],
     )
 
 
-def fetch_wheels(pins: dict[str, str]) -> list[Path]:
-    """Every wheel the targets need, from the cache or pip; exactly one per package per target."""
+def fetch_wheels(pins: dict[str, str], python: tuple[int, int]) -> list[Path]:
+    """Every wheel ``python`` needs on the targets, from the cache or pip; one per package."""
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
     chosen: set[Path] = set()
-    for python in PYTHONS:
-        for platform in TARGETS:
-            missing = [n for n, v in pins.items() if not _cached(n, v, python, platform)]
-            if missing:
-                print(f"  downloading for cp{python[0]}{python[1]} {platform.blender}: "
-                      + ", ".join(missing), flush=True)
-                if _pip_download([f"{n}=={pins[n]}" for n in missing], python,
-                                 platform).returncode != 0:
-                    for name in missing:  # one at a time, to name the culprit
-                        result = _pip_download([f"{name}=={pins[name]}"], python, platform)
-                        if result.returncode != 0:
-                            tail = "\n    ".join(result.stderr.strip().splitlines()[-3:])
-                            raise BuildError(
-                                f"no wheel of {name}=={pins[name]} for CPython "
-                                f"{python[0]}.{python[1]} on {platform.blender} (pip platform "
-                                f"{platform.pip_tag}).\n    {tail}\nFix: pin a version of "
-                                f"{name} that publishes one in {LOCK_FILE.name}, or drop "
-                                f"{platform.blender} from TARGETS in {Path(__file__).name}")
-            for name, version in pins.items():
-                found = _cached(name, version, python, platform)
-                if not found:
-                    raise BuildError(f"pip downloaded {name}=={version} for {platform.blender} "
-                                     f"cp{python[0]}{python[1]} but Blender would not install "
-                                     f"it there; see {WHEEL_CACHE}")
-                chosen.add(found[0])
+    for platform in TARGETS:
+        missing = [n for n, v in pins.items() if not _cached(n, v, python, platform)]
+        if missing:
+            print(f"  downloading for cp{python[0]}{python[1]} {platform.blender}: "
+                  + ", ".join(missing), flush=True)
+            if _pip_download([f"{n}=={pins[n]}" for n in missing], python,
+                             platform).returncode != 0:
+                for name in missing:  # one at a time, to name the culprit
+                    result = _pip_download([f"{name}=={pins[name]}"], python, platform)
+                    if result.returncode != 0:
+                        tail = "\n    ".join(result.stderr.strip().splitlines()[-3:])
+                        raise BuildError(
+                            f"no wheel of {name}=={pins[name]} for CPython "
+                            f"{python[0]}.{python[1]} on {platform.blender} (pip platform "
+                            f"{platform.pip_tag}).\n    {tail}\nFix: pin a version of "
+                            f"{name} that publishes one in {LOCK_FILE.name}, or drop "
+                            f"{platform.blender} from TARGETS in {Path(__file__).name}")
+        for name, version in pins.items():
+            found = _cached(name, version, python, platform)
+            if not found:
+                raise BuildError(f"pip downloaded {name}=={version} for {platform.blender} "
+                                 f"cp{python[0]}{python[1]} but Blender would not install "
+                                 f"it there; see {WHEEL_CACHE}")
+            # Blender 4.2.0 skips universal2 wheels: prefer the architecture's own.
+            chosen.add(min(found, key=lambda p: (p.name.endswith("_universal2.whl"), p.name)))
     return sorted(chosen, key=lambda p: p.name)
 
 
@@ -344,37 +373,47 @@ def _requires(wheel: Path) -> list[str]:
     return message.get_all("Requires-Dist") or []
 
 
-def check_wheel_set(wheels: Iterable[Path]) -> None:
-    """Refuse a set that gives some target zero or two copies of a package, or misses a dep."""
+def check_wheel_set(wheels: Iterable[Path], python: tuple[int, int]) -> None:
+    """Refuse a set for ``python`` that gives some platform zero or two copies of a package,
+    misses a dependency, or makes Blender 4.2.0 install other wheels than later releases."""
     try:
         from packaging.requirements import Requirement
     except ImportError:  # every venv with pip has a copy
         from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
 
     wheels = list(wheels)
-    for python in PYTHONS:
-        for platform in TARGETS:
-            installed: dict[str, list[str]] = {}
-            for wheel in wheels:
-                if blender_installs(wheel.name, python, platform):
-                    installed.setdefault(wheel_name_version(wheel.name)[0], []).append(wheel.name)
-            where = f"CPython {python[0]}.{python[1]} on {platform.blender}"
-            for name, names in installed.items():
-                if len(names) > 1:
-                    raise BuildError(f"{where} would install {len(names)} copies of {name}: "
-                                     + ", ".join(names))
-            env = _marker_env(python, platform)
-            for wheel in wheels:
-                if not blender_installs(wheel.name, python, platform):
+    for platform in TARGETS:
+        early = {w.name for w in wheels if blender_installs(w.name, None, platform)}
+        later = {w.name for w in wheels if blender_installs(w.name, python, platform)}
+        if early != later:
+            raise BuildError(
+                f"on {platform.blender}, Blender 4.2.0 would install other wheels from the "
+                f"CPython {python[0]}.{python[1]} zip than later releases (4.2.0 filters by "
+                f"platform only and skips universal2): only 4.2.0: "
+                f"{', '.join(sorted(early - later)) or '-'}; only later: "
+                f"{', '.join(sorted(later - early)) or '-'}. Fix: give each Python its own zip "
+                f"in BUILDS and pin wheels built for one architecture")
+        installed: dict[str, list[str]] = {}
+        for wheel in wheels:
+            if blender_installs(wheel.name, python, platform):
+                installed.setdefault(wheel_name_version(wheel.name)[0], []).append(wheel.name)
+        where = f"CPython {python[0]}.{python[1]} on {platform.blender}"
+        for name, names in installed.items():
+            if len(names) > 1:
+                raise BuildError(f"{where} would install {len(names)} copies of {name}: "
+                                 + ", ".join(names))
+        env = _marker_env(python, platform)
+        for wheel in wheels:
+            if not blender_installs(wheel.name, python, platform):
+                continue
+            for spec in _requires(wheel):
+                req = Requirement(spec)
+                if req.marker is not None and not req.marker.evaluate(env):
                     continue
-                for spec in _requires(wheel):
-                    req = Requirement(spec)
-                    if req.marker is not None and not req.marker.evaluate(env):
-                        continue
-                    dep = normalize(req.name)
-                    if dep not in installed and dep not in PROVIDED_BY_BLENDER:
-                        raise BuildError(f"{wheel.name} needs {req} on {where}, which is not "
-                                         f"bundled. Fix: pin it in {LOCK_FILE.name}")
+                dep = normalize(req.name)
+                if dep not in installed and dep not in PROVIDED_BY_BLENDER:
+                    raise BuildError(f"{wheel.name} needs {req} on {where}, which is not "
+                                     f"bundled. Fix: pin it in {LOCK_FILE.name}")
 
 
 # --- staging, Blender's build and validation ---------------------------------------------------
@@ -421,22 +460,37 @@ def stage(wheels: Sequence[Path], manifest_text: str) -> None:
     (STAGING_DIR / MANIFEST).write_text(manifest_text)
 
 
-def generated_manifest(wheels: Sequence[Path]) -> tuple[str, dict]:
-    """The repo's manifest plus ``wheels`` and ``platforms``, which only the build may write."""
+def generated_manifest(wheels: Sequence[Path], build: Build) -> str:
+    """The repo's manifest plus what only the build may write: ``wheels``, ``platforms`` and
+    the Blender range of ``build`` (the repo's ``blender_version_min`` is the oldest one's)."""
     source = (ADDON_DIR / MANIFEST).read_text()
     manifest = tomllib.loads(source)
-    for key in ("wheels", "platforms"):
+    for key in ("wheels", "platforms", "blender_version_max"):
         if key in manifest:
             raise BuildError(f"blender_addon/{MANIFEST} sets {key!r}; remove it, the build "
-                             "writes it from scripts/extension-wheels.txt and TARGETS")
+                             "writes it from scripts/extension-wheels.txt, TARGETS and BUILDS")
+    oldest = min(BUILDS, key=lambda b: _version_tuple(b.blender_min)).blender_min
+    if manifest.get("blender_version_min") != oldest:
+        raise BuildError(f"blender_addon/{MANIFEST} says blender_version_min = "
+                         f"{manifest.get('blender_version_min')!r} but the oldest zip in BUILDS "
+                         f"starts at {oldest!r}; make them agree")
+    source = re.sub(r'(?m)^blender_version_min = "[^"]*"$',
+                    f'blender_version_min = "{build.blender_min}"', source)
     lines = ["", "# Written by scripts/build_extension.py.",
-             "platforms = [" + ", ".join(f'"{p.blender}"' for p in TARGETS) + "]",
-             "wheels = ["] + [f'  "./wheels/{w.name}",' for w in wheels] + ["]", ""]
+             f"# For Blender's CPython {build.python[0]}.{build.python[1]}."]
+    if build.blender_max:
+        lines.append(f'blender_version_max = "{build.blender_max}"')
+    lines += ["platforms = [" + ", ".join(f'"{p.blender}"' for p in TARGETS) + "]",
+              "wheels = ["] + [f'  "./wheels/{w.name}",' for w in wheels] + ["]", ""]
     # Top-level keys must come before the first [table].
     first_table = re.search(r"(?m)^\[", source)
     cut = first_table.start() if first_table else len(source)
     text = source[:cut].rstrip("\n") + "\n" + "\n".join(lines) + "\n" + source[cut:]
-    return text, manifest
+    return text
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def blender_ext(tool: Path, *args: str) -> None:
@@ -447,60 +501,87 @@ def blender_ext(tool: Path, *args: str) -> None:
                          f"{(result.stdout + result.stderr).strip()}")
 
 
-def zip_path(manifest: dict | None = None) -> Path:
-    if manifest is None:
-        manifest = tomllib.loads((ADDON_DIR / MANIFEST).read_text())
-    return DIST_DIR / f"{manifest['id']}-{project_version()}.zip"
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _extension_id() -> str:
+    return str(tomllib.loads((ADDON_DIR / MANIFEST).read_text())["id"])
+
+
+def zip_path(build: Build) -> Path:
+    """Where ``build``'s zip goes: ``dist/<id>-<version>-<label>.zip``."""
+    return DIST_DIR / f"{_extension_id()}-{project_version()}-{build.label}.zip"
+
+
+def _remove_stale(build: Build | None) -> None:
+    """Drop earlier per-platform parts of ``build``'s zip, or (``None``) the single zip for
+    every Python older builds wrote, which Blender 4.2.0 installs wrongly."""
+    if build is None:
+        stem = f"{_extension_id()}-{project_version()}"
+        stale = [DIST_DIR / f"{stem}.zip"] + [
+            DIST_DIR / f"{stem}-{p.blender.replace('-', '_')}.zip" for p in TARGETS]
+    else:
+        stale = list(DIST_DIR.glob(f"{zip_path(build).stem}-*.zip"))
+    for path in stale:
+        if path.is_file():
+            path.unlink()
+            print(f"removed stale {_shown(path)}")
 
 
 def validate(tool: Path, archive: Path) -> None:
     if not archive.is_file():
         raise BuildError(f"{archive} does not exist: run `make extension` first")
     blender_ext(tool, "validate", f"--valid-tags={_tags_file(tool)}", str(archive))
-    print(f"valid ({tool.parents[4].name}): {archive.relative_to(ROOT)}")
+    print(f"valid ({tool.parents[4].name}): {_shown(archive)}")
 
 
-def build(tool: Path, split_platforms: bool) -> Path:
+def build(tool: Path, split_platforms: bool) -> list[Path]:
+    """Write every zip in ``BUILDS`` (and their per-platform parts); return the zips."""
     version = check_versions()
     pins = read_lock()
     if PROVIDED_BY_BLENDER & pins.keys():
         raise BuildError(f"{LOCK_FILE.name} pins {sorted(PROVIDED_BY_BLENDER & pins.keys())}, "
                          "which Blender ships; remove the line")
-    print(f"kling-elements {version}: wheels for "
-          + ", ".join(f"cp{a}{b}" for a, b in PYTHONS) + " on "
-          + ", ".join(p.blender for p in TARGETS), flush=True)
-    third_party = fetch_wheels(pins)
+    DIST_DIR.mkdir(exist_ok=True)
+    _remove_stale(None)
+    tags = f"--valid-tags={_tags_file(tool)}"
+    archives = []
     with tempfile.TemporaryDirectory(prefix="kling-wheel-") as tmp:
         core = build_core_wheel(Path(tmp), version)
-        wheels = sorted([*third_party, core], key=lambda p: p.name)
-        check_wheel_set(wheels)
-        text, manifest = generated_manifest(wheels)
-        stage(wheels, text)
-    archive = zip_path(manifest)
-    DIST_DIR.mkdir(exist_ok=True)
-    archive.unlink(missing_ok=True)
-    tags = f"--valid-tags={_tags_file(tool)}"
-    blender_ext(tool, "build", f"--source-dir={STAGING_DIR}", f"--output-filepath={archive}", tags)
-    validate(tool, archive)
-    if split_platforms:
-        for stale in DIST_DIR.glob(f"{archive.stem}-*.zip"):
-            stale.unlink()
-        blender_ext(tool, "build", f"--source-dir={STAGING_DIR}", f"--output-filepath={archive}",
-                    tags, "--split-platforms")
-        for part in sorted(DIST_DIR.glob(f"{archive.stem}-*.zip")):
-            validate(tool, part)
-    size = archive.stat().st_size / 1e6
-    print(f"built {archive.relative_to(ROOT)} ({size:.1f} MB, {len(wheels)} wheels)")
-    return archive
+        for spec in BUILDS:
+            span = f"{spec.blender_min} <= Blender" + (f" < {spec.blender_max}"
+                                                       if spec.blender_max else "")
+            print(f"kling-elements {version} for {span}: CPython "
+                  f"{spec.python[0]}.{spec.python[1]} wheels on "
+                  + ", ".join(p.blender for p in TARGETS), flush=True)
+            wheels = sorted([*fetch_wheels(pins, spec.python), core], key=lambda p: p.name)
+            check_wheel_set(wheels, spec.python)
+            stage(wheels, generated_manifest(wheels, spec))
+            archive = zip_path(spec)
+            archive.unlink(missing_ok=True)
+            blender_ext(tool, "build", f"--source-dir={STAGING_DIR}",
+                        f"--output-filepath={archive}", tags)
+            validate(tool, archive)
+            _remove_stale(spec)
+            if split_platforms:
+                blender_ext(tool, "build", f"--source-dir={STAGING_DIR}",
+                            f"--output-filepath={archive}", tags, "--split-platforms")
+                for part in sorted(DIST_DIR.glob(f"{archive.stem}-*.zip")):
+                    validate(tool, part)
+            size = archive.stat().st_size / 1e6
+            print(f"built {_shown(archive)} ({size:.1f} MB, {len(wheels)} wheels)")
+            archives.append(archive)
+    return archives
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blender-ext", help="path to Blender's bl_pkg/cli/blender_ext.py")
     parser.add_argument("--split-platforms", action="store_true",
-                        help="also write one smaller zip per platform next to the universal one")
-    parser.add_argument("--validate", nargs="?", const="", metavar="ZIP",
-                        help="only validate ZIP (default: this version's zip in dist/)")
+                        help="also write one smaller zip per platform next to each zip")
+    parser.add_argument("--validate", nargs="*", metavar="ZIP",
+                        help="only validate the ZIPs (default: this version's zips in dist/)")
     parser.add_argument("--set-version", metavar="X.Y.Z",
                         help="write X.Y.Z into pyproject.toml, the manifest, bl_info and the core")
     args = parser.parse_args(argv)
@@ -508,8 +589,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.set_version:
             set_version(args.set_version)
         elif args.validate is not None:
-            validate(find_blender_ext(args.blender_ext),
-                     Path(args.validate).resolve() if args.validate else zip_path())
+            tool = find_blender_ext(args.blender_ext)
+            for archive in ([Path(z).resolve() for z in args.validate]
+                            or [zip_path(b) for b in BUILDS]):
+                validate(tool, archive)
         else:
             build(find_blender_ext(args.blender_ext), args.split_platforms)
     except BuildError as exc:

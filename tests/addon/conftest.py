@@ -7,6 +7,8 @@ in background mode, so tests drain the worker exactly as the add-on's timer does
 from __future__ import annotations
 
 import time
+import warnings
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,39 @@ try:
 except ImportError:  # plain Python: these tests run in the bpy venvs (make test-addon)
     bpy = None
 collect_ignore_glob = ["test_*.py"] if bpy is None else []
+
+ADDON_DIR = Path(__file__).resolve().parents[2] / "blender_addon"
+
+
+def addon_deprecations(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The DeprecationWarnings raised by the add-on's own code, as ``file:line: message``."""
+    return [f"{Path(w.filename).relative_to(ADDON_DIR.parent)}:{w.lineno}: {w.message}"
+            for w in caught if issubclass(w.category, DeprecationWarning)
+            and Path(w.filename).resolve().is_relative_to(ADDON_DIR)]
+
+
+@pytest.fixture(autouse=True)
+def no_deprecated_blender_api():
+    """Fail any test in which the add-on uses API this Blender deprecates.
+
+    5.1+ marks the old strip timing names "expected to be removed in Blender 6.0"; the add-on
+    reads and writes timing through ``compat``. Every warning is recorded (not only the first
+    per line) and the others are passed on to pytest's summary. The conform render runs in
+    a child Python: there the same warnings are errors (``PYTHONWARNINGS``), so the render
+    fails and so does the test.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONWARNINGS", "error::DeprecationWarning:__main__")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    ours = addon_deprecations(caught)
+    for w in caught:
+        if not (issubclass(w.category, DeprecationWarning)
+                and Path(w.filename).resolve().is_relative_to(ADDON_DIR)):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    assert not ours, ("the add-on used API this Blender deprecates; go through "
+                      "blender_addon/compat.py:\n  " + "\n  ".join(sorted(set(ours))))
 
 
 def drain(timeout: float = 60.0) -> None:

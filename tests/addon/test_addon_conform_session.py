@@ -56,7 +56,7 @@ def test_conformed_clip_is_the_sessions_video_and_clicks_map_through_it(
 
     # Scene frame 51 shows file frame 50 (t = 2.0 s): the session's frame 48 (also 2.0 s).
     file_frame = 50
-    scene_frame = int(strip.frame_start) + file_frame
+    scene_frame = int(compat.timing(strip, "content_start")) + file_frame
     session_frame = geometry.session_frame(scene, strip, state, scene_frame)
     assert session_frame == 48
     assert geometry.scene_frame(scene, strip, state, 48) == scene_frame
@@ -80,6 +80,6 @@ def test_conformed_clip_is_the_sessions_video_and_clicks_map_through_it(
     assert record.status == "succeed", record.message
     result = compat.strip_by_name(scene, record.imported_strip)
     assert result.channel == strip.channel + 1
-    assert result.frame_final_start == strip.frame_final_start
-    assert result.frame_final_end <= strip.frame_final_end
+    assert compat.timing(result, "left_handle") == compat.timing(strip, "left_handle")
+    assert compat.timing(result, "right_handle") <= compat.timing(strip, "right_handle")
     assert sandbox.state.created[record.external_task_id] == 1

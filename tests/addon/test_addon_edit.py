@@ -93,8 +93,8 @@ def test_each_mode_is_created_once_polled_downloaded_and_imported(
     result = compat.strip_by_name(scene, record.imported_strip)
     assert result is not None and result.type == "MOVIE"
     assert result.channel == movie_strip.channel + 1
-    assert result.frame_final_start == movie_strip.frame_final_start
-    assert result.frame_final_end == movie_strip.frame_final_end
+    for handle in ("left_handle", "right_handle"):
+        assert compat.timing(result, handle) == compat.timing(movie_strip, handle)
     assert result.kling.video_id == record.video_id != ""
     assert result.kling.task_id == record.task_id
     assert result.kling.prompt == record.prompt
@@ -227,7 +227,7 @@ def test_tracking_preview_is_a_muted_strip_above_the_source(movie_strip, clip):
     preview = compat.strip_by_name(scene, movie_strip.kling.preview_strip)
     assert preview is not None, bpy.context.window_manager.kling.error
     assert preview.mute and preview.channel == movie_strip.channel + 1
-    assert preview.frame_final_start == movie_strip.frame_final_start
+    assert compat.timing(preview, "left_handle") == compat.timing(movie_strip, "left_handle")
     assert bpy.ops.kling.preview_toggle() == {"FINISHED"}
     assert not preview.mute
     assert bpy.ops.kling.preview_remove() == {"FINISHED"}

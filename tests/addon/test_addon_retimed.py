@@ -25,6 +25,7 @@ def _add_retimed(scene, path: str):
     known = {p.identifier for p in operator.get_rna_type().properties}
     options = {"filepath": path, "frame_start": 1, "channel": 2, "sound": False,
                "adjust_playback_rate": True, "use_framerate": False, "move_strips": False,
+               "move_strips_after_add": False,
                "set_view_transform": False, "fit_method": "ORIGINAL"}
     with bpy.context.temp_override(window=window, area=area, region=region, scene=scene):
         assert operator(**{k: v for k, v in options.items() if k in known}) == {"FINISHED"}
@@ -52,7 +53,9 @@ def test_clicks_on_a_retimed_strip_land_on_the_frame_shown(connected, clip):
     drain()
     state = load_selection(strip)
     assert state is not None, bpy.context.window_manager.kling.error
-    start = int(strip.frame_start)
+    from blender_addon import compat
+
+    start = int(compat.timing(strip, "content_start"))
     for k in (0, 1, 10, 24, 47):
         expected = min(round(k * 30 / 24), clip.frame_count - 1)
         assert geometry.session_frame(scene, strip, state, start + k) == pytest.approx(

@@ -175,12 +175,12 @@ def test_network_respects_online_access(connected, movie_strip):
 
 
 def test_frames_map_both_ways_with_a_moved_and_trimmed_strip(movie_strip, clip):
-    from blender_addon import geometry
+    from blender_addon import compat, geometry
 
     state = _start(movie_strip)
     scene = bpy.context.scene
-    movie_strip.frame_start = 11
-    movie_strip.frame_offset_start = 5
+    compat.set_timing(movie_strip, "content_start", 11)
+    compat.set_timing(movie_strip, "left_handle_offset", 5)
     assert geometry.session_frame(scene, movie_strip, state, 11) is None  # trimmed off
     assert geometry.session_frame(scene, movie_strip, state, 16) == 5
     assert geometry.scene_frame(scene, movie_strip, state, 20) == 31

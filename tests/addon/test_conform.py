@@ -17,6 +17,18 @@ from .conftest import bpy, drain
 av = pytest.importorskip("av")
 
 
+def _timing(strip, name: str):
+    from blender_addon import compat
+
+    return compat.timing(strip, name)
+
+
+def _set_timing(strip, name: str, value) -> None:
+    from blender_addon import compat
+
+    compat.set_timing(strip, name, value)
+
+
 @pytest.fixture
 def conform_ops(addon):
     """The conform operators, registered unless the add-on already does it."""
@@ -167,8 +179,8 @@ def test_conform_with_a_blender_binary(clip25, tmp_path):
 def test_the_operator_conforms_the_visible_range_and_stores_it(plate, clip25, conform_ops):
     from blender_addon import conform
 
-    plate.animation_offset_start = 20  # file frames 20..149 are visible: 5.2 s
-    plate.frame_final_end = plate.frame_final_start + 125  # 20..144: exactly 5.0 s
+    _set_timing(plate, "content_trim_start", 20)  # file frames 20..149 are visible: 5.2 s
+    _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 125)  # 20..144: 5.0 s
     scene = bpy.context.scene
     assert bpy.ops.kling.conform_source(duration="AUTO") == {"FINISHED"}
     job = conform_ops.job_for(scene, plate)
@@ -188,7 +200,7 @@ def test_the_operator_conforms_the_visible_range_and_stores_it(plate, clip25, co
     _check_movie(path, clip25, plan)
 
     # Moving a handle makes the clip stale; clearing forgets it (the file stays).
-    plate.frame_final_start += 5
+    _set_timing(plate, "left_handle", _timing(plate, "left_handle") + 5)
     assert "changed" in conform_ops.conform_status(scene, plate)[2]
     assert conform_ops.conformed_clip(scene, plate) is None
     plate.kling.selection_json = "{}"  # a session refers to the conformed clip's frames
@@ -207,20 +219,20 @@ def test_a_strip_blender_retimes_is_read_by_its_time(plate, clip25, conform_ops)
 
     scene = bpy.context.scene
     retimed = conform_render._add_retimed_strip(bpy, scene, str(clip25.path))
-    assert retimed.frame_final_duration == 144
+    assert _timing(retimed, "duration") == 144
     clip = conform_ops.read_source(scene, retimed)
     assert (clip.first_frame, clip.frame_count, clip.file_frames) == (0, 150, 150)
-    retimed.frame_final_start = 25  # scene frame 25 shows file frame round(24 * 25/24) = 25
+    _set_timing(retimed, "left_handle", 25)  # shows file frame round(24 * 25/24) = 25
     clip = conform_ops.read_source(scene, retimed)
     assert (clip.first_frame, clip.frame_count) == (25, 125)
 
 
 def test_too_short_a_range_is_refused_before_anything_runs(plate, conform_ops):
-    plate.frame_final_end = plate.frame_final_start + 40  # 1.6 s
+    _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 40)  # 1.6 s
     with pytest.raises(RuntimeError, match=r"1\.60 s.*at least 2 s.*does not pad"):
         bpy.ops.kling.conform_source()
     assert conform_ops.job_for(bpy.context.scene, plate) is None
-    plate.frame_final_end = plate.frame_final_start + 150
+    _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 150)
     with pytest.raises(RuntimeError, match="7 s"):
         bpy.ops.kling.conform_source(duration="10")
     assert plate.kling.conformed_path == ""
@@ -241,7 +253,7 @@ def test_progress_reaches_the_status_line(plate, conform_ops):
 
 def test_cancel_stops_the_render_and_keeps_nothing(plate, conform_ops):
     scene = bpy.context.scene
-    plate.animation_offset_start = 3  # a plan no other test rendered
+    _set_timing(plate, "content_trim_start", 3)  # a plan no other test rendered
     assert bpy.ops.kling.conform_source() == {"FINISHED"}
     job = conform_ops.job_for(scene, plate)
     deadline = time.monotonic() + 120

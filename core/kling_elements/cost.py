@@ -119,6 +119,14 @@ class Cost:
         return Cost(_plus(self.units, other.units), _plus(self.quota, other.quota),
                     _plus(self.list_price, other.list_price))
 
+    def __sub__(self, other: Cost) -> Cost:
+        """What a running total grew by since ``other`` (an earlier value of it)."""
+        if not isinstance(other, Cost):
+            return NotImplemented
+        return Cost(*(None if a is None else a - (b or 0) for a, b in (
+            (self.units, other.units), (self.quota, other.quota),
+            (self.list_price, other.list_price))))
+
     @classmethod
     def from_api(cls, data: Any) -> Cost:
         """The deduction fields of an answer's ``data`` (or of a task object); never raises."""

@@ -16,9 +16,9 @@ import bpy
 
 from kling_elements import KlingError
 
-from . import compat, results, task_jobs
+from . import compat, cost_text, results, task_jobs
 from .ops_edit import CREATING
-from .ops_session import active_movie_strip, run_job
+from .ops_session import _online_refusal, active_movie_strip, run_job
 from .prefs import client_settings
 from .props_edit import ACTIVE_STATUSES, MODE_LABELS
 from .worker import BACKGROUND
@@ -99,6 +99,8 @@ def _apply(scene_name: str, strip_name: str, external: str, outcome) -> None:
     record.task_id = task.task_id
     record.status = task.status
     record.message = task.status_msg
+    if task.cost.known:
+        record.cost = str(task.cost)
     if task.videos:
         record.video_id = task.videos[0].id
         record.video_url = task.videos[0].url
@@ -276,5 +278,29 @@ class KLING_OT_refresh_account_tasks(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class KLING_OT_refresh_account_costs(bpy.types.Operator):
+    """Ask Kling what the account's resource packs have left (free; may lag up to 12 h)"""
+
+    bl_idname = "kling.refresh_account_costs"
+    bl_label = "Check Balance"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        refusal = _online_refusal(context)
+        if refusal:
+            cls.poll_message_set(refusal)
+        return not refusal
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = client_settings(context)
+        wm = context.window_manager
+
+        def done(costs) -> None:
+            wm.kling.account_left = cost_text.account_text(costs)
+
+        run_job(context, "Check balance", lambda: task_jobs.account_costs(settings), done)
+        return {"FINISHED"}
+
+
 classes = (KLING_OT_reimport_task, KLING_OT_open_task_folder, KLING_OT_remove_task,
-           KLING_OT_refresh_account_tasks)
+           KLING_OT_refresh_account_tasks, KLING_OT_refresh_account_costs)

@@ -156,10 +156,10 @@ class Cost:
                    parse_amount(data.get("list_price")))
 
     def __str__(self) -> str:
-        """``"1.3 units"``, ``"1.3 units + 0.56 balance (list 0.7)"``, ``"not reported"``."""
+        """``"1.3 units"``, ``"1 unit + 0.56 balance (list 0.7)"``, ``"not reported"``."""
         parts = []
         if self.units is not None:
-            parts.append(f"{_text(self.units)} units")
+            parts.append(f"{_text(self.units)} unit{'' if self.units == 1 else 's'}")
         if self.quota is not None and (self.quota or self.list_price):
             cash = f"{_text(self.quota)} balance"
             if self.list_price is not None and self.list_price != self.quota:

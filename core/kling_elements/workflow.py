@@ -98,10 +98,11 @@ def _charge(state: dict[str, Any], emit: EventCallback, step: str, cost: Cost,
 
 
 def _charge_task(state: dict[str, Any], emit: EventCallback, task: Task) -> None:
-    """Record the task's deduction as last reported (an event only when it changed)."""
+    """Record the task's deduction as last reported; an event when it changed and says
+    something (a reported deduction, or the task's end)."""
     ledger = _ledger(state)
     kind = state.get("task_kind") or {}
-    if ledger.set_task(task.task_id, task.cost):
+    if ledger.set_task(task.task_id, task.cost) and (task.cost.known or task.done):
         emit("cost", {"step": "task", "cost": task.cost, "total": ledger.total(),
                       "task_id": task.task_id, "mode": kind.get("mode"),
                       "duration": kind.get("duration"), "done": task.done})

@@ -406,6 +406,7 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
         ) from None
     config = SandboxConfig(
         host=args.host, port=args.port, data_dir=args.data_dir, task_seconds=args.task_seconds,
+        pack_units=args.pack_units,
         **{k: v for k, v in (("access_key", args.access_key), ("secret_key", args.secret_key),
                              ("api_key", args.api_key)) if v},
     )
@@ -577,6 +578,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key")
     p.add_argument("--data-dir")
     p.add_argument("--task-seconds", type=float, default=10.0)
+    p.add_argument("--pack-units", type=float, default=10000.0,
+                   help="size of the account's resource pack (/account/costs)")
     return parser
 
 

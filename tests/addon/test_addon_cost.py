@@ -77,11 +77,14 @@ def test_session_task_and_account_costs_are_shown(movie_strip, clip, own_sandbox
 
 
 def test_the_balance_is_fetched_only_with_online_access(connected, movie_strip):
+    system = bpy.context.preferences.system
+    before = system.use_online_access
     connected.region = "global"
     try:
-        bpy.context.preferences.system.use_online_access = False
+        system.use_online_access = False
         assert not bpy.ops.kling.refresh_account_costs.poll()
-        bpy.context.preferences.system.use_online_access = True
+        system.use_online_access = True
         assert bpy.ops.kling.refresh_account_costs.poll()
     finally:
         connected.region = "custom"
+        system.use_online_access = before

@@ -402,11 +402,6 @@ class Client:
         INFO and passed to ``on_restore`` as a :class:`RestoreReport`.
         """
         state = session if isinstance(session, SelectionState) else self.sessions[session]
-        self._restore(state, reason)
-        return state
-
-    def _restore(self, state: SelectionState, reason: str) -> Cost:
-        """:meth:`restore`'s work; returns what it cost."""
         if state.video_id:
             field, value = "video_id", state.video_id
         elif state.video_url:
@@ -453,7 +448,7 @@ class Client:
         hook = self.on_restore
         if hook is not None:
             hook(RestoreReport(old, init.session_id, reason, len(masks), cost))
-        return cost
+        return state
 
     def _auto_restore(self, state: SelectionState, reason: str) -> None:
         """Restore ``state`` unless ``auto_restore`` is off (then nothing is sent)."""
@@ -585,8 +580,10 @@ class Client:
             assert state is not None
             if not self.auto_restore:
                 self._auto_restore(state, reason)  # raises before anything changes
+            before = state.restore_spent
             state.clear()
-            return self._restore(state, reason)
+            self.restore(state, reason=reason)
+            return state.restore_spent - before
 
         if state is not None and self._expired(state):
             return replace("expired (sessions last 24 h)")

@@ -17,7 +17,7 @@ import bpy
 
 from kling_elements import KlingError
 
-from . import compat, live_sync, results, task_jobs
+from . import compat, cost_text, live_sync, results, task_jobs
 from .online import OnlineAccessRefused
 from .ops_edit import CREATING
 from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
@@ -89,6 +89,8 @@ def _changes(record: dict, outcome) -> dict:
         return {"status": "failed", "message": "Kling no longer knows this task"}
     task = outcome.task
     changes = {"task_id": task.task_id, "status": task.status, "message": task.status_msg}
+    if task.cost.known:
+        changes["cost"] = str(task.cost)
     if task.videos:
         changes.update(video_id=task.videos[0].id, video_url=task.videos[0].url,
                        watermark_url=task.videos[0].watermark_url)
@@ -287,5 +289,25 @@ class KLING_OT_refresh_account_tasks(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class KLING_OT_refresh_account_costs(bpy.types.Operator):
+    """Ask Kling what the account's resource packs have left (free; may lag up to 12 h)"""
+
+    bl_idname = "kling.refresh_account_costs"
+    bl_label = "Check Balance"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return poll_online(cls, context)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = client_settings(context)
+
+        def done(costs) -> None:
+            bpy.context.window_manager.kling.account_left = cost_text.account_text(costs)
+
+        run_job(context, "Check balance", lambda: task_jobs.account_costs(settings), done)
+        return {"FINISHED"}
+
+
 classes = (KLING_OT_reimport_task, KLING_OT_open_task_folder, KLING_OT_remove_task,
-           KLING_OT_refresh_account_tasks)
+           KLING_OT_refresh_account_tasks, KLING_OT_refresh_account_costs)

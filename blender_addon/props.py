@@ -91,6 +91,9 @@ class KlingRuntime(bpy.types.PropertyGroup):
     status: bpy.props.StringProperty(name="Status", update=_redraw)
     error: bpy.props.StringProperty(name="Last Error", update=_redraw)
     busy: bpy.props.BoolProperty(name="Busy", update=_redraw)
+    account_left: bpy.props.StringProperty(
+        name="Account", description="What the account's resource packs have left",
+        update=_redraw)
 
 
 def load_selection(strip: Any) -> SelectionState | None:

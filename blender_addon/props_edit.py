@@ -69,6 +69,8 @@ class KlingTaskRecord(bpy.types.PropertyGroup):
     result_path: bpy.props.StringProperty(name="Result file")
     watermark_path: bpy.props.StringProperty(name="Watermarked file")
     imported_strip: bpy.props.StringProperty(name="Imported strip")
+    cost: bpy.props.StringProperty(
+        name="Cost", description="What Kling reported deducting for this task")
 
 
 classes = (KlingEditSettings, KlingTaskRecord)

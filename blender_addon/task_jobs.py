@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kling_elements import NotFoundError, Task
+from kling_elements import AccountCosts, NotFoundError, Task
 from kling_elements.workflow import restore_session
 
 from .jobs import SessionSource, _live_state, client_for
 from .online import GATE, OnlineAccessRefused
 from .settings import ClientSettings
 
-__all__ = ["EditRequest", "ResultFiles", "TaskNotSent", "TaskUpdate", "create_task",
-           "fetch_result", "list_account_tasks", "poll_task", "preview_tracking"]
+__all__ = ["EditRequest", "ResultFiles", "TaskNotSent", "TaskUpdate", "account_costs",
+           "create_task", "fetch_result", "list_account_tasks", "poll_task", "preview_tracking"]
 
 
 SLOT_WAIT_S = 600.0
@@ -150,3 +150,8 @@ def preview_tracking(settings: ClientSettings, source: SessionSource, stored: di
 
 def list_account_tasks(settings: ClientSettings, page_size: int = 30) -> list[Task]:
     return client_for(settings).list_tasks(page=1, page_size=page_size)
+
+
+def account_costs(settings: ClientSettings) -> AccountCosts:
+    """The account's resource packs (the client keeps Kling's pace of one query a second)."""
+    return client_for(settings).account_costs()

@@ -8,7 +8,7 @@ import bpy
 
 from kling_elements import validate
 
-from . import compat, conform_ui, geometry, jobs, source
+from . import compat, conform_ui, cost_text, geometry, jobs, source
 from .edit_check import image_notes
 from .ops_edit import edit_problems_for
 from .ops_session import active_movie_strip
@@ -47,6 +47,10 @@ class KLING_PT_main(_KlingPanel, bpy.types.Panel):
         if runtime.error:
             layout.label(text=runtime.error, icon="ERROR")
         layout.operator("kling.test_connection", icon="URL")
+        row = layout.row(align=True)
+        row.label(text=runtime.account_left or "Account: balance not checked yet",
+                  icon="FUND")
+        row.operator("kling.refresh_account_costs", text="", icon="FILE_REFRESH")
 
 
 class KLING_PT_source(_KlingPanel, bpy.types.Panel):
@@ -109,6 +113,7 @@ class KLING_PT_session(_KlingPanel, bpy.types.Panel):
         layout.label(text=f"Session {state.session_id[:12]}…")
         layout.label(text=f"{hours:.1f} h left (restored automatically when expired)")
         layout.label(text=f"{state.total_frames} frames at {state.fps:g} fps")
+        layout.label(text=cost_text.session_cost_text(state), icon="FUND")
         layout.operator("kling.reset_session", icon="X")
 
 
@@ -258,6 +263,8 @@ class KLING_PT_tasks(_KlingPanel, bpy.types.Panel):
             row.label(text=label, icon=_STATUS_ICONS.get(record.status, "QUESTION"))
             row.operator("kling.remove_task", text="", icon="X").index = index
             box.label(text=record.prompt[:80] or "(no prompt)")
+            if record.cost:
+                box.label(text=f"Cost: {record.cost}", icon="FUND")
             if record.message:
                 line = box.row()
                 line.alert = record.status in ("failed", "not_sent")

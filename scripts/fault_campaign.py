@@ -161,16 +161,16 @@ class _Client(ke.Client):
         self.abandoned: dict[str, dict[int, list[tuple[float, float]]] | None] = {}
         self._clearing = False
 
-    def restore(self, session: str | ke.SelectionState) -> ke.SelectionState:
+    def restore(self, session: str | ke.SelectionState, **options: Any) -> ke.SelectionState:
         state = session if isinstance(session, ke.SelectionState) else self.sessions[session]
         self.abandoned[state.session_id] = None if self._clearing else {
             f: list(p) for f, p in state.points.items() if p}
-        return super().restore(session)
+        return super().restore(session, **options)
 
-    def clear_selection(self, session_id: str) -> None:
+    def clear_selection(self, session_id: str) -> ke.Cost:
         self._clearing = True
         try:
-            super().clear_selection(session_id)
+            return super().clear_selection(session_id)
         finally:
             self._clearing = False
 

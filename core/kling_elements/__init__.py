@@ -6,7 +6,8 @@ nothing here imports them.
 """
 
 from . import batch, errors, media, rle, validate
-from .client import DEFAULT_BASE_URL, REGIONS, Client
+from .client import DEFAULT_BASE_URL, REGIONS, Client, RestoreReport
+from .cost import Cost
 from .errors import (
     AccountError,
     AuthError,
@@ -19,12 +20,22 @@ from .errors import (
     RateLimitError,
     RejectedError,
     ResponseFormatError,
+    RestoreDisabledError,
     ServerError,
     TaskFailedError,
     TaskTimeoutError,
     ValidationError,
 )
-from .models import InitResult, Mask, PreviewResult, SelectionResult, Task, TaskVideo
+from .models import (
+    AccountCosts,
+    InitResult,
+    Mask,
+    PreviewResult,
+    ResourcePack,
+    SelectionResult,
+    Task,
+    TaskVideo,
+)
 from .selection import SelectionState
 
 __version__ = "0.1.0"
@@ -32,10 +43,12 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_BASE_URL",
     "REGIONS",
+    "AccountCosts",
     "AccountError",
     "AuthError",
     "Client",
     "ConnectionFailed",
+    "Cost",
     "InitResult",
     "InvalidRequestError",
     "KlingError",
@@ -46,7 +59,10 @@ __all__ = [
     "PreviewResult",
     "RateLimitError",
     "RejectedError",
+    "ResourcePack",
     "ResponseFormatError",
+    "RestoreDisabledError",
+    "RestoreReport",
     "SelectionResult",
     "SelectionState",
     "ServerError",

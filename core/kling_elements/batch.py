@@ -13,6 +13,12 @@ next jobs run ahead meanwhile, so a slot is filled again as soon as it frees. On
 account's concurrency is used up, e.g. by other machines of a farm) the limit halves, and
 it grows by one after a few accepted creates, up to ``concurrency`` (AIMD): a burst of
 refusals never becomes a storm of retries.
+
+With a budget (``budget=`` units, or the manifest's ``{"batch": {"budget": N}}`` first
+line), a job is held back, before anything is sent for it or just before its task is
+created, when the units reported so far plus what it is expected to cost would pass the
+budget (see ``batch_budget``); held jobs are reported as ``held`` and a run with a larger
+budget continues them. ``report.json`` carries each job's cost and the total.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
+from .batch_budget import Budget, BudgetHeld
 from .batch_manifest import (
     BatchJob,
     Manifest,
@@ -39,6 +47,7 @@ from .batch_manifest import (
     parse_shard,
 )
 from .client import Client
+from .cost import Cost, PriceBook, json_number, task_kind
 from .errors import (
     AccountError,
     AuthError,
@@ -49,13 +58,14 @@ from .errors import (
     ServerError,
 )
 from .hosting import CachingHost, Host
+from .ledger import CostLedger
 from .models import Task
 from .retry import backoff
 from .workflow import run_edit, write_json_atomic
 
 __all__ = [
-    "JobReport", "Limiter", "Manifest", "ManifestError", "Report", "load", "parse_shard",
-    "plan", "run",
+    "BudgetHeld", "JobReport", "Limiter", "Manifest", "ManifestError", "Report", "load",
+    "parse_shard", "plan", "run",
 ]
 
 log = logging.getLogger("kling_elements.batch")
@@ -126,7 +136,9 @@ class Limiter:
 
 @dataclass
 class JobReport:
-    """One line of ``report.json``; ``status`` is succeed, failed, invalid or pending."""
+    """One line of ``report.json``; ``status`` is succeed, failed, invalid, held (by the
+    budget) or pending; ``cost`` is what Kling reported deducting for the job, every run
+    counted (``Cost.to_dict``)."""
 
     name: str | None
     line: int
@@ -137,6 +149,7 @@ class JobReport:
     error: str | None = None
     seconds: float = 0.0
     retries: int = 0
+    cost: dict[str, Any] | None = None
 
 
 @dataclass
@@ -146,28 +159,37 @@ class Report:
     jobs: list[JobReport]
     path: Path
     shard: tuple[int, int] | None
+    budget: Decimal | None = None
 
     @property
     def ok(self) -> bool:
         return all(job.status == "succeed" for job in self.jobs)
 
     def counts(self) -> dict[str, int]:
-        counts = {"succeed": 0, "failed": 0, "invalid": 0, "pending": 0}
+        counts = {"succeed": 0, "failed": 0, "invalid": 0, "held": 0, "pending": 0}
         for job in self.jobs:
             counts[job.status] = counts.get(job.status, 0) + 1
         return counts
 
+    def cost(self) -> Cost:
+        """What Kling reported deducting for the jobs of this report, in all."""
+        return sum((Cost.from_dict(job.cost) for job in self.jobs), Cost())
+
     def to_dict(self) -> dict[str, Any]:
         return {"shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
-                "counts": self.counts(), "jobs": [asdict(job) for job in self.jobs]}
+                "counts": self.counts(), "cost": self.cost().to_dict(),
+                "budget": json_number(self.budget),
+                "jobs": [asdict(job) for job in self.jobs]}
 
     def summary(self) -> str:
         """A few lines for humans: the counts, then each job that did not succeed."""
         c = self.counts()
         retries = sum(job.retries for job in self.jobs)
+        budget = f" of a budget of {json_number(self.budget)}" if self.budget is not None else ""
         lines = [f"{len(self.jobs)} job(s): {c['succeed']} succeeded, {c['failed']} failed, "
-                 f"{c['invalid']} invalid, {c['pending']} pending; {retries} retried "
-                 f"request(s); report: {self.path}"]
+                 f"{c['invalid']} invalid, {c['held']} held, {c['pending']} pending; "
+                 f"{retries} retried request(s); cost: {self.cost()}{budget}; "
+                 f"report: {self.path}"]
         lines += [f"  {job.name or f'line {job.line}'}: {job.status}"
                   + (f": {job.error}" if job.error else "")
                   for job in self.jobs if job.status != "succeed"]
@@ -211,6 +233,7 @@ class _JobClient:
         return task
 
     def submit_task(self, body: dict[str, Any], **options: Any) -> Task:
+        self._runner.reserve_task(body)  # BudgetHeld: nothing is sent
         if not self._held:
             self._runner.emit_current("waiting_slot", {})
             self._runner.limiter.acquire()
@@ -241,8 +264,9 @@ class _JobClient:
 class _Runner:
     def __init__(self, client: Client, host: Host | None, out_dir: Path, limiter: Limiter,
                  on_event: BatchEvent | None, wait_timeout: float, poll_interval: float | None,
-                 attempts: int) -> None:
+                 attempts: int, budget: Budget | None = None) -> None:
         self.client = client
+        self.budget = budget or Budget(None)
         self.host = host
         self.out_dir = out_dir
         self.limiter = limiter
@@ -279,6 +303,62 @@ class _Runner:
             if limit is not None:
                 self.emit(None, "limit", {"limit": limit, "reason": "1303"})
 
+    # cost ----------------------------------------------------------------------------------
+    def job_event(self, name: str, kind: str, info: dict[str, Any]) -> None:
+        """A job's workflow event: costs are counted against the budget, then passed on."""
+        if kind == "cost":
+            step, cost, total = info["step"], info["cost"], info["total"]
+            prices = self.budget.prices
+            if step == "task":
+                prices.observe(("task", *task_kind(info.get("mode"), info.get("duration"))),
+                               cost.units)
+            elif step in ("init-selection", "add-selection"):
+                prices.observe((step,), cost.units)
+            settled = step == "task" and (cost.units is not None or bool(info.get("done")))
+            self.budget.report(name, total.units or Decimal(0), settled=settled)
+            self.emit(None, "spent", {"units": self.budget.spent(),
+                                      "budget": self.budget.limit})
+        self.emit(name, kind, info)
+
+    def reserve_task(self, body: dict[str, Any]) -> None:
+        """Before a create: expect the task's estimate from this job, or hold the job."""
+        record = getattr(self._local, "record", None)
+        if record is None:
+            return
+        kind = ("task", *task_kind(body.get("mode"), body.get("duration")))
+        self.budget.reserve(record.name, self.budget.prices.estimate(kind))
+
+    def reserve_start(self, job: BatchJob) -> None:
+        """Before a job sends anything: expect its whole estimate, or hold it. A job whose
+        task may already exist (an earlier run saved its external id) is never held: that
+        task may be paid for already and its result must not be left behind."""
+        state = _read_state(self.state_path(job))
+        if state.get("external_task_id"):
+            return
+        prices, spec = self.budget.prices, job.spec
+        needed = prices.estimate(("task", *task_kind(spec.mode, spec.duration)))
+        if not state.get("selection"):
+            needed += prices.estimate(("init-selection",))
+            needed += prices.estimate(("add-selection",)) * len(spec.selections)
+        self.budget.reserve(job.name, needed)
+
+    def load_costs(self, jobs: list[BatchJob]) -> None:
+        """What earlier runs of these jobs spent (their state files), and the prices seen."""
+        for job in jobs:
+            state = _read_state(self.state_path(job))
+            ledger = _job_ledger(state)
+            if ledger is None:
+                continue
+            kind = state.get("task_kind") or {}
+            for step in ledger.steps():
+                units = Cost.from_dict(step.get("cost")).units
+                if step.get("step") == "task":
+                    self.budget.prices.observe(
+                        ("task", *task_kind(kind.get("mode"), kind.get("duration"))), units)
+                elif step.get("step") in ("init-selection", "add-selection"):
+                    self.budget.prices.observe((step["step"],), units)
+            self.budget.report(job.name, ledger.total().units or Decimal(0), settled=True)
+
     def accepted(self) -> None:
         limit = self.limiter.succeeded()
         if limit is not None:
@@ -314,11 +394,19 @@ class _Runner:
         record.status, record.output = "succeed", edit.output
         record.task_id, record.external_task_id = state.get("task_id"), state.get(
             "external_task_id")
+        record.cost = _job_cost(state)
         return True
 
     def run_job(self, job: BatchJob, record: JobReport) -> None:
         if self._finished(job, record):
             self.emit(job.name, "skipped", asdict(record))
+            return
+        try:
+            self.reserve_start(job)
+        except BudgetHeld as exc:
+            state = _read_state(self.state_path(job))
+            record.status, record.error, record.cost = "held", str(exc), _job_cost(state)
+            self.emit(job.name, "held", asdict(record))
             return
         start = time.monotonic()
         self._local.record = record
@@ -328,10 +416,15 @@ class _Runner:
         finally:
             self._local.record = None
             record.seconds = round(time.monotonic() - start, 3)
+            state = _read_state(self.state_path(job))
             if record.status != "succeed":
-                state = _read_state(self.state_path(job))
                 record.task_id = state.get("task_id")
                 record.external_task_id = state.get("external_task_id")
+            record.cost = _job_cost(state)
+            ledger = _job_ledger(state)
+            task_id = state.get("task_id")
+            if not task_id or (ledger is not None and ledger.task_cost(task_id) is not None):
+                self.budget.settle(job.name)  # else its running task may still charge
             self.emit(job.name, record.status, asdict(record))
 
     def _attempt_until_done(self, job: BatchJob, record: JobReport) -> None:
@@ -346,7 +439,7 @@ class _Runner:
                 result = run_edit(
                     cast(Client, proxy), edit, host=self.host, state_path=self.state_path(job),
                     wait_timeout=self.wait_timeout,
-                    on_event=lambda kind, info: self.emit(job.name, kind, info),
+                    on_event=lambda kind, info: self.job_event(job.name, kind, info),
                 )
             except _TRANSIENT as exc:
                 tries += 1
@@ -364,6 +457,9 @@ class _Runner:
                 record.retries += 1
                 self.emit(job.name, "retry", {"error": str(exc), "wait_s": wait, "job": True})
                 time.sleep(wait)
+            except BudgetHeld as exc:
+                record.status, record.error = "held", str(exc)
+                return
             except _FATAL as exc:
                 record.status, record.error = "failed", str(exc)
                 self.fatal = exc
@@ -381,6 +477,26 @@ class _Runner:
                 return
             finally:
                 proxy.release()
+
+
+def _job_ledger(state: dict[str, Any]) -> CostLedger | None:
+    record = state.get("cost")
+    return CostLedger(record) if isinstance(record, dict) else None
+
+
+def _job_cost(state: dict[str, Any]) -> dict[str, Any] | None:
+    """A job's reported cost over every run (``None``: nothing was ever charged)."""
+    ledger = _job_ledger(state)
+    return ledger.total().to_dict() if ledger is not None and ledger.steps() else None
+
+
+def _budget(value: Decimal | float | str | None) -> Decimal | None:
+    if value is None:
+        return None
+    amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"budget {value!r} must be a number of units >= 0, e.g. 50")
+    return amount
 
 
 def plan(manifest: Manifest, shard: tuple[int, int] | None = None
@@ -419,6 +535,7 @@ def run(
     poll_interval: float | None = None,
     attempts: int = 3,
     upload_ttl_s: float = 6 * 3600.0,
+    budget: Decimal | float | str | None = None,
 ) -> Report:
     """Run (or resume) every job of the manifest in ``shard``; write the results and report.
 
@@ -434,16 +551,20 @@ def run(
     published URLs are reused for ``upload_ttl_s`` (a presigned URL only while it has more
     than ten minutes left). The report is written after every job to ``report.json``
     (``report.I-of-N.json`` for a shard); it is returned.
+
+    ``budget`` (units; default: the manifest's, else none) holds back jobs that would pass
+    it (status ``held``, see ``batch_budget``); it covers this shard's jobs over every run.
     """
     out = Path(out_dir).resolve()
     if shard is not None:
         shard = parse_shard(shard if isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
     manifest = _manifest(jobs, local_ok=host is not None)
+    limit = _budget(budget if budget is not None else manifest.budget)
     selected, records_invalid = plan(manifest, shard)
     path = report_path(out, shard)
     records = {job.name: JobReport(name=job.name, line=job.line) for job in selected}
     report = Report(sorted([*records.values(), *records_invalid], key=lambda r: r.line),
-                    path, shard)
+                    path, shard, limit)
     if manifest.problems and not skip_invalid:
         _write_json(path, report.to_dict())
         raise ManifestError(manifest.problems)
@@ -455,7 +576,8 @@ def run(
                            provider=identity)
     limiter = Limiter(concurrency)
     runner = _Runner(client, host, out, limiter, on_event, wait_timeout, poll_interval,
-                     attempts)
+                     attempts, Budget(limit, PriceBook()))
+    runner.load_costs(selected)
     previous_hook = client.on_retry
 
     def chained(error: KlingError, wait: float) -> None:
@@ -483,7 +605,8 @@ def run(
             write_report()
 
     runner.emit(None, "begin", {"jobs": len(selected), "invalid": len(records_invalid),
-                                "concurrency": concurrency, "report": str(path)})
+                                "concurrency": concurrency, "report": str(path),
+                                "budget": limit, "spent": runner.budget.spent()})
     # Twice as many workers as slots: the next jobs' uploads and clicks run while tasks
     # render. Daemon threads, so an interrupted run exits at once; the state is on disk.
     threads = [threading.Thread(target=worker, name=f"batch-{i}", daemon=True)

@@ -4,8 +4,9 @@
 a few times a second, one line per running job (its stage, the percentage of an upload or
 download) and a total line, with finished jobs and retries scrolling above it. Anywhere
 else (a farm's log, a pipe) it writes one plain line per step that matters (task created,
-resumed, finished, retried, limit changed), never a progress bar. It only writes to its
-stream; a failing write never stops the batch.
+resumed, finished, retried, limit changed, held back by the budget), never a progress bar.
+The total line says what Kling reported deducting so far (and the budget, if any). It only
+writes to its stream; a failing write never stops the batch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from decimal import Decimal
 from typing import Any, TextIO
 
 __all__ = ["BatchDisplay"]
@@ -22,7 +24,11 @@ _STAGES = {
     "selection": "selecting", "waiting_slot": "waiting for a slot", "created": "submitted",
     "resumed": "resumed", "download_progress": "downloading",
 }
-_LOGGED = ("created", "resumed", "succeed", "failed", "skipped", "retry", "limit")
+_LOGGED = ("created", "resumed", "succeed", "failed", "skipped", "retry", "limit", "held")
+
+
+def _units(amount: Decimal | None) -> str:
+    return "?" if amount is None else format(amount.normalize(), "f")
 
 
 class BatchDisplay:
@@ -35,7 +41,9 @@ class BatchDisplay:
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._running: dict[str, str] = {}
-        self._counts = {"succeed": 0, "failed": 0, "skipped": 0}
+        self._counts = {"succeed": 0, "failed": 0, "skipped": 0, "held": 0}
+        self._spent: Decimal | None = None
+        self._budget: Decimal | None = None
         self._total = 0
         self._limit = 0
         self._drawn = 0
@@ -68,11 +76,14 @@ class BatchDisplay:
     def _update(self, name: str | None, kind: str, info: dict[str, Any]) -> None:
         if kind == "begin":
             self._total, self._limit = info["jobs"], info["concurrency"]
+            self._budget, self._spent = info.get("budget"), info.get("spent")
+        elif kind == "spent":
+            self._spent, self._budget = info["units"], info["budget"]
         elif kind == "limit":
             self._limit = info["limit"]
         elif name is None:
             return
-        elif kind in ("succeed", "failed", "skipped", "pending"):
+        elif kind in ("succeed", "failed", "skipped", "pending", "held"):
             self._running.pop(name, None)
             if kind in self._counts:
                 self._counts[kind] += 1
@@ -99,13 +110,21 @@ class BatchDisplay:
             return f"{who}: already done ({info['output']})"
         if kind == "succeed":
             return f"{who}: succeeded in {info['seconds']:.1f} s -> {info['output']}"
+        if kind == "held":
+            return f"{who}: {info.get('error')}"
         return f"{who}: {kind}: {info.get('error')}"
 
     def _total_line(self) -> str:
         done = sum(self._counts.values())
+        held = f", {self._counts['held']} held" if self._counts["held"] else ""
+        spent = ""
+        if self._spent is not None:
+            spent = f", spent {_units(self._spent)} units"
+            if self._budget is not None:
+                spent += f" of {_units(self._budget)}"
         return (f"{done}/{self._total} done ({self._counts['succeed']} ok, "
-                f"{self._counts['failed']} failed, {self._counts['skipped']} already done), "
-                f"{len(self._running)} active, limit {self._limit}, "
+                f"{self._counts['failed']} failed, {self._counts['skipped']} already done"
+                f"{held}), {len(self._running)} active, limit {self._limit}{spent}, "
                 f"{time.monotonic() - self._started:.0f} s")
 
     def _draw(self) -> None:

@@ -1,6 +1,8 @@
 """The batch manifest: JSON Lines parsing, whole-manifest validation, and sharding.
 
-One job per line; paths are relative to the manifest's folder. Validation reports every
+One job per line; paths are relative to the manifest's folder. The first line may instead
+hold settings for the whole batch, ``{"batch": {"budget": 50}}`` (today only the budget, in
+units; the command line's ``--budget`` wins over it). Validation reports every
 violation of every line at once (with its line number) and reuses the checks the client
 applies before spending (``validate``, ``media``), so no limit is written twice. Sharding
 is a pure function of a job's name: ``--shard I/N`` on N machines covers each job exactly
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,8 @@ __all__ = [
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,119}")
 FIELDS = ("name", "video", "select", "edit_mode", "prompt", "images", "negative_prompt",
           "mode", "duration", "watermark", "model_name")
+SETTINGS_KEY = "batch"
+SETTINGS = ("budget",)
 _URL_PREFIXES = ("http://", "https://")
 
 
@@ -81,12 +87,14 @@ class BatchJob:
 
 @dataclass
 class Manifest:
-    """The parsed manifest: valid jobs, every problem, and each line's name (or ``None``)."""
+    """The parsed manifest: valid jobs, every problem, and each line's name (or ``None``);
+    ``budget`` from its settings line (``None``: none given)."""
 
     path: Path | None
     jobs: list[BatchJob] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     entries: list[tuple[int, str | None]] = field(default_factory=list)
+    budget: Decimal | None = None
 
     @property
     def invalid_lines(self) -> list[tuple[int, str | None]]:
@@ -296,16 +304,55 @@ def _check_record(record: object, base: Path, probes: _Probes,
     return name, fields, check.messages
 
 
+def _settings(record: dict, at_top: bool) -> tuple[Decimal | None, list[str]]:
+    """The budget of a settings line and its problems."""
+    problems = []
+    if not at_top:
+        problems.append(f'the {{"{SETTINGS_KEY}": {{...}}}} settings line must be the first line')
+    settings = record[SETTINGS_KEY]
+    if set(record) != {SETTINGS_KEY} or not isinstance(settings, dict):
+        return None, [*problems, f'a settings line is only {{"{SETTINGS_KEY}": {{"budget": '
+                                 'UNITS}}, with no job fields']
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        problems.append(f"unknown setting(s) {', '.join(map(repr, unknown))}: the settings are "
+                        f"{', '.join(SETTINGS)}")
+    raw = settings.get("budget")
+    budget = None
+    if raw is not None:
+        try:
+            ok_type = isinstance(raw, (int, float, str)) and not isinstance(raw, bool)
+            budget = Decimal(str(raw).strip()) if ok_type else None
+        except InvalidOperation:
+            budget = None
+        if isinstance(raw, float) and not math.isfinite(raw):
+            budget = None
+        if budget is None or not budget.is_finite() or budget < 0:
+            problems.append(f"budget {raw!r} must be a number of units >= 0, e.g. 50")
+            budget = None
+    return budget, problems
+
+
 def from_records(
     records: Iterable[tuple[int, object]], base_dir: str | os.PathLike,
     *, path: Path | None = None, local_ok: bool = True,
 ) -> Manifest:
-    """Validate ``(line, parsed JSON)`` pairs; names are unique (also ignoring case)."""
+    """Validate ``(line, parsed JSON)`` pairs; names are unique (also ignoring case). The
+    first record may be the batch's settings (``{"batch": {...}}``)."""
     manifest = Manifest(path=path)
     probes = _Probes()
     seen: dict[str, int] = {}
     base = Path(base_dir)
+    at_top = True
     for line, record in records:
+        if isinstance(record, dict) and SETTINGS_KEY in record:
+            manifest.budget, messages = _settings(record, at_top)
+            at_top = False
+            if messages:
+                manifest.entries.append((line, None))
+                manifest.problems.extend(Problem(line, None, m) for m in messages)
+            continue
+        at_top = False
         if isinstance(record, _Unparsable):
             manifest.entries.append((line, None))
             manifest.problems.append(Problem(line, None, record.message))

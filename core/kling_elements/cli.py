@@ -15,12 +15,15 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__, batch
 from .batch_display import BatchDisplay
 from .client import REGIONS, Client
+from .cost import Cost, json_number
 from .errors import KlingError
 from .hosting import KINDS, Host, HostingSettings, UrlHost, default_cache_dir, make_host
 from .hosting.settings import ADDRESSING
@@ -60,6 +63,10 @@ class _Progress:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Cost):
+        return value.to_dict()
+    if isinstance(value, Decimal):
+        return json_number(value)
     if is_dataclass(value) and not isinstance(value, type):
         return {k: _jsonable(v) for k, v in asdict(value).items()}
     if isinstance(value, (list, tuple)):
@@ -110,7 +117,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _selection_text(result: Any) -> str:
-    lines = [f"frame {result.frame_index}: {len(result.masks)} object(s)"]
+    lines = [f"frame {result.frame_index}: {len(result.masks)} object(s); cost: {result.cost}"]
     for mask in result.masks:
         area = int(mask.to_array().sum())
         lines.append(f"  object {mask.object_id}: {area} px of {mask.size[0]}x{mask.size[1]}")
@@ -121,9 +128,24 @@ def _task_text(task: Any) -> str:
     text = f"{task.task_id} {task.status}"
     if task.status_msg:
         text += f": {task.status_msg}"
+    if task.cost.known:
+        text += f" (cost: {task.cost})"
     for video in task.videos:
         text += f"\n  video {video.id} ({video.duration} s) {video.url}"
     return text
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    """One step of an edit's cost ledger, e.g. ``add-selection (frame 40): 0.1 units``."""
+    where = ""
+    if "frame_index" in step:
+        where = f" (frame {step['frame_index']})"
+    elif step.get("step") == "restore":
+        where = f" ({step.get('count', 1)}x, init and every add again)"
+    elif step.get("step") == "task" and step.get("task_id"):
+        where = f" ({step['task_id']})"
+    cost = step["cost"] if isinstance(step["cost"], Cost) else Cost.from_dict(step["cost"])
+    return f"{step['step']}{where}: {cost}"
 
 
 def _hosting_settings(args: argparse.Namespace) -> HostingSettings:
@@ -161,7 +183,8 @@ def cmd_init(args: argparse.Namespace, client: Client, progress: _Progress) -> N
         url = host.publish(args.file, on_progress=lambda d, t: progress.bytes("upload", d, t))
     init = client.init_selection(video_url=url, video_id=args.video_id)
     _emit(args, init, f"session {init.session_id}: {init.total_frames} frames at "
-          f"{init.fps:g} fps, {init.width}x{init.height}, {init.duration_ms} ms")
+          f"{init.fps:g} fps, {init.width}x{init.height}, {init.duration_ms} ms; "
+          f"cost: {init.cost}")
 
 
 def cmd_select(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
@@ -171,8 +194,9 @@ def cmd_select(args: argparse.Namespace, client: Client, progress: _Progress) ->
 
 
 def cmd_clear(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
-    client.clear_selection(args.session_id)
-    _emit(args, {"session_id": args.session_id, "cleared": True}, "selection cleared")
+    cost = client.clear_selection(args.session_id)
+    _emit(args, {"session_id": args.session_id, "cleared": True, "cost": cost},
+          f"selection cleared; cost: {cost}")
 
 
 def cmd_preview(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
@@ -183,7 +207,7 @@ def cmd_preview(args: argparse.Namespace, client: Client, progress: _Progress) -
                         on_progress=lambda d, t: progress.bytes("download", d, t))
         progress.line(f"preview saved to {out}")
     _emit(args, preview, f"preview video: {preview.video_url}\ncover: {preview.cover_url}\n"
-          f"tracking: {preview.tracking_output_url}")
+          f"tracking: {preview.tracking_output_url}\ncost: {preview.cost}")
 
 
 def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -252,13 +276,49 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
             progress.bytes(kind.split("_")[0], info["done"], info["total"])
         elif kind == "status":
             progress.line(f"task: {info['status']}")
+        elif kind == "cost":
+            progress.line(f"cost: {_step_text(info)} (edit so far: {info['total']})")
         elif kind != "done":
             progress.line(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
 
     result = run_edit(client, job, host=host, state_path=state, wait_timeout=args.wait_timeout,
                       on_event=on_event, overwrite=args.force)
+    progress.line("cost of the edit, every step (also of earlier runs):\n"
+                  + "\n".join(f"  {_step_text(step)}" for step in result.cost_steps)
+                  + f"\n  total: {result.cost}")
     _emit(args, {"output": result.output, "watermarked_output": result.watermarked_output,
-                 "task": result.task}, str(result.output))
+                 "task": result.task,
+                 "cost": {"steps": result.cost_steps, "total": result.cost}},
+          str(result.output))
+
+
+def _when(text: str) -> datetime:
+    """An ISO date or date-time (local time unless it says otherwise), for ``account``."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or date-time, e.g. 2025-01-31 or 2025-01-31T18:00"
+        ) from None
+
+
+def _day(millis: int) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(millis / 1000)) if millis else "?"
+
+
+def _amount(value: Decimal | None) -> str:
+    return "?" if value is None else format(value.normalize(), "f")
+
+
+def cmd_account(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    costs = client.account_costs(args.start, args.end, resource_pack_name=args.pack)
+    lines = [f"{p.name or p.pack_id}: {_amount(p.remaining)} of {_amount(p.total)} units left "
+             f"({p.status}; {p.pack_type}; valid {_day(p.effective_time)} to "
+             f"{_day(p.invalid_time)})" for p in costs.packs]
+    lines.append(f"left in packs in effect: {_amount(costs.remaining)} units (Kling's count "
+                 "may lag the latest deductions by up to 12 h)" if costs.packs
+                 else "no resource pack in that period")
+    _emit(args, {"packs": costs.packs, "remaining": costs.remaining}, "\n".join(lines))
 
 
 def _batch_manifest(args: argparse.Namespace) -> batch.Manifest:
@@ -298,7 +358,7 @@ def cmd_batch(args: argparse.Namespace, client: Client, progress: _Progress) -> 
                 manifest, args.out, client=client, host=host,
                 concurrency=args.concurrency, shard=args.shard,
                 skip_invalid=args.skip_invalid, on_event=display,
-                wait_timeout=args.wait_timeout,
+                wait_timeout=args.wait_timeout, budget=args.budget,
             )
     except batch.ManifestError as exc:
         problems = [str(p) for p in exc.problems]
@@ -312,9 +372,22 @@ def cmd_batch(args: argparse.Namespace, client: Client, progress: _Progress) -> 
     progress.line(report.summary())
     if not report.ok:
         counts = report.counts()
+        held = (f"; {counts['held']} held back by the budget continue when run with a larger "
+                "--budget" if counts["held"] else "")
         raise KlingError(f"{len(report.jobs) - counts['succeed']} of {len(report.jobs)} job(s) "
                          f"did not succeed (see {report.path}); run the same command again to "
-                         "resume")
+                         f"resume{held}")
+
+
+def _units(text: str) -> Decimal:
+    try:
+        amount = Decimal(text.strip())
+    except ArithmeticError:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount < 0:
+        raise argparse.ArgumentTypeError(
+            f"budget {text!r} must be a number of units >= 0, e.g. 50 or 12.5")
+    return amount
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -333,6 +406,7 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
         ) from None
     config = SandboxConfig(
         host=args.host, port=args.port, data_dir=args.data_dir, task_seconds=args.task_seconds,
+        pack_units=args.pack_units,
         **{k: v for k, v in (("access_key", args.access_key), ("secret_key", args.secret_key),
                              ("api_key", args.api_key)) if v},
     )
@@ -454,6 +528,12 @@ def _parser() -> argparse.ArgumentParser:
     p = add("wait", cmd_wait, "wait until a task ends")
     p.add_argument("task_id")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
+    p = add("account", cmd_account,
+            "the account's resource packs and what they have left (free; 1 query a second)")
+    p.add_argument("--start", type=_when, metavar="WHEN",
+                   help="ISO date/time the period starts (default: a year before --end)")
+    p.add_argument("--end", type=_when, metavar="WHEN", help="ISO date/time (default: now)")
+    p.add_argument("--pack", metavar="NAME", help="only the resource pack of that name")
     p = add("download", cmd_download, "download a result URL")
     p.add_argument("url")
     p.add_argument("output")
@@ -481,6 +561,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="validate the manifest and list the jobs; send nothing")
     p.add_argument("--skip-invalid", action="store_true",
                    help="run the valid jobs even when some lines are invalid")
+    p.add_argument("--budget", type=_units, metavar="UNITS",
+                   help="hold back jobs once the units Kling reported for this shard's jobs "
+                        "(every run) plus a job's expected cost would pass UNITS; a run with a "
+                        "larger budget continues them (default: the manifest's first line "
+                        '{"batch": {"budget": UNITS}}, else no limit)')
     _hosting_options(p, cache=False)
     p.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds per task")
 
@@ -493,6 +578,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key")
     p.add_argument("--data-dir")
     p.add_argument("--task-seconds", type=float, default=10.0)
+    p.add_argument("--pack-units", type=float, default=10000.0,
+                   help="size of the account's resource pack (/account/costs)")
     return parser
 
 

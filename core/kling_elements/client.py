@@ -13,6 +13,11 @@ Guarantees a caller can rely on:
   is not replayed on that session; the client moves the points it knows to a new session
   on the same video and sends the call there (``restore``). An expired session is restored
   the same way, so the user's marks outlive the 24 h session.
+* Cost is visible: every answer's deduction is on its result (``.cost``), and each
+  session's state adds up what its selection calls cost (``SelectionState.spent``). A
+  restore, which re-runs init and every add and so is charged again, is recorded in the
+  state (``restores``, ``restore_spent``), logged, and reported to ``on_restore``; with
+  ``auto_restore=False`` the client never restores by itself (``RestoreDisabledError``).
 * Keys and tokens appear in no ``repr``, log line or exception text.
 """
 
@@ -22,9 +27,12 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +41,7 @@ import httpx
 
 from . import validate
 from .auth import ApiKeyAuth, JwtAuth
+from .cost import Cost
 from .download import ProgressCallback
 from .download import download as _download
 from .errors import (
@@ -42,6 +51,7 @@ from .errors import (
     RateLimitError,
     RejectedError,
     ResponseFormatError,
+    RestoreDisabledError,
     ServerError,
     TaskFailedError,
     TaskTimeoutError,
@@ -49,11 +59,11 @@ from .errors import (
     is_retryable_code,
 )
 from .media import ImageInput, prepare_image
-from .models import InitResult, PreviewResult, SelectionResult, Task
+from .models import AccountCosts, InitResult, PreviewResult, SelectionResult, Task
 from .retry import backoff, retry_wait
 from .selection import SelectionState
 
-__all__ = ["DEFAULT_BASE_URL", "REGIONS", "Client"]
+__all__ = ["DEFAULT_BASE_URL", "REGIONS", "Client", "RestoreReport"]
 
 log = logging.getLogger("kling_elements")
 
@@ -63,6 +73,10 @@ REGIONS = {
 }
 DEFAULT_BASE_URL = REGIONS["global"]
 API = "/v1/videos/multi-elements"
+ACCOUNT_COSTS = "/account/costs"  # no /v1 prefix
+# Kling asks for at most one account query per second (QPS <= 1).
+ACCOUNT_MIN_INTERVAL_S = 1.0
+ACCOUNT_DEFAULT_SPAN_S = 365 * 86400.0
 _MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
@@ -73,6 +87,32 @@ RESTORE_MARGIN_S = 60.0
 def _mask_dicts(result: SelectionResult) -> list[dict[str, Any]]:
     return [{"object_id": m.object_id, "size": list(m.size), "counts": m.counts}
             for m in result.masks]
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """One restore: the session it replaced, the new one, why, and what Kling reported
+    deducting for it (every init and add it sent, abandoned attempts included)."""
+
+    old_session_id: str
+    new_session_id: str
+    reason: str
+    frames: int
+    cost: Cost
+
+
+def _unix_ms(value: datetime | float, name: str) -> int:
+    """``value`` (a datetime, naive meaning local time, or Unix seconds) in Unix ms."""
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise validate.ValidationError(
+            f"{name} {value!r} must be a datetime or Unix seconds (e.g. time.time())")
+    if value > 1e11:
+        raise validate.ValidationError(
+            f"{name} {value!r} looks like milliseconds: pass Unix seconds (or a datetime); the "
+            "client converts to Kling's milliseconds itself")
+    return int(value * 1000)
 
 
 def _in_doubt(exc: KlingError, endpoint: str) -> KlingError:
@@ -108,6 +148,13 @@ class Client:
     and the exception propagates unchanged and is never retried (unless it is an ``httpx``
     or ``KlingError`` one): the add-on refuses requests this way when Blender's online
     access is off.
+
+    ``auto_restore`` (default true) lets the client replace an expired, vanished or doubtful
+    session by a new one holding the same points (:meth:`restore`), which Kling charges
+    again (init and one add per marked frame). With ``auto_restore=False`` such a call
+    raises :class:`RestoreDisabledError` instead, before anything is sent.
+    ``on_restore(report)`` (also an attribute) is called in the calling thread after every
+    restore with a :class:`RestoreReport` saying what it cost.
     """
 
     def __init__(
@@ -125,6 +172,8 @@ class Client:
         clock: Callable[[], float] = time.monotonic,
         on_retry: Callable[[KlingError, float], None] | None = None,
         before_request: Callable[[httpx.Request], None] | None = None,
+        auto_restore: bool = True,
+        on_restore: Callable[[RestoreReport], None] | None = None,
     ) -> None:
         if api_key and api_key.strip():
             self._auth: httpx.Auth = ApiKeyAuth(api_key)
@@ -145,6 +194,10 @@ class Client:
         self._sleep = sleep
         self._clock = clock
         self.on_retry = on_retry
+        self.auto_restore = auto_restore
+        self.on_restore = on_restore
+        self._account_lock = threading.Lock()
+        self._account_next = -float("inf")
         self._rng = rng or random.Random()
         hooks = {"request": [before_request]} if before_request is not None else None
         try:
@@ -252,12 +305,14 @@ class Client:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         idempotent: bool = True,
+        min_wait: float = 0.0,
     ) -> Any:
         """Send one logical request, retrying what the policy says may be retried.
 
         With ``idempotent=False`` only definite refusals (1302, 1303) are retried; a timeout,
         a dropped connection or a server error raises at once, because the request may have
         taken effect and only the caller knows how to find out (``submit_task`` does).
+        A retry waits at least ``min_wait`` seconds (an endpoint's documented pace).
         """
         attempt = 0
         while True:
@@ -289,6 +344,7 @@ class Client:
             wait = retry_wait(attempt, headers, self._rng)
             if wait is None:
                 raise error
+            wait = max(wait, min_wait)
             log.debug("retrying %s %s in %.2fs after: %s", method, path, wait, error)
             self._pause(error, wait)
             attempt += 1
@@ -336,10 +392,12 @@ class Client:
             duration_s=result.duration_s,
             video_url=value if field == "video_url" else None,
             video_id=value if field == "video_id" else None,
+            spent=result.cost,
         )
         return result
 
-    def restore(self, session: str | SelectionState) -> SelectionState:
+    def restore(self, session: str | SelectionState, *, reason: str = "asked for"
+                ) -> SelectionState:
         """Move a session's points to a new session on the same video; return its state.
 
         For a session that expired (24 h) or that Kling no longer knows, and for one whose
@@ -349,6 +407,10 @@ class Client:
         masks are Kling's fresh answers. The state is updated in place (new ``session_id``,
         start time and masks); the old id keeps naming it in this client, so a caller holding
         it can carry on. Raises ``ValueError`` when the state does not know its video.
+
+        This spends: Kling charges the init and every add again. The deductions reported
+        (abandoned attempts included) are added to the state (``charge_restore``), logged at
+        INFO and passed to ``on_restore`` as a :class:`RestoreReport`.
         """
         state = session if isinstance(session, SelectionState) else self.sessions[session]
         if state.video_id:
@@ -361,8 +423,10 @@ class Client:
                 "a new session with init_selection, or use workflow.restore_session)"
             )
         attempt = 0
+        cost = Cost()
         while True:
             init = self._init(field, value)
+            cost += init.cost
             masks: dict[int, list[dict[str, Any]]] = {}
             try:
                 for frame in state.frames():
@@ -370,6 +434,7 @@ class Client:
                             "points": [{"x": x, "y": y} for x, y in state.points[frame]]}
                     data = self._request("POST", f"{API}/add-selection", body=body,
                                          idempotent=False)
+                    cost += Cost.from_api(data)
                     self._check_rejection(data, f"frame {frame}")
                     masks[frame] = _mask_dicts(SelectionResult.from_api(data))
             except (ConnectionFailed, ServerError) as exc:
@@ -386,11 +451,27 @@ class Client:
         state.total_frames, state.fps = init.total_frames, init.fps
         state.duration_s = init.duration_s
         state.masks = masks
+        state.charge_restore(cost)
         self.sessions[init.session_id] = state
         self.sessions.setdefault(old, state)
-        log.info("session %s replaced by %s (%d frame(s) replayed)", old, init.session_id,
-                 len(masks))
+        log.info("session %s replaced by %s (%s; %d frame(s) replayed; cost %s)", old,
+                 init.session_id, reason, len(masks), cost)
+        hook = self.on_restore
+        if hook is not None:
+            hook(RestoreReport(old, init.session_id, reason, len(masks), cost))
         return state
+
+    def _auto_restore(self, state: SelectionState, reason: str) -> None:
+        """Restore ``state`` unless ``auto_restore`` is off (then nothing is sent)."""
+        if not self.auto_restore:
+            frames = len(state.frames())
+            raise RestoreDisabledError(
+                f"session {state.session_id} {reason}; restoring it would start a new session "
+                f"and replay {frames} marked frame(s) (init + {frames} add(s), charged again), "
+                "but this client was made with auto_restore=False: call client.restore(session) "
+                "to restore it anyway, or start a new session with init_selection"
+            )
+        self.restore(state, reason=reason)
 
     def _expired(self, state: SelectionState) -> bool:
         return state.restorable and state.seconds_left() <= RESTORE_MARGIN_S
@@ -412,7 +493,7 @@ class Client:
         restored_after_404 = False
         while True:
             if self._expired(state):
-                self.restore(state)
+                self._auto_restore(state, "expired (sessions last 24 h)")
             try:
                 return send(state.session_id)
             except NotFoundError:
@@ -420,7 +501,7 @@ class Client:
                     raise
                 restored_after_404 = True
                 log.info("session %s is gone on the server: restoring it", state.session_id)
-                self.restore(state)
+                self._auto_restore(state, "is gone on the server (1203)")
             except (ConnectionFailed, ServerError) as exc:
                 if not in_doubt:
                     raise
@@ -428,9 +509,12 @@ class Client:
                     raise _in_doubt(exc, what) from None
                 if attempt >= self.max_retries:
                     raise
+                if not self.auto_restore:
+                    self._auto_restore(state, f"may or may not have taken the {what} whose "
+                                              f"answer was lost ({exc.message})")
                 self._pause(exc, backoff(attempt, self._rng))
                 attempt += 1
-                self.restore(state)
+                self.restore(state, reason=f"the answer to a {what} was lost")
 
     def _selection_call(
         self, endpoint: str, session_id: str, frame_index: int, points: Sequence[object]
@@ -464,6 +548,8 @@ class Client:
         else:
             data = self._in_live_session(state, send, endpoint)
         result = SelectionResult.from_api(data)
+        if state is not None:
+            state.charge(result.cost)  # charged even if the masks below are refused
         result.check_frame(self._frame_sizes.get(session_id))
         if state is not None:
             state.record(frame_index, exact, _mask_dicts(result), added=adding)
@@ -490,36 +576,45 @@ class Client:
         """
         return self._selection_call("delete-selection", session_id, frame_index, points)
 
-    def clear_selection(self, session_id: str) -> None:
-        """Remove every point on every frame of the session.
+    def clear_selection(self, session_id: str) -> Cost:
+        """Remove every point on every frame of the session; return the deduction reported.
 
         A session that expired (or that Kling no longer knows) is replaced by a new, empty
         one, which is what clearing asks for. So is one whose clear lost its answer: sent
         again, the first attempt could still arrive after the next clicks and wipe them.
+        Such a replacement is a restore (an init, charged; see :meth:`restore`), and its
+        cost is what is returned.
         """
         state = self.sessions.get(session_id)
-        if state is not None and self._expired(state):
+
+        def replace(reason: str) -> Cost:
+            assert state is not None
+            if not self.auto_restore:
+                self._auto_restore(state, reason)  # raises before anything changes
+            before = state.restore_spent
             state.clear()
-            self.restore(state)
-            return
+            self.restore(state, reason=reason)
+            return state.restore_spent - before
+
+        if state is not None and self._expired(state):
+            return replace("expired (sessions last 24 h)")
         try:
             data = self._request("POST", f"{API}/clear-selection", idempotent=False,
                                  body={"session_id": state.session_id if state else session_id})
         except NotFoundError:
             if state is None or not state.restorable:
                 raise
-            state.clear()
-            self.restore(state)
-            return
+            return replace("is gone on the server (1203)")
         except (ConnectionFailed, ServerError) as exc:
             if state is None or not state.restorable:
                 raise _in_doubt(exc, "clear-selection") from None
-            state.clear()
-            self.restore(state)
-            return
+            return replace(f"may or may not have been cleared: the answer was lost ({exc.message})")
         self._check_rejection(data, "selection")
+        cost = Cost.from_api(data)
         if state is not None:
+            state.charge(cost)
             state.clear()
+        return cost
 
     def preview_selection(self, session_id: str) -> PreviewResult:
         """URLs of the video with the tracked masks drawn in, its cover and the tracking file.
@@ -538,7 +633,10 @@ class Client:
             data = send(session_id)
         else:
             data = self._in_live_session(state, send, "preview-selection", in_doubt=False)
-        return PreviewResult.from_api(data)
+        result = PreviewResult.from_api(data)
+        if state is not None:
+            state.charge(result.cost)
+        return result
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -689,6 +787,43 @@ class Client:
         if not isinstance(data, list):
             raise ResponseFormatError("data of the task list is not an array")
         return [Task.from_api(item) for item in data]
+
+    # -- account -----------------------------------------------------------------------------
+
+    def account_costs(
+        self,
+        start: datetime | float | None = None,
+        end: datetime | float | None = None,
+        *,
+        resource_pack_name: str | None = None,
+    ) -> AccountCosts:
+        """The account's resource packs and what they have left (free to call).
+
+        ``start`` and ``end`` (datetimes, naive meaning local time, or Unix seconds) bound the
+        query; they default to the year up to now. Kling allows one such query per second:
+        calls from this client are spaced at least that far apart, and a rate-limit refusal
+        is retried after at least a second. ``remaining`` may lag the deductions by up to
+        12 h (Kling's note), so it can be higher than what the latest answers imply.
+        """
+        end_ms = _unix_ms(end, "end") if end is not None else int(time.time() * 1000)
+        start_ms = (_unix_ms(start, "start") if start is not None
+                    else end_ms - int(ACCOUNT_DEFAULT_SPAN_S * 1000))
+        if start_ms >= end_ms:
+            raise validate.ValidationError(
+                f"start ({start_ms} ms) must be before end ({end_ms} ms): swap them")
+        params: dict[str, Any] = {"start_time": start_ms, "end_time": end_ms}
+        if resource_pack_name:
+            params["resource_pack_name"] = resource_pack_name
+        with self._account_lock:
+            pause = self._account_next - self._clock()
+            if pause > 0:
+                self._sleep(pause)
+            try:
+                data = self._request("GET", ACCOUNT_COSTS, params=params,
+                                     min_wait=ACCOUNT_MIN_INTERVAL_S)
+            finally:
+                self._account_next = self._clock() + ACCOUNT_MIN_INTERVAL_S
+        return AccountCosts.from_api(data)
 
     def wait(
         self,

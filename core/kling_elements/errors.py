@@ -28,6 +28,7 @@ __all__ = [
     "RateLimitError",
     "RejectedError",
     "ResponseFormatError",
+    "RestoreDisabledError",
     "ServerError",
     "TaskFailedError",
     "TaskTimeoutError",
@@ -135,6 +136,11 @@ class TaskTimeoutError(KlingError, TimeoutError):
     def __init__(self, message: str, *, task: object) -> None:
         super().__init__(message)
         self.task = task
+
+
+class RestoreDisabledError(KlingError):
+    """A session had to be restored (re-running init and every add, which Kling charges
+    again), but the client was made with ``auto_restore=False``. Nothing was sent."""
 
 
 class ValidationError(ValueError):

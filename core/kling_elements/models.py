@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
 from . import rle
-from .errors import ResponseFormatError
+from .cost import Cost, parse_amount
+from .errors import ResponseFormatError, error_for
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "AccountCosts",
     "InitResult",
     "Mask",
     "PreviewResult",
+    "ResourcePack",
     "SelectionResult",
     "Task",
     "TaskVideo",
@@ -73,6 +77,7 @@ class InitResult:
     height: int
     total_frames: int
     normalized_video_url: str
+    cost: Cost = field(default_factory=Cost)
 
     @property
     def duration_s(self) -> float:
@@ -95,6 +100,7 @@ class InitResult:
             height=int(_positive(_get(data, "height", int, w), "data.height")),
             total_frames=int(_positive(_get(data, "total_frame", int, w), "data.total_frame")),
             normalized_video_url=_get(data, "normalized_video", str, w, ""),
+            cost=Cost.from_api(data),
         )
 
 
@@ -149,6 +155,7 @@ class SelectionResult:
 
     frame_index: int
     masks: tuple[Mask, ...]
+    cost: Cost = field(default_factory=Cost)
 
     @classmethod
     def from_api(cls, data: Any) -> SelectionResult:
@@ -162,7 +169,7 @@ class SelectionResult:
                 f"the masks of frame {frame_index} have different sizes {sizes}: the answer is "
                 "inconsistent; try the selection again"
             )
-        return cls(frame_index=frame_index, masks=masks)
+        return cls(frame_index=frame_index, masks=masks, cost=Cost.from_api(data))
 
     def check_frame(self, frame_size: tuple[int, int] | None) -> None:
         """Refuse masks that do not fit the session's frame (:class:`ResponseFormatError`).
@@ -194,6 +201,7 @@ class PreviewResult:
     video_url: str
     cover_url: str
     tracking_output_url: str
+    cost: Cost = field(default_factory=Cost)
 
     @classmethod
     def from_api(cls, data: Any) -> PreviewResult:
@@ -202,6 +210,7 @@ class PreviewResult:
             video_url=_get(res, "video", str, "data.res"),
             cover_url=_get(res, "video_cover", str, "data.res", ""),
             tracking_output_url=_get(res, "tracking_output", str, "data.res", ""),
+            cost=Cost.from_api(data),
         )
 
 
@@ -230,7 +239,8 @@ class TaskVideo:
 
 @dataclass(frozen=True)
 class Task:
-    """An edit task as Kling last reported it."""
+    """An edit task as Kling last reported it; ``cost`` is its deduction so far (Kling
+    calls it final; before the task ends it may be absent or partial)."""
 
     task_id: str
     status: str
@@ -239,6 +249,7 @@ class Task:
     created_at: int = 0
     updated_at: int = 0
     videos: tuple[TaskVideo, ...] = ()
+    cost: Cost = field(default_factory=Cost)
 
     @property
     def done(self) -> bool:
@@ -265,4 +276,71 @@ class Task:
             created_at=int(_get(data, "created_at", (int, float), w, 0)),
             updated_at=int(_get(data, "updated_at", (int, float), w, 0)),
             videos=tuple(TaskVideo.from_api(v) for v in videos),
+            cost=Cost.from_api(data),
         )
+
+
+@dataclass(frozen=True)
+class ResourcePack:
+    """One resource pack of the account (``GET /account/costs``).
+
+    ``remaining`` may lag the real balance by up to 12 h (Kling's note), so it can be above
+    what the deductions of the last hours leave. Times are Unix milliseconds (0: not given).
+    """
+
+    name: str
+    pack_id: str
+    pack_type: str  # "decreasing_total" or "constant_period"
+    total: Decimal | None
+    remaining: Decimal | None
+    status: str  # "toBeOnline", "online", "expired" or "runOut"
+    purchase_time: int = 0
+    effective_time: int = 0
+    invalid_time: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "online"
+
+    @classmethod
+    def from_api(cls, item: Any) -> ResourcePack:
+        w = "data.resource_pack_subscribe_infos[]"
+
+        def millis(key: str) -> int:
+            value = _get(item, key, (int, float), w, 0)
+            return int(value) if math.isfinite(value) else 0
+
+        return cls(
+            name=_get(item, "resource_pack_name", str, w, ""),
+            pack_id=str(_get(item, "resource_pack_id", (str, int), w, "")),
+            pack_type=_get(item, "resource_pack_type", str, w, ""),
+            total=parse_amount(item.get("total_quantity")),
+            remaining=parse_amount(item.get("remaining_quantity")),
+            status=_get(item, "status", str, w, ""),
+            purchase_time=millis("purchase_time"),
+            effective_time=millis("effective_time"),
+            invalid_time=millis("invalid_time"),
+        )
+
+
+@dataclass(frozen=True)
+class AccountCosts:
+    """The account's resource packs, and what the usable ones have left."""
+
+    packs: tuple[ResourcePack, ...]
+
+    @property
+    def remaining(self) -> Decimal:
+        """Units left in the packs in effect (``online``), as Kling last counted them."""
+        return sum((p.remaining or Decimal(0) for p in self.packs if p.usable), Decimal(0))
+
+    @classmethod
+    def from_api(cls, data: Any) -> AccountCosts:
+        """``data`` of ``/account/costs``; its own inner ``code``, when non-zero, is a
+        refusal, raised as the exception that business code calls for."""
+        inner = _get(data, "code", int, "data", 0)
+        if inner:
+            raise error_for(inner, f"the account query was refused (data.code {inner}: "
+                                   f"{_get(data, 'msg', str, 'data', '') or 'no message'})")
+        items = _get(data, "resource_pack_subscribe_infos", list, "data", [])
+        return cls(packs=tuple(ResourcePack.from_api(item) for item in items))

@@ -12,6 +12,12 @@ answer, by a new one holding exactly these points (``Client.restore``).
 
 Points are a list per frame, duplicates included, kept exactly as Kling keeps them: adding
 a point twice stores it twice, and one delete removes one copy.
+
+It keeps the running cost of the session too: ``spent`` adds up the deductions Kling
+reported for every selection call made for these marks (init, add, delete, clear,
+preview), restores included, and ``restore_spent`` / ``restores`` say how much of that the
+automatic restores took. A restore moves the state to a new session id but carries these
+totals on, so "this session" in a user's eyes (the marks on their clip) has one total.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cost import Cost
 from .errors import ValidationError
 from .validate import MAX_FRAMES_PER_SESSION, MAX_POINTS_PER_FRAME, SESSION_TTL_S
 
@@ -51,6 +58,19 @@ class SelectionState:
     masks: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     video_url: str | None = None
     video_id: str | None = None
+    spent: Cost = field(default_factory=Cost)
+    restore_spent: Cost = field(default_factory=Cost)
+    restores: int = 0
+
+    def charge(self, cost: Cost) -> None:
+        """Add a reported deduction to the session's running total."""
+        self.spent = self.spent + cost
+
+    def charge_restore(self, cost: Cost) -> None:
+        """Count one restore and what it cost (also added to ``spent``)."""
+        self.restores += 1
+        self.restore_spent = self.restore_spent + cost
+        self.spent = self.spent + cost
 
     @property
     def restorable(self) -> bool:
@@ -137,6 +157,9 @@ class SelectionState:
             "masks": {str(f): m for f, m in self.masks.items()},
             "video_url": self.video_url,
             "video_id": self.video_id,
+            "cost": self.spent.to_dict(),
+            "restore_cost": self.restore_spent.to_dict(),
+            "restores": self.restores,
         }
 
     @classmethod
@@ -154,4 +177,7 @@ class SelectionState:
             masks={int(f): m for f, m in data.get("masks", {}).items()},
             video_url=data.get("video_url") or None,
             video_id=data.get("video_id") or None,
+            spent=Cost.from_dict(data.get("cost")),
+            restore_spent=Cost.from_dict(data.get("restore_cost")),
+            restores=int(data.get("restores") or 0),
         )

@@ -10,12 +10,17 @@ A result file already at the output path is never replaced silently: unless ``ov
 the job is refused before anything is sent, except when the state file shows that this job
 wrote it (its download had started: the file appears only complete), in which case it is
 kept and not fetched again.
+
+Every deduction Kling reports is recorded in the state file too (``ledger.CostLedger``):
+one step per init, add and restore, and the task's, each reported as a ``cost`` event with
+the edit's running total; ``EditResult.cost`` is the total over every run of the job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import uuid
@@ -25,15 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from . import validate
-from .client import Client
+from .client import Client, RestoreReport
+from .cost import Cost
 from .errors import NotFoundError, ResponseFormatError, TaskFailedError
 from .hosting import Host, check_clip, url_usable
+from .ledger import CostLedger
 from .models import Task
 from .selection import SelectionState
 
 __all__ = ["EditJob", "EditResult", "restore_session", "run_edit"]
 
 EventCallback = Callable[[str, dict[str, Any]], None]
+log = logging.getLogger("kling_elements")
 
 
 @dataclass(frozen=True)
@@ -63,10 +71,41 @@ class EditJob:
 
 @dataclass
 class EditResult:
+    """The finished edit; ``cost`` is what every step of every run reported, ``cost_steps``
+    the steps (JSON-ready dicts: ``step``, ``cost`` and what identifies it)."""
+
     task: Task
     output: Path
     watermarked_output: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
+    cost_steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _ledger(state: dict[str, Any]) -> CostLedger:
+    record = state.get("cost")
+    if not isinstance(record, dict):
+        record = state["cost"] = {}
+    return CostLedger(record)
+
+
+def _charge(state: dict[str, Any], emit: EventCallback, step: str, cost: Cost,
+            **info: Any) -> None:
+    """Record a step's deduction and report it with the edit's new total."""
+    ledger = _ledger(state)
+    ledger.add(step, cost, **info)
+    emit("cost", {"step": step, "cost": cost, "total": ledger.total(), **info})
+
+
+def _charge_task(state: dict[str, Any], emit: EventCallback, task: Task) -> None:
+    """Record the task's deduction as last reported; an event when it changed and says
+    something (a reported deduction, or the task's end)."""
+    ledger = _ledger(state)
+    kind = state.get("task_kind") or {}
+    if ledger.set_task(task.task_id, task.cost) and (task.cost.known or task.done):
+        emit("cost", {"step": "task", "cost": task.cost, "total": ledger.total(),
+                      "task_id": task.task_id, "mode": kind.get("mode"),
+                      "duration": kind.get("duration"), "done": task.done})
 
 
 def _load_state(path: Path | None, key: str) -> dict[str, Any]:
@@ -183,10 +222,17 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
         init = client.init_selection(video_url=url)
     emit("session", {"session_id": init.session_id, "total_frames": init.total_frames,
                      "fps": init.fps})
+    _charge(state, emit, "init-selection", init.cost, session_id=init.session_id)
+    save()
     selection = client.sessions[init.session_id]
     for frame, points in job.selections:
+        restores, restore_spent = selection.restores, selection.restore_spent
         result = client.add_selection(init.session_id, frame, list(points))
+        if selection.restores > restores:
+            _charge(state, emit, "restore", selection.restore_spent - restore_spent,
+                    count=selection.restores - restores, session_id=selection.session_id)
         emit("selection", {"frame_index": frame, "objects": len(result.masks)})
+        _charge(state, emit, "add-selection", result.cost, frame_index=frame)
     state["selection"] = selection.to_dict()
     save()
     return selection
@@ -201,6 +247,8 @@ def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, An
         duration=job.duration, watermark=job.watermark, model_name=job.model_name,
         external_task_id=state["external_task_id"],
     )
+    state["task_kind"] = {"mode": body.get("mode"), "duration": body.get("duration")}
+    save()
     # All of the account's task slots taken (1303) clears as running tasks end: wait for one
     # as long as the task itself may take, rather than fail a job that only had to queue.
     return client.submit_task(body, slot_wait_s=wait_timeout)
@@ -254,10 +302,17 @@ def run_edit(
             task = _create(client, job, host, state, save, emit, wait_timeout)
         emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
     state["task_id"] = task.task_id
+    _charge_task(state, emit, task)
     save()
+
+    def on_update(current: Task) -> None:
+        emit("status", {"status": current.status})
+        _charge_task(state, emit, current)
+
     if not task.done:
-        task = client.wait(task.task_id, timeout=wait_timeout,
-                           on_update=lambda t: emit("status", {"status": t.status}))
+        task = client.wait(task.task_id, timeout=wait_timeout, on_update=on_update)
+        _charge_task(state, emit, task)
+        save()
     elif task.status == "failed":
         raise TaskFailedError(
             f"task {task.task_id} failed: {task.status_msg or 'no reason given'}", task=task
@@ -287,8 +342,10 @@ def run_edit(
     state["done"] = True
     state["video_id"] = video.id
     save()
-    emit("done", {"output": str(output), "video_id": video.id})
-    return EditResult(task=task, output=output, watermarked_output=watermarked)
+    ledger = _ledger(state)
+    emit("done", {"output": str(output), "video_id": video.id, "cost": ledger.total()})
+    return EditResult(task=task, output=output, watermarked_output=watermarked,
+                      cost=ledger.total(), cost_steps=ledger.steps())
 
 
 def restore_session(
@@ -302,9 +359,23 @@ def restore_session(
 
     Sessions expire after 24 h; the user's marks must not. The returned state has the new
     session id, the same points (bit-identical floats) and fresh masks.
+
+    This spends again (an init and one add per marked frame). The returned state carries the
+    old one's totals on, with this restore counted (``restores``, ``restore_spent``); the
+    cost is logged and passed to the client's ``on_restore`` like any restore.
     """
     init = client.init_selection(video_url=video_url, video_id=video_id)
     fresh = client.sessions[init.session_id]
     for frame in state.frames():
         client.add_selection(init.session_id, frame, list(state.points[frame]))
+    cost = fresh.spent
+    fresh.spent, fresh.restore_spent, fresh.restores = (
+        state.spent, state.restore_spent, state.restores)
+    fresh.charge_restore(cost)
+    log.info("session %s replaced by %s (%d frame(s) replayed; cost %s)", state.session_id,
+             fresh.session_id, len(state.frames()), cost)
+    hook = client.on_restore
+    if hook is not None:
+        hook(RestoreReport(state.session_id, fresh.session_id, "restore_session",
+                           len(state.frames()), cost))
     return fresh

@@ -246,7 +246,7 @@ def test_clear_and_preview_requests(kling, client):
     kling.on("POST", f"{API}/preview-selection", ok({"status": 0, "res": {
         "video": "https://cdn.example/pv.mp4", "video_cover": "https://cdn.example/pv.jpg",
         "tracking_output": "https://cdn.example/track.bin"}}))
-    assert client.clear_selection("sess-1") is None
+    assert client.clear_selection("sess-1") == ke.Cost()  # no deduction reported
     preview = client.preview_selection("sess-1")
     assert kling.calls() == [("POST", f"{API}/clear-selection"),
                              ("POST", f"{API}/preview-selection")]

@@ -253,13 +253,13 @@ def test_single_steps_from_session_to_downloaded_result(cli, admin, clip, tmp_pa
     # the same text parses to bit-identical floats: the point goes
     gone = cli("unselect", sid, "0", point)
     assert gone.code == 0, gone.err
-    assert gone.out.strip() == "frame 0: 0 object(s)"
+    assert gone.out.strip() == "frame 0: 0 object(s); cost: 0 units"
     twice = cli("unselect", sid, "0", point)
     assert twice.code == 1 and "not selected" in twice.error_line()
 
     assert cli("select", sid, "0", point).out.startswith("frame 0: 1 object(s)")
     cleared = cli("clear", sid)
-    assert cleared.code == 0 and cleared.out.strip() == "selection cleared"
+    assert cleared.code == 0 and cleared.out.strip() == "selection cleared; cost: 0 units"
     empty = cli("preview", sid)
     assert empty.code == 1 and "nothing is selected" in empty.error_line()
 

@@ -28,7 +28,9 @@ class SandboxConfig:
     ``data_dir`` ``None`` means a fresh temporary directory, removed when the sandbox stops.
     ``task_seconds`` is how long (on the sandbox clock) a task takes at least;
     ``max_long_side`` bounds the normalized video's longer side (frames are decoded and
-    written at that size).
+    written at that size). ``pack_units`` is the size of the account's one resource pack and
+    ``account_lag_s`` how far behind ``/account/costs`` reports its remaining quantity
+    (see ``billing``).
     """
 
     host: str = "127.0.0.1"
@@ -40,6 +42,8 @@ class SandboxConfig:
     task_seconds: float = 10.0
     max_concurrent_tasks: int = 3
     max_long_side: int = 1280
+    pack_units: float = 10000.0
+    account_lag_s: float = 0.0
 
     def __repr__(self) -> str:  # keys never appear in logs or tracebacks
         return (

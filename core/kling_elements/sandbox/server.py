@@ -31,12 +31,13 @@ from .. import validate
 from ..errors import ValidationError
 from . import selection
 from .auth import verify_authorization
+from .billing import Billing
 from .config import SUCCESS_MESSAGE, ApiError, SandboxConfig, envelope, new_request_id
 from .faults import FaultRule, parse_rules
 from .fetch import MAX_VIDEO_BYTES
 from .files import FileSender, abort
 from .state import State
-from .tasks import create_task, task_object
+from .tasks import create_task, status_at, task_object
 
 __all__ = ["API_PREFIX", "MAX_UPLOAD_BYTES", "create_app"]
 
@@ -83,6 +84,16 @@ class _Api:
     def __init__(self, config: SandboxConfig, state: State) -> None:
         self.config = config
         self.state = state
+        if state.billing is None:
+            state.billing = Billing(config, state.clock.now())
+        self.billing = state.billing
+
+    def _charged(self, endpoint: str, data: dict) -> dict:
+        """``data`` of a successful selection answer with the call's deduction added."""
+        return {**data, **self.billing.charge(endpoint, self.state.clock.now())}
+
+    def _status(self, now: float):
+        return lambda task: status_at(task, now, self.config.task_seconds)[0]
 
     def endpoint(
         self, route: str | None, handler: Handler, *, body: bool = False
@@ -146,33 +157,34 @@ class _Api:
 
     # selection -------------------------------------------------------------------------
     async def init_selection(self, request: Request, owner: str | None, body: dict | None):
-        return await anyio.to_thread.run_sync(
+        return self._charged("init-selection", await anyio.to_thread.run_sync(
             selection.init_session, self.state, self.config, body, _base(request)
-        )
+        ))
 
     async def add_selection(self, request: Request, owner: str | None, body: dict | None):
         session = self.state.session(body.get("session_id"))
-        return await anyio.to_thread.run_sync(
+        return self._charged("add-selection", await anyio.to_thread.run_sync(
             selection.add_points, self.state, session, body.get("frame_index"),
             body.get("points"),
-        )
+        ))
 
     async def delete_selection(self, request: Request, owner: str | None, body: dict | None):
         session = self.state.session(body.get("session_id"))
-        return await anyio.to_thread.run_sync(
+        return self._charged("delete-selection", await anyio.to_thread.run_sync(
             selection.delete_points, self.state, session, body.get("frame_index"),
             body.get("points"),
-        )
+        ))
 
     async def clear_selection(self, request: Request, owner: str | None, body: dict | None):
         session = self.state.session(body.get("session_id"))
-        return await anyio.to_thread.run_sync(selection.clear_points, session)
+        return self._charged("clear-selection", await anyio.to_thread.run_sync(
+            selection.clear_points, session))
 
     async def preview_selection(self, request: Request, owner: str | None, body: dict | None):
         session = self.state.session(body.get("session_id"))
-        return await anyio.to_thread.run_sync(
+        return self._charged("preview-selection", await anyio.to_thread.run_sync(
             selection.preview, self.state, session, _base(request)
-        )
+        ))
 
     # tasks -----------------------------------------------------------------------------
     async def create(self, request: Request, owner: str | None, body: dict | None):
@@ -209,6 +221,12 @@ class _Api:
         now, base = self.state.clock.now(), _base(request)
         tasks = self.state.tasks_of(owner)[(page - 1) * size: page * size]
         return [task_object(self.state, t, now, self.config.task_seconds, base) for t in tasks]
+
+    # account ---------------------------------------------------------------------------
+    async def account_costs(self, request: Request, owner: str | None, body: dict | None):
+        now = self.state.clock.now()
+        return self.billing.account(dict(request.query_params), self.state.all_tasks(),
+                                    self._status(now), now)
 
     # sandbox tools ---------------------------------------------------------------------
     async def upload(self, request: Request, owner: str | None, body: dict | None):
@@ -351,6 +369,7 @@ def create_app(config: SandboxConfig, state: State) -> _Counted:
         Route(p, e("create", api.create, body=True), methods=["POST"]),
         Route(p, e("list", api.list_tasks), methods=["GET"]),
         Route(p + "/{task_id}", e("get", api.get), methods=["GET"]),
+        Route("/account/costs", e("account", api.account_costs), methods=["GET"]),
         Route("/sandbox/files/{name}", api.files, methods=["GET", "HEAD"]),
         Route("/sandbox/uploads", e("uploads", api.upload), methods=["POST"]),
         Route("/sandbox/faults", e(None, api.faults), methods=["GET", "POST", "DELETE"]),

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..validate import RESULT_TTL_S, SESSION_TTL_S
+from .billing import Billing
 from .config import ApiError
 from .faults import FaultBook
 
@@ -366,6 +367,7 @@ class State:
         self.render_queue: queue.Queue[Task | None] = queue.Queue()
         self.wakeup = threading.Event()
         self.base_url = ""
+        self.billing: Billing | None = None  # set by the app, which knows the config
         self._files: dict[str, Path] = {}
         self.clock.on_change(self.wakeup.set)
 

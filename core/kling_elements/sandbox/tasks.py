@@ -14,12 +14,14 @@ import binascii
 import contextlib
 import io
 import os
+from decimal import Decimal
 
 import numpy as np
 from PIL import Image
 
 from .. import validate
 from ..errors import ValidationError
+from .billing import deduction_fields, task_units, units_for
 from .config import ApiError, SandboxConfig
 from .fetch import download, loopback_url
 from .state import State, Task
@@ -69,9 +71,9 @@ def _videos(state: State, task: Task, base_url: str | None, full: bool) -> list[
 def task_object(
     state: State, task: Task, now: float, task_seconds: float, base_url: str | None = None
 ) -> dict:
-    """The task as GET/list return it (plus ``final_unit_deduction``, an unknown extra)."""
+    """The task as GET/list return it, with its deduction (none once it failed)."""
     status, updated = status_at(task, now, task_seconds)
-    units = (1 if task.mode == "std" else 2) * (1 if task.duration == "5" else 2)
+    units = task_units(task) if status != "failed" else Decimal(0)
     return {
         "task_id": task.id,
         "task_status": status,
@@ -82,7 +84,7 @@ def task_object(
         "watermark_info": {"enabled": task.watermark},
         "created_at": _ms(task.created_at),
         "updated_at": _ms(updated),
-        "final_unit_deduction": str(units),
+        **deduction_fields(units),
     }
 
 
@@ -231,6 +233,10 @@ def create_task(state: State, config: SandboxConfig, owner: str, body: dict) -> 
         if running >= config.max_concurrent_tasks:
             raise ApiError(1303, f"{running} tasks are already running, the limit is "
                                  f"{config.max_concurrent_tasks}: wait for one to finish")
+        if state.billing is not None:
+            state.billing.check_affordable(
+                units_for(options["mode"], duration), state.all_tasks(),
+                lambda t: status_at(t, now, config.task_seconds)[0], now)
         task = Task(
             id=state.new_numeric_id(), owner=owner, session_id=session.id, duration=duration,
             created_at=now, video_path=session.video_path, images=images, key_masks=key_masks,

@@ -19,6 +19,7 @@ from . import rle
 from .errors import ResponseFormatError
 
 __all__ = [
+    "STATUS_RANK",
     "TERMINAL_STATUSES",
     "InitResult",
     "Mask",
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 TERMINAL_STATUSES = frozenset({"succeed", "failed"})
+# Where a status stands in a task's life (callbacks and polls never move a task backwards);
+# a status word not listed here counts as 1, "under way".
+STATUS_RANK = {"submitted": 0, "processing": 1, "succeed": 2, "failed": 2}
 # Larger than any video Kling accepts (2160 px a side): a mask beyond it can only be a broken
 # answer, and decoding it would allocate h * w bytes.
 MAX_MASK_SIDE = 4096

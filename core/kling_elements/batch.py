@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .batch_manifest import (
     BatchJob,
@@ -52,6 +52,9 @@ from .hosting import CachingHost, Host
 from .models import Task
 from .retry import backoff
 from .workflow import run_edit, write_json_atomic
+
+if TYPE_CHECKING:
+    from .callbacks import TaskInbox
 
 __all__ = [
     "JobReport", "Limiter", "Manifest", "ManifestError", "Report", "load", "parse_shard",
@@ -221,11 +224,13 @@ class _JobClient:
         return task
 
     def wait(self, task_id: str, timeout: float = 900.0, poll_interval: float | None = None,
-             on_update: Callable[[Task], None] | None = None) -> Task:
+             on_update: Callable[[Task], None] | None = None,
+             inbox: TaskInbox | None = None) -> Task:
+        if inbox is None:
+            poll_interval = poll_interval or self._runner.poll_interval()
         try:
-            task = self._client.wait(task_id, timeout=timeout,
-                                     poll_interval=poll_interval or self._runner.poll_interval(),
-                                     on_update=on_update)
+            task = self._client.wait(task_id, timeout=timeout, poll_interval=poll_interval,
+                                     on_update=on_update, inbox=inbox)
             if self._created_at is not None:
                 self._runner.observe(time.monotonic() - self._created_at)
             return task
@@ -241,7 +246,8 @@ class _JobClient:
 class _Runner:
     def __init__(self, client: Client, host: Host | None, out_dir: Path, limiter: Limiter,
                  on_event: BatchEvent | None, wait_timeout: float, poll_interval: float | None,
-                 attempts: int) -> None:
+                 attempts: int, callback_url: str | None = None,
+                 inbox: TaskInbox | None = None) -> None:
         self.client = client
         self.host = host
         self.out_dir = out_dir
@@ -250,6 +256,8 @@ class _Runner:
         self.wait_timeout = wait_timeout
         self.fixed_poll = poll_interval
         self.attempts = attempts
+        self.callback_url = callback_url
+        self.inbox = inbox
         self.stop = threading.Event()
         self.fatal: BaseException | None = None
         self._local = threading.local()
@@ -347,6 +355,7 @@ class _Runner:
                     cast(Client, proxy), edit, host=self.host, state_path=self.state_path(job),
                     wait_timeout=self.wait_timeout,
                     on_event=lambda kind, info: self.emit(job.name, kind, info),
+                    callback_url=self.callback_url, inbox=self.inbox,
                 )
             except _TRANSIENT as exc:
                 tries += 1
@@ -419,6 +428,8 @@ def run(
     poll_interval: float | None = None,
     attempts: int = 3,
     upload_ttl_s: float = 6 * 3600.0,
+    callback_url: str | None = None,
+    inbox: TaskInbox | None = None,
 ) -> Report:
     """Run (or resume) every job of the manifest in ``shard``; write the results and report.
 
@@ -432,8 +443,10 @@ def run(
     info)`` reports progress (``name`` ``None`` for the batch itself). ``poll_interval``
     fixes how often a task is polled (default: adaptive, see ``_Runner.poll_interval``);
     published URLs are reused for ``upload_ttl_s`` (a presigned URL only while it has more
-    than ten minutes left). The report is written after every job to ``report.json``
-    (``report.I-of-N.json`` for a shard); it is returned.
+    than ten minutes left). ``callback_url`` goes into every create body and ``inbox``
+    (the receiver behind it, ``kling_elements.callbacks``) lets each wait end on its task's
+    final delivery, polling only as a fallback. The report is written after every job to
+    ``report.json`` (``report.I-of-N.json`` for a shard); it is returned.
     """
     out = Path(out_dir).resolve()
     if shard is not None:
@@ -455,7 +468,7 @@ def run(
                            provider=identity)
     limiter = Limiter(concurrency)
     runner = _Runner(client, host, out, limiter, on_event, wait_timeout, poll_interval,
-                     attempts)
+                     attempts, callback_url, inbox)
     previous_hook = client.on_retry
 
     def chained(error: KlingError, wait: float) -> None:

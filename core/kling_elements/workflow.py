@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import validate
 from .client import Client
@@ -30,6 +30,9 @@ from .errors import NotFoundError, ResponseFormatError, TaskFailedError
 from .hosting import Host, check_clip, url_usable
 from .models import Task
 from .selection import SelectionState
+
+if TYPE_CHECKING:
+    from .callbacks import TaskInbox
 
 __all__ = ["EditJob", "EditResult", "restore_session", "run_edit"]
 
@@ -193,13 +196,14 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
 
 
 def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
-            save: Callable[[], None], emit: EventCallback, wait_timeout: float) -> Task:
+            save: Callable[[], None], emit: EventCallback, wait_timeout: float,
+            callback_url: str | None = None) -> Task:
     selection = _session(client, job, host, state, save, emit)
     body = client.build_task_body(
         session_id=selection.session_id, edit_mode=job.edit_mode, prompt=job.prompt,
         images=list(job.images), negative_prompt=job.negative_prompt, mode=job.mode,
         duration=job.duration, watermark=job.watermark, model_name=job.model_name,
-        external_task_id=state["external_task_id"],
+        external_task_id=state["external_task_id"], callback_url=callback_url,
     )
     # All of the account's task slots taken (1303) clears as running tasks end: wait for one
     # as long as the task itself may take, rather than fail a job that only had to queue.
@@ -215,11 +219,16 @@ def run_edit(
     wait_timeout: float = 1800.0,
     on_event: EventCallback | None = None,
     overwrite: bool = False,
+    callback_url: str | None = None,
+    inbox: TaskInbox | None = None,
 ) -> EditResult:
     """Run (or resume) ``job`` to a downloaded result file; events report each step.
 
     ``overwrite`` allows replacing result files that exist at the output paths (else such a
-    job is refused with a ``ValidationError`` before anything is sent).
+    job is refused with a ``ValidationError`` before anything is sent). ``callback_url``
+    goes into the create body (Kling POSTs status changes there); ``inbox`` (the receiver
+    behind that URL, see ``kling_elements.callbacks``) lets the wait end on the final
+    delivery instead of polling. Neither is part of the job: a resumed run may differ.
     """
     path = Path(state_path) if state_path else None
     state = _load_state(path, job.key())
@@ -244,20 +253,21 @@ def run_edit(
         state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
         save()
         try:
-            task = _create(client, job, host, state, save, emit, wait_timeout)
+            task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
         except NotFoundError:
             if "selection" not in state:
                 raise
             # The saved session is gone (expired early, or the server forgot it): a 1203 on
             # create means nothing was created, so a fresh session is safe to use.
             state.pop("selection")
-            task = _create(client, job, host, state, save, emit, wait_timeout)
+            task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
         emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
     state["task_id"] = task.task_id
     save()
     if not task.done:
         task = client.wait(task.task_id, timeout=wait_timeout,
-                           on_update=lambda t: emit("status", {"status": t.status}))
+                           on_update=lambda t: emit("status", {"status": t.status}),
+                           **({"inbox": inbox} if inbox is not None else {}))
     elif task.status == "failed":
         raise TaskFailedError(
             f"task {task.task_id} failed: {task.status_msg or 'no reason given'}", task=task

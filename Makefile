@@ -9,7 +9,7 @@ BPY_CACHE ?= $(HOME)/.cache/kling-elements
 BPY_VERSIONS ?= 4.2.23 5.0.1
 ADDON_DEPS := httpx pyjwt numpy pillow av starlette uvicorn python-multipart scipy pytest hypothesis
 
-.PHONY: test test-core test-addon extension demo lint bench bench-ui clean
+.PHONY: test test-core test-addon extension demo lint bench bench-polling bench-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_rle.py
+	$(PY) scripts/bench_polling.py
+
+# Queries per task and delay to notice its end: polling (before/after) vs callbacks.
+bench-polling: $(STAMP)
+	$(PY) scripts/bench_polling.py
 
 bench-ui: test-addon
 	HOME=$$(mktemp -d) PYTHONPATH=$(CURDIR)/core:$(CURDIR) \

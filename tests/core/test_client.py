@@ -1022,7 +1022,7 @@ def test_wait_reports_each_status_change_once(kling, client, clock):
     assert updates == ["submitted", "processing", "succeed"]
     assert result.succeeded and result.videos[0].url == "https://cdn.example/out.mp4"
     assert len(kling.requests) == 6
-    assert clock.sleeps == [1.0, 3.0, 11.0, 45.0, 80.0]  # polls at 0, 1, 4, 15, 60, 140 s
+    assert clock.sleeps == [1.0, 3.0, 11.0, 45.0, 85.0]  # polls at 0, 1, 4, 15, 60, 145 s
 
 
 def test_wait_raises_task_failed_with_the_reason(kling, client):

@@ -91,7 +91,7 @@ def _in_doubt(exc: KlingError, endpoint: str) -> KlingError:
 # When to poll, in seconds since the wait began: quick outcomes (a refused task, the sandbox's
 # seconds-long tasks) are seen within seconds; Kling's edits take minutes (2-10 in practice),
 # so the middle is sparse, and from 145 s on a poll every TAIL_POLL_S means a 5-minute task
-# costs 15 polls and is seen a median 9 s after it ends (scripts/bench_polling.py).
+# costs 15 polls and is seen a median 7 s after it ends (scripts/bench_polling.py).
 EARLY_POLLS_S = (1.0, 4.0, 15.0, 60.0, 145.0)
 TAIL_POLL_S = 18.0
 # With a callback inbox: no poll before CALLBACK_GRACE_S; if a delivery about the task came

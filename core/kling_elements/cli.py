@@ -555,7 +555,7 @@ def _parser() -> argparse.ArgumentParser:
     def callback_options(p: argparse.ArgumentParser, *, url: bool = True) -> None:
         g = p.add_argument_group(
             "callbacks", "end waits on Kling's callbacks instead of polling (polling stays "
-            "the fallback); see docs/kling-api.md")
+            "the fallback); see docs/kling-api.md" if url else "see docs/kling-api.md")
         if url:
             g.add_argument("--callback-url", metavar="URL",
                            help="sent as callback_url (default with --listen: its address)")
@@ -582,9 +582,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds per task")
     callback_options(p)
 
-    p = sub.add_parser("callbacks", parents=[common],
-                       help="receive Kling's task callbacks: verify, deduplicate, record")
+    text = "receive Kling's task callbacks: verify, deduplicate, print, record"
+    p = sub.add_parser("callbacks", help=text, description=text)
     p.set_defaults(func=None)
+    p.add_argument("--json", action="store_true", help="print each delivery as a JSON line")
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     p.add_argument("--listen", required=True, metavar="HOST:PORT",
                    help="address to listen on, e.g. 127.0.0.1:8766 or 0.0.0.0:8766")
     p.add_argument("--record", metavar="DIR",

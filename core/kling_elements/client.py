@@ -745,13 +745,16 @@ class Client:
             now = self._clock()
             due = next_poll()
             if now >= due or now >= deadline:
-                last_poll = now
                 try:
                     polled = self.get_task(task_id)
                 except (ConnectionFailed, ServerError, RateLimitError) as exc:
                     log.debug("poll of %s failed, will retry: %s", task_id, exc)
+                    polled = None
+                # counted from its end: a poll slowed by retries is not followed at once
+                last_poll = self._clock()
+                if polled is None:
                     if confirm_at is not None:
-                        confirm_at = now + CONFIRM_RETRY_S
+                        confirm_at = last_poll + CONFIRM_RETRY_S
                 else:
                     task = polled
                     if task.status != last_status:
@@ -769,15 +772,15 @@ class Client:
                         log.warning("task %s: a callback said %s but Kling says %s; polling "
                                     "instead", task_id, heard_status, task.status)
                         inbox, confirm_at = None, None
-                if self._clock() >= deadline:
+                if last_poll >= deadline:
                     raise TaskTimeoutError(
                         f"task {task_id} is still {last_status or 'unknown'} after "
                         f"{timeout:g} s; it may still finish: wait again or check its status "
                         "later",
                         task=task,
                     )
-                continue
-            pause = min(due, deadline) - now
+                now, due = last_poll, next_poll()
+            pause = max(min(due, deadline) - now, 0.0)
             if inbox is None:
                 self._sleep(pause)
                 continue

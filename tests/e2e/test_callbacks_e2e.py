@@ -108,3 +108,15 @@ def test_callbacks_command_verifies_deduplicates_prints_and_records(signed_sandb
     assert [json.loads(p.read_text())["task"]["status"] for p in records] == [
         "submitted", "processing", "failed"]
     assert "succeed" not in out and SECRET not in out + err
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--listen", "8766"], ["--listen '8766'", "HOST:PORT"]),
+    (["--listen", "127.0.0.1:0", "--webhook-secret", "whsec_not base64!"], ["not base64"]),
+])
+def test_callbacks_command_bad_input_is_one_error_line(argv, words, capsys):
+    assert main(["callbacks", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("error: ") and all(w in captured.err for w in words)
+    assert "not base64!" not in captured.err

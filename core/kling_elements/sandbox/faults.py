@@ -35,12 +35,16 @@ from dataclasses import dataclass, replace
 from ..errors import CODES
 from .config import ApiError
 
-__all__ = ["CALLBACK_STATUSES", "DROP_WHEN", "ROUTES", "FaultBook", "FaultRule", "parse_rules"]
+__all__ = [
+    "CALLBACK_ROUTE", "CALLBACK_STATUSES", "DROP_WHEN", "ROUTES", "FaultBook", "FaultRule",
+    "parse_rules",
+]
 
 ROUTES = (
     "init-selection", "add-selection", "delete-selection", "clear-selection",
-    "preview-selection", "create", "get", "list", "uploads", "files", "callback",
-)
+    "preview-selection", "create", "get", "list", "uploads", "files",
+)  # the routes of requests the sandbox answers
+CALLBACK_ROUTE = "callback"  # the deliveries it sends
 DROP_WHEN = ("before_commit", "after_commit")
 _EFFECTS = ("error", "delay_s", "drop", "truncate", "repeat", "reorder")
 _CALLBACK_ONLY = ("repeat", "reorder")
@@ -100,8 +104,9 @@ def _parse_rule(index: int, raw: object) -> FaultRule:
     if not isinstance(raw, dict):
         raise _bad(index, "each rule must be an object")
     route = raw.get("route")
-    if route not in ROUTES:
-        raise _bad(index, f"route {route!r} is not one of {', '.join(ROUTES)}")
+    if route not in ROUTES and route != CALLBACK_ROUTE:
+        raise _bad(index, f"route {route!r} is not one of {', '.join(ROUTES)} or "
+                          f"{CALLBACK_ROUTE}")
     times = raw.get("times", 1)
     if isinstance(times, bool) or not isinstance(times, int) or times < 1:
         raise _bad(index, f"times {times!r} must be an integer >= 1")
@@ -113,7 +118,7 @@ def _parse_rule(index: int, raw: object) -> FaultRule:
         raise _bad(index, f"give exactly one effect of {', '.join(_EFFECTS)}")
     rule = FaultRule(route=route, times=times)
     effect, value = effects[0], raw[effects[0]]
-    if route == "callback":
+    if route == CALLBACK_ROUTE:
         _callback_rule(index, rule, raw, effect)
     elif effect in _CALLBACK_ONLY or "status" in raw:
         raise _bad(index, f"{'status' if 'status' in raw else effect} only applies to the "

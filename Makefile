@@ -24,7 +24,7 @@ PYTHON313 ?= $(call python_named,3.13,python3.13 /usr/bin/python3.13 /usr/local/
   $(wildcard $(PYENV_ROOT_DIR)/versions/3.13*/bin/python3.13))
 
 .PHONY: test test-core test-addon test-addon-more test-addon-45 extension demo lint bench \
-  bench-ui clean
+  bench-polling bench-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -89,6 +89,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_rle.py
+	$(PY) scripts/bench_polling.py
+
+# Queries per task and delay to notice its end: polling (before/after) vs callbacks.
+bench-polling: $(STAMP)
+	$(PY) scripts/bench_polling.py
 
 bench-ui: test-addon
 	HOME=$$(mktemp -d) PYTHONPATH=$(CURDIR)/core:$(CURDIR) \

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .batch_budget import Budget, BudgetHeld
 from .batch_manifest import (
@@ -62,6 +62,9 @@ from .ledger import CostLedger
 from .models import Task
 from .retry import backoff
 from .workflow import run_edit, write_json_atomic
+
+if TYPE_CHECKING:
+    from .callbacks import TaskInbox
 
 __all__ = [
     "BudgetHeld", "JobReport", "Limiter", "Manifest", "ManifestError", "Report", "load",
@@ -244,11 +247,13 @@ class _JobClient:
         return task
 
     def wait(self, task_id: str, timeout: float = 900.0, poll_interval: float | None = None,
-             on_update: Callable[[Task], None] | None = None) -> Task:
+             on_update: Callable[[Task], None] | None = None,
+             inbox: TaskInbox | None = None) -> Task:
+        if inbox is None:
+            poll_interval = poll_interval or self._runner.poll_interval()
         try:
-            task = self._client.wait(task_id, timeout=timeout,
-                                     poll_interval=poll_interval or self._runner.poll_interval(),
-                                     on_update=on_update)
+            task = self._client.wait(task_id, timeout=timeout, poll_interval=poll_interval,
+                                     on_update=on_update, inbox=inbox)
             if self._created_at is not None:
                 self._runner.observe(time.monotonic() - self._created_at)
             return task
@@ -264,7 +269,8 @@ class _JobClient:
 class _Runner:
     def __init__(self, client: Client, host: Host | None, out_dir: Path, limiter: Limiter,
                  on_event: BatchEvent | None, wait_timeout: float, poll_interval: float | None,
-                 attempts: int, budget: Budget | None = None) -> None:
+                 attempts: int, budget: Budget | None = None,
+                 callback_url: str | None = None, inbox: TaskInbox | None = None) -> None:
         self.client = client
         self.budget = budget or Budget(None)
         self.host = host
@@ -274,6 +280,8 @@ class _Runner:
         self.wait_timeout = wait_timeout
         self.fixed_poll = poll_interval
         self.attempts = attempts
+        self.callback_url = callback_url
+        self.inbox = inbox
         self.stop = threading.Event()
         self.fatal: BaseException | None = None
         self._local = threading.local()
@@ -440,6 +448,7 @@ class _Runner:
                     cast(Client, proxy), edit, host=self.host, state_path=self.state_path(job),
                     wait_timeout=self.wait_timeout,
                     on_event=lambda kind, info: self.job_event(job.name, kind, info),
+                    callback_url=self.callback_url, inbox=self.inbox,
                 )
             except _TRANSIENT as exc:
                 tries += 1
@@ -536,6 +545,8 @@ def run(
     attempts: int = 3,
     upload_ttl_s: float = 6 * 3600.0,
     budget: Decimal | float | str | None = None,
+    callback_url: str | None = None,
+    inbox: TaskInbox | None = None,
 ) -> Report:
     """Run (or resume) every job of the manifest in ``shard``; write the results and report.
 
@@ -549,8 +560,10 @@ def run(
     info)`` reports progress (``name`` ``None`` for the batch itself). ``poll_interval``
     fixes how often a task is polled (default: adaptive, see ``_Runner.poll_interval``);
     published URLs are reused for ``upload_ttl_s`` (a presigned URL only while it has more
-    than ten minutes left). The report is written after every job to ``report.json``
-    (``report.I-of-N.json`` for a shard); it is returned.
+    than ten minutes left). ``callback_url`` goes into every create body and ``inbox``
+    (the receiver behind it, ``kling_elements.callbacks``) lets each wait end on its task's
+    final delivery, polling only as a fallback. The report is written after every job to
+    ``report.json`` (``report.I-of-N.json`` for a shard); it is returned.
 
     ``budget`` (units; default: the manifest's, else none) holds back jobs that would pass
     it (status ``held``, see ``batch_budget``); it covers this shard's jobs over every run.
@@ -576,7 +589,7 @@ def run(
                            provider=identity)
     limiter = Limiter(concurrency)
     runner = _Runner(client, host, out, limiter, on_event, wait_timeout, poll_interval,
-                     attempts, Budget(limit, PriceBook()))
+                     attempts, Budget(limit, PriceBook()), callback_url, inbox)
     runner.load_costs(selected)
     previous_hook = client.on_retry
 

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -281,8 +281,10 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
         elif kind != "done":
             progress.line(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
 
-    result = run_edit(client, job, host=host, state_path=state, wait_timeout=args.wait_timeout,
-                      on_event=on_event, overwrite=args.force)
+    with _callback_receiver(args, progress) as (callback_url, inbox):
+        result = run_edit(client, job, host=host, state_path=state,
+                          wait_timeout=args.wait_timeout, on_event=on_event,
+                          overwrite=args.force, callback_url=callback_url, inbox=inbox)
     progress.line("cost of the edit, every step (also of earlier runs):\n"
                   + "\n".join(f"  {_step_text(step)}" for step in result.cost_steps)
                   + f"\n  total: {result.cost}")
@@ -321,6 +323,83 @@ def cmd_account(args: argparse.Namespace, client: Client, progress: _Progress) -
     _emit(args, {"packs": costs.packs, "remaining": costs.remaining}, "\n".join(lines))
 
 
+WEBHOOK_SECRET_ENV = "KLINGAI_WEBHOOK_SECRET"
+
+
+def _webhook_secrets(args: argparse.Namespace) -> list[str]:
+    """``--webhook-secret`` values (several during a key rotation), else the env variable."""
+    given = getattr(args, "webhook_secret", None) or []
+    env = os.environ.get(WEBHOOK_SECRET_ENV, "").strip()
+    return list(given) or ([env] if env else [])
+
+
+def _delivery_text(delivery: Any) -> str:
+    task = delivery.task
+    ext = f" ({task.external_task_id})" if task.external_task_id else ""
+    checked = "verified" if delivery.verified else "unverified"
+    return (f"task {task.task_id}{ext}: {task.status} [{delivery.format}, {checked}, "
+            f"{delivery.outcome}]")
+
+
+@contextlib.contextmanager
+def _callback_receiver(args: argparse.Namespace, progress: _Progress | None
+                       ) -> Iterator[tuple[str | None, Any]]:
+    """``(callback_url, inbox)`` for ``--callback-url``/``--listen``; ``(None, None)``
+    without them. With ``--listen`` a receiver runs until the block ends; without
+    ``--callback-url`` its own address is the URL (right for a local sandbox; Kling needs an
+    address it can reach, e.g. a public URL forwarding to the listener)."""
+    url = getattr(args, "callback_url", None)
+    if not getattr(args, "listen", None):
+        yield url, None
+        return
+    from .callbacks import CallbackInbox, CallbackServer, is_loopback, parse_listen
+
+    host, port = parse_listen(args.listen)
+    secrets = _webhook_secrets(args)
+    if not secrets and not is_loopback(host) and progress is not None:
+        progress.line(f"warning: listening on {host} without --webhook-secret: anyone who "
+                      "reaches it can post deliveries (each final one is confirmed by a query)")
+    inbox = CallbackInbox(
+        secrets, record_dir=getattr(args, "record", None),
+        on_delivery=(lambda d: progress.line(_delivery_text(d))) if progress else None,
+    )
+    with CallbackServer(inbox, host, port) as server:
+        if progress is not None:
+            progress.line(f"receiving callbacks on {server.url}")
+        yield url or server.url, inbox
+
+
+def cmd_callbacks(args: argparse.Namespace) -> None:
+    """Receive callbacks until interrupted: print (and with --record, store) each one."""
+    from .callbacks import CallbackInbox, CallbackServer, is_loopback, parse_listen
+
+    host, port = parse_listen(args.listen)
+    secrets = _webhook_secrets(args)
+
+    def show(delivery: Any) -> None:
+        if args.json:
+            print(json.dumps({"outcome": delivery.outcome, "format": delivery.format,
+                              "verified": delivery.verified, "webhook_id": delivery.webhook_id,
+                              "task": _jsonable(delivery.task)}), flush=True)
+        else:
+            print(_delivery_text(delivery), flush=True)
+
+    inbox = CallbackInbox(secrets, record_dir=args.record, on_delivery=show)
+    server = CallbackServer(inbox, host, port)
+    notes = [f"receiving Kling callbacks on {server.url}"]
+    if secrets:
+        notes.append("  deliveries must be signed with the webhook secret")
+    else:
+        notes.append("  unsigned deliveries are taken: pass --webhook-secret (or set "
+                     f"${WEBHOOK_SECRET_ENV}) to require signatures")
+        if not is_loopback(host):
+            notes.append(f"  warning: {host} is reachable from other machines")
+    if args.record:
+        notes.append(f"  recording deliveries in {args.record}")
+    print("\n".join(notes), file=sys.stderr, flush=True)
+    server.serve_forever()
+
+
 def _batch_manifest(args: argparse.Namespace) -> batch.Manifest:
     """The manifest, once the hosting kind is known to suit a batch (every kind but url)."""
     settings = HostingSettings.from_env(args.host_with)
@@ -353,12 +432,14 @@ def cmd_batch(args: argparse.Namespace, client: Client, progress: _Progress) -> 
     host = _host(args, client, cached=False)
     display = BatchDisplay(live=None) if not progress.quiet else None
     try:
-        with display or contextlib.nullcontext():
+        with display or contextlib.nullcontext(), \
+                _callback_receiver(args, None if display else progress) as (url, inbox):
             report = batch.run(
                 manifest, args.out, client=client, host=host,
                 concurrency=args.concurrency, shard=args.shard,
                 skip_invalid=args.skip_invalid, on_event=display,
                 wait_timeout=args.wait_timeout, budget=args.budget,
+                callback_url=url, inbox=inbox,
             )
     except batch.ManifestError as exc:
         problems = [str(p) for p in exc.problems]
@@ -407,6 +488,8 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     config = SandboxConfig(
         host=args.host, port=args.port, data_dir=args.data_dir, task_seconds=args.task_seconds,
         pack_units=args.pack_units,
+        webhook_secret=args.webhook_secret or os.environ.get(WEBHOOK_SECRET_ENV) or None,
+        callback_format=args.callback_format,
         **{k: v for k, v in (("access_key", args.access_key), ("secret_key", args.secret_key),
                              ("api_key", args.api_key)) if v},
     )
@@ -550,6 +633,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="resume file (default: OUTPUT.kling.json)")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
 
+    def callback_options(p: argparse.ArgumentParser, *, url: bool = True) -> None:
+        g = p.add_argument_group(
+            "callbacks", "end waits on Kling's callbacks instead of polling (polling stays "
+            "the fallback); see docs/kling-api.md" if url else "see docs/kling-api.md")
+        if url:
+            g.add_argument("--callback-url", metavar="URL",
+                           help="sent as callback_url (default with --listen: its address)")
+            g.add_argument("--listen", metavar="HOST:PORT",
+                           help="receive callbacks here while waiting (port 0: any free one)")
+        g.add_argument("--webhook-secret", action="append", metavar="whsec_...",
+                       help=f"require deliveries signed with it (repeat during a key "
+                            f"rotation; default ${WEBHOOK_SECRET_ENV})")
+
+    callback_options(p)
+
     p = add("batch", cmd_batch, "run every edit of a JSON Lines manifest: resumable, shardable")
     p.add_argument("manifest", help="JSON Lines, one job per line (see docs/batch.md)")
     p.add_argument("--out", required=True, help="folder for results, report.json and .state/")
@@ -568,6 +666,18 @@ def _parser() -> argparse.ArgumentParser:
                         '{"batch": {"budget": UNITS}}, else no limit)')
     _hosting_options(p, cache=False)
     p.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds per task")
+    callback_options(p)
+
+    text = "receive Kling's task callbacks: verify, deduplicate, print, record"
+    p = sub.add_parser("callbacks", help=text, description=text)
+    p.set_defaults(func=None)
+    p.add_argument("--json", action="store_true", help="print each delivery as a JSON line")
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    p.add_argument("--listen", required=True, metavar="HOST:PORT",
+                   help="address to listen on, e.g. 127.0.0.1:8766 or 0.0.0.0:8766")
+    p.add_argument("--record", metavar="DIR",
+                   help="write each delivery there as a JSON file (atomically)")
+    callback_options(p, url=False)
 
     p = sub.add_parser("sandbox", help="run the local API sandbox")
     p.set_defaults(func=None)
@@ -580,6 +690,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task-seconds", type=float, default=10.0)
     p.add_argument("--pack-units", type=float, default=10000.0,
                    help="size of the account's resource pack (/account/costs)")
+    p.add_argument("--webhook-secret", metavar="whsec_...",
+                   help=f"sign task callbacks with it (default ${WEBHOOK_SECRET_ENV}; unset: "
+                        "unsigned)")
+    p.add_argument("--callback-format", choices=("legacy", "new", "both"), default="legacy",
+                   help="body format of task callbacks (default legacy, as Multi-Elements)")
     return parser
 
 
@@ -592,6 +707,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sandbox":
             cmd_sandbox(args)
+            return 0
+        if args.command == "callbacks":
+            cmd_callbacks(args)
             return 0
         progress = _Progress(quiet=args.quiet or False)
         if args.command == "batch" and args.dry_run:

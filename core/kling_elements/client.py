@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -59,9 +59,12 @@ from .errors import (
     is_retryable_code,
 )
 from .media import ImageInput, prepare_image
-from .models import AccountCosts, InitResult, PreviewResult, SelectionResult, Task
+from .models import STATUS_RANK, AccountCosts, InitResult, PreviewResult, SelectionResult, Task
 from .retry import backoff, retry_wait
 from .selection import SelectionState
+
+if TYPE_CHECKING:
+    from .callbacks import TaskInbox
 
 __all__ = ["DEFAULT_BASE_URL", "REGIONS", "Client", "RestoreReport"]
 
@@ -125,13 +128,26 @@ def _in_doubt(exc: KlingError, endpoint: str) -> KlingError:
     )
 
 
+# When to poll, in seconds since the wait began: quick outcomes (a refused task, the sandbox's
+# seconds-long tasks) are seen within seconds; Kling's edits take minutes (2-10 in practice),
+# so the middle is sparse, and from 145 s on a poll every TAIL_POLL_S means a 5-minute task
+# costs 15 polls and is seen a median 7 s after it ends (scripts/bench_polling.py).
+EARLY_POLLS_S = (1.0, 4.0, 15.0, 60.0, 145.0)
+TAIL_POLL_S = 18.0
+# With a callback inbox: no poll before CALLBACK_GRACE_S; if a delivery about the task came
+# by then the channel works and a poll every CALLBACK_SAFETY_POLL_S only guards against a
+# lost final delivery, else the plain schedule above takes over.
+CALLBACK_GRACE_S = 30.0
+CALLBACK_SAFETY_POLL_S = 600.0
+CONFIRM_RETRY_S = 5.0
+
+
 def _poll_schedule(elapsed: float) -> float:
-    """Dense early (edits can finish in seconds in the sandbox), then every 10 s."""
-    if elapsed < 10:
-        return 1.0
-    if elapsed < 60:
-        return 3.0
-    return 10.0
+    """Seconds to sleep before the next poll, ``elapsed`` seconds into a wait."""
+    for at in EARLY_POLLS_S:
+        if elapsed < at - 0.5:
+            return at - elapsed
+    return TAIL_POLL_S
 
 
 class Client:
@@ -831,8 +847,17 @@ class Client:
         timeout: float = 900.0,
         poll_interval: float | None = None,
         on_update: Callable[[Task], None] | None = None,
+        inbox: TaskInbox | None = None,
     ) -> Task:
-        """Poll until the task ends; return it on success.
+        """Wait until the task ends; return it on success.
+
+        Without ``inbox``, polls on ``_poll_schedule`` (or every ``poll_interval`` s). With a
+        callback inbox (``kling_elements.callbacks``), waits for the task's deliveries
+        instead and polls only as a fallback: not before ``CALLBACK_GRACE_S``, then every
+        ``CALLBACK_SAFETY_POLL_S`` while deliveries about the task arrive, on the plain
+        schedule if none did. A final delivery is confirmed by one query before it is
+        believed (a delivery may be forged, or ahead of the API); one the query contradicts
+        makes the rest of the wait ignore the inbox.
 
         ``on_update`` is called once per observed status change (the first observation
         counts). Raises :class:`TaskFailedError` with Kling's ``task_status_msg`` on
@@ -840,34 +865,81 @@ class Client:
         Transient errors while polling do not end the wait before the deadline.
         """
         start = self._clock()
-        last_status = None
+        deadline = start + timeout
+        last_status: str | None = None
+        heard_status: str | None = None  # the latest status the inbox gave
+        confirm_at: float | None = None  # when to query a final delivery
+        last_poll: float | None = None
         task: Task | None = None
+
+        def next_poll() -> float:
+            if inbox is not None:
+                if confirm_at is not None:
+                    return confirm_at
+                if inbox.heard(task_id):
+                    return (last_poll if last_poll is not None else start) + \
+                        CALLBACK_SAFETY_POLL_S
+                if last_poll is None:
+                    return start + CALLBACK_GRACE_S
+            if last_poll is None:
+                return start
+            if poll_interval is not None:
+                return last_poll + poll_interval
+            return last_poll + _poll_schedule(last_poll - start)
+
         while True:
-            try:
-                task = self.get_task(task_id)
-            except (ConnectionFailed, ServerError, RateLimitError) as exc:
-                log.debug("poll of %s failed, will retry: %s", task_id, exc)
-            else:
-                if task.status != last_status:
-                    last_status = task.status
-                    if on_update:
-                        on_update(task)
-                if task.status == "succeed":
-                    return task
-                if task.status == "failed":
-                    raise TaskFailedError(
-                        f"task {task.task_id} failed: {task.status_msg or 'no reason given'}",
+            now = self._clock()
+            due = next_poll()
+            if now >= due or now >= deadline:
+                try:
+                    polled = self.get_task(task_id)
+                except (ConnectionFailed, ServerError, RateLimitError) as exc:
+                    log.debug("poll of %s failed, will retry: %s", task_id, exc)
+                    polled = None
+                # counted from its end: a poll slowed by retries is not followed at once
+                last_poll = self._clock()
+                if polled is None:
+                    if confirm_at is not None:
+                        confirm_at = last_poll + CONFIRM_RETRY_S
+                else:
+                    task = polled
+                    if task.status != last_status:
+                        last_status = task.status
+                        if on_update:
+                            on_update(task)
+                    if task.status == "succeed":
+                        return task
+                    if task.status == "failed":
+                        raise TaskFailedError(
+                            f"task {task.task_id} failed: {task.status_msg or 'no reason given'}",
+                            task=task,
+                        )
+                    if confirm_at is not None:
+                        log.warning("task %s: a callback said %s but Kling says %s; polling "
+                                    "instead", task_id, heard_status, task.status)
+                        inbox, confirm_at = None, None
+                if last_poll >= deadline:
+                    raise TaskTimeoutError(
+                        f"task {task_id} is still {last_status or 'unknown'} after "
+                        f"{timeout:g} s; it may still finish: wait again or check its status "
+                        "later",
                         task=task,
                     )
-            elapsed = self._clock() - start
-            if elapsed >= timeout:
-                raise TaskTimeoutError(
-                    f"task {task_id} is still {last_status or 'unknown'} after {timeout:g} s; it "
-                    "may still finish: wait again or check its status later",
-                    task=task,
-                )
-            interval = poll_interval if poll_interval is not None else _poll_schedule(elapsed)
-            self._sleep(min(interval, max(timeout - elapsed, 0.0)))
+                now, due = last_poll, next_poll()
+            pause = max(min(due, deadline) - now, 0.0)
+            if inbox is None:
+                self._sleep(pause)
+                continue
+            delivered = inbox.wait_for(task_id, pause, beyond=heard_status)
+            if delivered is None:
+                continue
+            heard_status = delivered.status
+            if delivered.done:
+                confirm_at = self._clock()  # one query before believing it
+            elif STATUS_RANK.get(delivered.status, 1) > STATUS_RANK.get(last_status or "", -1):
+                last_status = delivered.status
+                if on_update:
+                    on_update(delivered)
 
     def download(
         self,

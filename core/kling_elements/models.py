@@ -21,6 +21,7 @@ from .cost import Cost, parse_amount
 from .errors import ResponseFormatError, error_for
 
 __all__ = [
+    "STATUS_RANK",
     "TERMINAL_STATUSES",
     "AccountCosts",
     "InitResult",
@@ -33,6 +34,9 @@ __all__ = [
 ]
 
 TERMINAL_STATUSES = frozenset({"succeed", "failed"})
+# Where a status stands in a task's life (callbacks and polls never move a task backwards);
+# a status word not listed here counts as 1, "under way".
+STATUS_RANK = {"submitted": 0, "processing": 1, "succeed": 2, "failed": 2}
 # Larger than any video Kling accepts (2160 px a side): a mask beyond it can only be a broken
 # answer, and decoding it would allocate h * w bytes.
 MAX_MASK_SIDE = 4096

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import validate
 from .client import Client, RestoreReport
@@ -37,6 +37,9 @@ from .hosting import Host, check_clip, url_usable
 from .ledger import CostLedger
 from .models import Task
 from .selection import SelectionState
+
+if TYPE_CHECKING:
+    from .callbacks import TaskInbox
 
 __all__ = ["EditJob", "EditResult", "restore_session", "run_edit"]
 
@@ -239,13 +242,14 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
 
 
 def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
-            save: Callable[[], None], emit: EventCallback, wait_timeout: float) -> Task:
+            save: Callable[[], None], emit: EventCallback, wait_timeout: float,
+            callback_url: str | None = None) -> Task:
     selection = _session(client, job, host, state, save, emit)
     body = client.build_task_body(
         session_id=selection.session_id, edit_mode=job.edit_mode, prompt=job.prompt,
         images=list(job.images), negative_prompt=job.negative_prompt, mode=job.mode,
         duration=job.duration, watermark=job.watermark, model_name=job.model_name,
-        external_task_id=state["external_task_id"],
+        external_task_id=state["external_task_id"], callback_url=callback_url,
     )
     state["task_kind"] = {"mode": body.get("mode"), "duration": body.get("duration")}
     save()
@@ -263,11 +267,16 @@ def run_edit(
     wait_timeout: float = 1800.0,
     on_event: EventCallback | None = None,
     overwrite: bool = False,
+    callback_url: str | None = None,
+    inbox: TaskInbox | None = None,
 ) -> EditResult:
     """Run (or resume) ``job`` to a downloaded result file; events report each step.
 
     ``overwrite`` allows replacing result files that exist at the output paths (else such a
-    job is refused with a ``ValidationError`` before anything is sent).
+    job is refused with a ``ValidationError`` before anything is sent). ``callback_url``
+    goes into the create body (Kling POSTs status changes there); ``inbox`` (the receiver
+    behind that URL, see ``kling_elements.callbacks``) lets the wait end on the final
+    delivery instead of polling. Neither is part of the job: a resumed run may differ.
     """
     path = Path(state_path) if state_path else None
     state = _load_state(path, job.key())
@@ -292,14 +301,14 @@ def run_edit(
         state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
         save()
         try:
-            task = _create(client, job, host, state, save, emit, wait_timeout)
+            task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
         except NotFoundError:
             if "selection" not in state:
                 raise
             # The saved session is gone (expired early, or the server forgot it): a 1203 on
             # create means nothing was created, so a fresh session is safe to use.
             state.pop("selection")
-            task = _create(client, job, host, state, save, emit, wait_timeout)
+            task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
         emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
     state["task_id"] = task.task_id
     _charge_task(state, emit, task)
@@ -310,7 +319,8 @@ def run_edit(
         _charge_task(state, emit, current)
 
     if not task.done:
-        task = client.wait(task.task_id, timeout=wait_timeout, on_update=on_update)
+        task = client.wait(task.task_id, timeout=wait_timeout, on_update=on_update,
+                           **({"inbox": inbox} if inbox is not None else {}))
         _charge_task(state, emit, task)
         save()
     elif task.status == "failed":

@@ -126,17 +126,24 @@ def advance(api: httpx.Client, seconds: float) -> float:
 
 
 class CallbackSink:
-    """A tiny HTTP server on a free loopback port that records the JSON POSTed to it."""
+    """A tiny HTTP server on a free loopback port that records what is POSTed to it: the
+    parsed JSON in ``received``, the headers and raw body in ``deliveries``. ``answers``
+    are the HTTP statuses of the first replies (then 200)."""
 
-    def __init__(self) -> None:
+    def __init__(self, answers: tuple[int, ...] = ()) -> None:
         self.received: list[dict] = []
-        received = self.received
+        self.deliveries: list[tuple[dict[str, str], bytes]] = []
+        received, deliveries, pending = self.received, self.deliveries, list(answers)
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
+                raw = self.rfile.read(length)
+                status = pending.pop(0) if pending else 200
+                if status == 200:
+                    deliveries.append((dict(self.headers.items()), raw))
+                    received.append(json.loads(raw))
+                self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

@@ -170,16 +170,16 @@ def test_drop_on_reads_and_selection(api, create_body):
     refused(api.get(f"{API}/anything"), 404, 1203)
 
 
-def test_undeliverable_callbacks_are_logged_and_dropped(api, create_body, caplog):
+def test_undeliverable_callbacks_are_retried_then_logged_and_dropped(api, create_body, caplog):
     caplog.set_level(logging.WARNING, logger="kling_elements.sandbox")
     body = {**create_body, "external_task_id": "lost-callbacks",
             "callback_url": "http://127.0.0.1:9/nobody-listens"}
     ok(api.post(API, json=body))
-    ok(api.post("/sandbox/clock", json={"advance_s": 1.0}))
-    deadline = time.monotonic() + 10
-    while caplog.text.count("not delivered") < 3:
+    deadline = time.monotonic() + 20
+    while caplog.text.count("not delivered after 4 attempt(s)") < 3:  # 1 send + 3 retries
         assert time.monotonic() < deadline, caplog.text
-        time.sleep(0.02)
+        ok(api.post("/sandbox/clock", json={"advance_s": 15.0}))  # past each retry's wait
+        time.sleep(0.05)
     assert ok(api.get(f"{API}/lost-callbacks"))["task_status"] == "failed"
 
 

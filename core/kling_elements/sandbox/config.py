@@ -14,11 +14,16 @@ from pathlib import Path
 
 from starlette.responses import JSONResponse
 
+from ..callbacks.signing import secret_key
 from ..errors import CODES
 
-__all__ = ["SUCCESS_MESSAGE", "ApiError", "SandboxConfig", "envelope", "new_request_id"]
+__all__ = [
+    "CALLBACK_FORMATS", "SUCCESS_MESSAGE", "ApiError", "SandboxConfig", "envelope",
+    "new_request_id",
+]
 
 SUCCESS_MESSAGE = "SUCCEED"
+CALLBACK_FORMATS = ("legacy", "new", "both")
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,10 @@ class SandboxConfig:
     written at that size). ``pack_units`` is the size of the account's one resource pack and
     ``account_lag_s`` how far behind ``/account/costs`` reports its remaining quantity
     (see ``billing``).
+    Task callbacks are sent in ``callback_format`` (``legacy``, what
+    Multi-Elements sends; ``new``; or ``both``), signed Standard Webhooks-style when
+    ``webhook_secret`` (``whsec_<base64>``) is set, and retried after each of
+    ``callback_retry_s`` (sandbox seconds) while the receiver fails.
     """
 
     host: str = "127.0.0.1"
@@ -44,12 +53,23 @@ class SandboxConfig:
     max_long_side: int = 1280
     pack_units: float = 10000.0
     account_lag_s: float = 0.0
+    webhook_secret: str | None = None
+    callback_format: str = "legacy"
+    callback_retry_s: tuple[float, ...] = (2.0, 10.0, 30.0)
+
+    def __post_init__(self) -> None:
+        if self.callback_format not in CALLBACK_FORMATS:
+            raise ValueError(f"callback format {self.callback_format!r} is not one of "
+                             f"{', '.join(CALLBACK_FORMATS)}")
+        if self.webhook_secret:
+            secret_key(self.webhook_secret)  # a malformed secret fails at start, not per task
 
     def __repr__(self) -> str:  # keys never appear in logs or tracebacks
         return (
             f"SandboxConfig(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r}, "
             f"task_seconds={self.task_seconds}, max_concurrent_tasks={self.max_concurrent_tasks}, "
-            f"max_long_side={self.max_long_side})"
+            f"max_long_side={self.max_long_side}, callback_format={self.callback_format!r}, "
+            f"signed={bool(self.webhook_secret)})"
         )
 
 

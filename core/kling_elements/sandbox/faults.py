@@ -11,6 +11,17 @@ A rule is ``{"route": R, "times": N, <one effect>}``; effects are
   before the request had any effect, or after it took effect (e.g. the task exists);
 * ``"truncate": 0.5`` - ``files`` only: declare the full length, send that fraction, close.
 
+The ``callback`` route is the sandbox's own outgoing task callbacks (one per format and
+status change), faulted as real webhooks misbehave. A rule may name the ``"status"`` it
+applies to (``submitted``, ``processing``, ``succeed``, ``failed``); effects are
+
+* ``"drop": "before_commit"`` - the delivery is lost (never sent, never retried);
+  ``"drop": "after_commit"`` - it is sent, but its acknowledgement "is lost": the sender
+  retries, so the receiver gets it again;
+* ``"delay_s": 30`` - it leaves that long later (sandbox clock), so later ones overtake it;
+* ``"repeat": 2`` - it is sent that many extra times (same ``webhook-id``);
+* ``"reorder": true`` - it is held until the task's next status change has been delivered.
+
 Rules are consumed in the order they were added: each matching request takes one use of the
 first rule for its route; a rule is removed once used ``times`` times. Thread-safe.
 """
@@ -19,25 +30,33 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import CODES
 from .config import ApiError
 
-__all__ = ["DROP_WHEN", "ROUTES", "FaultBook", "FaultRule", "parse_rules"]
+__all__ = [
+    "CALLBACK_ROUTE", "CALLBACK_STATUSES", "DROP_WHEN", "ROUTES", "FaultBook", "FaultRule",
+    "parse_rules",
+]
 
 ROUTES = (
     "init-selection", "add-selection", "delete-selection", "clear-selection",
     "preview-selection", "create", "get", "list", "uploads", "files",
-)
+)  # the routes of requests the sandbox answers
+CALLBACK_ROUTE = "callback"  # the deliveries it sends
 DROP_WHEN = ("before_commit", "after_commit")
-_EFFECTS = ("error", "delay_s", "drop", "truncate")
+_EFFECTS = ("error", "delay_s", "drop", "truncate", "repeat", "reorder")
+_CALLBACK_ONLY = ("repeat", "reorder")
+CALLBACK_STATUSES = ("submitted", "processing", "succeed", "failed")
 MAX_DELAY_S = 600.0
+MAX_REPEAT = 10
 
 
 @dataclass
 class FaultRule:
-    """One rule; exactly one of ``error`` / ``delay_s`` / ``drop`` / ``truncate`` is set."""
+    """One rule; exactly one effect (``error``, ``delay_s``, ``drop``, ``truncate``,
+    ``repeat``, ``reorder``) is set; ``status`` narrows a ``callback`` rule."""
 
     route: str
     times: int
@@ -45,10 +64,13 @@ class FaultRule:
     delay_s: float | None = None
     drop: str | None = None
     truncate: float | None = None
+    repeat: int | None = None
+    reorder: bool | None = None
+    status: str | None = None
 
     def to_json(self) -> dict:
         out: dict = {"route": self.route, "times": self.times}
-        for name in _EFFECTS:
+        for name in (*_EFFECTS, "status"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -82,12 +104,13 @@ def _parse_rule(index: int, raw: object) -> FaultRule:
     if not isinstance(raw, dict):
         raise _bad(index, "each rule must be an object")
     route = raw.get("route")
-    if route not in ROUTES:
-        raise _bad(index, f"route {route!r} is not one of {', '.join(ROUTES)}")
+    if route not in ROUTES and route != CALLBACK_ROUTE:
+        raise _bad(index, f"route {route!r} is not one of {', '.join(ROUTES)} or "
+                          f"{CALLBACK_ROUTE}")
     times = raw.get("times", 1)
     if isinstance(times, bool) or not isinstance(times, int) or times < 1:
         raise _bad(index, f"times {times!r} must be an integer >= 1")
-    unknown = set(raw) - {"route", "times", *_EFFECTS}
+    unknown = set(raw) - {"route", "times", "status", *_EFFECTS}
     if unknown:
         raise _bad(index, f"unknown field(s) {', '.join(sorted(unknown))}")
     effects = [name for name in _EFFECTS if name in raw]
@@ -95,6 +118,11 @@ def _parse_rule(index: int, raw: object) -> FaultRule:
         raise _bad(index, f"give exactly one effect of {', '.join(_EFFECTS)}")
     rule = FaultRule(route=route, times=times)
     effect, value = effects[0], raw[effects[0]]
+    if route == CALLBACK_ROUTE:
+        _callback_rule(index, rule, raw, effect)
+    elif effect in _CALLBACK_ONLY or "status" in raw:
+        raise _bad(index, f"{'status' if 'status' in raw else effect} only applies to the "
+                          "callback route")
     if effect == "error":
         rule.error = _error_effect(index, value)
     elif effect == "delay_s":
@@ -105,13 +133,33 @@ def _parse_rule(index: int, raw: object) -> FaultRule:
         if value not in DROP_WHEN:
             raise _bad(index, f"drop must be one of {', '.join(DROP_WHEN)}")
         rule.drop = value
-    else:
+    elif effect == "truncate":
         if route != "files":
             raise _bad(index, "truncate only applies to the files route")
         if not _number(value) or not 0 <= value < 1:
             raise _bad(index, "truncate must be a fraction in [0, 1)")
         rule.truncate = float(value)
     return rule
+
+
+def _callback_rule(index: int, rule: FaultRule, raw: dict, effect: str) -> None:
+    """Fill and check what only a ``callback`` rule has (its status, repeat, reorder)."""
+    status = raw.get("status")
+    if status is not None and status not in CALLBACK_STATUSES:
+        raise _bad(index, f"status {status!r} is not one of {', '.join(CALLBACK_STATUSES)}")
+    rule.status = status
+    value = raw[effect]
+    if effect in ("error", "truncate"):
+        raise _bad(index, f"{effect} does not apply to the callback route (use drop, delay_s, "
+                          "repeat or reorder)")
+    if effect == "repeat":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPEAT:
+            raise _bad(index, f"repeat must be an integer 1-{MAX_REPEAT} (extra copies)")
+        rule.repeat = value
+    elif effect == "reorder":
+        if value is not True:
+            raise _bad(index, "reorder must be true")
+        rule.reorder = True
 
 
 def parse_rules(body: object) -> list[FaultRule]:
@@ -140,16 +188,14 @@ class FaultBook:
         with self._lock:
             return [rule.to_json() for rule in self._rules]
 
-    def take(self, route: str) -> FaultRule | None:
-        """Consume one use of the first rule for ``route``; the rule as it applies, or None."""
+    def take(self, route: str, status: str | None = None) -> FaultRule | None:
+        """Consume one use of the first rule for ``route`` (and, for a rule that names one,
+        ``status``); the rule as it applies, or None."""
         with self._lock:
             for rule in self._rules:
-                if rule.route == route:
+                if rule.route == route and rule.status in (None, status):
                     rule.times -= 1
                     if rule.times <= 0:
                         self._rules.remove(rule)
-                    return FaultRule(
-                        route=rule.route, times=1, error=rule.error, delay_s=rule.delay_s,
-                        drop=rule.drop, truncate=rule.truncate,
-                    )
+                    return replace(rule, times=1)
         return None

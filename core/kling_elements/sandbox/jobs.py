@@ -11,25 +11,24 @@ Daemon threads, started and stopped together by :class:`Jobs`:
   for each task with a ``callback_url`` queues one callback per status it reached since the
   last look, in order (``submitted``, ``processing``, then ``succeed``/``failed``), even when
   a clock jump skipped over a status; it also frees the memory of expired sessions;
-* the **deliverer** POSTs those callbacks one by one; a failed delivery is logged and dropped
-  (callbacks are hints: clients confirm with a query).
+* the **callback sender** (``webhooks``) POSTs them, signed, in each configured format,
+  retrying a failing receiver a few times and obeying ``callback`` fault rules.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import queue
 import threading
 
-import httpx
 import numpy as np
 
 from . import video, vision
 from .config import SandboxConfig
 from .selection import copy_file, tracking
 from .state import ResultVideo, State, Task
-from .tasks import SUBMITTED_FRACTION, callback_payload, status_at
+from .tasks import SUBMITTED_FRACTION, status_at
+from .webhooks import WebhookSender
 
 __all__ = ["Jobs", "render"]
 
@@ -119,29 +118,29 @@ class Jobs:
         self.state = state
         self.config = config
         self._stop = threading.Event()
-        self._deliveries: queue.Queue[tuple[str, dict] | None] = queue.Queue()
+        self.webhooks = WebhookSender(state, config)
         self._workers = max(1, min(config.max_concurrent_tasks, MAX_RENDER_WORKERS))
         self._threads = [
             *(threading.Thread(target=self._work, name="sandbox-render", daemon=True)
               for _ in range(self._workers)),
             threading.Thread(target=self._tick, name="sandbox-ticker", daemon=True),
-            threading.Thread(target=self._deliver, name="sandbox-callbacks", daemon=True),
         ]
 
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+        self.webhooks.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop all threads (a render in progress is finished first, up to ``timeout``)."""
         self._stop.set()
         for _ in range(self._workers):
             self.state.render_queue.put(None)
-        self._deliveries.put(None)
         self.state.wakeup.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
+        self.webhooks.stop()
 
     # worker --------------------------------------------------------------------------
     def _work(self) -> None:
@@ -180,26 +179,7 @@ class Jobs:
             status, updated = status_at(task, now, seconds)
             reached = [*_ORDER[: _ORDER.index(status) + 1]] if status in _ORDER else [
                 *_ORDER, status]
-            for step in reached[len(task.notified):]:
-                task.notified.append(step)
-                payload = callback_payload(
-                    self.state, task, step, _updated_at(task, step, seconds, updated)
-                )
-                self._deliveries.put((task.callback_url, payload))
-
-    # deliverer -----------------------------------------------------------------------
-    def _deliver(self) -> None:
-        with httpx.Client(timeout=5.0, trust_env=False, follow_redirects=False) as client:
-            while True:
-                item = self._deliveries.get()
-                if item is None:
-                    return
-                url, payload = item
-                try:
-                    response = client.post(url, json=payload)
-                    log.debug("callback %s for task %s: HTTP %s", payload["task_status"],
-                              payload["task_id"], response.status_code)
-                except httpx.HTTPError as exc:
-                    log.warning("callback %s for task %s not delivered (%s); dropped",
-                                payload["task_status"], payload["task_id"],
-                                exc.__class__.__name__)
+            steps = reached[len(task.notified):]
+            task.notified.extend(steps)
+        for step in steps:
+            self.webhooks.queue(task, step, _updated_at(task, step, seconds, updated))

@@ -19,9 +19,9 @@ bl_info = {
 import bpy  # noqa: E402
 
 from . import (  # noqa: E402
-    jobs,
     ops_conform,
     ops_edit,
+    ops_jobs,
     ops_select,
     ops_session,
     ops_tasks,
@@ -32,7 +32,7 @@ from . import (  # noqa: E402
 )
 from .jobs import close_clients  # noqa: E402
 from .prefs import KlingPreferences  # noqa: E402
-from .worker import BACKGROUND, WORKER  # noqa: E402
+from .worker import BACKGROUND, LONG, WORKER  # noqa: E402
 
 _classes = (
     KlingPreferences,
@@ -42,11 +42,13 @@ _classes = (
     *ops_conform.classes,
     *ops_edit.classes,
     *ops_tasks.classes,
+    *ops_jobs.classes,
     *ui.classes,
 )
 _handlers = (
     (bpy.app.handlers.load_post, ops_tasks.on_load),
     (bpy.app.handlers.save_pre, results.move_to_blend_folder),
+    (bpy.app.handlers.save_post, results.finish_moves),
 )
 DRAIN_INTERVAL_S = 0.05
 IDLE_INTERVAL_S = 0.25
@@ -56,10 +58,12 @@ def _drain() -> float:
     """Runs on the main thread: apply finished jobs within a small time budget."""
     WORKER.drain()
     BACKGROUND.drain()
+    LONG.drain()
     ops_tasks.tick()
-    if jobs.PROGRESS:
-        ui.redraw_sidebar()
-    return DRAIN_INTERVAL_S if WORKER.busy or BACKGROUND.busy else IDLE_INTERVAL_S
+    if LONG.jobs:
+        ui.redraw_sidebar()  # their progress moved
+    busy = WORKER.busy or BACKGROUND.busy or LONG.busy
+    return DRAIN_INTERVAL_S if busy else IDLE_INTERVAL_S
 
 
 def register() -> None:
@@ -76,7 +80,9 @@ def register() -> None:
 
 def unregister() -> None:
     overlay.unregister()
-    ops_conform.unregister()  # cancels renders before the worker stops
+    LONG.stop()  # cancels renders, uploads and slot waits; their callbacks are dropped
+    ops_conform.unregister()
+    ops_edit.CREATING.clear()  # the poller finds out by external id what was created
     if bpy.app.timers.is_registered(_drain):
         bpy.app.timers.unregister(_drain)
     for handlers, handler in _handlers:

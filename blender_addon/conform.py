@@ -37,7 +37,7 @@ import sys
 import threading
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -430,7 +430,11 @@ class ConformJob:
     def run(self) -> str:
         """Render (unless this plan's file already exists); return the output path."""
         plan = self.plan
-        if os.path.isfile(plan.output) and read_record(plan.output) == plan:
+        record = read_record(plan.output)
+        # The record names where the clip was first written; a clip moved beside the .blend
+        # on save (with its record) is still this plan's result.
+        if record is not None and os.path.isfile(plan.output) \
+                and replace(record, output=plan.output) == plan:
             self.progress, self.state = (plan.frame_count, plan.frame_count), "done"
             return plan.output
         Path(plan.output).parent.mkdir(parents=True, exist_ok=True)

@@ -1,24 +1,35 @@
 """Operators of the Edit and Preview steps: images, prompt helpers, Generate, tracking preview.
 
 Generate writes the task record (with its ``external_task_id``) before the create call is
-queued; the call itself runs on the interactive worker after any queued clicks, so the task
-is made from exactly the marks the user sees.
+queued. The call runs on a long-job thread of its own, so a wait for a free task slot (up to
+``task_jobs.SLOT_WAIT_S``) never holds up clicks, and it can be cancelled. It starts once the
+clicks queued before Generate are sent, and clicks on the strip are refused until it is
+sent (``generate_pending``), so the task is made from exactly the marks the user saw.
 """
 
 
+import threading
 import time
 import uuid
 
 import bpy
 
-from kling_elements import ConnectionFailed, RateLimitError, ServerError, prompts
+from kling_elements import (
+    ConnectionFailed,
+    CreateCancelled,
+    RateLimitError,
+    ServerError,
+    prompts,
+)
 
-from . import compat, edit_check, reference_images, results, task_jobs
+from . import compat, edit_check, jobs, reference_images, results, task_jobs
+from .ops_jobs import generate_key, run_long_job
 from .ops_select import _source
 from .ops_session import active_movie_strip, run_job
 from .prefs import client_settings
 from .props import load_selection, save_selection
 from .props_edit import MODE_LABELS
+from .worker import WORKER
 
 __all__ = ["CREATING", "classes", "edit_problems_for", "request_generate"]
 
@@ -55,7 +66,7 @@ def request_generate(context, strip) -> str:
     request = task_jobs.EditRequest(
         edit_mode=edit.edit_mode, prompt=edit.prompt,
         external_task_id=f"ke-blender-{uuid.uuid4().hex}",
-        images=tuple(reference_images.image_file(img)
+        images=tuple(reference_images.image_input(img)
                      for img in reference_images.slot_images(edit, edit.edit_mode)),
         negative_prompt=edit.negative_prompt, quality=edit.quality, watermark=edit.watermark,
     )
@@ -71,10 +82,11 @@ def request_generate(context, strip) -> str:
     CREATING.add(request.external_task_id)
 
     settings, source, stored = client_settings(context), _source(strip), state.to_dict()
-    scene, name, external = compat.sequencer_scene(context), strip.name, request.external_task_id
+    scene_name, name = compat.sequencer_scene(context).name, strip.name
+    external = request.external_task_id
 
     def find_record():
-        target = compat.strip_by_name(scene, name)
+        target = compat.strip_by_name(bpy.data.scenes.get(scene_name), name)
         if target is None:
             return None, None
         found = next((r for r in target.kling.tasks if r.external_task_id == external), None)
@@ -96,16 +108,35 @@ def request_generate(context, strip) -> str:
         _target, rec = find_record()
         if rec is None:
             return
-        if isinstance(exc, (ConnectionFailed, ServerError, RateLimitError)):
+        if isinstance(exc, CreateCancelled) and not exc.may_exist:
+            rec.status = "cancelled"
+            rec.message = "Cancelled before Kling created the task: nothing was charged"
+        elif isinstance(exc, CreateCancelled):
+            rec.message = ("Cancelled, but an earlier attempt may have reached Kling: "
+                           "checking by its id")
+        elif isinstance(exc, (ConnectionFailed, ServerError, RateLimitError)):
             # The outcome is unknown: the task poller looks it up by its external id.
             rec.message = f"Kling did not answer ({exc}); checking again by its id"
         else:
             rec.status = "failed"
             rec.message = str(exc)
 
-    run_job(context, f"Generate ({MODE_LABELS[request.edit_mode]})",
-            lambda: task_jobs.create_task(settings, source, stored, request), done, failed)
+    # The create call waits for the clicks queued before it (they set the marks it uses).
+    after = threading.Event()
+    WORKER.submit("Generate: after the queued clicks", after.set, _ignore, _ignore)
+    label = f"Generate ({MODE_LABELS[request.edit_mode]})"
+    progress = jobs.Progress(label)
+    run_long_job(context, generate_key(external), label,
+                 lambda cancel: task_jobs.create_task(settings, source, stored, request,
+                                                      cancel=cancel, after=after,
+                                                      progress=progress),
+                 done, failed, progress=progress)
     return external
+
+
+def _ignore(_result) -> None:
+    """Nothing to apply: the barrier job only marks its place in the click queue."""
+
 
 
 def context_status(text: str) -> None:

@@ -11,6 +11,7 @@ import bpy
 from kling_elements import ValidationError, validate
 
 from . import compat, geometry, jobs
+from .ops_jobs import marks_locked
 from .ops_session import active_movie_strip, run_job
 from .prefs import client_settings
 from .props import load_selection, save_selection
@@ -35,10 +36,14 @@ def _session_of(strip):
 def _send(context, strip, label: str, state, action) -> None:
     """Run ``action(settings, source, stored_state)`` on the worker; store what it returns.
 
-    Everything the worker needs is read from ``bpy`` here, on the main thread.
+    Everything the worker needs is read from ``bpy`` here, on the main thread. Refused
+    (nothing queued) while the strip's marks are locked by a long job (``marks_locked``).
     """
-    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
     scene, name = compat.sequencer_scene(context), strip.name
+    refusal = marks_locked(scene.name, strip)
+    if refusal:
+        raise ValidationError(refusal)
+    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
 
     def done(result: dict) -> None:
         target = compat.strip_by_name(scene, name)
@@ -173,7 +178,12 @@ class KLING_OT_delete_frame(bpy.types.Operator):
         state = load_selection(strip) if strip else None
         if state is None or not state.points.get(self.frame_index):
             return {"CANCELLED"}
-        request_delete(context, strip, self.frame_index, list(state.points[self.frame_index]))
+        try:
+            request_delete(context, strip, self.frame_index,
+                           list(state.points[self.frame_index]))
+        except ValidationError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 
@@ -187,7 +197,11 @@ class KLING_OT_clear_selection(bpy.types.Operator):
         strip = active_movie_strip(context)
         if strip is None:
             return {"CANCELLED"}
-        request_clear(context, strip)
+        try:
+            request_clear(context, strip)
+        except ValidationError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 

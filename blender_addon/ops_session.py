@@ -6,9 +6,10 @@ from typing import Any
 import bpy
 
 from . import compat, jobs, ops_conform, source
+from .ops_jobs import run_long_job, start_key
 from .prefs import client_settings, hosting_settings, url_cache_dir
 from .props import load_selection, save_selection
-from .worker import WORKER
+from .worker import LONG, WORKER
 
 __all__ = ["active_movie_strip", "classes", "run_job"]
 
@@ -99,8 +100,8 @@ class KLING_OT_start_session(bpy.types.Operator):
         if strip is None:
             cls.poll_message_set("Select a movie strip first")
             return False
-        if WORKER.busy:
-            cls.poll_message_set("Waiting for Kling…")
+        if LONG.get(start_key(compat.sequencer_scene(context).name, strip.name)) is not None:
+            cls.poll_message_set("This strip's session is being started")
             return False
         refusal = _online_refusal(context)
         if refusal:
@@ -128,11 +129,11 @@ class KLING_OT_start_session(bpy.types.Operator):
                             + " (Conform renders a compliant copy of the visible range)")
                 return {"CANCELLED"}
         settings = client_settings(context)
-        scene, name = compat.sequencer_scene(context), strip.name
+        scene_name, name = scene.name, strip.name
         manual_url, video_id = strip.kling.video_url, strip.kling.video_id
 
         def done(result: tuple[jobs.SessionSource, dict]) -> None:
-            target = compat.strip_by_name(scene, name)
+            target = compat.strip_by_name(bpy.data.scenes.get(scene_name), name)
             if target is None:
                 return
             session_source, state = result
@@ -142,17 +143,12 @@ class KLING_OT_start_session(bpy.types.Operator):
             save_selection(target, state)
 
         hosting, cache = hosting_settings(), url_cache_dir()
-        progress = jobs.Progress("Publishing the clip")
-
-        def work():
-            jobs.PROGRESS["publish"] = progress
-            try:
-                return jobs.start_session(settings, path, manual_url, video_id, hosting, cache,
-                                          progress.update)
-            finally:
-                jobs.PROGRESS.pop("publish", None)
-
-        run_job(context, "Start editing", work, done)
+        progress = jobs.Progress(f"Publishing {name}")
+        # Its own thread: a long upload never holds up clicks on other strips.
+        run_long_job(context, start_key(scene_name, name), f"Start editing {name}",
+                     lambda cancel: jobs.start_session(settings, path, manual_url, video_id,
+                                                       hosting, cache, progress.update, cancel),
+                     done, progress=progress)
         return {"FINISHED"}
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Job", "LongJob", "LongJobs", "Worker"]
+__all__ = ["Job", "JobCancelled", "LongJob", "LongJobs", "Worker"]
 
 
 @dataclass
@@ -42,6 +42,10 @@ class Job:
 
 
 _STOP = object()
+
+
+class JobCancelled(Exception):
+    """A long job stopped early because it was cancelled; it kept nothing half-done."""
 
 
 class _Drained:

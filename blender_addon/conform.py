@@ -300,15 +300,17 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:40] or "clip"
 
 
-def conform_dir(blend_path: str, temp_root: str) -> str:
-    """Where conformed clips go: ``kling/conformed`` beside the .blend, else under the temp dir.
+def conform_dir(blend_path: str, unsaved_root: str) -> str:
+    """Where conformed clips go: ``kling/conformed`` beside the .blend, else ``conformed``
+    under the add-on's folder for an unsaved .blend, which the first save moves to
+    ``kling/`` beside it (so the clip lands in ``kling/conformed`` either way).
 
     (Not Blender's per-session temp dir: that is deleted when Blender quits, and the strip
     keeps pointing at the file.)
     """
     if blend_path:
         return str(Path(blend_path).resolve().parent / "kling" / "conformed")
-    return str(Path(temp_root) / "kling-conformed")
+    return str(Path(unsaved_root) / "conformed")
 
 
 def plan_conform(clip: SourceClip, choice: str = "AUTO", out_dir: str = ".") -> ConformPlan:

@@ -72,6 +72,7 @@ def register() -> None:
     props.register_pointers()
     WORKER.start()
     BACKGROUND.start()
+    LONG.start()
     for handlers, handler in _handlers:
         handlers.append(handler)
     bpy.app.timers.register(_drain, first_interval=DRAIN_INTERVAL_S, persistent=True)

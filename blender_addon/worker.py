@@ -170,7 +170,12 @@ class LongJob(Job):
 
 
 class LongJobs(_Drained):
-    """Long jobs, each on a daemon thread of its own, so none waits behind another.
+    """Long jobs, each on a thread of its own while it runs, so none waits behind another.
+
+    Threads are kept and reused: a couple wait idle from ``start`` on, and one more is
+    made only when every thread is busy. Submitting therefore never waits for a thread to
+    start, which under load can take the OS many milliseconds (Blender's main thread would
+    wait that long inside an operator).
 
     Each job has a ``key`` naming what it works on (at most one job per key runs at a
     time, so the UI can find a job to show or cancel). A job is listed in ``jobs`` from
@@ -179,13 +184,30 @@ class LongJobs(_Drained):
     ``on_cancel``); the job still ends with exactly one callback, usually ``on_error``.
     """
 
+    SPARE_THREADS = 2
+
     def __init__(self) -> None:
         super().__init__()
         self.jobs: dict[str, LongJob] = {}
+        self._queue: queue.SimpleQueue[tuple[LongJob, queue.SimpleQueue] | object] = \
+            queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Nothing to start: a thread is made for each job (kept for symmetry with Worker)."""
+        """Have ``SPARE_THREADS`` threads waiting, so the next jobs start without a new one."""
+        with self._lock:
+            alive = sum(thread.is_alive() for thread in self._threads)
+        for _ in range(self.SPARE_THREADS - alive):
+            self._spawn(spare=True)
+
+    def _spawn(self, spare: bool) -> None:
+        """A new thread; ``spare`` when it waits for a future job, not for one just queued."""
+        thread = threading.Thread(target=self._serve, args=(spare,), name="kling-long",
+                                  daemon=True)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
 
     def get(self, key: str) -> LongJob | None:
         return self.jobs.get(key)
@@ -201,7 +223,7 @@ class LongJobs(_Drained):
         progress: Any = None,
         on_cancel: Callable[[], None] | None = None,
     ) -> LongJob:
-        """Start ``work(cancel_event)`` on a new thread; ValueError if ``key`` is running."""
+        """Run ``work(cancel_event)`` on a thread of its own; ValueError if ``key`` is running."""
         with self._lock:
             if key in self.jobs:
                 raise ValueError(f"{self.jobs[key].label} is already running")
@@ -210,11 +232,10 @@ class LongJobs(_Drained):
             job.work = lambda: work(job.cancel)
             self.jobs[key] = job
             self._pending += 1
-            results = self._results  # a job that outlives ``stop`` reports to the old queue
-            thread = threading.Thread(target=self._run, args=(job, results),
-                                      name=f"kling-long-{key}", daemon=True)
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+            # A job that outlives ``stop`` reports to the queue of its time, which is dropped.
+            self._queue.put((job, self._results))
+        if not self._idle.acquire(blocking=False):  # every thread is busy with a long job
+            self._spawn(spare=False)
         return job
 
     def cancel(self, key: str) -> bool:
@@ -228,17 +249,21 @@ class LongJobs(_Drained):
         return True
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Cancel every job, wait up to ``timeout`` in all for them, drop their callbacks."""
+        """Cancel every job, wait up to ``timeout`` in all for the threads, drop callbacks."""
         with self._lock:
-            jobs, threads = list(self.jobs), list(self._threads)
-        for key in jobs:
+            keys, threads = list(self.jobs), list(self._threads)
+            old_queue, self._queue = self._queue, queue.SimpleQueue()
+            self._idle = threading.Semaphore(0)
+        for key in keys:
             self.cancel(key)
+        for _ in threads:
+            old_queue.put(_STOP)
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
         with self._lock:
             self.jobs.clear()
-            self._threads.clear()
+            self._threads = []
             self._results = queue.SimpleQueue()
             self._pending = 0
 
@@ -248,13 +273,25 @@ class LongJobs(_Drained):
             if self.jobs.get(job.key) is job:
                 del self.jobs[job.key]
 
-    @staticmethod
-    def _run(job: LongJob, results: queue.SimpleQueue) -> None:
-        try:
-            outcome = (job, True, job.work())
-        except BaseException as exc:
-            outcome = (job, False, exc)
-        results.put(outcome)
+    def _serve(self, spare: bool) -> None:
+        """Run queued jobs; ``_idle`` counts threads free for the next one."""
+        jobs, idle = self._queue, self._idle  # those of this thread's generation
+        me = threading.current_thread()
+        if spare:
+            idle.release()
+        while True:
+            item = jobs.get()
+            if item is _STOP:
+                return
+            job, results = item  # type: ignore[misc]
+            me.name = f"kling-long-{job.key}"
+            try:
+                outcome = (job, True, job.work())
+            except BaseException as exc:
+                outcome = (job, False, exc)
+            me.name = "kling-long"
+            results.put(outcome)
+            idle.release()
 
 
 WORKER = Worker()

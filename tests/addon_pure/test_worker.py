@@ -182,3 +182,24 @@ def test_stop_cancels_running_jobs_and_drops_their_callbacks(long_jobs):
     assert not long_jobs.busy and not long_jobs.jobs
     long_jobs.drain()
     assert called == []
+
+
+def test_submitting_reuses_waiting_threads_and_adds_one_only_when_all_are_busy(long_jobs):
+    """Starting a thread can take the OS milliseconds under load; Blender's main thread
+    must not wait for that inside an operator, so threads wait ready and are reused."""
+    long_jobs.start()
+    spare = set(long_jobs._threads)
+    assert len(spare) == long_jobs.SPARE_THREADS
+    gate = threading.Event()
+    for n in range(long_jobs.SPARE_THREADS):
+        long_jobs.submit(f"job {n}", "Wait", lambda cancel: gate.wait(5), print, print)
+    assert set(long_jobs._threads) == spare
+    long_jobs.submit("one more", "Wait", lambda cancel: gate.wait(5), print, print)
+    assert len(set(long_jobs._threads) - spare) == 1
+    gate.set()
+    _drain_until_idle(long_jobs)
+    again = threading.Event()
+    long_jobs.submit("later", "Wait", lambda cancel: again.wait(5), print, print)
+    assert len(long_jobs._threads) == long_jobs.SPARE_THREADS + 1  # reused, none added
+    again.set()
+    _drain_until_idle(long_jobs)

@@ -2,9 +2,10 @@
 
 Each takes what the main thread read from Blender (settings, the strip's stored selection
 as a dict) and returns plain data for the main thread to store. One client per settings is
-cached; jobs run one at a time on the single worker thread, so the client's per-session
+cached; clicks run one at a time on the interactive worker, so the client's per-session
 memory (the exact points sent) is always the latest and queued clicks never overwrite
-each other's results.
+each other's results. ``start_session`` runs on a long-job thread (an upload can take
+minutes); no click reaches a session before it exists, nor a strip while it is replaced.
 """
 
 from __future__ import annotations

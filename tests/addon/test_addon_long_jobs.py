@@ -308,3 +308,27 @@ def test_save_renames_on_one_filesystem_and_copies_off_the_main_thread_across_tw
     source = compat.strip_by_name(bpy.context.scene, "plate")
     assert source.kling.tasks[-1].result_path == f"//kling/{temp_file.name}"
     assert [p for p in Path(results.unsaved_folder()).rglob("*") if p.is_file()] == []
+
+
+def test_a_generate_cancelled_after_a_lost_answer_is_still_looked_up_by_its_id(
+        movie_strip, clip, sandbox, faults):
+    """The first create call's connection drops, so it may have reached Kling (and the next
+    meets 1303): a Cancel then sends nothing more, but the record is not closed; the poller
+    looks the task up by its external id and only then says it never reached Kling."""
+    from blender_addon import ops_jobs
+    from blender_addon.worker import LONG
+
+    _marked(movie_strip, clip)
+    faults({"route": "create", "times": 1, "drop": "before_commit"}, SLOT_BUSY)
+    generate_removal(movie_strip)
+    record = movie_strip.kling.tasks[-1]
+    key = ops_jobs.generate_key(record.external_task_id)
+    job = LONG.get(key)
+    pump(lambda: "retrying" in job.text() or "slot" in job.text(), what="the lost answer")
+    assert bpy.ops.kling.cancel_job(key=key) == {"FINISHED"}
+    pump(lambda: LONG.get(key) is None, timeout=10)
+    assert record.status == "sending"
+    assert "may have reached Kling" in record.message
+    settle()  # the poller asks Kling for the external id
+    assert record.status == "not_sent" and "nothing was charged" in record.message
+    assert sandbox.state.created[record.external_task_id] == 0

@@ -4,7 +4,7 @@ Generate writes the task record (with its ``external_task_id``) before the creat
 queued. The call runs on a long-job thread of its own, so a wait for a free task slot (up to
 ``task_jobs.SLOT_WAIT_S``) never holds up clicks, and it can be cancelled. It starts once the
 clicks queued before Generate are sent, and clicks on the strip are refused until it is
-sent (``generate_pending``), so the task is made from exactly the marks the user saw.
+sent (``ops_jobs.marks_locked``), so the task is made from exactly the marks the user saw.
 """
 
 
@@ -136,7 +136,6 @@ def request_generate(context, strip) -> str:
 
 def _ignore(_result) -> None:
     """Nothing to apply: the barrier job only marks its place in the click queue."""
-
 
 
 def context_status(text: str) -> None:

@@ -125,8 +125,8 @@ def move_to_blend_folder(filepath=None, *_args) -> None:
     blend_dir = os.path.dirname(os.path.abspath(filepath))
     target = Path(blend_dir) / FOLDER
     for item in file_moves.movable_files(temp):
-        if str(item) in _copying:
-            continue
+        if str(item) in _copying or str(item) in _repointed:
+            continue  # being copied, or copied already and kept until no .blend needs it
         dest = file_moves.free_name(target / item.relative_to(temp), str(os.getpid()))
         if file_moves.try_rename(item, dest):
             _repoint(os.path.normpath(str(item)), str(dest), blend_dir)

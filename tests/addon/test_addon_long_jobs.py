@@ -49,6 +49,30 @@ def faults(sandbox):
     sandbox.state.faults.clear()
 
 
+class _Panel:
+    """Records what ``ops_jobs.draw_jobs`` draws: [label, operator, its properties] per row."""
+
+    def __init__(self) -> None:
+        self.rows: list = []
+        self.enabled = True
+
+    def row(self, **_):
+        return self
+
+    def label(self, text: str = "", icon: str = "NONE") -> None:
+        self.rows.append([text])
+
+    def operator(self, idname: str, text: str = "", icon: str = "NONE"):
+        props: dict = {}
+        self.rows[-1] += [idname, props]
+
+        class _Props:
+            def __setattr__(self, name, value):
+                props[name] = value
+
+        return _Props()
+
+
 def _create_posts_left(sandbox) -> int:
     return sum(rule["times"] for rule in sandbox.state.faults.snapshot()
                if rule["route"] == "create")
@@ -88,6 +112,11 @@ def test_a_click_is_served_while_generate_waits_for_a_task_slot_and_cancel_creat
     assert job is not None
     pump(lambda: "task slot" in job.text(), what="the first 1303")
     assert "every task slot of the account is busy" in job.text()
+    shown = _Panel()
+    ops_jobs.draw_jobs(shown)
+    (text, operator, props), = shown.rows
+    assert text.startswith("Generate (Remove): every task slot of the account is busy")
+    assert (operator, props) == ("kling.cancel_job", {"key": key})
 
     # A click on another strip is answered while the create call keeps waiting.
     ops_select.request_add(bpy.context, other, 3, [clip.center(3)])
@@ -300,10 +329,12 @@ def test_save_renames_on_one_filesystem_and_copies_off_the_main_thread_across_tw
 
     bpy.ops.wm.save_mainfile()
     deadline = time.monotonic() + 10
-    while BACKGROUND.busy or temp_file.exists():
+    while BACKGROUND.busy or LONG.busy or temp_file.exists():
         BACKGROUND.drain()
+        LONG.drain()
         assert time.monotonic() < deadline, "the temp file was not removed"
         time.sleep(0.01)
+    assert sorted(p.name for p in (tmp_path / "kling").iterdir()) == [temp_file.name]
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     source = compat.strip_by_name(bpy.context.scene, "plate")
     assert source.kling.tasks[-1].result_path == f"//kling/{temp_file.name}"

@@ -203,9 +203,9 @@ class LongJobs(_Drained):
 
     def _spawn(self, spare: bool) -> None:
         """A new thread; ``spare`` when it waits for a future job, not for one just queued."""
-        thread = threading.Thread(target=self._serve, args=(spare,), name="kling-long",
-                                  daemon=True)
         with self._lock:
+            thread = threading.Thread(target=self._serve, name="kling-long", daemon=True,
+                                      args=(spare, self._queue, self._idle))
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
@@ -273,9 +273,10 @@ class LongJobs(_Drained):
             if self.jobs.get(job.key) is job:
                 del self.jobs[job.key]
 
-    def _serve(self, spare: bool) -> None:
-        """Run queued jobs; ``_idle`` counts threads free for the next one."""
-        jobs, idle = self._queue, self._idle  # those of this thread's generation
+    @staticmethod
+    def _serve(spare: bool, jobs: queue.SimpleQueue, idle: threading.Semaphore) -> None:
+        """Run jobs from ``jobs`` (the queue of this thread's generation, until ``stop``);
+        ``idle`` counts the threads free for the next job."""
         me = threading.current_thread()
         if spare:
             idle.release()

@@ -21,10 +21,10 @@ import bpy  # noqa: E402
 
 from . import (  # noqa: E402
     compat,
-    jobs,
     live_sync,
     ops_conform,
     ops_edit,
+    ops_jobs,
     ops_select,
     ops_session,
     ops_tasks,
@@ -35,7 +35,7 @@ from . import (  # noqa: E402
 )
 from .jobs import close_clients  # noqa: E402
 from .prefs import KlingPreferences  # noqa: E402
-from .worker import BACKGROUND, WORKER  # noqa: E402
+from .worker import BACKGROUND, LONG, WORKER  # noqa: E402
 
 _classes = (
     KlingPreferences,
@@ -45,6 +45,7 @@ _classes = (
     *ops_conform.classes,
     *ops_edit.classes,
     *ops_tasks.classes,
+    *ops_jobs.classes,
     *ui.classes,
 )
 _handlers = (
@@ -54,6 +55,7 @@ _handlers = (
     (bpy.app.handlers.save_post, live_sync.resync),
     (bpy.app.handlers.undo_post, live_sync.reconcile),
     (bpy.app.handlers.redo_post, live_sync.reconcile),
+    (bpy.app.handlers.save_post, results.finish_moves),
 )
 DRAIN_INTERVAL_S = 0.05
 IDLE_INTERVAL_S = 0.25
@@ -68,10 +70,12 @@ def _drain() -> float:
     compat.sync_online_access()
     WORKER.drain()
     BACKGROUND.drain()
+    LONG.drain()
     ops_tasks.tick()
-    if jobs.PROGRESS:
-        ui.redraw_sidebar()
-    return DRAIN_INTERVAL_S if WORKER.busy or BACKGROUND.busy else IDLE_INTERVAL_S
+    if LONG.jobs:
+        ui.redraw_sidebar()  # their progress moved
+    busy = WORKER.busy or BACKGROUND.busy or LONG.busy
+    return DRAIN_INTERVAL_S if busy else IDLE_INTERVAL_S
 
 
 def register() -> None:
@@ -81,6 +85,7 @@ def register() -> None:
     compat.sync_online_access()
     WORKER.start()
     BACKGROUND.start()
+    LONG.start()
     for handlers, handler in _handlers:
         handlers.append(handler)
     bpy.app.timers.register(_drain, first_interval=DRAIN_INTERVAL_S, persistent=True)
@@ -91,7 +96,9 @@ def register() -> None:
 
 def unregister() -> None:
     overlay.unregister()
-    ops_conform.unregister()  # cancels renders before the worker stops
+    LONG.stop()  # cancels renders, uploads and slot waits; their callbacks are dropped
+    ops_conform.unregister()
+    ops_edit.CREATING.clear()  # the poller finds out by external id what was created
     for timer in (_drain, live_sync.rebuild):
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)

@@ -37,7 +37,7 @@ import sys
 import threading
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -300,15 +300,17 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:40] or "clip"
 
 
-def conform_dir(blend_path: str, temp_root: str) -> str:
-    """Where conformed clips go: ``kling/conformed`` beside the .blend, else under the temp dir.
+def conform_dir(blend_path: str, unsaved_root: str) -> str:
+    """Where conformed clips go: ``kling/conformed`` beside the .blend, else ``conformed``
+    under the add-on's folder for an unsaved .blend, which the first save moves to
+    ``kling/`` beside it (so the clip lands in ``kling/conformed`` either way).
 
     (Not Blender's per-session temp dir: that is deleted when Blender quits, and the strip
     keeps pointing at the file.)
     """
     if blend_path:
         return str(Path(blend_path).resolve().parent / "kling" / "conformed")
-    return str(Path(temp_root) / "kling-conformed")
+    return str(Path(unsaved_root) / "conformed")
 
 
 def plan_conform(clip: SourceClip, choice: str = "AUTO", out_dir: str = ".") -> ConformPlan:
@@ -430,7 +432,11 @@ class ConformJob:
     def run(self) -> str:
         """Render (unless this plan's file already exists); return the output path."""
         plan = self.plan
-        if os.path.isfile(plan.output) and read_record(plan.output) == plan:
+        record = read_record(plan.output)
+        # The record names where the clip was first written; a clip moved beside the .blend
+        # on save (with its record) is still this plan's result.
+        if record is not None and os.path.isfile(plan.output) \
+                and replace(record, output=plan.output) == plan:
             self.progress, self.state = (plan.frame_count, plan.frame_count), "done"
             return plan.output
         Path(plan.output).parent.mkdir(parents=True, exist_ok=True)

@@ -2,53 +2,90 @@
 
 Each takes what the main thread read from Blender (settings, the strip's stored selection
 as a dict) and returns plain data for the main thread to store. One client per settings is
-cached; jobs run one at a time on the single worker thread, so the client's per-session
+cached; clicks run one at a time on the interactive worker, so the client's per-session
 memory (the exact points sent) is always the latest and queued clicks never overwrite
-each other's results.
+each other's results. ``start_session`` runs on a long-job thread (an upload can take
+minutes); no click reaches a session before it exists, nor a strip while it is replaced.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from kling_elements import Client, NotFoundError, SelectionState
+from kling_elements import Client, KlingError, NotFoundError, SelectionState
 from kling_elements.hosting import HostingSettings, UrlHost, make_host
 from kling_elements.workflow import restore_session
 
 from .online import GATE
 from .settings import ClientSettings
+from .worker import JobCancelled
 
-__all__ = ["PROGRESS", "Progress", "SessionSource", "add_points", "clear_points",
-           "delete_points", "start_session", "test_connection"]
+__all__ = ["Progress", "SessionSource", "add_points", "clear_points", "delete_points",
+           "retries_reported_to", "start_session", "test_connection"]
 
 _clients: dict[ClientSettings, Client] = {}
 RESTORE_MARGIN_S = 120.0
 
 
 class Progress:
-    """Bytes done of a long step, written by the worker and read by the panel's redraw.
+    """How far a long job is, written by its thread and read by the panel's redraw.
 
-    Two ints assigned whole are safe to read from another thread under the GIL; the panel
-    only ever shows a slightly old value.
+    Either bytes done (``update``) or a phase with the time spent in it (``say``, for a
+    wait whose end nobody knows, such as a free task slot). Values are assigned whole, so
+    reading them from another thread under the GIL is safe; the panel only ever shows a
+    slightly old value.
     """
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.done = 0
         self.total: int | None = None
+        self.note = ""
+        self.since = time.monotonic()
 
     def update(self, done: int, total: int | None) -> None:
         self.done, self.total = done, total
 
+    def say(self, note: str) -> None:
+        if note != self.note:
+            self.note, self.since = note, time.monotonic()
+
     def text(self) -> str:
+        if self.note:
+            seconds = int(time.monotonic() - self.since)
+            return f"{self.label}: {self.note} ({seconds // 60}:{seconds % 60:02d})"
         if not self.total:
             return f"{self.label}… {self.done / 2**20:.1f} MB"
         return f"{self.label}… {100 * self.done / self.total:.0f}%"
 
 
-PROGRESS: dict[str, Progress] = {}
-"""The progress of running steps by label (the main panel shows them)."""
+_retry_listener = threading.local()
+
+
+def _report_retry(error: KlingError, wait_s: float) -> None:
+    """Every cached client's ``on_retry``: tells the listener of the thread that retries."""
+    listener = getattr(_retry_listener, "callback", None)
+    if listener is not None:
+        listener(error, wait_s)
+
+
+@contextmanager
+def retries_reported_to(callback: Callable[[KlingError, float], None]) -> Iterator[None]:
+    """Within the block, the calling thread's retries (1303 slot waits too) go to ``callback``.
+
+    Clients are shared between threads, so the listener is per thread, not per client.
+    """
+    previous = getattr(_retry_listener, "callback", None)
+    _retry_listener.callback = callback
+    try:
+        yield
+    finally:
+        _retry_listener.callback = previous
 
 
 @dataclass(frozen=True)
@@ -65,7 +102,7 @@ def client_for(settings: ClientSettings) -> Client:
     if client is None:
         client = Client(settings.access_key or None, settings.secret_key or None,
                         api_key=settings.api_key or None, base_url=settings.base_url,
-                        before_request=GATE.check_request)
+                        before_request=GATE.check_request, on_retry=_report_retry)
         _clients[settings] = client
     return client
 
@@ -82,18 +119,22 @@ def test_connection(settings: ClientSettings) -> int:
 
 def start_session(settings: ClientSettings, clip_path: str, manual_url: str = "",
                   video_id: str = "", hosting: HostingSettings | None = None,
-                  cache_dir: str | None = None,
-                  on_progress: Any = None) -> tuple[SessionSource, dict[str, Any]]:
+                  cache_dir: str | None = None, on_progress: Any = None,
+                  cancel: threading.Event | None = None
+                  ) -> tuple[SessionSource, dict[str, Any]]:
     """Publish the clip (the strip's own URL, else the chosen host) and start a session.
 
     A Kling video id needs no upload; an unchanged clip published before reuses its URL
     while it is fresh (the host's cache, keyed by content). Nothing is published while the
     online gate refuses Kling: an upload command is the user's own program, whose
     connections the gate cannot see, so it runs only when Kling itself may be reached.
+    A ``cancel`` set during the upload stops it at its next progress report; once set, no
+    session is started.
     """
     client = client_for(settings)
     if video_id:
         source = SessionSource(video_id=video_id)
+        _stop_if(cancel)
         init = client.init_selection(video_id=video_id)
     else:
         hosting = hosting or HostingSettings(kind="sandbox")
@@ -113,10 +154,29 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
             remember = cache_dir if hosting.kind in ("s3", "command") else None
             host = make_host(hosting, http=client.http, cache_dir=remember,
                              before_request=GATE.check_request)
-            url = host.publish(clip_path, on_progress=on_progress)
+            url = host.publish(clip_path, on_progress=_cancellable(on_progress, cancel))
         source = SessionSource(video_url=url)
+        _stop_if(cancel)
         init = client.init_selection(video_url=url)
     return source, client.sessions[init.session_id].to_dict()
+
+
+def _stop_if(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise JobCancelled("Start Editing was cancelled: no session was started")
+
+
+def _cancellable(on_progress: Any, cancel: threading.Event | None) -> Any:
+    """A progress callback that ends the upload (by raising) once ``cancel`` is set."""
+    if cancel is None:
+        return on_progress
+
+    def report(done: int, total: int | None) -> None:
+        _stop_if(cancel)
+        if on_progress is not None:
+            on_progress(done, total)
+
+    return report
 
 
 def _live_state(client: Client, source: SessionSource, stored: dict[str, Any]) -> SelectionState:

@@ -2,26 +2,27 @@
 that render, forget its result; plus what the panel and the session need to read about it.
 
 The render runs in a child Blender process (``conform_render.py``) driven by a
-:class:`conform.ConformJob` on the add-on's worker thread: the operator reads the strip into
-plain data and plans on the main thread, the worker only waits on the child and parses its
-progress lines, and the result is stored on the strip by the worker's drain on the main
-thread. A timer of this module copies the job's progress into the status line while it
-runs (``Conforming plate… 37%``); it stops by itself once no render is running.
+:class:`conform.ConformJob` on a long-job thread of its own (``worker.LONG``), so clicks on
+other strips are served while it renders: the operator reads the strip into plain data and
+plans on the main thread, the thread only waits on the child and parses its progress lines,
+and the result is stored on the strip by the drain on the main thread. A timer of this
+module copies the job's progress into the status line while it runs (``Conforming plate…
+37%``); it stops by itself once no render is running.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import bpy
 
-from . import compat, conform, source
-from .ops_session import active_movie_strip, run_job
-from .worker import WORKER
+from . import compat, conform, results, source
+from .ops_jobs import run_long_job, strip_key
+from .ops_session import active_movie_strip
+from .worker import LONG
 
 __all__ = ["classes", "conform_status", "conformed_clip", "job_for", "read_source"]
 
@@ -38,6 +39,11 @@ _frames_cache: dict[tuple[str, int, int], int | None] = {}
 
 def _key(scene: Any, strip: Any) -> tuple[str, str]:
     return (scene.name if scene else "", strip.name)
+
+
+def long_key(scene: Any, strip: Any) -> str:
+    """The key of the strip's render among the long jobs (``ops_jobs``)."""
+    return strip_key("conform", *_key(scene, strip))
 
 
 def job_for(scene: Any, strip: Any) -> conform.ConformJob | None:
@@ -98,7 +104,9 @@ def read_source(scene: Any, strip: Any, *, allow_load: bool = False) -> conform.
 
 
 def _out_dir() -> str:
-    return conform.conform_dir(bpy.data.filepath, tempfile.gettempdir())
+    """``//kling/conformed`` of a saved .blend; else the unsaved folder's ``conformed``,
+    which the first save moves next to the .blend like results (``results``)."""
+    return conform.conform_dir(bpy.data.filepath, results.unsaved_folder())
 
 
 def plan_for(scene: Any, strip: Any, choice: str = "AUTO", *, allow_load: bool = False
@@ -166,6 +174,18 @@ def _stored_path(path: str) -> str:
     return path
 
 
+class _RenderProgress:
+    """The render's line in the panel's list of long jobs."""
+
+    def __init__(self, name: str, job: conform.ConformJob) -> None:
+        self.name, self.job = name, job
+
+    def text(self) -> str:
+        if self.job.state != "running":
+            return f"Conform {self.name}: queued…"
+        return f"Conforming {self.name}… {round(self.job.fraction * 100)}%"
+
+
 def _progress_tick() -> float | None:
     """Main-thread timer: show the running render's progress; ends when none runs."""
     for key, job in list(_jobs.items()):
@@ -212,9 +232,6 @@ class KLING_OT_conform_source(bpy.types.Operator):
         if strip.kling.selection_json:
             cls.poll_message_set(_SESSION_REFUSAL)
             return False
-        if WORKER.busy:
-            cls.poll_message_set("Waiting for Kling…")
-            return False
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -227,16 +244,18 @@ class KLING_OT_conform_source(bpy.types.Operator):
             return {"CANCELLED"}
         job = conform.ConformJob(plan, blender_binary=bpy.app.binary_path,
                                  python=sys.executable)
-        key, name, wm = _key(scene, strip), strip.name, context.window_manager
+        key, name = _key(scene, strip), strip.name
         _jobs[key] = job
 
         def done(path: str) -> None:
-            target = compat.strip_by_name(scene, name)
+            target = compat.strip_by_name(bpy.data.scenes.get(key[0]), name)
             if target is not None:
                 target.kling.conformed_path = _stored_path(path)
-            wm.kling.status = f"Conformed {name}: {Path(path).name}"
+            bpy.context.window_manager.kling.status = f"Conformed {name}: {Path(path).name}"
 
-        run_job(context, f"Conform {name}", job.run, done)
+        run_long_job(context, long_key(scene, strip), f"Conform {name}",
+                     lambda cancel: job.run(), done, progress=_RenderProgress(name, job),
+                     on_cancel=job.cancel)
         if not bpy.app.timers.is_registered(_progress_tick):
             bpy.app.timers.register(_progress_tick, first_interval=PROGRESS_INTERVAL_S)
         return {"FINISHED"}
@@ -254,9 +273,8 @@ class KLING_OT_cancel_conform(bpy.types.Operator):
         return strip is not None and job_for(compat.sequencer_scene(context), strip) is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        job = job_for(compat.sequencer_scene(context), active_movie_strip(context))
-        if job is not None:
-            job.cancel()
+        scene, strip = compat.sequencer_scene(context), active_movie_strip(context)
+        LONG.cancel(long_key(scene, strip))  # terminates the child render (its on_cancel)
         return {"FINISHED"}
 
 

@@ -1,26 +1,37 @@
 """Operators of the Edit and Preview steps: images, prompt helpers, Generate, tracking preview.
 
 Generate writes the task record (with its ``external_task_id``) before the create call is
-queued; the call itself runs on the interactive worker after any queued clicks, so the task
-is made from exactly the marks the user sees.
+queued. The call runs on a long-job thread of its own, so a wait for a free task slot (up to
+``task_jobs.SLOT_WAIT_S``) never holds up clicks, and it can be cancelled. It starts once the
+clicks queued before Generate are sent, and clicks on the strip are refused until it is
+sent (``ops_jobs.marks_locked``), so the task is made from exactly the marks the user saw.
 """
 
 
+import threading
 import time
 import uuid
 
 import bpy
 
-from kling_elements import ConnectionFailed, RateLimitError, ServerError, prompts
+from kling_elements import (
+    ConnectionFailed,
+    CreateCancelled,
+    RateLimitError,
+    ServerError,
+    prompts,
+)
 
-from . import compat, edit_check, live_sync, reference_images, results, task_jobs
+from . import compat, edit_check, jobs, live_sync, reference_images, results, task_jobs
 from .online import OnlineAccessRefused
+from .ops_jobs import generate_key, run_long_job
 from .ops_select import _source
 from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
 from .prefs import client_settings
 from .props import load_selection, selection_text
 from .props_edit import MODE_LABELS
 from .source import missing_media
+from .worker import WORKER
 
 __all__ = ["CREATING", "classes", "edit_problems_for", "request_generate"]
 
@@ -65,7 +76,7 @@ def request_generate(context, strip) -> str:
     request = task_jobs.EditRequest(
         edit_mode=edit.edit_mode, prompt=edit.prompt,
         external_task_id=f"ke-blender-{uuid.uuid4().hex}",
-        images=tuple(reference_images.image_file(img)
+        images=tuple(reference_images.image_input(img)
                      for img in reference_images.slot_images(edit, edit.edit_mode)),
         negative_prompt=edit.negative_prompt, quality=edit.quality, watermark=edit.watermark,
     )
@@ -103,6 +114,12 @@ def request_generate(context, strip) -> str:
             # Refused mid-way (a lookup after a lost answer): the create may have reached
             # Kling, so the poller looks it up by its external id once online access is on.
             change = {"message": f"not confirmed yet, checked by its id when allowed: {exc}"}
+        elif isinstance(exc, CreateCancelled) and not exc.may_exist:
+            change = {"status": "cancelled",
+                      "message": "Cancelled before Kling created the task: nothing was charged"}
+        elif isinstance(exc, CreateCancelled):
+            change = {"message": "Cancelled, but an earlier attempt may have reached Kling: "
+                                 "checking by its id"}
         elif isinstance(exc, (ConnectionFailed, ServerError, RateLimitError)):
             # The outcome is unknown: the task poller looks it up by its external id.
             change = {"message": f"Kling did not answer ({exc}); checking again by its id"}
@@ -110,9 +127,21 @@ def request_generate(context, strip) -> str:
             change = {"status": "failed", "message": str(exc)}
         live_sync.deliver_task(where, external, change)
 
-    run_job(context, f"Generate ({MODE_LABELS[request.edit_mode]})",
-            lambda: task_jobs.create_task(settings, source, stored, request), done, failed)
+    # The create call waits for the clicks queued before it (they set the marks it uses).
+    after = threading.Event()
+    WORKER.submit("Generate: after the queued clicks", after.set, _ignore, _ignore)
+    label = f"Generate ({MODE_LABELS[request.edit_mode]})"
+    progress = jobs.Progress(label)
+    run_long_job(context, generate_key(external), label,
+                 lambda cancel: task_jobs.create_task(settings, source, stored, request,
+                                                      cancel=cancel, after=after,
+                                                      progress=progress),
+                 done, failed, progress=progress)
     return external
+
+
+def _ignore(_result) -> None:
+    """Nothing to apply: the barrier job only marks its place in the click queue."""
 
 
 def context_status(text: str) -> None:

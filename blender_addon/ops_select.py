@@ -11,6 +11,7 @@ import bpy
 from kling_elements import ValidationError, validate
 
 from . import compat, geometry, jobs, live_sync
+from .ops_jobs import marks_locked
 from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
 from .prefs import client_settings
 from .props import load_selection, selection_text
@@ -38,10 +39,11 @@ def _send(context, strip, label: str, state, action) -> None:
 
     Everything the worker needs is read from ``bpy`` here, on the main thread; the answer
     goes to the strip found again by key (an undo meanwhile replaces every Blender object).
-    Refused (``ValidationError``, nothing queued) while online access refuses Kling or
-    while the strip's movie is missing.
+    Refused (``ValidationError``, nothing queued) while online access refuses Kling, while
+    the strip's movie is missing, or while a long job locks its marks (``marks_locked``).
     """
-    refusal = online_refusal(context) or missing_media(strip)
+    refusal = (online_refusal(context) or missing_media(strip)
+               or marks_locked(compat.sequencer_scene(context).name, strip))
     if refusal:
         raise ValidationError(refusal)
     settings, source, stored = client_settings(context), _source(strip), state.to_dict()

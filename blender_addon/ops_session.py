@@ -7,9 +7,10 @@ import bpy
 
 from . import compat, jobs, live_sync, ops_conform, source
 from .online import GATE, OnlineAccessRefused
+from .ops_jobs import run_long_job, start_key
 from .prefs import client_settings, hosting_settings, url_cache_dir
 from .props import load_selection, save_selection, selection_text
-from .worker import WORKER
+from .worker import LONG, WORKER
 
 __all__ = ["active_movie_strip", "classes", "online_refusal", "poll_online", "run_job"]
 
@@ -112,8 +113,8 @@ class KLING_OT_start_session(bpy.types.Operator):
         if strip is None:
             cls.poll_message_set("Select a movie strip first")
             return False
-        if WORKER.busy:
-            cls.poll_message_set("Waiting for Kling…")
+        if LONG.get(start_key(compat.sequencer_scene(context).name, strip.name)) is not None:
+            cls.poll_message_set("This strip's session is being started")
             return False
         return poll_online(cls, context)
 
@@ -142,6 +143,7 @@ class KLING_OT_start_session(bpy.types.Operator):
                             + " (Conform renders a compliant copy of the visible range)")
                 return {"CANCELLED"}
         settings = client_settings(context)
+        scene_name, name = scene.name, strip.name
         manual_url, video_id = strip.kling.video_url, strip.kling.video_id
         where = live_sync.ref(strip)  # keyed before the request: undo cannot lose the answer
 
@@ -155,17 +157,12 @@ class KLING_OT_start_session(bpy.types.Operator):
             })
 
         hosting, cache = hosting_settings(), url_cache_dir()
-        progress = jobs.Progress("Publishing the clip")
-
-        def work():
-            jobs.PROGRESS["publish"] = progress
-            try:
-                return jobs.start_session(settings, path, manual_url, video_id, hosting, cache,
-                                          progress.update)
-            finally:
-                jobs.PROGRESS.pop("publish", None)
-
-        run_job(context, "Start editing", work, done)
+        progress = jobs.Progress(f"Publishing {name}")
+        # Its own thread: a long upload never holds up clicks on other strips.
+        run_long_job(context, start_key(scene_name, name), f"Start editing {name}",
+                     lambda cancel: jobs.start_session(settings, path, manual_url, video_id,
+                                                       hosting, cache, progress.update, cancel),
+                     done, progress=progress)
         return {"FINISHED"}
 
 

@@ -21,7 +21,8 @@ MODE_LABELS = {key: label for key, label, _ in EDIT_MODE_ITEMS}
 
 # "sending": the create call is queued or in flight; "submitted"/"processing": Kling works;
 # "succeed": done on Kling's side (files may still be downloading); "failed": Kling's or the
-# request's failure; "not_sent": the create call provably never reached Kling.
+# request's failure; "not_sent": the create call provably never reached Kling; "cancelled":
+# Generate was cancelled before any create call could have created the task.
 ACTIVE_STATUSES = ("sending", "submitted", "processing")
 
 

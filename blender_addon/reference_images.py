@@ -1,19 +1,20 @@
-"""Reference images as Blender images: facts for the panel, and a file for the worker.
+"""Reference images as Blender images: facts for the panel, and what the worker sends.
 
 An image opened from disk is sent as that file (the core converts it when needed). An image
-made or painted in Blender has no file, so its pixels are written to a temporary PNG on
-the main thread (the only thread that may read ``bpy`` data) before the task is queued.
+made or painted in Blender has no file: its pixels are copied on the main thread (the only
+thread that may read ``bpy`` data) and encoded by the worker, straight into the request
+body. No temporary file is written, so nothing is left behind in the temp folder.
 """
 
 
 import os
-import tempfile
 
 import bpy
 
 from .edit_check import ImageFacts
+from .task_jobs import ImagePixels
 
-__all__ = ["image_facts", "image_file", "slot_images"]
+__all__ = ["image_facts", "image_input", "slot_images"]
 
 
 def _disk_path(image: bpy.types.Image) -> str:
@@ -36,19 +37,14 @@ def image_facts(image: bpy.types.Image, label: str) -> ImageFacts:
                       size_bytes=os.path.getsize(path) if path else 0)
 
 
-def image_file(image: bpy.types.Image, folder: str | None = None) -> str:
-    """A file holding the image: its own file when saved, else a PNG written now."""
+def image_input(image: bpy.types.Image) -> str | ImagePixels:
+    """What to send for the image: its own file when saved, else a copy of its pixels."""
     path = _disk_path(image)
     if path:
         return path
     import numpy as np
-    from PIL import Image
 
     width, height = (int(v) for v in image.size)
     pixels = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(pixels)
-    rgba = (np.clip(pixels.reshape(height, width, 4)[::-1], 0, 1) * 255 + 0.5).astype(np.uint8)
-    fd, out = tempfile.mkstemp(prefix="kling-ref-", suffix=".png", dir=folder)
-    os.close(fd)
-    Image.fromarray(rgba, "RGBA").save(out)
-    return out
+    return ImagePixels(width, height, pixels)

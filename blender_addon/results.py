@@ -1,23 +1,26 @@
 """Where result files live and how they enter the timeline (main thread only).
 
 Files go next to the .blend in ``//kling/``. While the .blend is unsaved there is no such
-place, so they go to a temporary folder and ``move_to_blend_folder`` (a ``save_pre``
-handler) moves them next to the .blend as it is first saved and repoints strips and task
-records, so a saved project never depends on a temp folder.
+place, so results, tracking previews and conformed clips go to a temporary folder, which
+``move_to_blend_folder`` (``save_pre``) and ``finish_moves`` (``save_post``) move next to
+the .blend when it is first saved, repointing strips and task records, so a saved project
+never depends on a temp folder. The main thread never copies a file (see the handlers).
 """
 
 
+import contextlib
+import itertools
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import bpy
 
-from . import compat, placement
+from . import compat, file_moves, placement
+from .worker import BACKGROUND, LONG
 
-__all__ = ["import_movie", "move_to_blend_folder", "result_folder", "safe_stem", "stored_path",
-           "unsaved_folder"]
+__all__ = ["finish_moves", "import_movie", "move_to_blend_folder", "result_folder",
+           "safe_stem", "stored_path", "unsaved_folder"]
 
 FOLDER = "kling"
 
@@ -96,25 +99,114 @@ def _repoint(old: str, new: str, blend_dir: str) -> None:
                 strip.kling.conformed_path = relative
 
 
+_to_copy: list[tuple[str, str]] = []
+"""(temp file, destination) pairs on another filesystem, found by the last ``save_pre``."""
+_copying: set[str] = set()
+"""Temp files a copy job is working on (a save meanwhile leaves them alone)."""
+_saved_with: dict[str, set[str]] = {}
+"""Temp file -> the .blend files saved while strips still used its temporary path."""
+_repointed: set[str] = set()
+"""Temp files whose copy is done and in use; each is deleted once no saved .blend needs it."""
+_move_ids = itertools.count(1)
+
+
 @bpy.app.handlers.persistent
 def move_to_blend_folder(filepath=None, *_args) -> None:
     """Before a save: move files of the unsaved folder into the new ``//kling/`` and repoint.
 
-    Runs in ``save_pre`` (which receives the path being written), so the file written
-    already holds the final paths. Existing files are never overwritten: a clash is kept
-    under a new name.
+    Runs in ``save_pre`` (which receives the path being written). A file on the same
+    filesystem is renamed (instant) and repointed now, so the .blend written already holds
+    its relative path. A file on another filesystem would need a copy, which is never made
+    on the main thread: it keeps its temporary absolute path (valid) in this save, and
+    ``finish_moves`` copies it on a long-job thread after the save. Existing files are never
+    overwritten: a clash is kept under a new name.
     """
     temp = Path(unsaved_folder())
-    if not isinstance(filepath, str) or not filepath or not temp.is_dir():
+    if not isinstance(filepath, str) or not filepath:
         return
     blend_dir = os.path.dirname(os.path.abspath(filepath))
     target = Path(blend_dir) / FOLDER
-    for item in sorted(temp.rglob("*")):
-        if not item.is_file() or item.name.endswith(".part"):
-            continue
-        dest = target / item.relative_to(temp)
-        if dest.exists():
-            dest = dest.with_name(f"{dest.stem}-{os.getpid()}{dest.suffix}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(item), str(dest))
-        _repoint(os.path.normpath(str(item)), str(dest), blend_dir)
+    for item in file_moves.movable_files(temp):
+        if str(item) in _copying or str(item) in _repointed:
+            continue  # being copied, or copied already and kept until no .blend needs it
+        dest = file_moves.free_name(target / item.relative_to(temp), str(os.getpid()))
+        if file_moves.try_rename(item, dest):
+            _repoint(os.path.normpath(str(item)), str(dest), blend_dir)
+        else:
+            _to_copy.append((str(item), str(dest)))
+
+
+@bpy.app.handlers.persistent
+def finish_moves(filepath=None, *_args) -> None:
+    """After a save: start the copies ``save_pre`` left, and delete temp files no longer needed.
+
+    The copies run on a long-job thread (listed in the panel); once one completes, strips
+    and records using the temporary file point at the copy instead (recorded in the .blend
+    at the next save). A temporary file is deleted only once every .blend saved while it
+    was in use has been saved again with the new paths: no saved .blend ever points at a
+    file that is gone.
+    """
+    if not isinstance(filepath, str) or not filepath:
+        return
+    written = os.path.abspath(filepath)
+    unused = []
+    for old in list(_repointed):
+        _saved_with[old].discard(written)
+        if not _saved_with[old]:
+            unused.append(old)
+            _repointed.discard(old)
+            del _saved_with[old]
+    if unused:
+        BACKGROUND.submit("Remove moved temporary files", lambda: _remove(unused),
+                          _ignore, _ignore)
+    moves, _to_copy[:] = list(_to_copy), []
+    for old in _copying.union(old for old, _new in moves):
+        _saved_with.setdefault(old, set()).add(written)
+    if moves:
+        _start_copies(moves)
+
+
+def _start_copies(moves: list[tuple[str, str]]) -> None:
+    _copying.update(old for old, _new in moves)
+
+    def work(cancel) -> tuple[list[tuple[str, str]], list[str]]:
+        copied, problems = [], []
+        for old, new in moves:
+            if cancel.is_set():
+                break
+            try:
+                file_moves.copy_file(Path(old), Path(new))
+            except OSError as exc:
+                problems.append(f"{Path(old).name}: {exc}")
+            else:
+                copied.append((old, new))
+        return copied, problems
+
+    def applied(outcome: tuple[list[tuple[str, str]], list[str]]) -> None:
+        copied, problems = outcome
+        _copying.difference_update(old for old, _new in moves)
+        if problems:
+            bpy.context.window_manager.kling.error = (
+                "Some files could not be copied next to the .blend (they stay in the temp "
+                f"folder; the next save tries again): {'; '.join(problems)}")
+        blend_dir = os.path.dirname(bpy.data.filepath)
+        for old, new in copied if blend_dir else ():  # else another, unsaved file is open
+            _repoint(os.path.normpath(old), new, blend_dir)
+            _repointed.add(old)
+
+    def failed(exc: BaseException) -> None:
+        _copying.difference_update(old for old, _new in moves)
+        print(f"Kling: copying files next to the .blend failed: {exc}")
+
+    LONG.submit(f"move-files:{next(_move_ids)}", "Copying files next to the .blend", work,
+                applied, failed)
+
+
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _ignore(_result) -> None:
+    """Nothing to apply on the main thread."""

@@ -1,7 +1,10 @@
 """Worker-thread work of the Edit, Preview and Tasks steps: plain functions, no ``bpy``.
 
-Creation runs on the interactive worker (it needs the session the clicks built); polling
-and downloads run on the background worker, so a long download never delays a click.
+Creation runs on a long-job thread of its own (``worker.LONG``): on 1303 it waits up to
+``SLOT_WAIT_S`` for a free task slot, and no click may wait behind that. It starts only once
+the clicks queued before Generate are done (``after``), so the task is made from the marks
+the user saw. Polling and downloads run on the background worker, so a long download never
+delays a click.
 Downloads go through the core's resumable, atomic download: a file at its final path is
 always complete, so an existing one is reused rather than fetched again.
 """
@@ -11,32 +14,55 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kling_elements import AccountCosts, NotFoundError, Task
+from kling_elements import AccountCosts, CreateCancelled, KlingError, NotFoundError, Task
 from kling_elements.workflow import restore_session
 
-from .jobs import SessionSource, _live_state, client_for
+from .jobs import Progress, SessionSource, _live_state, client_for, retries_reported_to
 from .online import GATE, OnlineAccessRefused
 from .settings import ClientSettings
 
-__all__ = ["EditRequest", "ResultFiles", "TaskNotSent", "TaskUpdate", "account_costs",
-           "create_task", "fetch_result", "list_account_tasks", "poll_task", "preview_tracking"]
+__all__ = ["EditRequest", "ImagePixels", "ResultFiles", "TaskNotSent", "TaskUpdate",
+           "account_costs", "create_task", "fetch_result", "list_account_tasks", "poll_task",
+           "preview_tracking"]
 
 
 SLOT_WAIT_S = 600.0
 
 
+@dataclass(frozen=True, eq=False)
+class ImagePixels:
+    """A reference image that has no file (made or painted in Blender), as read from Blender.
+
+    ``rgba`` holds Blender's float pixels, rows bottom-up, copied on the main thread (the
+    only read of ``bpy`` data); the worker turns them into a picture for the request body.
+    No temporary file is written, so none can be left behind.
+    """
+
+    width: int
+    height: int
+    rgba: Any  # numpy float32 array of width * height * 4 values
+
+    def to_image(self) -> Any:
+        import numpy as np
+        from PIL import Image
+
+        rows = self.rgba.reshape(self.height, self.width, 4)[::-1]
+        return Image.fromarray((np.clip(rows, 0, 1) * 255 + 0.5).astype(np.uint8), "RGBA")
+
+
 @dataclass(frozen=True)
 class EditRequest:
-    """The task options as read from the panel; images are local file paths."""
+    """The task options as read from the panel; images are file paths or pixels."""
 
     edit_mode: str
     prompt: str
     external_task_id: str
-    images: tuple[str, ...] = ()
+    images: tuple[str | ImagePixels, ...] = ()
     negative_prompt: str = ""
     quality: str = "std"
     watermark: bool = False
@@ -60,37 +86,73 @@ class TaskUpdate:
     files: ResultFiles | None = None
 
 
+def _not_created(request: EditRequest) -> CreateCancelled:
+    return CreateCancelled(
+        f"Generate was cancelled before the create call {request.external_task_id!r} was "
+        "sent: no task was created and nothing was charged",
+        external_task_id=request.external_task_id, may_exist=False)
+
+
+def _wait_note(error: KlingError, _wait_s: float) -> str:
+    if error.code == 1303:
+        return "every task slot of the account is busy: waiting for a free one"
+    if error.code == 1302:
+        return "Kling asks to slow down: waiting"
+    return f"no answer from Kling yet ({error.code or error.__class__.__name__}): retrying"
+
+
 def create_task(settings: ClientSettings, source: SessionSource, stored: dict[str, Any],
-                request: EditRequest) -> tuple[Task, dict[str, Any]]:
+                request: EditRequest, *, cancel: threading.Event | None = None,
+                after: threading.Event | None = None,
+                progress: Progress | None = None) -> tuple[Task, dict[str, Any]]:
     """Create the task once (never-pay-twice protocol of the core); restore an expired session.
 
-    A 1203 (session not found) on create means nothing was created, so the session is
-    restored (points replayed exactly) and the same ``external_task_id`` is sent again.
+    Waits for ``after`` (set once the clicks queued before Generate are sent) before
+    anything else. A 1203 (session not found) on create means nothing was created, so the
+    session is restored (points replayed exactly) and the same ``external_task_id`` is sent
+    again. ``cancel`` stops it: before the first POST, or during a wait for a free task
+    slot (1303), with ``CreateCancelled`` (``may_exist`` says whether a task may exist).
     Raises :class:`TaskNotSent` when online access refuses Kling before anything is sent.
     """
+    stop = cancel or threading.Event()
+    if progress is not None:
+        progress.say("waiting for the clicks sent before it")
+    while after is not None and not after.wait(0.05):
+        if stop.is_set():
+            raise _not_created(request)
+    if stop.is_set():
+        raise _not_created(request)
     try:
         GATE.check_url(settings.base_url)
     except OnlineAccessRefused as exc:
         raise TaskNotSent(exc.host) from None
     client = client_for(settings)
     state = _live_state(client, source, stored)
+    images = [i.to_image() if isinstance(i, ImagePixels) else i for i in request.images]
 
     def submit(session_id: str) -> Task:
         body = client.build_task_body(
             session_id=session_id, edit_mode=request.edit_mode, prompt=request.prompt,
-            images=list(request.images), negative_prompt=request.negative_prompt or None,
+            images=images, negative_prompt=request.negative_prompt or None,
             mode=request.quality, watermark=request.watermark,
             external_task_id=request.external_task_id,
         )
+        if progress is not None:
+            progress.say("sending")
         # Kling allows a few tasks at a time (1303): wait for a slot rather than fail.
-        return client.submit_task(body, slot_wait_s=SLOT_WAIT_S)
+        return client.submit_task(body, slot_wait_s=SLOT_WAIT_S, cancel=stop)
 
-    try:
-        task = submit(state.session_id)
-    except NotFoundError:
-        state = restore_session(client, state, video_url=source.video_url or None,
-                                video_id=source.video_id or None)
-        task = submit(state.session_id)
+    def waiting(error: KlingError, wait_s: float) -> None:
+        if progress is not None:
+            progress.say(_wait_note(error, wait_s))
+
+    with retries_reported_to(waiting):
+        try:
+            task = submit(state.session_id)
+        except NotFoundError:
+            state = restore_session(client, state, video_url=source.video_url or None,
+                                    video_id=source.video_id or None)
+            task = submit(state.session_id)
     return task, client.sessions[state.session_id].to_dict()
 
 

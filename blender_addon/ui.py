@@ -8,7 +8,7 @@ import bpy
 
 from kling_elements import validate
 
-from . import compat, conform_ui, cost_text, geometry, jobs, source
+from . import compat, conform_ui, cost_text, geometry, ops_jobs, source
 from .edit_check import image_notes
 from .ops_edit import edit_problems_for
 from .ops_session import active_movie_strip
@@ -42,8 +42,7 @@ class KLING_PT_main(_KlingPanel, bpy.types.Panel):
         layout = self.layout
         if runtime.busy or runtime.status:
             layout.label(text=runtime.status or "Working…", icon="SORTTIME")
-        for progress in list(jobs.PROGRESS.values()):
-            layout.label(text=progress.text(), icon="EXPORT")
+        ops_jobs.draw_jobs(layout)
         if runtime.error:
             layout.label(text=runtime.error, icon="ERROR")
         layout.operator("kling.test_connection", icon="URL")
@@ -236,7 +235,8 @@ class KLING_PT_preview(_KlingPanel, bpy.types.Panel):
 
 
 _STATUS_ICONS = {"sending": "EXPORT", "submitted": "SORTTIME", "processing": "SORTTIME",
-                 "succeed": "CHECKMARK", "failed": "ERROR", "not_sent": "CANCEL"}
+                 "succeed": "CHECKMARK", "failed": "ERROR", "not_sent": "CANCEL",
+                 "cancelled": "CANCEL"}
 
 
 class KLING_PT_tasks(_KlingPanel, bpy.types.Panel):

@@ -52,15 +52,15 @@ def main() -> int:
     import blender_addon
     from blender_addon import compat, ops_select
     from blender_addon.props import load_selection
-    from blender_addon.worker import WORKER
+    from blender_addon.worker import LONG, WORKER
 
     def settle(timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while WORKER.busy and time.monotonic() < deadline:
+        while (WORKER.busy or LONG.busy) and time.monotonic() < deadline:
             timed("timer drain", blender_addon._drain)
             time.sleep(0.05)
-        if WORKER.busy:
-            raise TimeoutError("the worker did not finish")
+        if WORKER.busy or LONG.busy:
+            raise TimeoutError("the workers did not finish")
 
     with running(task_seconds=0.5, data_dir=tmp / "sandbox") as sandbox:
         prefs = bpy.context.preferences.addons["blender_addon"].preferences
@@ -133,7 +133,7 @@ def edit_main_thread(bpy, strip, timed, holds: list[tuple[str, float]]) -> None:
     """The Edit and Tasks steps: panel reasons, Generate, then the timer until the import."""
     import blender_addon
     from blender_addon import ops_edit, ops_tasks
-    from blender_addon.worker import BACKGROUND, WORKER
+    from blender_addon.worker import BACKGROUND, LONG, WORKER
 
     strip.kling.edit.edit_mode = "removal"
     strip.kling.edit.prompt = "Delete the ball from <<<video_1>>>"
@@ -148,7 +148,7 @@ def edit_main_thread(bpy, strip, timed, holds: list[tuple[str, float]]) -> None:
         elapsed = time.perf_counter() - start
         imported = not imported_before and bool(strip.kling.tasks[-1].imported_strip)
         holds.append((IMPORT_LABEL if imported else "timer + task poll", elapsed))
-        if not WORKER.busy and not BACKGROUND.busy and not ops_tasks.pending_records():
+        if not (WORKER.busy or BACKGROUND.busy or LONG.busy or ops_tasks.pending_records()):
             break
         ops_tasks._poll["last"] = 0.0  # poll at every tick here, not every 3 s
         time.sleep(0.05)

@@ -46,6 +46,7 @@ from .download import ProgressCallback
 from .download import download as _download
 from .errors import (
     ConnectionFailed,
+    CreateCancelled,
     KlingError,
     NotFoundError,
     RateLimitError,
@@ -322,6 +323,7 @@ class Client:
         params: dict[str, Any] | None = None,
         idempotent: bool = True,
         min_wait: float = 0.0,
+        cancel: threading.Event | None = None,
     ) -> Any:
         """Send one logical request, retrying what the policy says may be retried.
 
@@ -329,6 +331,7 @@ class Client:
         a dropped connection or a server error raises at once, because the request may have
         taken effect and only the caller knows how to find out (``submit_task`` does).
         A retry waits at least ``min_wait`` seconds (an endpoint's documented pace).
+        A ``cancel`` set during a wait between retries ends the wait and raises the last error.
         """
         attempt = 0
         while True:
@@ -362,15 +365,25 @@ class Client:
                 raise error
             wait = max(wait, min_wait)
             log.debug("retrying %s %s in %.2fs after: %s", method, path, wait, error)
-            self._pause(error, wait)
+            if self._pause(error, wait, cancel):
+                raise error
             attempt += 1
 
-    def _pause(self, error: KlingError, wait: float) -> None:
-        """Tell ``on_retry`` about the coming retry, then sleep ``wait`` seconds."""
+    def _pause(self, error: KlingError, wait: float,
+               cancel: threading.Event | None = None) -> bool:
+        """Tell ``on_retry`` about the coming retry, then wait ``wait`` seconds.
+
+        Returns True when ``cancel`` was set (before or during the wait). With the default
+        ``sleep`` the wait is ``cancel.wait``, which a cancel ends at once; an injected
+        ``sleep`` (a test's clock, a caller's scheduler) runs as is and ``cancel`` is read after.
+        """
         hook = self.on_retry
         if hook is not None:
             hook(error, wait)
+        if cancel is not None and self._sleep is time.sleep:
+            return cancel.wait(wait)
         self._sleep(wait)
+        return cancel is not None and cancel.is_set()
 
     # -- selection -------------------------------------------------------------------------
 
@@ -740,7 +753,8 @@ class Client:
         body = self.build_task_body(**kwargs)
         return self.submit_task(body)
 
-    def submit_task(self, body: dict[str, Any], *, slot_wait_s: float = 0.0) -> Task:
+    def submit_task(self, body: dict[str, Any], *, slot_wait_s: float = 0.0,
+                    cancel: threading.Event | None = None) -> Task:
         """POST a body from ``build_task_body`` with the never-pay-twice protocol.
 
         After an unknown outcome (timeout, dropped connection, 5000-5002) the task is looked
@@ -753,16 +767,35 @@ class Client:
         until it ends) or 1302 that outlasts the usual retries is retried for up to
         ``slot_wait_s`` seconds in all, at the longest backoff: it clears by waiting, and a
         refusal created nothing.
+
+        ``cancel``, set from any thread, stops the attempt: no POST is sent once it is seen
+        set, a wait between attempts ends at once, and :class:`CreateCancelled` is raised;
+        its ``may_exist`` is False only when no POST sent so far can have created the task.
+        A POST already in flight is not interrupted: the task it creates is returned.
         """
         external_id = body["external_task_id"]
         attempt = 0
         throttled_since: float | None = None
+        answer_lost = False
+
+        def cancelled() -> CreateCancelled:
+            if answer_lost:
+                why = ("after an answer was lost: the task may still appear, so keep looking "
+                       "it up by its external_task_id")
+            else:
+                why = "before Kling accepted it: no task was created and nothing was charged"
+            return CreateCancelled(f"the create call {external_id!r} was cancelled {why}",
+                                   external_task_id=external_id, may_exist=answer_lost)
+
         while True:
+            if cancel is not None and cancel.is_set():
+                raise cancelled()
             try:
-                data = self._request("POST", API, body=body, idempotent=False)
+                data = self._request("POST", API, body=body, idempotent=False, cancel=cancel)
                 return Task.from_api(data)
             except (ConnectionFailed, ServerError) as exc:
                 failure: KlingError = exc
+                answer_lost = True
             except KlingError as exc:
                 if attempt > 0:
                     try:
@@ -771,13 +804,16 @@ class Client:
                         pass
                 if not isinstance(exc, RateLimitError):
                     raise
+                if cancel is not None and cancel.is_set():
+                    raise cancelled() from exc
                 now = self._clock()
                 throttled_since = now if throttled_since is None else throttled_since
                 wait = backoff(self.max_retries, self._rng)
                 if now - throttled_since + wait > slot_wait_s:
                     raise
                 log.debug("no free task slot for %s; waiting %.1f s", external_id, wait)
-                self._pause(exc, wait)
+                if self._pause(exc, wait, cancel):
+                    raise cancelled() from exc
                 continue
             # The outcome is unknown, also after the last attempt: look before giving up.
             try:
@@ -786,7 +822,8 @@ class Client:
                 if attempt >= self.max_retries:
                     raise failure from None
                 log.debug("task %s was not created; posting again", external_id)
-            self._pause(failure, backoff(attempt, self._rng))
+            if self._pause(failure, backoff(attempt, self._rng), cancel):
+                raise cancelled() from failure
             attempt += 1
 
     def get_task(self, task_id: str) -> Task:

@@ -20,6 +20,7 @@ __all__ = [
     "AuthError",
     "CodeInfo",
     "ConnectionFailed",
+    "CreateCancelled",
     "InvalidRequestError",
     "KlingError",
     "NotFoundError",
@@ -108,6 +109,21 @@ class ServerError(KlingError):
 
 class ConnectionFailed(KlingError):
     """No answer: DNS, refused or reset connection, or a timeout."""
+
+
+class CreateCancelled(KlingError):
+    """The caller cancelled a create call before Kling accepted it (``submit_task``'s ``cancel``).
+
+    ``may_exist`` False: every POST sent was refused outright (1302, 1303) or none was sent,
+    so no task exists and nothing was charged. True: an earlier POST's answer was lost, and
+    that request may still be carried out late; keep looking the task up by
+    ``external_task_id`` (a paid task must not be forgotten).
+    """
+
+    def __init__(self, message: str, *, external_task_id: str, may_exist: bool) -> None:
+        super().__init__(message)
+        self.external_task_id = external_task_id
+        self.may_exist = may_exist
 
 
 class ResponseFormatError(KlingError):

@@ -53,16 +53,17 @@ def no_deprecated_blender_api():
 
 
 def drain(timeout: float = 60.0) -> None:
-    """Run the add-on's timer body until the worker has nothing left in flight."""
-    from blender_addon.worker import WORKER
+    """Run the add-on's timer body until the interactive worker and the long jobs are done."""
+    from blender_addon.worker import LONG, WORKER
 
     deadline = time.monotonic() + timeout
     while True:
         WORKER.drain()
-        if not WORKER.busy:
+        LONG.drain()
+        if not WORKER.busy and not LONG.busy:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"worker still busy with {WORKER.current!r}")
+            raise TimeoutError(f"still busy with {WORKER.current!r}, {list(LONG.jobs)}")
         time.sleep(0.01)
 
 

@@ -19,14 +19,15 @@ from .conftest import bpy, drain
 def settle(timeout: float = 60.0) -> None:
     """Run the add-on's timer body until no task has work left and both workers are idle."""
     from blender_addon import ops_tasks
-    from blender_addon.worker import BACKGROUND, WORKER
+    from blender_addon.worker import BACKGROUND, LONG, WORKER
 
     deadline = time.monotonic() + timeout
     while True:
         WORKER.drain()
         BACKGROUND.drain()
+        LONG.drain()
         ops_tasks.tick(force=True)
-        if not WORKER.busy and not BACKGROUND.busy and not ops_tasks.pending_records():
+        if not (WORKER.busy or BACKGROUND.busy or LONG.busy or ops_tasks.pending_records()):
             return
         if time.monotonic() > deadline:
             states = [(r.status, r.message) for r in ops_tasks.pending_records()]

@@ -234,7 +234,7 @@ def test_the_output_name_follows_the_source_file_and_the_plan():
 
 def test_conform_dir():
     assert conform.conform_dir("/proj/edit.blend", "/tmp") == "/proj/kling/conformed"
-    assert conform.conform_dir("", "/tmp") == "/tmp/kling-conformed"
+    assert conform.conform_dir("", "/tmp/unsaved") == "/tmp/unsaved/conformed"
 
 
 def test_needs_conform_lists_the_broken_rules():

@@ -89,3 +89,117 @@ def test_stop_drops_pending_callbacks(worker):
     assert not worker.busy
     worker.drain()
     assert called == []
+
+
+# -- long jobs: a thread each, a cancel each ------------------------------------------------
+
+
+@pytest.fixture
+def long_jobs():
+    from blender_addon.worker import LongJobs
+
+    jobs = LongJobs()
+    yield jobs
+    jobs.stop()
+
+
+def test_a_long_job_does_not_hold_up_another_or_the_interactive_worker(long_jobs, worker):
+    """While one long job blocks, a second long job and a click-sized job both finish."""
+    blocked, events = threading.Event(), []
+    long_jobs.submit("slot-wait", "Generate", lambda cancel: blocked.wait(10),
+                     lambda r: events.append(("generate", r)), events.append)
+    long_jobs.submit("render", "Conform", lambda cancel: "clip.mp4",
+                     lambda r: events.append(("conform", r)), events.append)
+    worker.submit("click", lambda: "mask", lambda r: events.append(("click", r)), events.append)
+    deadline = time.monotonic() + 5
+    while len(events) < 2:
+        long_jobs.drain()
+        worker.drain()
+        assert time.monotonic() < deadline, events
+        time.sleep(0.001)
+    assert sorted(events) == [("click", "mask"), ("conform", "clip.mp4")]
+    assert long_jobs.busy and list(long_jobs.jobs) == ["slot-wait"]
+    blocked.set()
+    _drain_until_idle(long_jobs)
+    assert events[-1] == ("generate", True) and not long_jobs.jobs
+
+
+def test_cancel_reaches_the_work_and_its_hook_and_the_job_ends_with_one_callback(long_jobs):
+    hooked, outcome = [], []
+
+    def work(cancel: threading.Event):
+        if cancel.wait(10):
+            raise RuntimeError("stopped")
+        return "finished"
+
+    job = long_jobs.submit("k", "Wait", work, outcome.append, outcome.append,
+                           on_cancel=lambda: hooked.append(threading.get_ident()))
+    assert long_jobs.get("k") is job and job.text() == "Wait…"
+    started = time.monotonic()
+    assert long_jobs.cancel("k")
+    assert job.text() == "Wait: cancelling…"
+    _drain_until_idle(long_jobs)
+    assert time.monotonic() - started < 1.0
+    assert hooked == [threading.get_ident()]
+    assert len(outcome) == 1 and str(outcome[0]) == "stopped"
+    assert not long_jobs.cancel("k") and long_jobs.get("k") is None
+
+
+def test_one_job_per_key_at_a_time(long_jobs):
+    gate = threading.Event()
+    long_jobs.submit("strip", "Conform plate", lambda cancel: gate.wait(5), print, print)
+    with pytest.raises(ValueError, match="Conform plate is already running"):
+        long_jobs.submit("strip", "Conform plate", lambda cancel: None, print, print)
+    gate.set()
+    _drain_until_idle(long_jobs)
+    long_jobs.submit("strip", "Conform plate", lambda cancel: None, print, print)
+    _drain_until_idle(long_jobs)
+
+
+def test_progress_text_is_what_the_panel_shows(long_jobs):
+    class Progress:
+        def text(self) -> str:
+            return "Publishing… 40%"
+
+    gate = threading.Event()
+    job = long_jobs.submit("p", "Start editing", lambda cancel: gate.wait(5), print, print,
+                           progress=Progress())
+    assert job.text() == "Publishing… 40%"
+    gate.set()
+    _drain_until_idle(long_jobs)
+
+
+def test_stop_cancels_running_jobs_and_drops_their_callbacks(long_jobs):
+    called, seen_cancel = [], threading.Event()
+
+    def work(cancel):
+        cancel.wait(10)
+        seen_cancel.set()
+
+    long_jobs.submit("a", "A", work, called.append, called.append)
+    long_jobs.stop(timeout=2)
+    assert seen_cancel.is_set()
+    assert not long_jobs.busy and not long_jobs.jobs
+    long_jobs.drain()
+    assert called == []
+
+
+def test_submitting_reuses_waiting_threads_and_adds_one_only_when_all_are_busy(long_jobs):
+    """Starting a thread can take the OS milliseconds under load; Blender's main thread
+    must not wait for that inside an operator, so threads wait ready and are reused."""
+    long_jobs.start()
+    spare = set(long_jobs._threads)
+    assert len(spare) == long_jobs.SPARE_THREADS
+    gate = threading.Event()
+    for n in range(long_jobs.SPARE_THREADS):
+        long_jobs.submit(f"job {n}", "Wait", lambda cancel: gate.wait(5), print, print)
+    assert set(long_jobs._threads) == spare
+    long_jobs.submit("one more", "Wait", lambda cancel: gate.wait(5), print, print)
+    assert len(set(long_jobs._threads) - spare) == 1
+    gate.set()
+    _drain_until_idle(long_jobs)
+    again = threading.Event()
+    long_jobs.submit("later", "Wait", lambda cancel: again.wait(5), print, print)
+    assert len(long_jobs._threads) == long_jobs.SPARE_THREADS + 1  # reused, none added
+    again.set()
+    _drain_until_idle(long_jobs)

@@ -10,6 +10,8 @@ import json
 import math
 import random
 import re
+import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -721,6 +723,85 @@ def test_busy_task_slots_fail_after_slot_wait_and_at_once_without_it(kling, clie
     with pytest.raises(ke.RateLimitError):
         client.submit_task(body, slot_wait_s=30)
     assert sum(clock.sleeps) <= 30 + 8 * 3 and len(kling.requests) > client.max_retries + 1
+
+
+def _cancel_on_pause(client, cancel, at: int) -> list[float]:
+    """Set ``cancel`` from ``on_retry`` before pause number ``at`` (1-based); log the waits."""
+    waits: list[float] = []
+
+    def hook(error, wait):
+        waits.append(wait)
+        if len(waits) == at:
+            cancel.set()
+
+    client.on_retry = hook
+    return waits
+
+
+def test_cancel_set_before_the_call_sends_nothing(kling, client):
+    cancel = threading.Event()
+    cancel.set()
+    body = client.build_task_body(**CREATE, external_task_id="ext-c0")
+    with pytest.raises(ke.CreateCancelled) as caught:
+        client.submit_task(body, slot_wait_s=600, cancel=cancel)
+    assert kling.requests == []
+    assert caught.value.may_exist is False and caught.value.external_task_id == "ext-c0"
+
+
+@pytest.mark.parametrize("at", [1, 4, 6])
+def test_cancel_during_the_slot_wait_stops_posting(kling, client, clock, at):
+    """Cancelled in a retry of the first POST (1), in the slot wait after its retries (4), or
+    in a retry of a later POST (6): no POST follows the cancel, and nothing was created."""
+    kling.on("POST", API, err(1303))
+    cancel = threading.Event()
+    _cancel_on_pause(client, cancel, at)
+    body = client.build_task_body(**CREATE, external_task_id="ext-c1")
+    with pytest.raises(ke.CreateCancelled, match="nothing was charged") as caught:
+        client.submit_task(body, slot_wait_s=600, cancel=cancel)
+    assert caught.value.may_exist is False
+    assert kling.calls() == [("POST", API)] * at
+    assert len(clock.sleeps) == at
+
+
+def test_cancel_from_another_thread_ends_a_long_slot_wait(kling):
+    """With the default sleep, a wait between attempts is the cancel event's own wait."""
+    client = ke.Client(AK, SK, transport=httpx.MockTransport(kling), max_retries=2)
+    kling.on("POST", API, err(1303))
+    cancel = threading.Event()
+    body = client.build_task_body(**CREATE, external_task_id="ext-c2")
+    timer = threading.Timer(1.0, cancel.set)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(ke.CreateCancelled):
+        client.submit_task(body, slot_wait_s=600, cancel=cancel)
+    elapsed = time.monotonic() - started
+    timer.join()
+    assert 0.9 < elapsed < 2.5  # uncancelled, it would keep trying for 600 s
+    assert kling.calls() == [("POST", API)] * 2  # both before the cancel, none after
+
+
+def test_cancel_after_a_lost_answer_says_the_task_may_exist(kling, client):
+    kling.on("POST", API, drop(httpx.ReadTimeout))
+    kling.on("GET", f"{API}/ext-c3", err(1203))
+    cancel = threading.Event()
+    _cancel_on_pause(client, cancel, 1)
+    body = client.build_task_body(**CREATE, external_task_id="ext-c3")
+    with pytest.raises(ke.CreateCancelled, match="may still appear") as caught:
+        client.submit_task(body, slot_wait_s=600, cancel=cancel)
+    assert caught.value.may_exist is True
+    assert kling.calls() == [("POST", API), ("GET", f"{API}/ext-c3")]  # no re-post
+
+
+def test_a_post_in_flight_when_cancel_is_set_still_returns_its_task(kling, client):
+    cancel = threading.Event()
+
+    def created(request):
+        cancel.set()
+        return ok(task("task-c4", ext="ext-c4"))(request)
+
+    kling.on("POST", API, created)
+    body = client.build_task_body(**CREATE, external_task_id="ext-c4")
+    assert client.submit_task(body, slot_wait_s=600, cancel=cancel).task_id == "task-c4"
 
 
 # -- selection calls are never applied twice -----------------------------------------------

@@ -123,3 +123,30 @@ def test_default_cache_dir_follows_the_platform(monkeypatch, tmp_path):
     monkeypatch.setattr("sys.platform", "win32")
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
     assert default_cache_dir() == tmp_path / "local" / "kling-elements"
+
+
+def test_a_process_does_not_upload_again_when_another_overwrites_the_file(tmp_path):
+    """Two processes sharing the cache file each write what they read plus their own entry;
+    the entry one of them loses in the file is still known to the process that made it."""
+
+    class Counting:
+        identity = "counting"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def publish(self, path, on_progress=None):
+            self.calls += 1
+            return f"https://store.example/{Path(path).name}?n={self.calls}"
+
+    a_clip, b_clip = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    a_clip.write_bytes(b"a" * 100)
+    b_clip.write_bytes(b"b" * 100)
+    state = tmp_path / "uploads.json"
+    inner_a, inner_b = Counting(), Counting()
+    first, second = CachingHost(inner_a, state), CachingHost(inner_b, state)
+    url = first.publish(a_clip)
+    state.write_text('{"version": 1, "entries": {}}')  # the other process's write won the race
+    second.publish(b_clip)
+    assert first.publish(a_clip) == url
+    assert inner_a.calls == 1

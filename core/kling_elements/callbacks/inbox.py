@@ -30,9 +30,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
+from ..cost import json_number
 from ..models import Task
 from .payload import PayloadError, parse, rank
 from .signing import TOLERANCE_S, SignatureError, secret_key, verify
@@ -81,11 +83,18 @@ class Delivery:
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
+def _plain(value: object) -> object:
+    """JSON for what ``json`` cannot write itself: a task's exact deductions (``Decimal``)."""
+    if isinstance(value, Decimal):
+        return json_number(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _write_atomic(path: Path, data: object) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
+            json.dump(data, handle, indent=1, default=_plain)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -61,9 +61,11 @@ class CachingHost:
     provider's URL lifetime when the URL does not say it), or earlier for a presigned URL
     (see :func:`url_usable`). The file is written atomically (temporary file + rename, mode
     0600: presigned URLs are in it), so a later process reuses the entries. Concurrent
-    ``publish`` calls for the same content in one process upload once. Processes sharing
-    the file may, in a race, each upload and keep the last entry written; the file is never
-    left half-written, and an unreadable file counts as empty.
+    ``publish`` calls for the same content in one process upload once, and a process keeps
+    the entries it wrote itself in memory too, so another process overwriting the file (each
+    writes the entries it read plus its own) never makes it upload the same content again.
+    Processes sharing the file may, in a race, each upload once; the file is never left
+    half-written, and an unreadable file counts as empty.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class CachingHost:
         self._min_left_s = min_left_s
         self._lock = threading.Lock()
         self._publishing: dict[str, threading.Lock] = {}
+        self._own: dict[str, dict[str, Any]] = {}
         self.uploads = 0
 
     @property
@@ -126,6 +129,7 @@ class CachingHost:
         with self._lock:
             entries = {k: v for k, v in self._entries().items() if self._fresh(v, now)}
             entries[key] = {"url": url, "published": now, "expires": now + self._ttl_s}
+            self._own[key] = entries[key]
             self._write(entries)
 
     def publish(self, path: str | os.PathLike, on_progress: ProgressCallback | None = None) -> str:
@@ -135,8 +139,11 @@ class CachingHost:
         with self._lock:
             gate = self._publishing.setdefault(key, threading.Lock())
         with gate:
-            entry = self._entries().get(key)
-            if self._fresh(entry, self._clock()):
+            now = self._clock()
+            entry = self._own.get(key)
+            if not self._fresh(entry, now):
+                entry = self._entries().get(key)
+            if self._fresh(entry, now):
                 assert isinstance(entry, dict)
                 return entry["url"]
             url = self._host.publish(path, on_progress=on_progress)
@@ -148,6 +155,7 @@ class CachingHost:
     def forget(self, url: str) -> None:
         """Drop every entry for ``url`` (e.g. after deleting the object it points to)."""
         with self._lock:
+            self._own = {k: v for k, v in self._own.items() if v.get("url") != url}
             entries = self._entries()
             kept = {k: v for k, v in entries.items()
                     if not (isinstance(v, dict) and v.get("url") == url)}

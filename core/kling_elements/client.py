@@ -47,6 +47,7 @@ from .errors import (
     TaskTimeoutError,
     error_for,
     is_retryable_code,
+    min_wait_s,
 )
 from .media import ImageInput, prepare_image
 from .models import InitResult, PreviewResult, SelectionResult, Task
@@ -152,8 +153,6 @@ class Client:
             follow_redirects=True, timeout=httpx.Timeout(timeout), transport=transport
         )
         self.sessions: dict[str, SelectionState] = {}
-        # (height, width) of each session's video, to check the masks' size against.
-        self._frame_sizes: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **kwargs: Any) -> Client:
@@ -275,7 +274,7 @@ class Client:
                 headers = dict(response.headers)
             if attempt >= self.max_retries:
                 raise error
-            wait = retry_wait(attempt, headers, self._rng)
+            wait = retry_wait(attempt, headers, self._rng, minimum=min_wait_s(error.code))
             if wait is None:
                 raise error
             log.debug("retrying %s %s in %.2fs after: %s", method, path, wait, error)
@@ -317,7 +316,6 @@ class Client:
         """
         field, value = validate.video_source(video_url, video_id)
         result = self._init(field, value)
-        self._frame_sizes[result.session_id] = (result.height, result.width)
         self.sessions[result.session_id] = SelectionState(
             session_id=result.session_id,
             total_frames=result.total_frames,
@@ -325,6 +323,8 @@ class Client:
             duration_s=result.duration_s,
             video_url=value if field == "video_url" else None,
             video_id=value if field == "video_id" else None,
+            width=result.width or None,
+            height=result.height or None,
         )
         return result
 
@@ -360,7 +360,9 @@ class Client:
                     data = self._request("POST", f"{API}/add-selection", body=body,
                                          idempotent=False)
                     self._check_rejection(data, f"frame {frame}")
-                    masks[frame] = _mask_dicts(SelectionResult.from_api(data))
+                    masks[frame] = _mask_dicts(
+                        SelectionResult.from_api(data).fit_frame(
+                            init.frame_size or state.frame_size))
             except (ConnectionFailed, ServerError) as exc:
                 # This new session's points are in doubt as well: abandon it too.
                 if attempt >= self.max_retries:
@@ -374,6 +376,8 @@ class Client:
         state.started_at = time.time()
         state.total_frames, state.fps = init.total_frames, init.fps
         state.duration_s = init.duration_s
+        if init.frame_size:  # the same video: a size Kling left out this time stays known
+            state.height, state.width = init.frame_size
         state.masks = masks
         self.sessions[init.session_id] = state
         self.sessions.setdefault(old, state)
@@ -452,8 +456,7 @@ class Client:
                 raise _in_doubt(exc, endpoint) from None
         else:
             data = self._in_live_session(state, send, endpoint)
-        result = SelectionResult.from_api(data)
-        result.check_frame(self._frame_sizes.get(session_id))
+        result = SelectionResult.from_api(data).fit_frame(state.frame_size if state else None)
         if state is not None:
             state.record(frame_index, exact, _mask_dicts(result), added=adding)
         return result
@@ -546,13 +549,21 @@ class Client:
         external_task_id: str | None = None,
         model_name: str | None = None,
     ) -> dict[str, Any]:
-        """The validated JSON body of a create call (images converted); sends nothing."""
+        """The validated JSON body of a create call (images converted); sends nothing.
+
+        The body always carries a ``duration``: Kling applies "5" when it is left out, which
+        cuts a 7-10 s input. It is ``duration`` if given (checked against the session's
+        length when known), else derived from the session's length; a session this client
+        does not know needs ``duration`` (else :class:`ValidationError`).
+        """
         if not session_id:
             raise validate.ValidationError("session_id is required: call init_selection first")
         validate.edit_mode(edit_mode)
         images = list(images)
         validate.image_count(edit_mode, len(images))
         validate.prompt(prompt, len(images))
+        for advice in validate.prompt_advice(prompt):
+            log.warning("%s (sent as it is)", advice)
         negative = validate.negative_prompt(negative_prompt)
         if negative:
             validate.prompt(negative, len(images), field="negative_prompt")
@@ -584,6 +595,12 @@ class Client:
                 f"external_task_id {external_task_id!r} must be a string without '/': the "
                 "task is looked up by it if an answer is lost"
             )
+        if chosen is None:
+            raise validate.ValidationError(
+                f"the length of session {session_id!r} is unknown to this client: pass "
+                "duration '5' (input 2-5 s) or '10' (input 7-10 s); Kling defaults to 5 s "
+                "and would cut a 7-10 s clip"
+            )
         body: dict[str, Any] = {
             "session_id": session_id,
             "edit_mode": edit_mode,
@@ -595,8 +612,7 @@ class Client:
             body["image_list"] = image_list
         if negative:
             body["negative_prompt"] = negative
-        if chosen:
-            body["duration"] = chosen
+        body["duration"] = chosen
         if watermark:
             body["watermark_info"] = {"enabled": True}
         if callback_url:
@@ -648,7 +664,7 @@ class Client:
                     raise
                 now = self._clock()
                 throttled_since = now if throttled_since is None else throttled_since
-                wait = backoff(self.max_retries, self._rng)
+                wait = max(backoff(self.max_retries, self._rng), min_wait_s(exc.code))
                 if now - throttled_since + wait > slot_wait_s:
                     raise
                 log.debug("no free task slot for %s; waiting %.1f s", external_id, wait)

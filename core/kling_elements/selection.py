@@ -51,6 +51,14 @@ class SelectionState:
     masks: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     video_url: str | None = None
     video_id: str | None = None
+    # The normalized video's frame, to read the masks' ``size`` against (None: unknown).
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """``(height, width)`` of the session's frame, when known."""
+        return (self.height, self.width) if self.height and self.width else None
 
     @property
     def restorable(self) -> bool:
@@ -137,6 +145,8 @@ class SelectionState:
             "masks": {str(f): m for f, m in self.masks.items()},
             "video_url": self.video_url,
             "video_id": self.video_id,
+            "width": self.width,
+            "height": self.height,
         }
 
     @classmethod
@@ -154,4 +164,6 @@ class SelectionState:
             masks={int(f): m for f, m in data.get("masks", {}).items()},
             video_url=data.get("video_url") or None,
             video_id=data.get("video_id") or None,
+            width=data.get("width") or None,
+            height=data.get("height") or None,
         )

@@ -213,7 +213,9 @@ def test_a_well_formed_mask_answer_passes_the_same_checks(client, recorder, know
     recorder.on("POST", f"{API}/add-selection", envelope({"status": 0, "res": {
         "frame_index": 0, "rle_mask_list": [_mask(size=size, counts=_runs(size[0] * size[1]))]}}))
     result = client.add_selection(known_session, 0, [(0.5, 0.5)])
-    assert result.masks[0].to_array().shape == tuple(size)
+    # a transposed size is read as the frame's own (h, w): decoded with it, never transposed
+    expected = tuple(SIZE) if size == [1280, 720] else tuple(size)
+    assert result.masks[0].to_array().shape == expected
     assert 0 in client.sessions[known_session].masks
 
 

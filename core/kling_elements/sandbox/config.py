@@ -78,13 +78,17 @@ def envelope(
 ) -> JSONResponse:
     """Kling's ``{"code", "message", "request_id", "data"}`` answer.
 
+    An error (``code`` not 0) has no ``data`` key, as in the docs' one error example (1303).
     The HTTP status is the one ``errors.CODES`` gives for ``code`` (200 for 0) unless a
     fault rule imposes another.
     """
     if http_status is None:
         http_status = 200 if code == 0 else CODES[code].http_status
+    body: dict = {"code": code, "message": message, "request_id": request_id}
+    if code == 0:
+        body["data"] = data
     return JSONResponse(
-        {"code": code, "message": message, "request_id": request_id, "data": data},
+        body,
         status_code=http_status,
         headers={"X-Request-Id": request_id},
     )

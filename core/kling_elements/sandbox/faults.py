@@ -9,7 +9,9 @@ A rule is ``{"route": R, "times": N, <one effect>}``; effects are
   file request before its answer starts;
 * ``"drop": "before_commit" | "after_commit"`` - close the connection without an answer,
   before the request had any effect, or after it took effect (e.g. the task exists);
-* ``"truncate": 0.5`` - ``files`` only: declare the full length, send that fraction, close.
+* ``"truncate": 0.5`` - ``files`` only: declare the full length, send that fraction, close;
+* ``"reject": {"status": 1, "message": "..."}`` - selection routes only: answer ``code`` 0
+  with a non-zero ``data.status`` (Kling's rejection of the video or frame), change nothing.
 
 Rules are consumed in the order they were added: each matching request takes one use of the
 first rule for its route; a rule is removed once used ``times`` times. Thread-safe.
@@ -24,20 +26,22 @@ from dataclasses import dataclass
 from ..errors import CODES
 from .config import ApiError
 
-__all__ = ["DROP_WHEN", "ROUTES", "FaultBook", "FaultRule", "parse_rules"]
+__all__ = ["DROP_WHEN", "ROUTES", "SELECTION_ROUTES", "FaultBook", "FaultRule", "parse_rules"]
 
 ROUTES = (
     "init-selection", "add-selection", "delete-selection", "clear-selection",
     "preview-selection", "create", "get", "list", "uploads", "files",
 )
 DROP_WHEN = ("before_commit", "after_commit")
-_EFFECTS = ("error", "delay_s", "drop", "truncate")
+SELECTION_ROUTES = ROUTES[:5]
+_EFFECTS = ("error", "delay_s", "drop", "truncate", "reject")
 MAX_DELAY_S = 600.0
 
 
 @dataclass
 class FaultRule:
-    """One rule; exactly one of ``error`` / ``delay_s`` / ``drop`` / ``truncate`` is set."""
+    """One rule; exactly one of ``error`` / ``delay_s`` / ``drop`` / ``truncate`` /
+    ``reject`` is set."""
 
     route: str
     times: int
@@ -45,6 +49,7 @@ class FaultRule:
     delay_s: float | None = None
     drop: str | None = None
     truncate: float | None = None
+    reject: dict | None = None  # {"status": int, "message": str}
 
     def to_json(self) -> dict:
         out: dict = {"route": self.route, "times": self.times}
@@ -78,6 +83,20 @@ def _error_effect(index: int, value: object) -> dict:
     return {"http": http, "code": code, "message": message}
 
 
+def _reject_effect(index: int, route: str, value: object) -> dict:
+    if route not in SELECTION_ROUTES:
+        raise _bad(index, f"reject only applies to {', '.join(SELECTION_ROUTES)}")
+    if not isinstance(value, dict):
+        raise _bad(index, 'reject must be an object like {"status": 1, "message": "..."}')
+    status = value.get("status", 1)
+    if isinstance(status, bool) or not isinstance(status, int) or status == 0:
+        raise _bad(index, "reject.status must be a non-zero integer (0 means accepted)")
+    message = value.get("message", "rejected")
+    if not isinstance(message, str):
+        raise _bad(index, "reject.message must be a string")
+    return {"status": status, "message": message}
+
+
 def _parse_rule(index: int, raw: object) -> FaultRule:
     if not isinstance(raw, dict):
         raise _bad(index, "each rule must be an object")
@@ -101,6 +120,8 @@ def _parse_rule(index: int, raw: object) -> FaultRule:
         if not _number(value) or not 0 <= value <= MAX_DELAY_S:
             raise _bad(index, f"delay_s must be a number of seconds in 0-{MAX_DELAY_S:g}")
         rule.delay_s = float(value)
+    elif effect == "reject":
+        rule.reject = _reject_effect(index, route, value)
     elif effect == "drop":
         if value not in DROP_WHEN:
             raise _bad(index, f"drop must be one of {', '.join(DROP_WHEN)}")
@@ -150,6 +171,6 @@ class FaultBook:
                         self._rules.remove(rule)
                     return FaultRule(
                         route=rule.route, times=1, error=rule.error, delay_s=rule.delay_s,
-                        drop=rule.drop, truncate=rule.truncate,
+                        drop=rule.drop, truncate=rule.truncate, reject=rule.reject,
                     )
         return None

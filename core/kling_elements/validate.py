@@ -146,9 +146,9 @@ def fps_problem(fps: float) -> str:
     if ntsc is not None:
         return (
             f"frame rate {fps:g} fps (NTSC) is not 24, 30 or 60: Kling lists exact rates, "
-            f"so conform it to {_NTSC[ntsc]} fps"
+            f"so conform the clip to {_NTSC[ntsc]} fps"
         )
-    return f"frame rate {fps:g} fps is not 24, 30 or 60: conform it to {nearest} fps"
+    return f"frame rate {fps:g} fps is not 24, 30 or 60: conform the clip to {nearest} fps"
 
 
 def video(info: VideoInfo) -> VideoInfo:

@@ -79,7 +79,7 @@ def test_ntsc_rates_are_refused_with_the_rate_to_conform_to(fps, conform_to):
     """Our choice, stated in the message: NTSC rates are conformed, not read as 24/30/60."""
     (problem,) = validate.video_problems(with_(fps=fps))
     assert "(NTSC) is not 24, 30 or 60" in problem
-    assert problem.endswith(f"conform it to {conform_to} fps")
+    assert problem.endswith(f"conform the clip to {conform_to} fps")
 
 
 @pytest.mark.parametrize("seconds", [5.05, 5.125, 5.9, 10.1, 10.9])

@@ -139,7 +139,7 @@ def fps_problem(fps: float) -> str:
     """Why ``fps`` is refused and the rate to conform to.
 
     Kling lists exact rates; NTSC rates (23.976, 29.97, 59.94) are not read as 24/30/60
-    but conformed to them (each frame kept, about 0.1 % faster), as the message says.
+    but conformed to them (resampled at the content's real speed), as the message says.
     """
     nearest = min(VIDEO_FPS, key=lambda a: abs(a - fps))
     ntsc = next((rate for rate in _NTSC if abs(fps - rate) < 0.01), None)

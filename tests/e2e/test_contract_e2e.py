@@ -11,11 +11,12 @@ import pytest
 
 import kling_elements as ke
 from kling_elements.hosting import SandboxHost
+from kling_elements.sandbox import running
 from kling_elements.sandbox.jobs import RESULT_EXTRA_FRAMES
 from kling_elements.sandbox.sample import SampleClip, make_clip, make_reference_image
 from kling_elements.workflow import EditJob, run_edit
 
-from ..sandbox.sandbox_support import ADD_PROMPT
+from ..sandbox.sandbox_support import ADD_PROMPT, iou
 from .e2e_support import add_faults, advance, frame_count
 
 FPS = 24
@@ -127,3 +128,29 @@ def test_every_key_of_the_account_sees_the_accounts_tasks(sandbox, admin, clip, 
     with ke.Client(api_key=sandbox.api_key, base_url=sandbox.base_url) as by_api_key:
         assert by_api_key.get_task(ext).task_id == task.task_id
         assert task.task_id in [t.task_id for t in by_api_key.list_tasks(page_size=500)]
+
+
+@pytest.fixture(scope="module")
+def portrait(media) -> SampleClip:
+    """720 wide, 1280 tall, like the video of the docs' example."""
+    return make_clip(media / "portrait.mp4", width=720, height=1280, fps=30, seconds=2.0)
+
+
+@pytest.fixture(scope="module")
+def wh_sandbox():
+    """A sandbox that writes mask sizes as [w, h], as the docs' own example does."""
+    with running(task_seconds=0.5, mask_size_order="wh") as sb:
+        yield sb
+
+
+@pytest.mark.parametrize("order", ["[h, w]", "[w, h]"])
+def test_masks_land_on_the_clicked_object_whatever_the_size_order(
+    request, sandbox, portrait, order
+):
+    server = sandbox if order == "[h, w]" else request.getfixturevalue("wh_sandbox")
+    with _client(server) as client:
+        init = client.init_selection(video_url=SandboxHost(client.http).publish(portrait.path))
+        assert init.frame_size == (1280, 720)
+        (mask,) = client.add_selection(init.session_id, 0, [portrait.center(0)]).masks
+    assert mask.size == (1280, 720)
+    assert iou(mask.to_array().astype(bool), portrait.mask(0)) >= 0.9

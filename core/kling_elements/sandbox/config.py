@@ -28,7 +28,8 @@ class SandboxConfig:
     ``data_dir`` ``None`` means a fresh temporary directory, removed when the sandbox stops.
     ``task_seconds`` is how long (on the sandbox clock) a task takes at least;
     ``max_long_side`` bounds the normalized video's longer side (frames are decoded and
-    written at that size).
+    written at that size). ``mask_size_order`` is how masks give their ``size``: ``"hw"`` as
+    documented, or ``"wh"`` as in the docs' own example (clients must read both).
     """
 
     host: str = "127.0.0.1"
@@ -40,6 +41,11 @@ class SandboxConfig:
     task_seconds: float = 10.0
     max_concurrent_tasks: int = 3
     max_long_side: int = 1280
+    mask_size_order: str = "hw"
+
+    def __post_init__(self) -> None:
+        if self.mask_size_order not in ("hw", "wh"):
+            raise ValueError(f"mask_size_order {self.mask_size_order!r} is not 'hw' or 'wh'")
 
     def __repr__(self) -> str:  # keys never appear in logs or tracebacks
         return (

@@ -139,15 +139,19 @@ def _png_base64(mask: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _res(frame_index: int, masks: list[np.ndarray]) -> dict:
+def _res(frame_index: int, masks: list[np.ndarray], size_order: str = "hw") -> dict:
+    """The answer of add/delete; ``size_order`` "wh" writes ``size`` as ``[w, h]``, as the
+    docs' own example does (the counts are the same: they run down the frame's columns)."""
     items = []
     for i, mask in enumerate(masks):
         encoded = rle.encode(mask)
+        size = [int(mask.shape[0]), int(mask.shape[1])]
+        if size_order == "wh":
+            size.reverse()
         items.append({
             "object_id": i,
-            "rle_mask": {"size": list(encoded["size"]), "counts": encoded["counts"]},
-            "png_mask": {"size": [int(mask.shape[0]), int(mask.shape[1])],
-                         "base64": _png_base64(mask)},
+            "rle_mask": {"size": size, "counts": encoded["counts"]},
+            "png_mask": {"size": list(size), "base64": _png_base64(mask)},
         })
     return {"status": 0, "res": {"frame_index": frame_index, "rle_mask_list": items}}
 
@@ -179,7 +183,8 @@ def _frame(session: Session, value: object) -> int:
         raise _invalid(exc) from None
 
 
-def add_points(state: State, session: Session, frame_index: object, raw: object) -> dict:
+def add_points(state: State, session: Session, frame_index: object, raw: object,
+               size_order: str = "hw") -> dict:
     """Add points to one frame (limits: 10 per frame, 10 frames) and segment it again."""
     index = _frame(session, frame_index)
     new = parse_points(raw)
@@ -201,10 +206,11 @@ def add_points(state: State, session: Session, frame_index: object, raw: object)
         points = current + new
         masks = _segment(state, session, index, points)
         _commit(session, index, points, masks)
-        return _res(index, masks)
+        return _res(index, masks, size_order)
 
 
-def delete_points(state: State, session: Session, frame_index: object, raw: object) -> dict:
+def delete_points(state: State, session: Session, frame_index: object, raw: object,
+                  size_order: str = "hw") -> dict:
     """Remove bit-identical points from one frame and segment what remains."""
     index = _frame(session, frame_index)
     gone = parse_points(raw)
@@ -222,7 +228,7 @@ def delete_points(state: State, session: Session, frame_index: object, raw: obje
             del remaining[found]
         masks = _segment(state, session, index, remaining)
         _commit(session, index, remaining, masks)
-        return _res(index, masks)
+        return _res(index, masks, size_order)
 
 
 def clear_points(session: Session) -> dict:

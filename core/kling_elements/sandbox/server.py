@@ -163,14 +163,14 @@ class _Api:
         session = self.state.session(body.get("session_id"))
         return await anyio.to_thread.run_sync(
             selection.add_points, self.state, session, body.get("frame_index"),
-            body.get("points"),
+            body.get("points"), self.config.mask_size_order,
         )
 
     async def delete_selection(self, request: Request, owner: str | None, body: dict | None):
         session = self.state.session(body.get("session_id"))
         return await anyio.to_thread.run_sync(
             selection.delete_points, self.state, session, body.get("frame_index"),
-            body.get("points"),
+            body.get("points"), self.config.mask_size_order,
         )
 
     async def clear_selection(self, request: Request, owner: str | None, body: dict | None):

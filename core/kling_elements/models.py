@@ -4,7 +4,8 @@ Kling's wire names (``rle_mask_list``, ``task_status_msg``, ``total_frame``) sto
 each ``from_api`` reads the documented fields, ignores unknown extras, and raises
 :class:`ResponseFormatError` naming the field when a documented one is missing or of the
 wrong type, so a malformed answer fails loudly at the boundary instead of deep inside a
-caller.
+caller. Fields the docs call unused or give no unit (init's ``width``, ``height`` and
+``original_duration``) are read when usable and never fail an answer (docs/kling-api.md).
 """
 
 from __future__ import annotations

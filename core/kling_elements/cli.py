@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__, batch
+from . import __version__, batch, cli_sessions, validate
 from .batch_display import BatchDisplay
 from .client import REGIONS, Client
 from .cost import Cost, json_number
@@ -182,9 +182,16 @@ def cmd_init(args: argparse.Namespace, client: Client, progress: _Progress) -> N
         progress.line(f"publishing {args.file}")
         url = host.publish(args.file, on_progress=lambda d, t: progress.bytes("upload", d, t))
     init = client.init_selection(video_url=url, video_id=args.video_id)
-    _emit(args, init, f"session {init.session_id}: {init.total_frames} frames at "
-          f"{init.fps:g} fps, {init.width}x{init.height}, {init.duration_ms} ms; "
-          f"cost: {init.cost}")
+    try:  # so that a later `create` knows the session's length
+        cli_sessions.save(cli_sessions.SessionRecord.of(init))
+    except OSError as exc:
+        progress.line(f"warning: the session's length could not be remembered ({exc}); "
+                      "pass --duration to create")
+    size = f"{init.width}x{init.height}, " if init.width and init.height else ""
+    _emit(args, {**_jsonable(init), "duration_s": init.duration_s},
+          f"session {init.session_id}: {init.total_frames} frames at "
+          f"{init.fps:g} fps, {size}{init.duration_s:.2f} s "
+          f"(create: --duration {validate.duration_for(init.duration_s)}); cost: {init.cost}")
 
 
 def cmd_select(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
@@ -219,8 +226,27 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_create(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    """Create the task with the duration the user means, never Kling's silent default.
+
+    The duration is ``--duration``, else derived from the session's length as ``init``
+    recorded it; without either, every other option is checked and then the command is
+    refused before anything is sent.
+    """
+    options = _create_kwargs(args)
+    record = cli_sessions.load(args.session_id)
+    if record is not None:
+        options["duration"] = validate.duration(args.duration, record.duration_s)
+    elif args.duration is None:
+        client.build_task_body(session_id=args.session_id, callback_url=args.callback_url,
+                               external_task_id=args.external_task_id,
+                               **{**options, "duration": validate.DURATION_CHOICES[0]})
+        raise validate.ValidationError(
+            f"the length of session {args.session_id} is not known here (it was not started "
+            "by `kling-elements init` on this machine): pass --duration 5|10: Kling defaults "
+            "to 5 s and would cut a 7-10 s clip"
+        )
     task = client.create_task(session_id=args.session_id, callback_url=args.callback_url,
-                              external_task_id=args.external_task_id, **_create_kwargs(args))
+                              external_task_id=args.external_task_id, **options)
     _emit(args, task, _task_text(task))
 
 
@@ -590,11 +616,14 @@ def _parser() -> argparse.ArgumentParser:
 
     def edit_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--edit", required=True, choices=("addition", "swap", "removal"))
-        p.add_argument("--prompt", required=True, help="must mention <<<video_1>>>")
+        p.add_argument("--prompt", required=True,
+                       help="refer to the video as <<<video_1>>> (Kling's templates do)")
         p.add_argument("--image", action="append", help="reference image path or URL")
         p.add_argument("--negative-prompt")
         p.add_argument("--mode", default="std", choices=("std", "pro"))
-        p.add_argument("--duration", choices=("5", "10"))
+        p.add_argument("--duration", choices=("5", "10"),
+                       help="result length (default: from the input's length; Kling's own "
+                            "default, 5, would cut a 7-10 s clip)")
         p.add_argument("--watermark", action="store_true", help="also a watermarked copy")
         p.add_argument("--model", help="model_name (default: Kling's)")
 

@@ -58,6 +58,7 @@ from .errors import (
     TaskTimeoutError,
     error_for,
     is_retryable_code,
+    min_wait_s,
 )
 from .media import ImageInput, prepare_image
 from .models import STATUS_RANK, AccountCosts, InitResult, PreviewResult, SelectionResult, Task
@@ -233,8 +234,6 @@ class Client:
             event_hooks=hooks,
         )
         self.sessions: dict[str, SelectionState] = {}
-        # (height, width) of each session's video, to check the masks' size against.
-        self._frame_sizes: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **kwargs: Any) -> Client:
@@ -360,7 +359,7 @@ class Client:
                 headers = dict(response.headers)
             if attempt >= self.max_retries:
                 raise error
-            wait = retry_wait(attempt, headers, self._rng)
+            wait = retry_wait(attempt, headers, self._rng, minimum=min_wait_s(error.code))
             if wait is None:
                 raise error
             wait = max(wait, min_wait)
@@ -413,7 +412,6 @@ class Client:
         """
         field, value = validate.video_source(video_url, video_id)
         result = self._init(field, value)
-        self._frame_sizes[result.session_id] = (result.height, result.width)
         self.sessions[result.session_id] = SelectionState(
             session_id=result.session_id,
             total_frames=result.total_frames,
@@ -422,6 +420,8 @@ class Client:
             video_url=value if field == "video_url" else None,
             video_id=value if field == "video_id" else None,
             spent=result.cost,
+            width=result.width or None,
+            height=result.height or None,
         )
         return result
 
@@ -465,7 +465,9 @@ class Client:
                                          idempotent=False)
                     cost += Cost.from_api(data)
                     self._check_rejection(data, f"frame {frame}")
-                    masks[frame] = _mask_dicts(SelectionResult.from_api(data))
+                    masks[frame] = _mask_dicts(
+                        SelectionResult.from_api(data).fit_frame(
+                            init.frame_size or state.frame_size))
             except (ConnectionFailed, ServerError) as exc:
                 # This new session's points are in doubt as well: abandon it too.
                 if attempt >= self.max_retries:
@@ -479,6 +481,8 @@ class Client:
         state.started_at = time.time()
         state.total_frames, state.fps = init.total_frames, init.fps
         state.duration_s = init.duration_s
+        if init.frame_size:  # the same video: a size Kling left out this time stays known
+            state.height, state.width = init.frame_size
         state.masks = masks
         state.charge_restore(cost)
         self.sessions[init.session_id] = state
@@ -579,7 +583,7 @@ class Client:
         result = SelectionResult.from_api(data)
         if state is not None:
             state.charge(result.cost)  # charged even if the masks below are refused
-        result.check_frame(self._frame_sizes.get(session_id))
+        result = result.fit_frame(state.frame_size if state else None)
         if state is not None:
             state.record(frame_index, exact, _mask_dicts(result), added=adding)
         return result
@@ -684,13 +688,21 @@ class Client:
         external_task_id: str | None = None,
         model_name: str | None = None,
     ) -> dict[str, Any]:
-        """The validated JSON body of a create call (images converted); sends nothing."""
+        """The validated JSON body of a create call (images converted); sends nothing.
+
+        The body always carries a ``duration``: Kling applies "5" when it is left out, which
+        cuts a 7-10 s input. It is ``duration`` if given (checked against the session's
+        length when known), else derived from the session's length; a session this client
+        does not know needs ``duration`` (else :class:`ValidationError`).
+        """
         if not session_id:
             raise validate.ValidationError("session_id is required: call init_selection first")
         validate.edit_mode(edit_mode)
         images = list(images)
         validate.image_count(edit_mode, len(images))
         validate.prompt(prompt, len(images))
+        for advice in validate.prompt_advice(prompt):
+            log.warning("%s (sent as it is)", advice)
         negative = validate.negative_prompt(negative_prompt)
         if negative:
             validate.prompt(negative, len(images), field="negative_prompt")
@@ -722,6 +734,12 @@ class Client:
                 f"external_task_id {external_task_id!r} must be a string without '/': the "
                 "task is looked up by it if an answer is lost"
             )
+        if chosen is None:
+            raise validate.ValidationError(
+                f"the length of session {session_id!r} is unknown to this client: pass "
+                "duration '5' (input 2-5 s) or '10' (input 7-10 s); Kling defaults to 5 s "
+                "and would cut a 7-10 s clip"
+            )
         body: dict[str, Any] = {
             "session_id": session_id,
             "edit_mode": edit_mode,
@@ -733,8 +751,7 @@ class Client:
             body["image_list"] = image_list
         if negative:
             body["negative_prompt"] = negative
-        if chosen:
-            body["duration"] = chosen
+        body["duration"] = chosen
         if watermark:
             body["watermark_info"] = {"enabled": True}
         if callback_url:
@@ -808,7 +825,7 @@ class Client:
                     raise cancelled() from exc
                 now = self._clock()
                 throttled_since = now if throttled_since is None else throttled_since
-                wait = backoff(self.max_retries, self._rng)
+                wait = max(backoff(self.max_retries, self._rng), min_wait_s(exc.code))
                 if now - throttled_since + wait > slot_wait_s:
                     raise
                 log.debug("no free task slot for %s; waiting %.1f s", external_id, wait)

@@ -36,6 +36,7 @@ __all__ = [
     "ValidationError",
     "error_for",
     "is_retryable_code",
+    "min_wait_s",
 ]
 
 
@@ -177,6 +178,8 @@ class CodeInfo:
     kind: type[KlingError]
     retryable: bool = False
     resign: bool = False
+    # The shortest wait before a retry that Kling's docs advise (1303: at least 1 s).
+    min_wait_s: float = 0.0
 
 
 _AUTH_ADVICE = (
@@ -217,7 +220,7 @@ CODES: dict[int, CodeInfo] = {
     ),
     1303: CodeInfo(
         429, "concurrency over the resource pack's limit",
-        "wait for running tasks to finish", RateLimitError, retryable=True,
+        "wait for running tasks to finish", RateLimitError, retryable=True, min_wait_s=1.0,
     ),
     1304: CodeInfo(
         429, "IP allow-list policy", "add this machine's IP to the key's allow-list",
@@ -237,6 +240,12 @@ def is_retryable_code(code: int | None) -> bool:
     """True only for the business codes that clear by waiting (1302, 1303, 5000-5002)."""
     info = CODES.get(code) if code is not None else None
     return bool(info and info.retryable)
+
+
+def min_wait_s(code: int | None) -> float:
+    """The shortest wait before retrying after ``code`` (0 when the docs advise none)."""
+    info = CODES.get(code) if code is not None else None
+    return info.min_wait_s if info else 0.0
 
 
 def _kind_for_unknown(code: int, http_status: int | None) -> type[KlingError]:

@@ -4,13 +4,15 @@ Kling's wire names (``rle_mask_list``, ``task_status_msg``, ``total_frame``) sto
 each ``from_api`` reads the documented fields, ignores unknown extras, and raises
 :class:`ResponseFormatError` naming the field when a documented one is missing or of the
 wrong type, so a malformed answer fails loudly at the boundary instead of deep inside a
-caller.
+caller. Fields the docs call unused or give no unit (init's ``width``, ``height`` and
+``original_duration``) are read when usable and never fail an answer (docs/kling-api.md).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +34,8 @@ __all__ = [
     "Task",
     "TaskVideo",
 ]
+
+log = logging.getLogger("kling_elements")
 
 TERMINAL_STATUSES = frozenset({"succeed", "failed"})
 # Where a status stands in a task's life (callbacks and polls never move a task backwards);
@@ -72,20 +76,32 @@ def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str, default
 
 @dataclass(frozen=True)
 class InitResult:
-    """A selection session on Kling's normalized copy of the video (valid 24 h)."""
+    """A selection session on Kling's normalized copy of the video (valid 24 h).
+
+    The input's length is ``total_frames / fps``: the docs give ``original_duration`` no
+    unit, and their own example (1000 beside 300 frames at 30 fps) contradicts
+    milliseconds, so it is kept as sent (``original_duration``) and only cross-checked.
+    ``width`` and ``height`` are documented as "currently unused": ``0`` when absent.
+    """
 
     session_id: str
     fps: float
-    duration_ms: int
-    width: int
-    height: int
     total_frames: int
-    normalized_video_url: str
+    width: int = 0
+    height: int = 0
+    normalized_video_url: str = ""
+    original_duration: float | None = None
     cost: Cost = field(default_factory=Cost)
 
     @property
     def duration_s(self) -> float:
-        return self.duration_ms / 1000.0
+        """The input's length in seconds, from the frame count and rate."""
+        return self.total_frames / self.fps
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """``(height, width)`` of the normalized video, ``None`` when Kling did not say."""
+        return (self.height, self.width) if self.height and self.width else None
 
     @classmethod
     def from_api(cls, data: Any) -> InitResult:
@@ -94,18 +110,48 @@ class InitResult:
         if not session_id:
             raise ResponseFormatError("data.session_id is empty")
         fps = _positive(float(_get(data, "fps", (int, float), w)), "data.fps")
-        duration = _positive(float(_get(data, "original_duration", (int, float), w)),
-                             "data.original_duration", zero_ok=True)
-        return cls(
+        result = cls(
             session_id=session_id,
             fps=fps,
-            duration_ms=int(duration),
-            width=int(_positive(_get(data, "width", int, w), "data.width")),
-            height=int(_positive(_get(data, "height", int, w), "data.height")),
             total_frames=int(_positive(_get(data, "total_frame", int, w), "data.total_frame")),
+            width=_optional_side(data, "width"),
+            height=_optional_side(data, "height"),
             normalized_video_url=_get(data, "normalized_video", str, w, ""),
             cost=Cost.from_api(data),
+            original_duration=_optional_number(data, "original_duration"),
         )
+        result._cross_check()
+        return result
+
+    def _cross_check(self) -> None:
+        """Note at DEBUG when ``original_duration`` fits neither ms nor s; never fails."""
+        raw = self.original_duration
+        if raw is None:
+            return
+        frame = 1.0 / self.fps
+        if not any(abs(raw * scale - self.duration_s) <= frame + 1e-6 for scale in (0.001, 1.0)):
+            log.debug(
+                "session %s: original_duration %g matches neither %.3f s nor %.0f ms "
+                "(%d frames at %g fps); using the frame count", self.session_id, raw,
+                self.duration_s, self.duration_s * 1000, self.total_frames, self.fps,
+            )
+
+
+def _optional_side(data: dict, key: str) -> int:
+    """A documented-but-unused size field: its value when a usable int, else 0."""
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_MASK_SIDE:
+        if value is not None:
+            log.debug("init answer: ignoring data.%s = %r", key, value)
+        return 0
+    return value
+
+
+def _optional_number(data: dict, key: str) -> float | None:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -175,27 +221,43 @@ class SelectionResult:
             )
         return cls(frame_index=frame_index, masks=masks, cost=Cost.from_api(data))
 
-    def check_frame(self, frame_size: tuple[int, int] | None) -> None:
-        """Refuse masks that do not fit the session's frame (:class:`ResponseFormatError`).
+    def fit_frame(self, frame_size: tuple[int, int] | None) -> SelectionResult:
+        """These masks with each ``size`` read the way the session's frame calls for.
 
-        ``frame_size`` is the session video's ``(height, width)`` (``None``: unknown, no
-        check). A mask of that size, of the same aspect at another scale, or of the
-        transposed size (the API docs are ambiguous about ``size``'s order, so that reading
-        is tolerated and left to the drawing code) passes; any other size cannot be drawn on
-        the frame without stretching.
+        ``frame_size`` is the session video's ``(height, width)`` (``None``: unknown, the
+        sizes are taken as ``[h, w]``). The docs' own example gives ``[w, h]``, and Kling's
+        sample decoder ignores ``size`` and decodes with the video's height and width. The
+        counts run down columns of the real frame, so a transposed size is replaced by the
+        frame's ``(h, w)`` (decoding with the transposed shape would scramble the mask, not
+        flip it); likewise a same-aspect smaller mask whose size is given the other way
+        round. A size that fits neither order of the frame cannot be drawn on it without
+        stretching: :class:`ResponseFormatError`.
         """
         if frame_size is None:
-            return
-        height, width = frame_size
-        slack = max(height, width)  # one pixel of rounding at the mask's scale
-        for mask in self.masks:
-            h, w = mask.size
-            if abs(h * width - w * height) > slack and abs(h * height - w * width) > slack:
-                raise ResponseFormatError(
-                    f"the mask of object {mask.object_id} is {w}x{h} px but the video's frame "
-                    f"is {width}x{height}: it cannot be drawn on the frame without stretching; "
-                    "report it to Kling with the request id"
-                )
+            return self
+        fitted = tuple(
+            replace(mask, size=_oriented(mask, frame_size)) for mask in self.masks
+        )
+        return replace(self, masks=fitted)
+
+
+def _oriented(mask: Mask, frame_size: tuple[int, int]) -> tuple[int, int]:
+    height, width = frame_size
+    h, w = mask.size
+    if (h, w) == (height, width):
+        return h, w
+    if (w, h) == (height, width):
+        return height, width
+    slack = max(height, width)  # one pixel of rounding at the mask's scale
+    if abs(h * width - w * height) <= slack:
+        return h, w
+    if abs(w * width - h * height) <= slack:
+        return w, h
+    raise ResponseFormatError(
+        f"the mask of object {mask.object_id} is {w}x{h} px but the video's frame "
+        f"is {width}x{height}: it cannot be drawn on the frame without stretching; "
+        "report it to Kling with the request id"
+    )
 
 
 @dataclass(frozen=True)

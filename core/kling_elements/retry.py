@@ -75,10 +75,17 @@ def parse_retry_after(
 
 
 def retry_wait(
-    attempt: int, headers: dict[str, str] | None = None, rng: random.Random | None = None
+    attempt: int,
+    headers: dict[str, str] | None = None,
+    rng: random.Random | None = None,
+    *,
+    minimum: float = 0.0,
 ) -> float | None:
-    """How long to wait before retrying, or ``None`` if the server's wait is too long to honour."""
+    """How long to wait before retrying, or ``None`` if the server's wait is too long to honour.
+
+    Never less than ``minimum`` (the code's advised wait, ``errors.min_wait_s``: 1 s for 1303).
+    """
     asked = parse_retry_after(headers)
     if asked is not None:
-        return asked if asked <= MAX_RETRY_AFTER_S else None
-    return backoff(attempt, rng)
+        return max(asked, minimum) if asked <= MAX_RETRY_AFTER_S else None
+    return max(backoff(attempt, rng), minimum)

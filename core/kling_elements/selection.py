@@ -71,6 +71,14 @@ class SelectionState:
         self.restores += 1
         self.restore_spent = self.restore_spent + cost
         self.spent = self.spent + cost
+    # The normalized video's frame, to read the masks' ``size`` against (None: unknown).
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """``(height, width)`` of the session's frame, when known."""
+        return (self.height, self.width) if self.height and self.width else None
 
     @property
     def restorable(self) -> bool:
@@ -160,6 +168,8 @@ class SelectionState:
             "cost": self.spent.to_dict(),
             "restore_cost": self.restore_spent.to_dict(),
             "restores": self.restores,
+            "width": self.width,
+            "height": self.height,
         }
 
     @classmethod
@@ -180,4 +190,6 @@ class SelectionState:
             spent=Cost.from_dict(data.get("cost")),
             restore_spent=Cost.from_dict(data.get("restore_cost")),
             restores=int(data.get("restores") or 0),
+            width=data.get("width") or None,
+            height=data.get("height") or None,
         )

@@ -31,6 +31,7 @@ __all__ = [
     "PAGE_NUM_RANGE",
     "PAGE_SIZE_RANGE",
     "PROMPT_MAX_CHARS",
+    "RESULT_OVERRUN_S",
     "RESULT_TTL_S",
     "SESSION_TTL_S",
     "VIDEO_CONTAINERS",
@@ -40,6 +41,7 @@ __all__ = [
     "VideoInfo",
     "duration_for",
     "edit_mode",
+    "fps_problem",
     "frame_index",
     "image_count",
     "image_geometry",
@@ -47,6 +49,7 @@ __all__ = [
     "page",
     "points",
     "prompt",
+    "prompt_advice",
     "video",
     "video_problems",
     "video_source",
@@ -58,6 +61,12 @@ VIDEO_SIDE_RANGE = (720, 2160)
 VIDEO_FPS = (24, 30, 60)
 FPS_TOLERANCE = 0.01
 DURATION_TOLERANCE_S = 0.001
+# Kling's results run a few frames over the duration asked for (a "5" task may give 5.1 s).
+# Such a video, edited again by ``video_id``, still counts as that duration. Any margin under
+# the 2 s gap between the ranges (5 < d < 7) is unambiguous; 1 s leaves room on both sides.
+RESULT_OVERRUN_S = 1.0
+# NTSC rates are not in the docs' list (24, 30, 60): we conform them to the integer rate.
+_NTSC = {23.976: 24, 29.97: 30, 59.94: 60}
 SESSION_TTL_S = 24 * 3600
 RESULT_TTL_S = 30 * 24 * 3600
 
@@ -94,8 +103,12 @@ class VideoInfo:
     frame_count: int | None = None
 
 
-def video_problems(info: VideoInfo) -> list[str]:
-    """All of Kling's video rules that ``info`` breaks, each with its fix; ``[]`` if none."""
+def video_problems(info: VideoInfo, *, generated: bool = False) -> list[str]:
+    """All of Kling's video rules that ``info`` breaks, each with its fix; ``[]`` if none.
+
+    ``generated``: the video is one of Kling's own results (used by ``video_id``), which may
+    run up to ``RESULT_OVERRUN_S`` over the upper end of each duration range.
+    """
     problems = []
     container = info.container.lower().lstrip(".")
     if container not in VIDEO_CONTAINERS:
@@ -104,7 +117,8 @@ def video_problems(info: VideoInfo) -> list[str]:
             "conform the clip to MP4"
         )
     d = info.duration_s
-    if not any(lo - DURATION_TOLERANCE_S <= d <= hi + DURATION_TOLERANCE_S
+    over = RESULT_OVERRUN_S if generated else 0.0
+    if not any(lo - DURATION_TOLERANCE_S <= d <= hi + over + DURATION_TOLERANCE_S
                for lo, hi in VIDEO_DURATION_RANGES_S):
         problems.append(
             f"duration {d:.3f} s is outside 2-5 s and 7-10 s: trim the clip to at most 5 s "
@@ -117,11 +131,24 @@ def video_problems(info: VideoInfo) -> list[str]:
             fix = "upscale" if side < lo else "downscale"
             problems.append(f"{name} {side} px is outside {lo}-{hi} px: {fix} the clip")
     if not any(abs(info.fps - allowed) <= FPS_TOLERANCE for allowed in VIDEO_FPS):
-        nearest = min(VIDEO_FPS, key=lambda a: abs(a - info.fps))
-        problems.append(
-            f"frame rate {info.fps:g} fps is not 24, 30 or 60: conform the clip to {nearest} fps"
-        )
+        problems.append(fps_problem(info.fps))
     return problems
+
+
+def fps_problem(fps: float) -> str:
+    """Why ``fps`` is refused and the rate to conform to.
+
+    Kling lists exact rates; NTSC rates (23.976, 29.97, 59.94) are not read as 24/30/60
+    but conformed to them (resampled at the content's real speed), as the message says.
+    """
+    nearest = min(VIDEO_FPS, key=lambda a: abs(a - fps))
+    ntsc = next((rate for rate in _NTSC if abs(fps - rate) < 0.01), None)
+    if ntsc is not None:
+        return (
+            f"frame rate {fps:g} fps (NTSC) is not 24, 30 or 60: Kling lists exact rates, "
+            f"so conform the clip to {_NTSC[ntsc]} fps"
+        )
+    return f"frame rate {fps:g} fps is not 24, 30 or 60: conform the clip to {nearest} fps"
 
 
 def video(info: VideoInfo) -> VideoInfo:
@@ -242,7 +269,11 @@ def image_geometry(width: int, height: int, label: str = "image") -> None:
 
 
 def prompt(text: object, image_total: int, *, field: str = "prompt") -> str:
-    """Prompt length and placeholders: ``<<<video_1>>>`` required, no image beyond those given."""
+    """Prompt length and placeholders: no image or video beyond those given.
+
+    A prompt without ``<<<video_1>>>`` is not refused: Kling's docs recommend the placeholder
+    but do not require it (see :func:`prompt_advice`).
+    """
     if not isinstance(text, str) or not text.strip():
         raise ValidationError(f"{field} is required: describe the edit, e.g. "
                               "'Delete the cup from <<<video_1>>>'")
@@ -252,11 +283,6 @@ def prompt(text: object, image_total: int, *, field: str = "prompt") -> str:
             "shorten it"
         )
     refs = _PLACEHOLDER.findall(text)
-    if field == "prompt" and ("video", "1") not in refs:
-        raise ValidationError(
-            f"{field} must refer to the video as <<<video_1>>>, e.g. "
-            "'Delete the cup from <<<video_1>>>'"
-        )
     for kind, number in refs:
         n = int(number)
         if kind == "video" and n != 1:
@@ -268,6 +294,14 @@ def prompt(text: object, image_total: int, *, field: str = "prompt") -> str:
                 f"({have}): add the image or fix the reference"
             )
     return text
+
+
+def prompt_advice(text: str) -> list[str]:
+    """Advice, not errors: what Kling's docs recommend that ``text`` does not do."""
+    if ("video", "1") in _PLACEHOLDER.findall(text):
+        return []
+    return ["the prompt does not mention <<<video_1>>>; Kling's templates refer to the video "
+            "that way, e.g. 'Delete the cup from <<<video_1>>>'"]
 
 
 def negative_prompt(text: str | None) -> str | None:
@@ -290,14 +324,22 @@ def mode(value: str) -> str:
 
 
 def duration_for(duration_s: float) -> str:
-    """The task ``duration`` an input of ``duration_s`` seconds calls for ("5" or "10")."""
-    if duration_s <= VIDEO_DURATION_RANGES_S[0][1] + DURATION_TOLERANCE_S:
+    """The task ``duration`` an input of ``duration_s`` seconds calls for ("5" or "10").
+
+    The shortest choice that covers the input within ``RESULT_OVERRUN_S``: a result of a "5"
+    task that runs a few frames over 5 s is edited again as "5", not as "10".
+    """
+    if duration_s <= VIDEO_DURATION_RANGES_S[0][1] + RESULT_OVERRUN_S + DURATION_TOLERANCE_S:
         return "5"
     return "10"
 
 
 def duration(value: object, session_duration_s: float | None = None) -> str | None:
-    """``"5"``/``"10"`` (ints accepted); must agree with the session's input when known."""
+    """``"5"``/``"10"`` (ints accepted); must agree with the session's input when known.
+
+    ``None`` only when neither is known: the caller must then ask (Kling would apply its
+    default of "5", cutting a 7-10 s input).
+    """
     if value is None:
         return duration_for(session_duration_s) if session_duration_s is not None else None
     text = str(value)

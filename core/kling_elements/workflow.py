@@ -187,11 +187,13 @@ def _check_job(client: Client, job: EditJob, state: dict[str, Any]) -> None:
             f"{job.edit_mode} needs a marked selection: give at least one point on the element"
         )
     # Every task option (mode, image count and files, prompt references, duration value),
-    # checked by the code that will build the real body; the session is not needed for it.
+    # checked by the code that will build the real body; the session is not needed for it
+    # (without job.duration, the session's length decides it when the body is built).
     client.build_task_body(
         session_id="(not started yet)", edit_mode=job.edit_mode, prompt=job.prompt,
         images=list(job.images), negative_prompt=job.negative_prompt, mode=job.mode,
-        duration=job.duration, watermark=job.watermark, model_name=job.model_name,
+        duration=job.duration or validate.DURATION_CHOICES[0], watermark=job.watermark,
+        model_name=job.model_name,
     )
     if job.video_path and not (job.video_id or job.video_url or state.get("video_url")):
         check_clip(job.video_path)

@@ -94,7 +94,7 @@ def test_an_invalid_manifest_sends_nothing_and_lists_every_bad_line(
         sandbox, admin, client, shots, plates, tmp_path, monkeypatch, capsys):
     (plate, clip), _ = sorted(plates.items())
     lines = [job("sh010", plate, clip),
-             {**job("sh020", plate, clip), "prompt": "no placeholder"},
+             {**job("sh020", plate, clip), "prompt": "Delete the ball from <<<video_2>>>"},
              job("sh030", plate, clip),
              {**job("sh040", plate, clip), "select": [{"frame": 0, "points": [[0.5, 2.0]]}]},
              {**job("sh050", "nope.mp4", clip), "mode": "fast"}]

@@ -202,8 +202,8 @@ def test_init_by_url(kling, client):
     token = request.headers["Authorization"].removeprefix("Bearer ")
     assert jwt.decode(token, SK, algorithms=["HS256"])["iss"] == AK
     assert result == ke.InitResult(
-        session_id="sess-1", fps=30.0, duration_ms=4000, width=1280, height=720,
-        total_frames=120, normalized_video_url="https://cdn.example/norm.mp4",
+        session_id="sess-1", fps=30.0, total_frames=120, width=1280, height=720,
+        normalized_video_url="https://cdn.example/norm.mp4", original_duration=4000,
     )
     assert result.duration_s == 4.0
 
@@ -294,7 +294,7 @@ def test_create_task_full_body(kling, client, tmp_path):
 )
 def test_create_task_images_are_raw_base64(kling, client, image):
     kling.on("POST", API, ok(task()))
-    client.create_task(session_id="s", edit_mode="swap", images=[image],
+    client.create_task(session_id="s", edit_mode="swap", images=[image], duration="5",
                        prompt="swap the hat from <<<image_1>>> for the cap from <<<video_1>>>")
     (body,) = kling.bodies()
     (item,) = body["image_list"]
@@ -306,10 +306,12 @@ def test_create_task_images_are_raw_base64(kling, client, image):
 def test_create_task_minimal_body_always_has_an_external_id(kling, client):
     kling.on("POST", API, ok(task()))
     for _ in range(2):
-        client.create_task(session_id="sess-x", edit_mode="removal",
+        client.create_task(session_id="sess-x", edit_mode="removal", duration="10",
                            prompt="Delete the cup from <<<video_1>>>")
     first, second = kling.bodies()
-    assert set(first) == {"session_id", "edit_mode", "prompt", "mode", "external_task_id"}
+    assert set(first) == {"session_id", "edit_mode", "prompt", "mode", "duration",
+                          "external_task_id"}
+    assert first["duration"] == "10"
     assert first["mode"] == "std"
     for body in (first, second):
         assert re.fullmatch(r"ke-[0-9a-f]{32}", body["external_task_id"])
@@ -317,13 +319,76 @@ def test_create_task_minimal_body_always_has_an_external_id(kling, client):
 
 
 def test_duration_follows_the_session(kling, client):
-    kling.on("POST", f"{API}/init-selection", ok({**INIT, "original_duration": 9000}))
+    kling.on("POST", f"{API}/init-selection", ok({**INIT, "total_frame": 270}))
     client.init_selection(video_id="v")
     kling.on("POST", f"{API}/add-selection", ok(selection(0)))
     client.add_selection("sess-1", 0, [(0.5, 0.5)])
     kling.on("POST", API, ok(task()))
     client.create_task(session_id="sess-1", edit_mode="removal", prompt="Delete <<<video_1>>>")
     assert kling.bodies(path=API)[0]["duration"] == "10"
+
+
+def test_a_session_unknown_to_the_client_needs_a_duration_and_nothing_is_sent(kling, client):
+    """Kling applies "5" to a body without duration, cutting a 7-10 s input: never send one."""
+    kling.on("POST", API, ok(task()))
+    with pytest.raises(ke.ValidationError) as exc:
+        client.create_task(session_id="made-elsewhere", edit_mode="removal",
+                           prompt="Delete the cup from <<<video_1>>>")
+    for words in ("made-elsewhere", "'5'", "'10'", "would cut a 7-10 s clip"):
+        assert words in str(exc.value)
+    assert kling.requests == []
+
+
+@pytest.mark.parametrize(
+    ("frames", "fps", "original", "duration_s", "expected"),
+    [
+        (300, 30.0, 1000, 10.0, "10"),  # the docs' own example: 1000 is not 10 s in ms
+        (300, 30.0, 10000, 10.0, "10"),  # milliseconds
+        (300, 30.0, 10, 10.0, "10"),  # seconds
+        (120, 24.0, 5000, 5.0, "5"),
+        (150, 30.0, None, 5.0, "5"),  # left out: not needed
+    ],
+)
+def test_the_input_length_is_frames_over_fps_whatever_original_duration_says(
+    kling, client, caplog, frames, fps, original, duration_s, expected
+):
+    data = {**INIT, "total_frame": frames, "fps": fps, "original_duration": original}
+    kling.on("POST", f"{API}/init-selection", ok(data))
+    with caplog.at_level("DEBUG", logger="kling_elements"):
+        init = client.init_selection(video_id="v")
+    assert init.duration_s == duration_s
+    assert client.sessions["sess-1"].duration_s == duration_s
+    noted = "original_duration" in caplog.text
+    assert noted == (original == 1000)  # a note on disagreement only, never an error
+    kling.on("POST", f"{API}/add-selection", ok(selection(0)))
+    client.add_selection("sess-1", 0, [(0.5, 0.5)])
+    kling.on("POST", API, ok(task()))
+    client.create_task(session_id="sess-1", edit_mode="removal", prompt="Delete <<<video_1>>>")
+    assert kling.bodies(path=API)[0]["duration"] == expected
+
+
+@pytest.mark.parametrize("drop", [("width", "height"), ("width",), ()])
+def test_an_init_answer_without_width_or_height_is_accepted(kling, client, drop):
+    """The docs call width and height "currently unused": their absence is no error."""
+    data = {k: v for k, v in INIT.items() if k not in drop}
+    if not drop:
+        data = {**data, "width": True, "height": "720"}  # present but unusable
+    kling.on("POST", f"{API}/init-selection", ok(data))
+    init = client.init_selection(video_id="v")
+    assert (init.session_id, init.total_frames, init.duration_s) == ("sess-1", 120, 4.0)
+    assert init.frame_size is None
+    kling.on("POST", f"{API}/add-selection", ok(selection(0)))
+    assert client.add_selection("sess-1", 0, [(0.5, 0.5)]).masks[0].to_array().shape == (2, 2)
+
+
+def test_a_prompt_without_video_1_is_sent_with_a_warning(kling, client, caplog):
+    """The placeholder is Kling's advice, not a documented requirement (no 1201)."""
+    kling.on("POST", API, ok(task()))
+    with caplog.at_level("WARNING", logger="kling_elements"):
+        client.create_task(session_id="s", edit_mode="removal", prompt="Delete the cup",
+                           duration="5")
+    assert kling.bodies(path=API)[0]["prompt"] == "Delete the cup"
+    assert "<<<video_1>>>" in caplog.text
 
 
 def test_get_task_path_and_result(kling, client):
@@ -410,8 +475,6 @@ def test_add_rejection_status_raises_and_records_nothing(kling, client):
         ("POST", "/init-selection", {**INIT, "fps": "30"},
          lambda c: c.init_selection(video_id="v")),
         ("POST", "/init-selection", {**INIT, "total_frame": 120.5},
-         lambda c: c.init_selection(video_id="v")),
-        ("POST", "/init-selection", {**INIT, "width": True},
          lambda c: c.init_selection(video_id="v")),
         ("POST", "/init-selection", None, lambda c: c.init_selection(video_id="v")),
         ("POST", "/init-selection", [INIT], lambda c: c.init_selection(video_id="v")),
@@ -500,6 +563,11 @@ FATAL = {
 }
 
 
+def expected_waits(code: int, n: int) -> list[float]:
+    """The backoffs, never under the code's advised minimum (1303: 1 s, from the docs)."""
+    return [max(wait, 1.0 if code == 1303 else 0.0) for wait in expected_backoffs(n)]
+
+
 @pytest.mark.parametrize("code", RETRYABLE)
 def test_retryable_codes_are_retried_then_raised(kling, client, clock, code):
     kling.on("GET", f"{API}/t", err(code))
@@ -507,7 +575,7 @@ def test_retryable_codes_are_retried_then_raised(kling, client, clock, code):
         client.get_task("t")
     assert exc.value.code == code
     assert len(kling.requests) == 4  # max_retries=3
-    assert clock.sleeps == expected_backoffs(3)
+    assert clock.sleeps == expected_waits(code, 3)
 
 
 @pytest.mark.parametrize("code", RETRYABLE)
@@ -515,7 +583,21 @@ def test_retryable_codes_recover(kling, client, clock, code):
     kling.on("GET", f"{API}/t", err(code), err(code), ok(task()))
     assert client.get_task("t").task_id == "task-1"
     assert len(kling.requests) == 3
-    assert clock.sleeps == expected_backoffs(2)
+    assert clock.sleeps == expected_waits(code, 2)
+
+
+def test_1303_waits_at_least_one_second_before_each_retry(kling, clock):
+    """The docs advise backing off at least 1 s on 1303; the first backoffs are shorter."""
+    client = make_client(kling, clock, max_retries=0)
+    assert backoff(0, random.Random(SEED)) < 1.0
+    kling.on("POST", API, err(1303), ok(task()))
+    body = client.build_task_body(**CREATE)
+    client.submit_task(body, slot_wait_s=60)
+    kling.on("GET", f"{API}/t", err(1303), ok(task()))
+    make_client(kling, clock, max_retries=1).get_task("t")
+    kling.on("GET", f"{API}/t", err(1303, headers={"retry-after-ms": "200"}), ok(task()))
+    make_client(kling, clock, max_retries=1).get_task("t")
+    assert len(clock.sleeps) == 3 and min(clock.sleeps) >= 1.0
 
 
 @pytest.mark.parametrize(
@@ -547,7 +629,7 @@ def test_fatal_codes_raise_at_once(kling, client, clock, code, kind):
 def test_429_with_1102_is_not_retried(kling, client, clock):
     kling.on("POST", API, err(1102, status=429, message="resource pack exhausted"))
     with pytest.raises(ke.AccountError) as exc:
-        client.create_task(session_id="s", edit_mode="removal", prompt="Delete <<<video_1>>>")
+        client.create_task(**CREATE)
     assert exc.value.http_status == 429
     assert kling.calls() == [("POST", API)] and clock.sleeps == []
 
@@ -583,7 +665,8 @@ def test_max_retries_zero_sends_once(kling, clock):
 
 # -- never pay twice ----------------------------------------------------------------------
 
-CREATE = {"session_id": "s", "edit_mode": "removal", "prompt": "Delete <<<video_1>>>"}
+CREATE = {"session_id": "s", "edit_mode": "removal", "prompt": "Delete <<<video_1>>>",
+          "duration": "5"}
 
 
 @pytest.mark.parametrize("kind", [httpx.RemoteProtocolError, httpx.ReadTimeout])
@@ -673,7 +756,7 @@ def test_rate_limited_create_is_reposted_without_lookup(kling, client, clock):
     assert kling.calls() == [("POST", API), ("POST", API)]
     first, second = [r.content for r in kling.requests]
     assert first == second
-    assert clock.sleeps == expected_backoffs(1)
+    assert clock.sleeps == expected_waits(1303, 1)
 
 
 def test_refused_create_is_not_reposted(kling, client):
@@ -970,7 +1053,6 @@ SWAP = "swap the hat from <<<image_1>>> for the cap from <<<video_1>>>"
         ({"edit_mode": "swap", "prompt": SWAP}, "marked selection"),
         ({"edit_mode": "removal", "prompt": "Delete <<<video_1>>>", "images": []},
          "marked selection"),
-        ({"prompt": "add a hat"}, "<<<video_1>>>"),
         ({"prompt": ADD_PROMPT + "x" * 2500}, "2500"),
         ({"prompt": ADD_PROMPT + " and <<<image_2>>>"}, "<<<image_2>>>"),
         ({"prompt": ""}, "required"),
@@ -1261,3 +1343,59 @@ def test_before_request_sees_every_request_and_a_refusal_sends_nothing(kling, cl
     assert len(kling.requests) == sent  # nothing left the client
     assert clock.sleeps == []  # a refusal is not retried
     assert not (tmp_path / "b.mp4").exists()
+
+
+# -- mask size orientation ------------------------------------------------------------------
+
+
+def l_shape(height: int, width: int) -> np.ndarray:
+    """An L off-centre (no symmetry, not square): any transposition or reshuffle shows."""
+    mask = np.zeros((height, width), np.uint8)
+    top, left = height // 5, width // 7
+    mask[top:top + height // 2, left:left + width // 10] = 1  # the upright
+    mask[top + height // 2 - height // 12:top + height // 2, left:left + width // 3] = 1
+    return mask
+
+
+@pytest.mark.parametrize("orientation", ["portrait", "landscape"])
+@pytest.mark.parametrize("order", ["[h, w]", "[w, h]"])
+def test_masks_decode_with_the_session_frame_whatever_the_order_of_size(
+    kling, client, orientation, order
+):
+    """The docs' example gives size [w, h] beside its video, and Kling's sample decoder
+    ignores size and uses the video's (height, width): the counts run down the columns of
+    the real frame, so a transposed size must not be used to decode them."""
+    width, height = (720, 1280) if orientation == "portrait" else (1280, 720)
+    truth = l_shape(height, width)
+    counts = ke.rle.encode(truth)["counts"]
+    size = [height, width] if order == "[h, w]" else [width, height]
+    kling.on("POST", f"{API}/init-selection", ok({**INIT, "width": width, "height": height}))
+    client.init_selection(video_url="https://cdn.example/clip.mp4")
+    item = {"object_id": 0, "rle_mask": {"size": size, "counts": counts}}
+    kling.on("POST", f"{API}/add-selection", ok(selection(4, items=[item])))
+    result = client.add_selection("sess-1", 4, [(0.2, 0.4)])
+    (mask,) = result.masks
+    assert mask.size == (height, width)
+    assert np.array_equal(mask.to_array(), truth)
+    # what is remembered (and drawn by the add-on after a reload) is the fitted size
+    (kept,) = client.sessions["sess-1"].masks[4]
+    assert kept["size"] == [height, width]
+    restored = ke.SelectionState.from_dict(client.sessions["sess-1"].to_dict())
+    assert restored.frame_size == (height, width)
+    stored = ke.Mask(object_id=0, size=tuple(kept["size"]), counts=kept["counts"])
+    assert np.array_equal(stored.to_array(), truth)
+
+
+def test_a_transposed_size_on_a_restored_session_is_fitted_too(kling, client):
+    """A session put back from its saved state (the add-on, after a reload) knows its frame."""
+    width, height = 720, 1280
+    truth = l_shape(height, width)
+    state = ke.SelectionState(session_id="sess-1", total_frames=120, fps=30.0, duration_s=4.0,
+                              video_url="https://cdn.example/clip.mp4", width=width,
+                              height=height)
+    client.sessions["sess-1"] = ke.SelectionState.from_dict(state.to_dict())
+    item = {"object_id": 0, "rle_mask": {"size": [width, height],
+                                         "counts": ke.rle.encode(truth)["counts"]}}
+    kling.on("POST", f"{API}/add-selection", ok(selection(0, items=[item])))
+    (mask,) = client.add_selection("sess-1", 0, [(0.2, 0.4)]).masks
+    assert np.array_equal(mask.to_array(), truth)

@@ -72,6 +72,41 @@ def test_video_outside_limits_is_refused_with_value_and_limit(changes, must_ment
         assert text in str(exc.value)
 
 
+@pytest.mark.parametrize(("fps", "conform_to"), [(29.97, 30), (30000 / 1001, 30),
+                                                (59.94, 60), (60000 / 1001, 60),
+                                                (23.976, 24), (24000 / 1001, 24)])
+def test_ntsc_rates_are_refused_with_the_rate_to_conform_to(fps, conform_to):
+    """Our choice, stated in the message: NTSC rates are conformed, not read as 24/30/60."""
+    (problem,) = validate.video_problems(with_(fps=fps))
+    assert "(NTSC) is not 24, 30 or 60" in problem
+    assert problem.endswith(f"conform the clip to {conform_to} fps")
+
+
+@pytest.mark.parametrize("seconds", [5.05, 5.125, 5.9, 10.1, 10.9])
+def test_kling_results_a_few_frames_over_their_duration_are_accepted(seconds):
+    """A result edited again by video_id may run over 5 or 10 s by a few frames."""
+    assert validate.video_problems(with_(duration_s=seconds)) != []  # a user's clip: trim it
+    assert validate.video_problems(with_(duration_s=seconds), generated=True) == []
+
+
+@pytest.mark.parametrize("seconds", [6.1, 6.9, 11.1, 1.9])
+def test_generated_videos_still_keep_out_of_the_gap(seconds):
+    assert validate.video_problems(with_(duration_s=seconds), generated=True) != []
+
+
+@pytest.mark.parametrize(("seconds", "choice"), [
+    (2.0, "5"), (5.0, "5"), (5.1, "5"), (5.125, "5"), (6.0, "5"),
+    (7.0, "10"), (10.0, "10"), (10.1, "10"),
+])
+def test_duration_for_covers_the_input_within_the_result_margin(seconds, choice):
+    """The shortest choice that covers the input within RESULT_OVERRUN_S (1 s): a "5"
+    task's result, a few frames over 5 s, is edited again as "5", never as "10"."""
+    assert validate.RESULT_OVERRUN_S == 1.0
+    assert validate.duration_for(seconds) == choice
+    assert validate.duration(None, seconds) == choice
+    assert validate.duration(choice, seconds) == choice
+
+
 def test_six_second_clip_is_told_to_trim():
     (problem,) = validate.video_problems(with_(duration_s=6.0))
     assert "trim" in problem
@@ -261,14 +296,22 @@ OK_PROMPT = "Delete the cup from <<<video_1>>>"
 )
 def test_prompt_accepted(text, images):
     assert validate.prompt(text, images) == text
+    assert validate.prompt_advice(text) == []
+
+
+@pytest.mark.parametrize("text", ["Delete the cup from the video", "Delete the cup from "
+                                  "<<<video_1>>", "删除视频中的【杯子】"])
+def test_a_prompt_without_video_1_is_advised_not_refused(text):
+    """Kling's docs recommend <<<video_1>>> (templates) but do not require it."""
+    assert validate.prompt(text, 0) == text
+    (advice,) = validate.prompt_advice(text)
+    assert "<<<video_1>>>" in advice
 
 
 @pytest.mark.parametrize(
     ("text", "images", "fragments"),
     [
         ("x" * (2501 - len(OK_PROMPT)) + OK_PROMPT, 0, ["2501 characters", "2500"]),
-        ("Delete the cup from the video", 0, ["<<<video_1>>>"]),
-        ("Delete the cup from <<<video_1>>", 0, ["<<<video_1>>>"]),
         ("add <<<image_3>>> to <<<video_1>>>", 2, ["<<<image_3>>>", "2 image(s)"]),
         ("add <<<image_1>>> to <<<video_1>>>", 0, ["<<<image_1>>>", "0 image(s)"]),
         ("add <<<image_0>>> to <<<video_1>>>", 1, ["<<<image_0>>>"]),

@@ -22,10 +22,10 @@ import pytest
 
 from kling_elements import download as download_module
 from kling_elements.cli import main
-from kling_elements.sandbox.sample import SampleClip
+from kling_elements.sandbox.sample import SampleClip, make_clip, make_reference_image
 from kling_elements.workflow import EditJob
 
-from ..sandbox.sandbox_support import REMOVE_PROMPT, decode_rle, iou, ok
+from ..sandbox.sandbox_support import ADD_PROMPT, REMOVE_PROMPT, decode_rle, iou, ok
 from .e2e_support import (
     JWT_PATTERN,
     add_faults,
@@ -74,9 +74,12 @@ def secrets(sandbox) -> tuple[str, ...]:
 
 
 @pytest.fixture
-def cli(sandbox, secrets, monkeypatch, capsys, caplog, tmp_path) -> Callable[..., Run]:
+def cli(sandbox, secrets, monkeypatch, capsys, caplog, tmp_path,
+        tmp_path_factory) -> Callable[..., Run]:
     """``cli(*argv)`` runs the command in ``tmp_path`` with the sandbox's JWT keys in the
-    environment and returns its exit code and output; all logging is captured (DEBUG)."""
+    environment and returns its exit code and output; all logging is captured (DEBUG).
+    The user cache folder (where ``init`` records sessions) is a fresh one outside it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
     monkeypatch.setenv("KLINGAI_BASE_URL", sandbox.base_url)
     monkeypatch.setenv("KLINGAI_ACCESS_KEY", sandbox.access_key)
     monkeypatch.setenv("KLINGAI_SECRET_KEY", sandbox.secret_key)
@@ -294,14 +297,65 @@ def test_single_steps_from_session_to_downloaded_result(cli, admin, clip, tmp_pa
     assert created(admin)[ext] == 1
 
 
+@pytest.fixture(scope="module")
+def seven_s(tmp_path_factory) -> SampleClip:
+    """A 7 s clip: a "10" input, which Kling's default duration ("5") would cut."""
+    return make_clip(tmp_path_factory.mktemp("cli-seven") / "seven.mp4", width=720,
+                     height=720, fps=24, seconds=7.0)
+
+
+def test_create_after_a_separate_init_sends_the_duration_the_session_needs(
+    cli, sandbox, admin, seven_s, tmp_path, tmp_path_factory, monkeypatch
+):
+    star = make_reference_image(tmp_path / "star.png", "star", (400, 400))
+    started = cli("init", "--file", seven_s.path)
+    assert started.code == 0, started.err
+    assert "7.00 s" in started.out and "--duration 10" in started.out
+    sid = started.out.split()[1].rstrip(":")
+    create = ["create", sid, "--edit", "addition", "--image", star, "--prompt", ADD_PROMPT]
+
+    mismatch = cli(*create, "--duration", "5")
+    assert mismatch.code == 1 and "does not match" in mismatch.error_line()
+    made = cli(*create, "--json")
+    assert made.code == 0, made.err
+    task_id = json.loads(made.out)["task_id"]
+    assert sandbox.state.tasks[task_id].duration == "10"  # derived, not Kling's "5"
+    advance(admin, 1.0)
+    finished = json.loads(cli("wait", task_id, "--json").out)
+    assert finished["videos"][0]["duration"] == "7.0"
+
+    # another machine (no record of the session): asked, and nothing is sent until answered
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("other-machine")))
+    wires = set_tripwires(admin)
+    refused = cli(*create)
+    assert refused.code == 1 and refused.out == ""
+    assert refused.error_line().endswith(
+        "pass --duration 5|10: Kling defaults to 5 s and would cut a 7-10 s clip")
+    assert pending_faults(admin) == wires
+    ok(admin.delete("/sandbox/faults"))
+    told = cli(*create, "--duration", "10", "--json")
+    assert told.code == 0, told.err
+    assert sandbox.state.tasks[json.loads(told.out)["task_id"]].duration == "10"
+
+
+def test_a_prompt_without_video_1_is_sent_with_advice(cli, sandbox, clip, tmp_path, caplog):
+    """<<<video_1>>> is Kling's advice, not a documented requirement: no refusal."""
+    star = make_reference_image(tmp_path / "star.png", "star", (400, 400))
+    sid = json.loads(cli("init", "--file", clip.path, "--json").out)["session_id"]
+    made = cli("create", sid, "--edit", "addition", "--image", star, "--prompt",
+               "add the star from <<<image_1>>> [[fail]]", "--json")
+    assert made.code == 0, made.err
+    assert sandbox.state.tasks[json.loads(made.out)["task_id"]].prompt.startswith("add the star")
+    assert "does not mention <<<video_1>>>" in caplog.text
+
+
 # ---------------------------------------------------------------- bad input
 
 
 BAD_INPUT = {
-    "prompt without <<<video_1>>>": (
-        lambda clip: ["edit", clip.path, "--point", f"0:{_point(clip)}", "--edit", "removal",
-                      "--prompt", "Delete the ball", "-o", "out.mp4"],
-        1, "<<<video_1>>>"),
+    "create on a session unknown here, without --duration": (
+        lambda clip: ["create", "some-session", "--edit", "removal", "--prompt", REMOVE_PROMPT],
+        1, "pass --duration 5|10: Kling defaults to 5 s and would cut a 7-10 s clip"),
     "point outside the frame": (
         lambda clip: ["edit", clip.path, "--point", "0:1.5,0.4", "--edit", "removal",
                       "--prompt", REMOVE_PROMPT, "-o", "out.mp4"],

@@ -71,7 +71,7 @@ def _publish_and_start(client: ke.Client, clip: SampleClip) -> ke.InitResult:
     assert uploaded[-1] == (size, size)
     init = client.init_selection(video_url=url)
     assert (init.width, init.height, init.total_frames) == (1280, 720, 60)
-    assert (init.fps, init.duration_ms) == (30.0, 2000)
+    assert (init.fps, init.duration_s, init.original_duration) == (30.0, 2.0, 2000)
     return init
 
 
@@ -179,7 +179,7 @@ def test_answer_lost_after_commit_returns_the_task_without_paying_twice(
 ):
     add_faults(admin, {"route": "create", "times": 1, "drop": "after_commit"})
     ext = _ext()
-    task = client.create_task(session_id=marked.session_id, edit_mode="removal",
+    task = client.create_task(session_id=marked.session_id, duration="5", edit_mode="removal",
                               prompt=REFUSED_PROMPT, external_task_id=ext)
     assert pending_faults(admin) == []  # the answer really was lost
     assert task.external_task_id == ext and task.task_id
@@ -199,7 +199,7 @@ def test_answer_lost_after_commit_returns_the_task_without_paying_twice(
 def test_request_lost_before_commit_is_posted_once_more(admin, client, marked, waits, rule):
     add_faults(admin, rule)
     ext = _ext()
-    task = client.create_task(session_id=marked.session_id, edit_mode="removal",
+    task = client.create_task(session_id=marked.session_id, duration="5", edit_mode="removal",
                               prompt=REFUSED_PROMPT, external_task_id=ext)
     assert pending_faults(admin) == []
     assert task.external_task_id == ext
@@ -210,18 +210,19 @@ def test_request_lost_before_commit_is_posted_once_more(admin, client, marked, w
 def test_concurrency_limit_1303_is_waited_out(admin, client, marked, waits):
     add_faults(admin, {"route": "create", "times": 2, "error": {"http": 429, "code": 1303}})
     ext = _ext()
-    task = client.create_task(session_id=marked.session_id, edit_mode="removal",
+    task = client.create_task(session_id=marked.session_id, duration="5", edit_mode="removal",
                               prompt=REFUSED_PROMPT, external_task_id=ext)
     assert task.external_task_id == ext
     assert created(admin)[ext] == 1
-    assert len(waits) == 2 and 0 < waits[0] <= waits[1] <= MAX_BACKOFF_S  # backing off
+    # backing off, never under the 1 s the docs advise for 1303
+    assert len(waits) == 2 and 1.0 <= waits[0] <= waits[1] <= MAX_BACKOFF_S
 
 
 def test_exhausted_resource_pack_1102_fails_after_one_request(admin, client, marked, waits):
     add_faults(admin, {"route": "create", "times": 2, "error": {"http": 429, "code": 1102}})
     ext = _ext()
     with pytest.raises(ke.AccountError) as caught:
-        client.create_task(session_id=marked.session_id, edit_mode="removal",
+        client.create_task(session_id=marked.session_id, duration="5", edit_mode="removal",
                            prompt=REFUSED_PROMPT, external_task_id=ext)
     assert caught.value.code == 1102 and caught.value.http_status == 429
     assert "resource pack" in str(caught.value)
@@ -270,20 +271,20 @@ def test_swap_reference_image_is_sent_and_a_bad_one_is_refused_locally(
     prompt = "swap the star from <<<image_1>>> for the ball from <<<video_1>>> [[fail]]"
     star = make_reference_image(tmp_path / "star.png", "star", size=(512, 512))
     ext = _ext()
-    task = client.create_task(session_id=marked.session_id, edit_mode="swap", prompt=prompt,
-                              images=[star], external_task_id=ext)
+    task = client.create_task(session_id=marked.session_id, duration="5", edit_mode="swap",
+                              prompt=prompt, images=[star], external_task_id=ext)
     assert task.external_task_id == ext and created(admin)[ext] == 1
 
     tiny = make_reference_image(tmp_path / "tiny.png", "star", size=(200, 200))
     wires = set_tripwires(admin)
     with pytest.raises(ke.ValidationError, match="300"):
-        client.create_task(session_id=marked.session_id, edit_mode="swap", prompt=prompt,
-                           images=[tiny])
+        client.create_task(session_id=marked.session_id, duration="5", edit_mode="swap",
+                           prompt=prompt, images=[tiny])
     assert pending_faults(admin) == wires  # nothing was sent
 
 
 def test_answer_slower_than_the_client_timeout_is_retried(sandbox, admin, client, marked):
-    task = client.create_task(session_id=marked.session_id, edit_mode="removal",
+    task = client.create_task(session_id=marked.session_id, duration="5", edit_mode="removal",
                               prompt=REFUSED_PROMPT, external_task_id=_ext())
     impatient_waits = Waits()
     with _client(sandbox, timeout=0.5, sleep=impatient_waits) as impatient:
@@ -295,7 +296,7 @@ def test_answer_slower_than_the_client_timeout_is_retried(sandbox, admin, client
 
 
 def test_failed_task_raises_with_kling_reason(admin, client, marked):
-    task = client.create_task(session_id=marked.session_id, edit_mode="removal",
+    task = client.create_task(session_id=marked.session_id, duration="5", edit_mode="removal",
                               prompt=REFUSED_PROMPT, external_task_id=_ext())
     advance(admin, 1.0)
     with pytest.raises(ke.TaskFailedError) as caught:
@@ -306,7 +307,7 @@ def test_failed_task_raises_with_kling_reason(admin, client, marked):
 
 
 def test_wait_polls_through_server_errors_to_the_real_outcome(admin, client, marked, waits):
-    task = client.create_task(session_id=marked.session_id, edit_mode="removal",
+    task = client.create_task(session_id=marked.session_id, duration="5", edit_mode="removal",
                               prompt=REFUSED_PROMPT, external_task_id=_ext())
     advance(admin, 1.0)
     # more errors in a row than one request retries: the poll fails, the wait goes on

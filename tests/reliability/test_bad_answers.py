@@ -117,15 +117,31 @@ INIT_CASES = {
     "fps-as-string": ({"fps": "30"}, ke.ResponseFormatError, ["data.fps is str"]),
     "fps-nan": ({"fps": float("nan")}, ke.ResponseFormatError, ["data.fps is nan", "finite"]),
     "fps-zero": ({"fps": 0}, ke.ResponseFormatError, ["data.fps is 0.0", "> 0"]),
-    "width-zero": ({"width": 0}, ke.ResponseFormatError, ["data.width is 0"]),
-    "height-negative": ({"height": -720}, ke.ResponseFormatError, ["data.height is -720"]),
-    "duration-infinite": ({"original_duration": float("inf")}, ke.ResponseFormatError,
-                          ["data.original_duration is inf"]),
-    "width-as-bool": ({"width": True}, ke.ResponseFormatError, ["data.width is a boolean"]),
     "data-null": (None, ke.ResponseFormatError, ["data is not a JSON object"]),
     "data-a-list": ([], ke.ResponseFormatError, ["data is not a JSON object"]),
     "rejected-video": ({"status": 3}, ke.RejectedError, ["rejected the video", "status 3"]),
 }
+
+
+# Documented as unused (width, height) or unitless (original_duration): odd values are
+# ignored, never fatal; the length comes from total_frame / fps.
+IGNORED_INIT_FIELDS = {
+    "width-zero": {"width": 0}, "height-negative": {"height": -720},
+    "width-as-bool": {"width": True}, "no-width-or-height": {"width": None, "height": None},
+    "duration-infinite": {"original_duration": float("inf")},
+    "duration-as-string": {"original_duration": "2000"},
+}
+
+
+@pytest.mark.parametrize("name", list(IGNORED_INIT_FIELDS))
+def test_odd_values_of_unused_init_fields_open_the_session(name, client, recorder):
+    data = {k: v for k, v in {**INIT, **IGNORED_INIT_FIELDS[name]}.items() if v is not None}
+    recorder.on("POST", f"{API}/init-selection", raw(
+        200, json.dumps({"code": 0, "message": "", "request_id": "r", "data": data}).encode(),
+        "application/json"))
+    init = client.init_selection(video_url="http://127.0.0.1:9/c.mp4")
+    assert (init.session_id, init.duration_s) == ("s1", 2.0)
+    assert client.sessions["s1"].duration_s == 2.0
 
 
 @pytest.mark.parametrize("name", list(INIT_CASES))
@@ -213,7 +229,9 @@ def test_a_well_formed_mask_answer_passes_the_same_checks(client, recorder, know
     recorder.on("POST", f"{API}/add-selection", envelope({"status": 0, "res": {
         "frame_index": 0, "rle_mask_list": [_mask(size=size, counts=_runs(size[0] * size[1]))]}}))
     result = client.add_selection(known_session, 0, [(0.5, 0.5)])
-    assert result.masks[0].to_array().shape == tuple(size)
+    # a transposed size is read as the frame's own (h, w): decoded with it, never transposed
+    expected = tuple(SIZE) if size == [1280, 720] else tuple(size)
+    assert result.masks[0].to_array().shape == expected
     assert 0 in client.sessions[known_session].masks
 
 

@@ -105,12 +105,14 @@ def test_webp_and_11_mb_images_are_converted_not_sent_as_they_are(client, record
     """Policy: what a machine can fix (format, size) is fixed; only JPEG/PNG <= 10 MB leave."""
     recorder.on("POST", API, envelope({"task_id": "1", "task_status": "submitted"}))
     webp = _file(tmp_path, "star.webp", image_bytes(400, 400, "WEBP"))
-    client.create_task(session_id="s", edit_mode="addition", prompt=ADD, images=[webp])
+    client.create_task(session_id="s", edit_mode="addition", prompt=ADD, images=[webp],
+                       duration="5")
     assert _sent_image(recorder).format in ("JPEG", "PNG")
 
     big = image_bytes(1900, 2000, "PNG", noise=True)
     assert len(big) > 11 * 10**6
-    client.create_task(session_id="s", edit_mode="addition", prompt=ADD, images=[big])
+    client.create_task(session_id="s", edit_mode="addition", prompt=ADD, images=[big],
+                       duration="5")
     sent = _sent_image(recorder)
     assert sent.format == "JPEG" and min(sent.size) >= 300
 

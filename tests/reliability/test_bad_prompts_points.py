@@ -49,9 +49,8 @@ PROMPT_CASES: dict[str, tuple[dict, list[str]]] = {
                    ["2501 characters", "limit of 2500", "shorten it"]),
     "2501-cjk-chars": ({"prompt": _pad("删除<<<video_1>>>中的球", 2501, "球")},
                        ["2501 characters", "limit of 2500", "shorten it"]),
-    "no-video-1": ({"prompt": "Delete the ball"}, ["<<<video_1>>>", "e.g."]),
-    "video-1-wrong-case": ({"prompt": "Delete the ball from <<<Video_1>>>"},
-                           ["<<<video_1>>>", "e.g."]),
+    "no-duration-for-a-session-unknown-here": (
+        {}, ["'sess' is unknown to this client", "would cut a 7-10 s clip"]),
     "video-2": ({"prompt": REMOVE + " and <<<video_2>>>"},
                 ["<<<video_2>>>", "only <<<video_1>>> exists"]),
     "image-3-with-two-images": (
@@ -95,7 +94,7 @@ def test_a_2500_char_prompt_is_accepted(client, recorder):
     """The limit is inclusive: the boundary case goes out unchanged."""
     recorder.on("POST", API, envelope({"task_id": "1", "task_status": "submitted"}))
     prompt = _pad(REMOVE, 2500)
-    client.create_task(session_id="s", edit_mode="removal", prompt=prompt)
+    client.create_task(session_id="s", edit_mode="removal", prompt=prompt, duration="5")
     assert json.loads(recorder.requests[0].read())["prompt"] == prompt
 
 

@@ -6,8 +6,10 @@ that clock expires tokens exactly like waiting would. The signature is checked w
 call for short HMAC keys such as the sandbox default; the rules are the same: header
 ``alg`` must be ``HS256``, the signature must match, ``exp`` must be present.
 
-The caller's identity is returned as an *owner label* (``"api_key"`` or ``"access_key"``)
-that never contains key material, so it can be logged and used to scope tasks.
+The caller's login is returned as a label (``"api_key"`` or ``"access_key"``) that never
+contains key material, so it can be logged. Both logins belong to the sandbox's one account
+(``ACCOUNT``): at Kling, tasks, the concurrency limit and ``external_task_id`` uniqueness are
+per account and shared by all of its keys, so the sandbox scopes them by account, not login.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import json
 
 from .config import ApiError
 
-__all__ = ["OWNER_ACCESS_KEY", "OWNER_API_KEY", "verify_authorization"]
+__all__ = ["ACCOUNT", "OWNER_ACCESS_KEY", "OWNER_API_KEY", "verify_authorization"]
 
 OWNER_API_KEY = "api_key"
 OWNER_ACCESS_KEY = "access_key"
+# The account every key configured for one sandbox belongs to.
+ACCOUNT = "account"
 
 
 def _b64url(segment: str) -> bytes:
@@ -70,7 +74,7 @@ def verify_authorization(
     secret_key: str,
     now: float,
 ) -> str:
-    """The owner label of a valid ``Authorization`` header, else an :class:`ApiError`.
+    """The login label of a valid ``Authorization`` header, else an :class:`ApiError`.
 
     1001 missing/empty header; 1002 malformed token or bad signature; 1000 a well-formed
     JWT whose ``iss`` is not the sandbox's access key; 1003 ``nbf`` later than ``now``;

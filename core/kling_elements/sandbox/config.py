@@ -40,6 +40,8 @@ class SandboxConfig:
     Multi-Elements sends; ``new``; or ``both``), signed Standard Webhooks-style when
     ``webhook_secret`` (``whsec_<base64>``) is set, and retried after each of
     ``callback_retry_s`` (sandbox seconds) while the receiver fails.
+    ``mask_size_order`` is how masks give their ``size``: ``"hw"`` as
+    documented, or ``"wh"`` as in the docs' own example (clients must read both).
     """
 
     host: str = "127.0.0.1"
@@ -53,11 +55,14 @@ class SandboxConfig:
     max_long_side: int = 1280
     pack_units: float = 10000.0
     account_lag_s: float = 0.0
+    mask_size_order: str = "hw"
     webhook_secret: str | None = None
     callback_format: str = "legacy"
     callback_retry_s: tuple[float, ...] = (2.0, 10.0, 30.0)
 
     def __post_init__(self) -> None:
+        if self.mask_size_order not in ("hw", "wh"):
+            raise ValueError(f"mask_size_order {self.mask_size_order!r} is not 'hw' or 'wh'")
         if self.callback_format not in CALLBACK_FORMATS:
             raise ValueError(f"callback format {self.callback_format!r} is not one of "
                              f"{', '.join(CALLBACK_FORMATS)}")
@@ -102,13 +107,17 @@ def envelope(
 ) -> JSONResponse:
     """Kling's ``{"code", "message", "request_id", "data"}`` answer.
 
+    An error (``code`` not 0) has no ``data`` key, as in the docs' one error example (1303).
     The HTTP status is the one ``errors.CODES`` gives for ``code`` (200 for 0) unless a
     fault rule imposes another.
     """
     if http_status is None:
         http_status = 200 if code == 0 else CODES[code].http_status
+    body: dict = {"code": code, "message": message, "request_id": request_id}
+    if code == 0:
+        body["data"] = data
     return JSONResponse(
-        {"code": code, "message": message, "request_id": request_id, "data": data},
+        body,
         status_code=http_status,
         headers={"X-Request-Id": request_id},
     )

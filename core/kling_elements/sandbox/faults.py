@@ -9,7 +9,9 @@ A rule is ``{"route": R, "times": N, <one effect>}``; effects are
   file request before its answer starts;
 * ``"drop": "before_commit" | "after_commit"`` - close the connection without an answer,
   before the request had any effect, or after it took effect (e.g. the task exists);
-* ``"truncate": 0.5`` - ``files`` only: declare the full length, send that fraction, close.
+* ``"truncate": 0.5`` - ``files`` only: declare the full length, send that fraction, close;
+* ``"reject": {"status": 1, "message": "..."}`` - selection routes only: answer ``code`` 0
+  with a non-zero ``data.status`` (Kling's rejection of the video or frame), change nothing.
 
 The ``callback`` route is the sandbox's own outgoing task callbacks (one per format and
 status change), faulted as real webhooks misbehave. A rule may name the ``"status"`` it
@@ -36,8 +38,8 @@ from ..errors import CODES
 from .config import ApiError
 
 __all__ = [
-    "CALLBACK_ROUTE", "CALLBACK_STATUSES", "DROP_WHEN", "ROUTES", "FaultBook", "FaultRule",
-    "parse_rules",
+    "CALLBACK_ROUTE", "CALLBACK_STATUSES", "DROP_WHEN", "ROUTES", "SELECTION_ROUTES",
+    "FaultBook", "FaultRule", "parse_rules",
 ]
 
 ROUTES = (
@@ -46,9 +48,10 @@ ROUTES = (
 )  # the routes of requests the sandbox answers
 CALLBACK_ROUTE = "callback"  # the deliveries it sends
 DROP_WHEN = ("before_commit", "after_commit")
-_EFFECTS = ("error", "delay_s", "drop", "truncate", "repeat", "reorder")
+_EFFECTS = ("error", "delay_s", "drop", "truncate", "reject", "repeat", "reorder")
 _CALLBACK_ONLY = ("repeat", "reorder")
 CALLBACK_STATUSES = ("submitted", "processing", "succeed", "failed")
+SELECTION_ROUTES = ROUTES[:5]
 MAX_DELAY_S = 600.0
 MAX_REPEAT = 10
 
@@ -56,7 +59,7 @@ MAX_REPEAT = 10
 @dataclass
 class FaultRule:
     """One rule; exactly one effect (``error``, ``delay_s``, ``drop``, ``truncate``,
-    ``repeat``, ``reorder``) is set; ``status`` narrows a ``callback`` rule."""
+    ``reject``, ``repeat``, ``reorder``) is set; ``status`` narrows a ``callback`` rule."""
 
     route: str
     times: int
@@ -67,6 +70,7 @@ class FaultRule:
     repeat: int | None = None
     reorder: bool | None = None
     status: str | None = None
+    reject: dict | None = None  # {"status": int, "message": str}
 
     def to_json(self) -> dict:
         out: dict = {"route": self.route, "times": self.times}
@@ -100,6 +104,20 @@ def _error_effect(index: int, value: object) -> dict:
     return {"http": http, "code": code, "message": message}
 
 
+def _reject_effect(index: int, route: str, value: object) -> dict:
+    if route not in SELECTION_ROUTES:
+        raise _bad(index, f"reject only applies to {', '.join(SELECTION_ROUTES)}")
+    if not isinstance(value, dict):
+        raise _bad(index, 'reject must be an object like {"status": 1, "message": "..."}')
+    status = value.get("status", 1)
+    if isinstance(status, bool) or not isinstance(status, int) or status == 0:
+        raise _bad(index, "reject.status must be a non-zero integer (0 means accepted)")
+    message = value.get("message", "rejected")
+    if not isinstance(message, str):
+        raise _bad(index, "reject.message must be a string")
+    return {"status": status, "message": message}
+
+
 def _parse_rule(index: int, raw: object) -> FaultRule:
     if not isinstance(raw, dict):
         raise _bad(index, "each rule must be an object")
@@ -129,6 +147,8 @@ def _parse_rule(index: int, raw: object) -> FaultRule:
         if not _number(value) or not 0 <= value <= MAX_DELAY_S:
             raise _bad(index, f"delay_s must be a number of seconds in 0-{MAX_DELAY_S:g}")
         rule.delay_s = float(value)
+    elif effect == "reject":
+        rule.reject = _reject_effect(index, route, value)
     elif effect == "drop":
         if value not in DROP_WHEN:
             raise _bad(index, f"drop must be one of {', '.join(DROP_WHEN)}")

@@ -30,11 +30,13 @@ from .state import ResultVideo, State, Task
 from .tasks import SUBMITTED_FRACTION, status_at
 from .webhooks import WebhookSender
 
-__all__ = ["Jobs", "render"]
+__all__ = ["RESULT_EXTRA_FRAMES", "Jobs", "render", "result_frames"]
 
 log = logging.getLogger("kling_elements.sandbox")
 TICK_S = 0.05
 MAX_RENDER_WORKERS = 4
+# Kling's results run a few frames over the duration asked for; so do the sandbox's.
+RESULT_EXTRA_FRAMES = 3
 _ORDER = ("submitted", "processing")
 
 
@@ -42,7 +44,7 @@ def _render_key(state: State, task: Task) -> str:
     """Everything a result is made from: clip content, key masks, mode, images, watermark."""
     digest = hashlib.sha256(state.tracks.key(state.frames.key(task.video_path),
                                              task.key_masks).encode())
-    digest.update(f"{task.edit_mode}:{task.watermark}".encode())
+    digest.update(f"{task.edit_mode}:{task.watermark}:{task.duration}".encode())
     for image in task.images:
         digest.update(f"{image.shape}".encode())
         digest.update(np.ascontiguousarray(image).tobytes())
@@ -100,7 +102,25 @@ def _edit(state: State, task: Task) -> tuple[np.ndarray, float]:
         out = vision.swap(frames, masks, reference)
     else:
         out = vision.add(frames, masks, reference)
-    return np.asarray(out), fps
+    return result_frames(np.asarray(out), fps, task.duration), fps
+
+
+def result_frames(frames: np.ndarray, fps: float, duration: str) -> np.ndarray:
+    """The edited frames cut to the task's ``duration``, the way Kling's results are long.
+
+    An input at least that long gives ``duration`` seconds plus ``RESULT_EXTRA_FRAMES``
+    (taken from the input, or the last frame held where it ends): a 10 s input with "5" gives
+    5 s and a few frames, a 5 s input with "5" a few frames over 5 s. A shorter input (a 3 s
+    clip with "5") keeps its length.
+    """
+    wanted = round(float(duration) * fps)
+    if len(frames) < wanted:
+        return frames
+    total = wanted + RESULT_EXTRA_FRAMES
+    if len(frames) >= total:
+        return frames[:total]
+    held = np.repeat(frames[-1:], total - len(frames), axis=0)
+    return np.concatenate([frames, held])
 
 
 def _updated_at(task: Task, status: str, task_seconds: float, final_at: float) -> float:

@@ -39,8 +39,9 @@ def _invalid(exc: ValidationError, prefix: str = "") -> ApiError:
     return ApiError(1201, f"{prefix}{exc}")
 
 
-def _source(state: State, body: dict) -> tuple[Path, bool]:
-    """The local file to read and whether it is a temporary download to delete afterwards."""
+def _source(state: State, body: dict) -> tuple[Path, bool, bool]:
+    """The local file to read, whether it is a temporary download to delete afterwards, and
+    whether it is one of the sandbox's own results (``video_id``)."""
     video_id, video_url = body.get("video_id"), body.get("video_url")
     for name, value in (("video_id", video_id), ("video_url", video_url)):
         if value is not None and not isinstance(value, str):
@@ -50,7 +51,7 @@ def _source(state: State, body: dict) -> tuple[Path, bool]:
     except ValidationError as exc:
         raise _invalid(exc) from None
     if field == "video_id":
-        return state.video(value).path, False
+        return state.video(value).path, False, True
     url = loopback_url("video_url", value)
     incoming = state.data_dir / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def _source(state: State, body: dict) -> tuple[Path, bool]:
     content_type = download(url, partial, field="video_url", max_bytes=MAX_VIDEO_BYTES)
     final = partial.with_suffix(url_suffix(url, content_type) or ".bin")
     os.replace(partial, final)
-    return final, True
+    return final, True, False
 
 
 def _normalize(state: State, config: SandboxConfig, source: Path, key: str) -> Normalized:
@@ -77,15 +78,18 @@ def init_session(state: State, config: SandboxConfig, body: dict, base_url: str)
     """Check the video against Kling's rules, write the normalized copy, open a session.
 
     Sources with the same bytes (shots of one plate) are normalized once: each session gets
-    a copy of that file, as a second decode and encode would make the same bytes.
+    a copy of that file, as a second decode and encode would make the same bytes. A result
+    of the sandbox's (``video_id``) may run a few frames over its duration range, as Kling's
+    do (``validate.RESULT_OVERRUN_S``). ``original_duration`` is sent in milliseconds (the
+    docs give no unit; clients must not rely on it).
     """
-    source, temporary = _source(state, body)
+    source, temporary, generated = _source(state, body)
     try:
         try:
             info = media.probe(source)
         except ValidationError as exc:
             raise _invalid(exc, "video cannot be read: ") from None
-        problems = validate.video_problems(info)
+        problems = validate.video_problems(info, generated=generated)
         if problems:
             raise ApiError(1201, "video breaks Kling's rules: " + "; ".join(problems))
         key = f"{file_digest(source)}/{config.max_long_side}"
@@ -100,12 +104,12 @@ def init_session(state: State, config: SandboxConfig, body: dict, base_url: str)
     session = Session(
         id=session_id, created_at=state.clock.now(), video_path=path, video_name=name,
         fps=known.fps, width=known.width, height=known.height, total_frame=known.frames,
-        duration_s=info.duration_s, original_duration_ms=round(info.duration_s * 1000),
+        duration_s=info.duration_s, original_duration=round(info.duration_s * 1000),
     )
     state.add_session(session)
     return {
         "status": 0, "session_id": session_id, "fps": known.fps,
-        "original_duration": session.original_duration_ms, "width": known.width,
+        "original_duration": session.original_duration, "width": known.width,
         "height": known.height,
         "total_frame": session.total_frame, "normalized_video": state.file_url(name, base_url),
     }
@@ -135,15 +139,19 @@ def _png_base64(mask: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _res(frame_index: int, masks: list[np.ndarray]) -> dict:
+def _res(frame_index: int, masks: list[np.ndarray], size_order: str = "hw") -> dict:
+    """The answer of add/delete; ``size_order`` "wh" writes ``size`` as ``[w, h]``, as the
+    docs' own example does (the counts are the same: they run down the frame's columns)."""
     items = []
     for i, mask in enumerate(masks):
         encoded = rle.encode(mask)
+        size = [int(mask.shape[0]), int(mask.shape[1])]
+        if size_order == "wh":
+            size.reverse()
         items.append({
-            "object_id": i + 1,
-            "rle_mask": {"size": list(encoded["size"]), "counts": encoded["counts"]},
-            "png_mask": {"size": [int(mask.shape[0]), int(mask.shape[1])],
-                         "base64": _png_base64(mask)},
+            "object_id": i,
+            "rle_mask": {"size": size, "counts": encoded["counts"]},
+            "png_mask": {"size": list(size), "base64": _png_base64(mask)},
         })
     return {"status": 0, "res": {"frame_index": frame_index, "rle_mask_list": items}}
 
@@ -175,7 +183,8 @@ def _frame(session: Session, value: object) -> int:
         raise _invalid(exc) from None
 
 
-def add_points(state: State, session: Session, frame_index: object, raw: object) -> dict:
+def add_points(state: State, session: Session, frame_index: object, raw: object,
+               size_order: str = "hw") -> dict:
     """Add points to one frame (limits: 10 per frame, 10 frames) and segment it again."""
     index = _frame(session, frame_index)
     new = parse_points(raw)
@@ -197,10 +206,11 @@ def add_points(state: State, session: Session, frame_index: object, raw: object)
         points = current + new
         masks = _segment(state, session, index, points)
         _commit(session, index, points, masks)
-        return _res(index, masks)
+        return _res(index, masks, size_order)
 
 
-def delete_points(state: State, session: Session, frame_index: object, raw: object) -> dict:
+def delete_points(state: State, session: Session, frame_index: object, raw: object,
+                  size_order: str = "hw") -> dict:
     """Remove bit-identical points from one frame and segment what remains."""
     index = _frame(session, frame_index)
     gone = parse_points(raw)
@@ -218,7 +228,7 @@ def delete_points(state: State, session: Session, frame_index: object, raw: obje
             del remaining[found]
         masks = _segment(state, session, index, remaining)
         _commit(session, index, remaining, masks)
-        return _res(index, masks)
+        return _res(index, masks, size_order)
 
 
 def clear_points(session: Session) -> dict:

@@ -5,7 +5,8 @@ Each request goes through :meth:`_Api.endpoint`, which in this order: applies a 
 rule for its route (error, drop before commit), authenticates (API routes and the sandbox
 tools alike; files are public like a CDN), parses the JSON body, applies a delay rule (the
 request is in hand, so it is still carried out when the client stops waiting, as on a slow
-server), runs the handler (slow work in a worker thread so the server stays responsive),
+server), answers a reject rule (code 0, non-zero ``data.status``, nothing done), runs the
+handler (slow work in a worker thread so the server stays responsive),
 applies a drop-after-commit rule, and logs route, code and request id at DEBUG (never a
 header or a key). A client that leaves before its body is read is logged, not an error.
 """
@@ -30,7 +31,7 @@ from starlette.types import Message, Receive, Scope, Send
 from .. import validate
 from ..errors import ValidationError
 from . import selection
-from .auth import verify_authorization
+from .auth import ACCOUNT, verify_authorization
 from .billing import Billing
 from .config import SUCCESS_MESSAGE, ApiError, SandboxConfig, envelope, new_request_id
 from .faults import FaultRule, parse_rules
@@ -113,8 +114,14 @@ class _Api:
                 parsed = await _json_body(request) if body else None
                 if rule is not None and rule.delay_s:
                     await anyio.sleep(rule.delay_s)
+                if rule is not None and rule.reject:
+                    # Kling's rejection: code 0, a non-zero data.status, nothing carried out.
+                    code = f"0 (status {rule.reject['status']})"
+                    response: Response | _Drop = envelope(
+                        0, rule.reject["message"], request_id, {"status": rule.reject["status"]})
+                    return response
                 data = await handler(request, owner, parsed)
-                response: Response | _Drop = envelope(0, SUCCESS_MESSAGE, request_id, data)
+                response = envelope(0, SUCCESS_MESSAGE, request_id, data)
             except ClientDisconnect:
                 code = "client gone"
                 return _Drop()
@@ -149,11 +156,13 @@ class _Api:
         return None
 
     def _authenticate(self, request: Request) -> str:
-        return verify_authorization(
+        """The caller's account (tasks, their limit and external ids are scoped by it)."""
+        verify_authorization(
             request.headers.get("authorization"),
             api_key=self.config.api_key, access_key=self.config.access_key,
             secret_key=self.config.secret_key, now=self.state.clock.now(),
         )
+        return ACCOUNT
 
     # selection -------------------------------------------------------------------------
     async def init_selection(self, request: Request, owner: str | None, body: dict | None):
@@ -165,14 +174,14 @@ class _Api:
         session = self.state.session(body.get("session_id"))
         return self._charged("add-selection", await anyio.to_thread.run_sync(
             selection.add_points, self.state, session, body.get("frame_index"),
-            body.get("points"),
+            body.get("points"), self.config.mask_size_order,
         ))
 
     async def delete_selection(self, request: Request, owner: str | None, body: dict | None):
         session = self.state.session(body.get("session_id"))
         return self._charged("delete-selection", await anyio.to_thread.run_sync(
             selection.delete_points, self.state, session, body.get("frame_index"),
-            body.get("points"),
+            body.get("points"), self.config.mask_size_order,
         ))
 
     async def clear_selection(self, request: Request, owner: str | None, body: dict | None):

@@ -106,7 +106,7 @@ class Session:
     height: int
     total_frame: int
     duration_s: float
-    original_duration_ms: int
+    original_duration: int
     points: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     masks: dict[int, np.ndarray] = field(default_factory=dict)
     version: int = 0
@@ -397,7 +397,8 @@ class State:
     # ids ---------------------------------------------------------------------------
     @staticmethod
     def new_session_id() -> str:
-        return secrets.token_hex(16)
+        """18 digits, like the session ids in Kling's examples (and its task ids)."""
+        return _numeric_id()
 
     @staticmethod
     def new_numeric_id() -> str:

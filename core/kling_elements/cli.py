@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from . import __version__, batch
 from .batch_display import BatchDisplay
 from .client import REGIONS, Client
+from .conform import cli as conform_cli
 from .errors import KlingError
 from .hosting import KINDS, Host, HostingSettings, UrlHost, default_cache_dir, make_host
 from .hosting.settings import ADDRESSING
@@ -231,10 +232,19 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
     elif source and source.lower().startswith(("http://", "https://")):
         job_source["video_url"] = UrlHost(source).publish()
     elif source:
-        job_source["video_path"] = str(Path(source).resolve())
+        path = Path(source).resolve()
+        if (args.start or args.end) and not args.conform:
+            raise ValueError("--start/--end choose the span to conform: add --conform")
+        if args.conform:
+            path = conform_cli.conform_for_edit(args, path, Path(args.output), progress.line)
+        else:
+            conform_cli.refuse_unconformed(path)
+        job_source["video_path"] = str(path)
         host = _host(args, client)
     else:
         raise KlingError("give a clip (path or URL) or --video-id")
+    if (args.start or args.end or args.conform) and "video_path" not in job_source:
+        raise ValueError("--conform, --start and --end work on a local clip: give its path")
     selections: dict[int, list[tuple[float, float]]] = {}
     for frame, point in args.point or []:
         selections.setdefault(frame, []).append(point)
@@ -469,6 +479,8 @@ def _parser() -> argparse.ArgumentParser:
     _hosting_options(p, cache=True)
     p.add_argument("--state", help="resume file (default: OUTPUT.kling.json)")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
+    conform_cli.add_edit_options(p)
+    conform_cli.add_parser(sub, common)
 
     p = add("batch", cmd_batch, "run every edit of a JSON Lines manifest: resumable, shardable")
     p.add_argument("manifest", help="JSON Lines, one job per line (see docs/batch.md)")
@@ -506,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sandbox":
             cmd_sandbox(args)
             return 0
+        if args.command == "conform":
+            return conform_cli.cmd_conform(args)
         progress = _Progress(quiet=args.quiet or False)
         if args.command == "batch" and args.dry_run:
             return cmd_batch_dry_run(args)

@@ -22,18 +22,23 @@ from pathlib import Path
 
 from .plan import ConformError, SourceClip
 
-__all__ = ["Mark", "SourceMedia", "import_av", "probe_source", "source_clip"]
+__all__ = ["Mark", "SourceMedia", "VideoExtraMissing", "import_av", "probe_source",
+           "source_clip"]
 
 _VFR_SLACK = 0.25  # of a frame: further from the constant-rate grid is a variable rate
 
 
+class VideoExtraMissing(ConformError, ImportError):
+    """PyAV is not installed (both a ConformError for the CLI and an ImportError)."""
+
+
 def import_av():
-    """PyAV, or an ImportError that says how to install it."""
+    """PyAV, or :class:`VideoExtraMissing` saying how to install it."""
     try:
         import av
     except ImportError:  # pragma: no cover - depends on the installed extras
-        raise ImportError("conforming a clip needs PyAV: pip install 'kling-elements[video]'"
-                          ) from None
+        raise VideoExtraMissing("conforming a clip needs PyAV: pip install "
+                                "'kling-elements[video]'") from None
     return av
 
 

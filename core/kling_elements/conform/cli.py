@@ -1,0 +1,196 @@
+"""The command line of conform: ``kling-elements conform`` and ``edit --conform``.
+
+``cli`` registers these and routes to them; this module keeps their options, their output
+and their checks in one place. Every refusal is a ConformError (a ``ValueError``), which the
+CLI prints as one ``error:`` line with exit status 1; nothing is written before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ValidationError
+from .plan import ConformPlan, needs_conform, record_path
+from .run import (
+    Prepared,
+    check_destination,
+    conform_file,
+    duration_choice,
+    fps_choice,
+    prepare,
+    reusable,
+)
+
+__all__ = ["add_edit_options", "add_parser", "cmd_conform", "conform_for_edit",
+           "refuse_unconformed"]
+
+_TIME_HELP = "seconds (2.5) or a source frame (f60, counted from f0)"
+
+
+class _Meter:
+    """Conform progress on stderr: in place on a terminal, every 10% otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.tty = quiet, sys.stderr.isatty()
+        self._shown = -1
+        self._last = 0.0
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        percent = 100 * done // total
+        now = time.monotonic()
+        if self.tty:
+            if done == total or now - self._last >= 0.1:
+                self._last = now
+                end = "\n" if done == total else ""
+                print(f"\r\033[Kconforming: frame {done}/{total} ({percent}%)", end=end,
+                      file=sys.stderr, flush=True)
+        elif percent // 10 > self._shown // 10 or done == total:
+            self._shown = percent
+            print(f"conforming: frame {done}/{total} ({percent}%)", file=sys.stderr, flush=True)
+
+
+def describe(prepared: Prepared) -> list[str]:
+    """What the user reads before the render: source, window, changes."""
+    media, plan = prepared.media, prepared.plan
+    rate = f"~{media.fps:.3g} fps (variable)" if media.variable_rate else f"{media.fps:g} fps"
+    return [
+        f"source: {Path(media.path).name}: {media.width}x{media.height}, {rate}, "
+        f"{media.frame_count} frames ({media.duration_s:.2f} s), {media.codec}",
+        prepared.window_text(),
+        "changes: " + ("; ".join(plan.reasons) or "none (re-encoded as Kling's H.264 MP4)"),
+    ]
+
+
+def _summary(plan: ConformPlan) -> dict[str, Any]:
+    return {"output": plan.output, "record": str(record_path(plan.output)),
+            "fps": plan.fps, "width": plan.width, "height": plan.height,
+            "frame_count": plan.frame_count, "duration_s": plan.duration_s,
+            "first_frame": plan.first_frame, "last_frame": plan.last_frame,
+            "reasons": list(plan.reasons)}
+
+
+def _time_arg(text: str) -> str:
+    from .source import Mark
+
+    try:
+        Mark.parse(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Register ``conform`` on the CLI's subparsers."""
+    text = "make a clip Kling accepts (24/30/60 fps, 720-2160 px, 2-5 s or 7-10 s) with PyAV"
+    p = sub.add_parser("conform", parents=[common], help=text, description=text)
+    p.set_defaults(func=None)
+    p.add_argument("source", metavar="IN", help="any video FFmpeg reads (.mp4, .mov, ...)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the conformed .mp4 (its record goes to OUT.json)")
+    p.add_argument("--fps", default="auto", choices=("auto", "24", "30", "60"),
+                   help="output rate (default: the allowed rate nearest to the source's)")
+    p.add_argument("--duration", default="auto", choices=("auto", "5", "10"),
+                   help="at most 5 s or 10 s (default: keep the span if Kling allows it, "
+                        "else the longest allowed length)")
+    p.add_argument("--start", type=_time_arg, metavar="T",
+                   help=f"first frame of the span: {_TIME_HELP}; default: the clip's start")
+    p.add_argument("--end", type=_time_arg, metavar="T",
+                   help=f"where the span stops (frames starting before it are in): {_TIME_HELP}")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    return p
+
+
+def cmd_conform(args: argparse.Namespace) -> int:
+    """Run ``kling-elements conform``; exit status 0, or a ConformError for main to print."""
+    meter = _Meter(args.quiet)
+
+    def on_plan(prepared: Prepared) -> None:
+        for line in describe(prepared):
+            meter.line(line)
+
+    plan = conform_file(args.source, args.output, fps=args.fps, duration=args.duration,
+                        start=args.start, end=args.end, force=args.force, on_progress=meter,
+                        on_plan=on_plan)
+    if args.json:
+        print(json.dumps(_summary(plan), indent=1))
+    else:
+        meter.line(f"wrote {plan.frame_count} frames ({plan.duration_s:.2f} s at {plan.fps} fps,"
+                   f" {plan.width}x{plan.height}); record: {record_path(plan.output)}")
+        print(plan.output)
+    return 0
+
+
+# ------------------------------------------------------------------ edit --conform
+
+
+def add_edit_options(p: argparse.ArgumentParser) -> None:
+    """``edit``'s conform options."""
+    g = p.add_argument_group("conform", "bring a clip that breaks Kling's rules into them first "
+                             "(PyAV; see 'kling-elements conform --help')")
+    g.add_argument("--conform", action="store_true",
+                   help="conform the clip first (written beside OUTPUT as "
+                        "<OUTPUT stem>.conformed-<digest>.mp4, reused when unchanged)")
+    g.add_argument("--start", type=_time_arg, metavar="T",
+                   help=f"with --conform: first frame of the span, {_TIME_HELP}")
+    g.add_argument("--end", type=_time_arg, metavar="T",
+                   help=f"with --conform: where the span stops, {_TIME_HELP}")
+
+
+def refuse_unconformed(path: Path) -> None:
+    """Refuse (before anything is sent) a local clip that breaks Kling's rules, naming
+    ``--conform``. Without PyAV the later upload check decides."""
+    try:
+        from .source import probe_source
+        media = probe_source(path)
+    except ImportError:
+        return
+    info = media_info(media)
+    problems = needs_conform(info, variable_rate=media.variable_rate)
+    if problems:
+        raise ValidationError(f"video {str(path)!r} breaks Kling's rules: " + "; ".join(problems)
+                              + ". Add --conform to conform it first (or run 'kling-elements "
+                              "conform IN -o OUT' and edit OUT)")
+
+
+def media_info(media: Any) -> Any:
+    from .. import validate
+
+    return validate.VideoInfo(media.container, media.duration_s, media.width, media.height,
+                              media.fps, media.frame_count)
+
+
+def conform_for_edit(args: argparse.Namespace, path: Path, output: Path,
+                     line: Any) -> Path:
+    """Conform ``path`` for ``edit --conform`` beside ``output``; reuse an unchanged result.
+
+    The conformed clip's name carries the plan's digest, so a changed source or span is a
+    different clip (and a different edit), never a stale one.
+    """
+    choice = duration_choice(getattr(args, "duration", None))
+    prepared = prepare(path, fps=fps_choice(None), duration=choice, start=args.start,
+                       end=args.end, out_dir=output.absolute().parent,
+                       name=f"{output.stem}.conformed")
+    plan = prepared.plan
+    for text in describe(prepared):
+        line(text)
+    if reusable(plan):
+        line(f"conformed clip {plan.output} is up to date: reused")
+        return Path(plan.output)
+    check_destination(path, plan.output, force=True)
+    from .render import render
+
+    meter = _Meter(getattr(args, "quiet", False))
+    render(plan, media=prepared.media, on_progress=meter)
+    line(f"conformed clip: {plan.output}")
+    return Path(plan.output)

@@ -1,0 +1,104 @@
+"""``edit --conform`` against the sandbox: a 25 fps plate is conformed, then edited.
+
+Also: ``edit`` on such a plate without ``--conform`` is refused, naming ``--conform``, with
+nothing sent; a second run reuses the conformed clip instead of rendering it again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kling_elements.cli import main
+from kling_elements.conform import read_record
+from kling_elements.sandbox import running
+from kling_elements.sandbox.sample import make_clip
+
+from .conftest import av
+
+PROMPT = "Delete the ball from <<<video_1>>>"
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with running(task_seconds=0.2) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory):
+    """A 25 fps, 640x360, 2.6 s plate with the sample's orange ball."""
+    return make_clip(tmp_path_factory.mktemp("plate") / "plate25.mp4", width=640, height=360,
+                     fps=25, seconds=2.6, seed=4)
+
+
+@pytest.fixture
+def run(sandbox, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("KLINGAI_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("KLINGAI_ACCESS_KEY", sandbox.access_key)
+    monkeypatch.setenv("KLINGAI_SECRET_KEY", sandbox.secret_key)
+    monkeypatch.delenv("KLINGAI_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def call(*argv: object) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+def _stats(sandbox) -> dict:
+    import httpx
+
+    response = httpx.get(f"{sandbox.base_url}/sandbox/stats",
+                         headers={"Authorization": f"Bearer {sandbox.api_key}"})
+    return response.json()["data"]
+
+
+def _edit(plate, *extra):
+    x, y = plate.center(0)
+    return ["edit", plate.path, "--point", f"0:{x!r},{y!r}", "--edit", "removal",
+            "--prompt", PROMPT, "-o", "out.mp4", *extra]
+
+
+def test_edit_without_conform_names_it_and_sends_nothing(run, plate, sandbox, tmp_path):
+    before = _stats(sandbox)
+    code, out, err = run(*_edit(plate))
+    assert code == 1 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("error: video ") and "frame rate 25 fps is not 24, 30 or 60" in line
+    assert "Add --conform to conform it first" in line
+    assert _stats(sandbox) == before and list(tmp_path.iterdir()) == []
+
+
+def test_start_without_conform_is_refused(run, plate, tmp_path):
+    code, _, err = run(*_edit(plate, "--start", "0.5"))
+    assert code == 1 and "--start/--end choose the span to conform: add --conform" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_edit_conform_conforms_then_edits_and_reuses_the_clip(run, plate, tmp_path):
+    code, out, err = run(*_edit(plate, "--conform", "--json"))
+    assert code == 0, err
+    assert "25 fps → 24 fps" in err and "window: 0.00-2.58 s of 2.60 s" in err
+    conformed = sorted(tmp_path.glob("out.conformed-*.mp4"))
+    assert len(conformed) == 1
+    plan = read_record(conformed[0])
+    assert (plan.fps, plan.width, plan.height, plan.frame_count) == (24, 1280, 720, 62)
+    report = json.loads(out)
+    assert Path(report["output"]) == Path("out.mp4")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        stream = container.streams.video[0]
+        assert float(stream.average_rate) == 24
+        assert sum(1 for _ in container.decode(stream)) == 62
+    state = json.loads((tmp_path / "out.mp4.kling.json").read_text())
+    assert state["done"] is True
+
+    stamp = conformed[0].stat().st_mtime_ns
+    code, _, err = run(*_edit(plate, "--conform"))
+    assert code == 0, err
+    assert "is up to date: reused" in err and conformed[0].stat().st_mtime_ns == stamp

@@ -39,6 +39,7 @@ from .batch_manifest import (
     parse_shard,
 )
 from .client import Client
+from .conform.cache import progress_events
 from .errors import (
     AccountError,
     AuthError,
@@ -339,6 +340,8 @@ class _Runner:
         up to ``attempts`` tries; 1303/1302 (they clear by waiting) for up to
         ``wait_timeout`` seconds."""
         edit = job.edit_job(self.out_dir)
+        if job.conform is not None and not self._conformed(job, record):
+            return
         tries, failures, throttled_since = 0, 0, None
         while True:
             proxy = _JobClient(self.client, self)
@@ -381,6 +384,20 @@ class _Runner:
                 return
             finally:
                 proxy.release()
+
+
+    def _conformed(self, job: BatchJob, record: JobReport) -> bool:
+        """Render the job's conformed clip unless cached (see ``conform.cache``)."""
+        assert job.conform is not None
+        emit = lambda kind, info: self.emit(job.name, kind, info)  # noqa: E731
+        try:
+            path, rendered = job.conform.ensure(
+                self.out_dir, on_progress=progress_events(emit), cancel=self.stop)
+        except (ValueError, OSError) as exc:
+            record.status, record.error = "failed", str(exc)
+            return False
+        emit("conformed", {"path": str(path), "rendered": rendered})
+        return True
 
 
 def plan(manifest: Manifest, shard: tuple[int, int] | None = None

@@ -60,6 +60,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_rle.py
+	$(PY) scripts/bench_conform.py
 
 bench-ui: test-addon
 	HOME=$$(mktemp -d) PYTHONPATH=$(CURDIR)/core:$(CURDIR) \

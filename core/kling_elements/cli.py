@@ -86,13 +86,20 @@ def _point(text: str) -> tuple[float, float]:
         ) from None
 
 
-def _frame_point(text: str) -> tuple[int, tuple[float, float]]:
+def _frame_point(text: str) -> tuple[Any, tuple[float, float]]:
     frame, sep, rest = text.partition(":")
-    if not sep or not frame.isdigit():
+    if sep and frame.isdigit():
+        return int(frame), _point(rest)
+    try:
+        mark = conform_cli.source_mark(frame) if sep else None
+    except ValueError:
+        mark = None
+    if mark is None:
         raise argparse.ArgumentTypeError(
-            f"point {text!r} must be FRAME:X,Y (frame of the normalized video), e.g. 0:0.5,0.4"
+            f"point {text!r} must be FRAME:X,Y (FRAME a frame of the normalized video, or in "
+            "the source: f<frame> or <seconds>s), e.g. 0:0.5,0.4, f120:0.5,0.4 or 2.5s:0.5,0.4"
         )
-    return int(frame), _point(rest)
+    return mark, _point(rest)
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -227,6 +234,7 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
     source = args.source
     job_source: dict[str, Any] = {}
     host = None
+    plan = None
     if args.video_id:
         job_source["video_id"] = args.video_id
     elif source and source.lower().startswith(("http://", "https://")):
@@ -236,7 +244,8 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
         if (args.start or args.end) and not args.conform:
             raise ValueError("--start/--end choose the span to conform: add --conform")
         if args.conform:
-            path = conform_cli.conform_for_edit(args, path, Path(args.output), progress.line)
+            path, plan = conform_cli.conform_for_edit(args, path, Path(args.output),
+                                                      progress.line)
         else:
             conform_cli.refuse_unconformed(path)
         job_source["video_path"] = str(path)
@@ -245,8 +254,11 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
         raise KlingError("give a clip (path or URL) or --video-id")
     if (args.start or args.end or args.conform) and "video_path" not in job_source:
         raise ValueError("--conform, --start and --end work on a local clip: give its path")
+    points = conform_cli.resolve_points(
+        args.point or [], Path(job_source["video_path"]) if "video_path" in job_source else None,
+        plan, progress.line)
     selections: dict[int, list[tuple[float, float]]] = {}
-    for frame, point in args.point or []:
+    for frame, point in points:
         selections.setdefault(frame, []).append(point)
     output = Path(args.output)
     job = EditJob(
@@ -471,7 +483,9 @@ def _parser() -> argparse.ArgumentParser:
     p = add("edit", cmd_edit, "one whole edit: clip -> clicks -> task -> result file")
     p.add_argument("source", nargs="?", help="a local clip or an http(s) URL")
     p.add_argument("--video-id", help="edit a video Kling generated (chains edits)")
-    p.add_argument("--point", action="append", type=_frame_point, metavar="FRAME:X,Y")
+    p.add_argument("--point", action="append", type=_frame_point, metavar="FRAME:X,Y",
+                   help="a click: FRAME of the normalized video, or in the source f<frame> or "
+                        "<seconds>s (mapped through the conform record); X,Y in [0, 1]")
     edit_options(p)
     p.add_argument("-o", "--output", required=True, help="where the result goes")
     p.add_argument("--force", action="store_true",

@@ -102,3 +102,57 @@ def test_edit_conform_conforms_then_edits_and_reuses_the_clip(run, plate, tmp_pa
     code, _, err = run(*_edit(plate, "--conform"))
     assert code == 0, err
     assert "is up to date: reused" in err and conformed[0].stat().st_mtime_ns == stamp
+
+
+def _mask_iou(state: dict, frame: int, truth) -> float:
+    import numpy as np
+    from PIL import Image
+
+    from kling_elements import rle
+
+    (mask,) = state["selection"]["masks"][str(frame)]
+    got = rle.decode(mask["counts"], mask["size"]).astype(bool)
+    h, w = got.shape
+    expected = np.asarray(Image.fromarray(truth).resize((w, h), Image.Resampling.NEAREST))
+    return float((got & expected).sum() / (got | expected).sum())
+
+
+def test_a_point_in_source_terms_lands_on_the_object_in_the_session(run, plate, tmp_path):
+    """Source frame 50 (2.0 s) of the 25 fps plate is session frame 48 of the 24 fps clip;
+    the ball is there, so the sandbox's mask covers it."""
+    x, y = plate.center(50)
+    mark = "f50"
+    code, _, err = run("edit", plate.path, "--conform", "--point", f"{mark}:{x!r},{y!r}",
+                       "--edit", "removal", "--prompt", PROMPT, "-o", "out.mp4")
+    assert code == 0, err
+    assert f"point {mark} (source frame f50) -> session frame 48" in err
+    state = json.loads((tmp_path / "out.mp4.kling.json").read_text())
+    assert list(state["selection"]["points"]) == ["48"]
+    truth = plate.mask(50)
+    assert _mask_iou(state, 48, truth.astype(bool)) > 0.8
+
+
+def test_a_point_outside_the_conformed_span_is_refused(run, plate, tmp_path):
+    code, _, err = run("edit", plate.path, "--conform", "--start", "f10", "--point",
+                       "f5:0.5,0.5", "--edit", "removal", "--prompt", PROMPT, "-o", "out.mp4")
+    assert code == 1
+    (line,) = [text for text in err.splitlines() if text.startswith("error:")]
+    assert "point f5 is source frame f5, outside the conformed span f10-f63 (0.40-2.57 s)" \
+        in line and "--start/--end" in line
+    assert list(tmp_path.iterdir()) == []  # refused before the render
+
+
+@pytest.mark.parametrize(("text", "session"), [("f50", 48), ("2.0s", 48), ("2.01", 48),
+                                               ("f0", 0), ("f64", 62 - 1)])
+def test_source_times_map_through_the_record(plate, text, session):
+    from kling_elements.conform.cli import session_frame, source_mark
+    from kling_elements.conform.run import prepare
+
+    prepared = prepare(plate.path)
+    assert session_frame(source_mark(text), prepared.media, prepared.plan) == session
+
+
+def test_a_malformed_point_shows_the_forms(run, plate):
+    with pytest.raises(SystemExit):
+        main(["edit", str(plate.path), "--point", "soon:0.5,0.5", "--edit", "removal",
+              "--prompt", PROMPT, "-o", "out.mp4"])

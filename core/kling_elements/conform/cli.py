@@ -27,7 +27,7 @@ from .run import (
 )
 
 __all__ = ["add_edit_options", "add_parser", "cmd_conform", "conform_for_edit",
-           "refuse_unconformed"]
+           "refuse_unconformed", "resolve_points", "session_frame", "source_mark"]
 
 _TIME_HELP = "seconds (2.5) or a source frame (f60, counted from f0)"
 
@@ -78,6 +78,16 @@ def _summary(plan: ConformPlan) -> dict[str, Any]:
             "frame_count": plan.frame_count, "duration_s": plan.duration_s,
             "first_frame": plan.first_frame, "last_frame": plan.last_frame,
             "reasons": list(plan.reasons)}
+
+
+def source_mark(text: str) -> Any:
+    """A point's time in source terms: ``f120`` or seconds with a unit or a decimal point
+    (``2.5s``, ``2.0``); a plain integer is a session frame, not this."""
+    from .source import Mark
+
+    if text.isdigit():
+        raise ValidationError(f"{text!r} is a session frame, not a source time")
+    return Mark.parse(text)
 
 
 def _time_arg(text: str) -> str:
@@ -171,26 +181,80 @@ def media_info(media: Any) -> Any:
 
 
 def conform_for_edit(args: argparse.Namespace, path: Path, output: Path,
-                     line: Any) -> Path:
+                     line: Any) -> tuple[Path, ConformPlan]:
     """Conform ``path`` for ``edit --conform`` beside ``output``; reuse an unchanged result.
 
     The conformed clip's name carries the plan's digest, so a changed source or span is a
-    different clip (and a different edit), never a stale one.
+    different clip (and a different edit), never a stale one. Returns the clip and its plan.
     """
     choice = duration_choice(getattr(args, "duration", None))
     prepared = prepare(path, fps=fps_choice(None), duration=choice, start=args.start,
                        end=args.end, out_dir=output.absolute().parent,
                        name=f"{output.stem}.conformed")
     plan = prepared.plan
+    resolve_points(getattr(args, "point", None) or [], path, plan, lambda _: None)
     for text in describe(prepared):
         line(text)
     if reusable(plan):
         line(f"conformed clip {plan.output} is up to date: reused")
-        return Path(plan.output)
+        return Path(plan.output), plan
     check_destination(path, plan.output, force=True)
     from .render import render
 
     meter = _Meter(getattr(args, "quiet", False))
     render(plan, media=prepared.media, on_progress=meter)
     line(f"conformed clip: {plan.output}")
-    return Path(plan.output)
+    return Path(plan.output), plan
+
+
+# ------------------------------------------------------------------ points in source terms
+
+
+def resolve_points(points: list[tuple[Any, tuple[float, float]]], source: Path | None,
+                   plan: ConformPlan | None, line: Any) -> list[tuple[int, tuple[float, float]]]:
+    """``--point`` values as session frames: a plain number already is one; ``f120`` or
+    ``2.5s`` (source terms) go through the conform record (or, for a clip sent as it is,
+    are its own frames). Normalized coordinates need no change: conforming scales the
+    whole picture, aspect kept."""
+    from .source import Mark, probe_source
+
+    marks = [frame for frame, _ in points if isinstance(frame, Mark)]
+    if not marks:
+        return points
+    if source is None:
+        raise ValidationError(f"point {marks[0].text} is in source terms, which need a local "
+                              "clip: give the clip's path, or a frame of the normalized video")
+    media = probe_source(source if plan is None else plan.source)
+    resolved = []
+    for frame, point in points:
+        if isinstance(frame, Mark):
+            session = session_frame(frame, media, plan)
+            line(f"point {frame.text} (source frame f{_source_frame(frame, media)}) -> session "
+                 f"frame {session}")
+            frame = session
+        resolved.append((frame, point))
+    return resolved
+
+
+def _source_frame(mark: Any, media: Any) -> int:
+    return mark.start_frame(media, what="point")
+
+
+def session_frame(mark: Any, media: Any, plan: ConformPlan | None) -> int:
+    """The session frame showing the source frame ``mark`` names (see docs/conform.md).
+
+    Through the record: the first conformed frame showing that source frame, else the one
+    showing the source frame nearest to it. A source frame outside the conformed span is
+    refused with the span.
+    """
+    frame = _source_frame(mark, media)
+    if plan is None:
+        return frame
+    k = plan.output_frame(frame)
+    if k is None:
+        first, last = plan.first_frame, plan.last_frame
+        raise ValidationError(
+            f"point {mark.text} is source frame f{frame}, outside the conformed span "
+            f"f{first}-f{last} ({media.times[first]:.2f}-{media.times[first] + plan.duration_s:.2f}"
+            " s): choose a time inside it, or move the span with --start/--end")
+    return k

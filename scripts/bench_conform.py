@@ -91,6 +91,7 @@ def bench(label: str, width: int, height: int, seconds: float, repeats: int,
     conform_times: list[float] = []
     reference_times: list[float] = []
     plan: ConformPlan | None = None
+    conform_file(source, folder / f"warm-up-{label}.mp4", end="2.2", force=True)  # untimed
     for i in range(repeats):
         def run_conform(i: int = i) -> ConformPlan:
             started = time.perf_counter()

@@ -235,6 +235,7 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
     job_source: dict[str, Any] = {}
     host = None
     plan = None
+    conform_cli.check_match_source(args)
     if args.video_id:
         job_source["video_id"] = args.video_id
     elif source and source.lower().startswith(("http://", "https://")):
@@ -262,7 +263,8 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
         selections.setdefault(frame, []).append(point)
     output = Path(args.output)
     job = EditJob(
-        output=str(output), selections=tuple((f, tuple(p)) for f, p in sorted(selections.items())),
+        output=str(conform_cli.kling_output(args, output)),
+        selections=tuple((f, tuple(p)) for f, p in sorted(selections.items())),
         images=tuple(str(Path(i).resolve()) if not i.startswith(("http://", "https://")) else i
                      for i in args.image or []),
         **{k: v for k, v in _create_kwargs(args).items() if k != "images"}, **job_source,
@@ -279,8 +281,10 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
 
     result = run_edit(client, job, host=host, state_path=state, wait_timeout=args.wait_timeout,
                       on_event=on_event, overwrite=args.force)
-    _emit(args, {"output": result.output, "watermarked_output": result.watermarked_output,
-                 "task": result.task}, str(result.output))
+    matched = conform_cli.match_result(args, plan, result.output, output, progress.line)
+    _emit(args, {"output": matched or result.output, "kling_output": result.output,
+                 "watermarked_output": result.watermarked_output, "task": result.task},
+          str(matched or result.output))
 
 
 def _batch_manifest(args: argparse.Namespace) -> batch.Manifest:

@@ -84,6 +84,8 @@ def write_source(path: Path, *, width: int, height: int, fps: float, seconds: fl
     tick = Fraction(1, 90000)
     fmt = "mov" if path.suffix == ".mov" else "mp4"
     pix = {"prores_ks": "yuv422p10le"}.get(codec, "yuv420p")
+    if width % 2 or height % 2:
+        pix = "yuv444p"  # 4:2:0 needs even sides; odd-sized sources exist (old cameras, crops)
     options = {"libx264": {"preset": "ultrafast", "crf": "16"},
                "libx265": {"preset": "ultrafast", "crf": "18", "x265-params": "log-level=error"},
                "prores_ks": {"profile": "0"}}.get(codec, {})

@@ -156,3 +156,42 @@ def test_a_malformed_point_shows_the_forms(run, plate):
     with pytest.raises(SystemExit):
         main(["edit", str(plate.path), "--point", "soon:0.5,0.5", "--edit", "removal",
               "--prompt", PROMPT, "-o", "out.mp4"])
+
+
+def test_match_source_gives_back_the_plates_rate_size_and_span(run, plate, tmp_path):
+    """The 25 fps 640x360 plate is edited at 24 fps 1280x720; --match-source writes the
+    result at 25 fps, 640x360, the plate's own frame times; Kling's file is kept beside."""
+    x, y = plate.center(0)
+    code, out, err = run("edit", plate.path, "--conform", "--match-source", "--point",
+                         f"f0:{x!r},{y!r}", "--edit", "removal", "--prompt", PROMPT, "-o",
+                         "final.mp4", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert Path(report["output"]) == Path("final.mp4")
+    assert Path(report["kling_output"]) == Path("final.kling.mp4")
+    with av.open(str(tmp_path / "final.kling.mp4")) as container:
+        assert container.streams.video[0].codec_context.width == 1280
+    with av.open(str(tmp_path / "final.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (640, 360)
+        assert float(stream.average_rate) == 25
+        times = [float(f.pts * f.time_base) for f in container.decode(stream)]
+    plan = read_record(next(tmp_path.glob("final.conformed-*.mp4")))
+    span = plan.duration_s  # 62 frames at 24 fps: 2.583 s -> the plate's f0..f64
+    assert times == pytest.approx([i / 25 for i in range(65)]) and span > 64 / 25
+
+    # Run again: the edit is done, the matched file is kept; a new -o over a file is refused.
+    code, _, err = run("edit", plate.path, "--conform", "--match-source", "--point",
+                       f"f0:{x!r},{y!r}", "--edit", "removal", "--prompt", PROMPT, "-o",
+                       "final.mp4")
+    assert code == 0 and "already: kept" in err
+    (tmp_path / "other.mp4").write_bytes(b"mine")
+    code, _, err = run("edit", plate.path, "--conform", "--match-source", "--edit", "removal",
+                       "--point", "0:0.5,0.5", "--prompt", PROMPT, "-o", "other.mp4")
+    assert code == 1 and "other.mp4' already exists" in err
+    assert (tmp_path / "other.mp4").read_bytes() == b"mine"
+
+
+def test_match_source_needs_conform(run, plate):
+    code, _, err = run(*_edit(plate, "--match-source"))
+    assert code == 1 and "--match-source brings a conformed clip's result back" in err

@@ -155,6 +155,55 @@ def add_edit_options(p: argparse.ArgumentParser) -> None:
                    help=f"with --conform: first frame of the span, {_TIME_HELP}")
     g.add_argument("--end", type=_time_arg, metavar="T",
                    help=f"with --conform: where the span stops, {_TIME_HELP}")
+    g.add_argument("--match-source", action="store_true",
+                   help="with --conform: write OUTPUT at the source's frame rate, size and "
+                        "timing over the conformed span (to lay over the plate 1:1); Kling's "
+                        "own result is kept as <OUTPUT stem>.kling.mp4")
+
+
+def kling_output(args: argparse.Namespace, output: Path) -> Path:
+    """Where Kling's result goes: OUTPUT, or beside it with ``--match-source``."""
+    if not getattr(args, "match_source", False):
+        return output
+    return output.with_name(f"{output.stem}.kling{output.suffix or '.mp4'}")
+
+
+def _state_done(args: argparse.Namespace, output: Path) -> bool:
+    state = Path(args.state) if args.state else output.with_name(output.name + ".kling.json")
+    try:
+        return bool(json.loads(state.read_text()).get("done"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_match_source(args: argparse.Namespace) -> None:
+    """Refuse, before anything is sent, ``--match-source`` without ``--conform`` or over a
+    file this edit did not write (unless ``--force``)."""
+    if not getattr(args, "match_source", False):
+        return
+    if not args.conform:
+        raise ValidationError("--match-source brings a conformed clip's result back to the "
+                              "source: add --conform")
+    output = Path(args.output)
+    if output.exists() and not args.force and not _state_done(args, output):
+        raise ValidationError(f"output {str(output)!r} already exists and would be replaced: "
+                              "choose another -o, or pass --force to replace it")
+
+
+def match_result(args: argparse.Namespace, plan: ConformPlan | None, result: Path,
+                 output: Path, line: Any) -> Path | None:
+    """With ``--match-source``: write OUTPUT from Kling's result in the source's terms."""
+    if not getattr(args, "match_source", False) or plan is None:
+        return None
+    if output.exists() and not args.force:
+        line(f"{output} is this edit's matched result already: kept")
+        return output
+    from .match import match_source
+
+    match_source(result, plan, output, on_progress=_Meter(getattr(args, "quiet", False)))
+    line(f"matched to the source ({plan.source_fps:g} fps, the source's size and timing): "
+         f"{output}; Kling's result: {result}")
+    return output
 
 
 def refuse_unconformed(path: Path) -> None:

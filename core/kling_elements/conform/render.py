@@ -29,7 +29,8 @@ from typing import Any
 from .plan import ConformCancelled, ConformError, ConformPlan, write_record
 from .source import SourceMedia, import_av, probe_source
 
-__all__ = ["CancelCheck", "ProgressCallback", "encoder_options", "render"]
+__all__ = ["CancelCheck", "ProgressCallback", "cancel_check", "encoder_options", "render",
+           "write_aside"]
 
 ProgressCallback = Callable[[int, int], None]
 CancelCheck = Any  # threading.Event | Callable[[], bool] | None
@@ -45,7 +46,7 @@ def encoder_options(plan: ConformPlan) -> dict[str, str]:
             "preset": _X264_PRESET.get(plan.preset, "superfast")}
 
 
-def _cancel_check(cancel: CancelCheck) -> Callable[[], bool]:
+def cancel_check(cancel: CancelCheck) -> Callable[[], bool]:
     if cancel is None:
         return lambda: False
     if hasattr(cancel, "is_set"):
@@ -88,6 +89,21 @@ def render(plan: ConformPlan, *, media: SourceMedia | None = None,
             f"{media.frame_count} frames: the file changed since the plan was made; conform "
             "again")
     output = Path(plan.output)
+    write_aside(output, lambda tmp: _encode(av, plan, media, tmp, on_progress,
+                                            cancel_check(cancel)))
+    try:
+        write_record(plan)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(output)  # a clip without its record could be mistaken for another plan
+        raise _write_error(exc, output) from None
+    return output
+
+
+def write_aside(output: Path, write: Callable[[str], None]) -> None:
+    """Run ``write(tmp)`` on a temporary name beside ``output``, then flush it to disk and
+    rename it over ``output``; on any error the temporary file is deleted (``output``
+    untouched) and a write failure becomes a ConformError naming the fix."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part.mp4",
@@ -96,7 +112,7 @@ def render(plan: ConformPlan, *, media: SourceMedia | None = None,
     except OSError as exc:
         raise _write_error(exc, output) from None
     try:
-        _encode(av, plan, media, tmp, on_progress, _cancel_check(cancel))
+        write(tmp)
         _fsync(tmp)
         os.replace(tmp, output)
     except BaseException as exc:
@@ -106,13 +122,6 @@ def render(plan: ConformPlan, *, media: SourceMedia | None = None,
             raise _write_error(exc, output) from None
         raise
     _fsync_dir(output.parent)
-    try:
-        write_record(plan)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(output)  # a clip without its record could be mistaken for another plan
-        raise _write_error(exc, output) from None
-    return output
 
 
 def _write_error(exc: OSError, output: Path) -> ConformError:

@@ -217,3 +217,41 @@ def test_a_source_that_changed_since_the_plan_is_refused(sources, tmp_path):
     with pytest.raises(ConformError, match="changed since the plan"):
         render(replace(plan, source=str(short.path)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_seek_that_lands_past_the_span_falls_back_to_reading_from_the_start(
+        sources, tmp_path, monkeypatch):
+    """A container whose index sends the seek too far (or an open GOP whose leading frames
+    the decoder drops) must not lose the span's first frames."""
+    source = sources("25-272p-12s.mp4", **CASES["25-272p-12s.mp4"][0])
+    media = probe_source(source.path)
+    plan = plan_conform(source_clip(media, Mark.parse("f100")), "5", out_dir=str(tmp_path))
+    real_open = av.open
+    seeks = []
+
+    class BadIndex:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+        def seek(self, offset, **kw):
+            seeks.append(offset)
+            return self.inner.seek(offset + 90 * media.pts[1], **kw)  # 3.6 s too far
+
+    def fake_open(path, mode="r", **kw):
+        container = real_open(path, mode, **kw)
+        return BadIndex(container) if mode == "r" else container
+
+    monkeypatch.setattr(av, "open", fake_open)
+    output = render(plan, media=media)
+    monkeypatch.setattr(av, "open", real_open)
+    assert seeks == [media.pts[100]]
+    check_conformed(output, source, 24, (1694, 720))

@@ -89,8 +89,13 @@ def render(plan: ConformPlan, *, media: SourceMedia | None = None,
             f"{media.frame_count} frames: the file changed since the plan was made; conform "
             "again")
     output = Path(plan.output)
-    write_aside(output, lambda tmp: _encode(av, plan, media, tmp, on_progress,
-                                            cancel_check(cancel)))
+    def encode(tmp: str) -> None:
+        try:
+            _encode(av, plan, media, tmp, on_progress, cancel_check(cancel), seek=True)
+        except _SeekMissed:  # a bad index or open-GOP leading frames: read from the start
+            _encode(av, plan, media, tmp, on_progress, cancel_check(cancel), seek=False)
+
+    write_aside(output, encode)
     try:
         write_record(plan)
     except OSError as exc:
@@ -135,8 +140,13 @@ def _write_error(exc: OSError, output: Path) -> ConformError:
     return ConformError(f"writing {str(output)!r} failed ({reason}); nothing was kept: {fix}")
 
 
+class _SeekMissed(Exception):
+    """After a seek the decoder did not give the first wanted frame (nothing written yet)."""
+
+
 def _encode(av: Any, plan: ConformPlan, media: SourceMedia, tmp: str,
-            on_progress: ProgressCallback | None, cancelled: Callable[[], bool]) -> None:
+            on_progress: ProgressCallback | None, cancelled: Callable[[], bool], *,
+            seek: bool) -> None:
     wanted = plan.source_frames()
     total = len(wanted)
     interpolation = "AREA" if plan.width * plan.height < media.width * media.height \
@@ -154,8 +164,9 @@ def _encode(av: Any, plan: ConformPlan, media: SourceMedia, tmp: str,
         out.width, out.height, out.pix_fmt = plan.width, plan.height, "yuv420p"
         out.options = encoder_options(plan)
         out.codec_context.time_base = 1 / rate
-        counted = -1
-        if media.pts is not None and wanted[0] > 0:
+        counted: int | None = -1
+        seeked = seek and media.pts is not None and wanted[0] > 0
+        if seeked:
             source.seek(media.pts[wanted[0]], stream=stream, backward=True, any_frame=False)
             counted = None  # after a seek only timestamps say which frame is which
         k = 0
@@ -166,10 +177,11 @@ def _encode(av: Any, plan: ConformPlan, media: SourceMedia, tmp: str,
                 index = media.frame_index(frame.pts)
                 if index is None:
                     if counted is None:
-                        raise ConformError(f"source {media.path!r} lost its timestamps after "
-                                           "a seek: export the clip again")
+                        raise _SeekMissed
                     counted += 1
                     index = counted
+                if index > wanted[k] and seeked and k == 0:
+                    raise _SeekMissed
                 if index > wanted[k]:
                     raise ConformError(
                         f"source frame f{wanted[k]} of {media.path!r} could not be decoded "

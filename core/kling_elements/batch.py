@@ -40,6 +40,7 @@ from .batch_manifest import (
 )
 from .client import Client
 from .conform.cache import progress_events
+from .conform.match import match_source
 from .errors import (
     AccountError,
     AuthError,
@@ -312,6 +313,8 @@ class _Runner:
         if state.get("job") != edit.key() or not state.get("done") or not Path(
                 edit.output).is_file():
             return False
+        if job.match_source and not job.matched_path(self.out_dir).is_file():
+            return False
         record.status, record.output = "succeed", edit.output
         record.task_id, record.external_task_id = state.get("task_id"), state.get(
             "external_task_id")
@@ -378,13 +381,29 @@ class _Runner:
                 record.status, record.error = "failed", str(exc) or exc.__class__.__name__
                 return
             else:
-                record.status, record.output = "succeed", str(result.output)
                 record.task_id = result.task.task_id
                 record.external_task_id = result.task.external_task_id
+                if job.match_source and not self._matched(job, result.output, record):
+                    return
+                record.status, record.output = "succeed", str(result.output)
                 return
             finally:
                 proxy.release()
 
+
+    def _matched(self, job: BatchJob, result: Path, record: JobReport) -> bool:
+        """Write ``<name>.source.mp4`` (see ``conform.match``); False when it failed."""
+        assert job.conform is not None
+        target = job.matched_path(self.out_dir)
+        emit = lambda kind, info: self.emit(job.name, kind, info)  # noqa: E731
+        try:
+            match_source(result, job.conform.plan, target, cancel=self.stop)
+        except (ValueError, OSError) as exc:
+            record.status, record.error = "failed", f"the result is in {result}, but " \
+                f"bringing it back to the plate's terms failed: {exc}"
+            return False
+        emit("matched", {"path": str(target)})
+        return True
 
     def _conformed(self, job: BatchJob, record: JobReport) -> bool:
         """Render the job's conformed clip unless cached (see ``conform.cache``)."""

@@ -37,7 +37,7 @@ __all__ = [
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,119}")
 FIELDS = ("name", "video", "select", "edit_mode", "prompt", "images", "negative_prompt",
-          "mode", "duration", "watermark", "model_name", "conform", "range")
+          "mode", "duration", "watermark", "model_name", "conform", "range", "match_source")
 _URL_PREFIXES = ("http://", "https://")
 
 
@@ -77,6 +77,11 @@ class BatchJob:
     name: str
     spec: EditJob
     conform: ConformTarget | None = None
+    match_source: bool = False
+
+    def matched_path(self, out_dir: str | os.PathLike) -> Path:
+        """``<out_dir>/<name>.source.mp4``: the result in the plate's rate, size and span."""
+        return Path(out_dir) / f"{self.name}.source.mp4"
 
     def edit_job(self, out_dir: str | os.PathLike) -> EditJob:
         """The ``workflow`` job writing ``<out_dir>/<name>.mp4`` (from the conformed clip)."""
@@ -342,8 +347,15 @@ def _check_record(record: object, base: Path, probes: _Probes,
         "duration": duration if record.get("duration") is not None else None,
         "watermark": watermark is True, "model_name": model_name,
     }
+    match = record.get("match_source", False)
+    if not isinstance(match, bool):
+        check.add(f"match_source must be true or false, got {match!r}")
+    elif match and record.get("conform") is not True:
+        check.add('match_source brings a conformed clip\'s result back to the plate: add '
+                  '"conform": true')
     if conform is not None:
         fields["conform"] = conform
+        fields["match_source"] = match is True
     return name, fields, check.messages
 
 
@@ -371,8 +383,9 @@ def from_records(
         manifest.problems.extend(Problem(line, name, m) for m in messages)
         if not messages and name is not None:
             conform = fields.pop("conform", None)
+            match = fields.pop("match_source", False)
             manifest.jobs.append(BatchJob(line=line, name=name, spec=EditJob(output="", **fields),
-                                          conform=conform))
+                                          conform=conform, match_source=match))
     return manifest
 
 

@@ -74,6 +74,7 @@ def test_dry_run_validates_conform_and_range(shots, plate, tmp_path, capsys):
         {**_job("url", plate, conform=True), "video": "https://example.com/a.mp4"},
         _job("flag", plate, conform="yes"),
         _job("ten", plate, conform=True, duration="10"),
+        _job("match", plate, match_source=True),
     )
     code, report = _dry_run(manifest, tmp_path / "out", capsys)
     assert code == 1
@@ -88,6 +89,8 @@ def test_dry_run_validates_conform_and_range(shots, plate, tmp_path, capsys):
     assert "line 8 (url): conform needs a local clip" in problems
     assert "line 9 (flag): conform must be true or false, got 'yes'" in problems
     assert "line 10 (ten): the range lasts 3.20 s, under the 7 s a 10 s clip needs" in problems
+    assert 'line 11 (match): match_source brings a conformed clip\'s result back to the ' \
+        'plate: add "conform": true' in problems
     assert not (tmp_path / "out").exists()  # a dry run renders nothing
 
 
@@ -96,7 +99,7 @@ def test_a_batch_conforms_once_per_plate_and_span_and_never_again(
     manifest = _manifest(shots, _job("a", plate, conform=True),
                          _job("b", plate, conform=True, prompt="Delete the ball from "
                               "<<<video_1>>>"),
-                         _job("c", plate, conform=True, range=[0.2, None]))
+                         _job("c", plate, conform=True, range=[0.2, None], match_source=True))
     out = tmp_path / "out"
     events: list[tuple] = []
 
@@ -122,6 +125,11 @@ def test_a_batch_conforms_once_per_plate_and_span_and_never_again(
     for name in "abc":
         with av.open(str(out / f"{name}.mp4")) as container:
             assert float(container.streams.video[0].average_rate) == 24
+    with av.open(str(out / "c.source.mp4")) as container:  # back in the plate's terms
+        stream = container.streams.video[0]
+        assert float(stream.average_rate) == 25 and (stream.width, stream.height) == (640, 360)
+        assert sum(1 for _ in container.decode(stream)) == 75  # f5..f79: 3.0 s at 25 fps
+    assert not (out / "a.source.mp4").exists()
     stamps = {p: p.stat().st_mtime_ns for p in cache}
 
     # Resumed: finished jobs are skipped; a job whose result was lost reuses the clip.
@@ -131,6 +139,13 @@ def test_a_batch_conforms_once_per_plate_and_span_and_never_again(
     assert sorted(e[0] for e in events if e[1] == "skipped") == ["b", "c"]
     assert [(e[0], e[2]["rendered"]) for e in events if e[1] == "conformed"] == [("a", False)]
     assert {p: p.stat().st_mtime_ns for p in cache} == stamps
+
+    # A lost matched file is made again from the result, with nothing sent to Kling.
+    (out / "c.source.mp4").unlink()
+    report = run()
+    assert report.ok and (out / "c.source.mp4").is_file()
+    assert not [e for e in events if e[1] in ("created", "publish")]
+    assert [e[0] for e in events if e[1] == "matched"] == ["c"]
 
 
 def test_the_cache_follows_the_content_not_the_path(shots, plate, tmp_path):

@@ -214,19 +214,11 @@ def refuse_unconformed(path: Path) -> None:
         media = probe_source(path)
     except ImportError:
         return
-    info = media_info(media)
-    problems = needs_conform(info, variable_rate=media.variable_rate)
+    problems = needs_conform(media.info(), variable_rate=media.variable_rate)
     if problems:
         raise ValidationError(f"video {str(path)!r} breaks Kling's rules: " + "; ".join(problems)
                               + ". Add --conform to conform it first (or run 'kling-elements "
                               "conform IN -o OUT' and edit OUT)")
-
-
-def media_info(media: Any) -> Any:
-    from .. import validate
-
-    return validate.VideoInfo(media.container, media.duration_s, media.width, media.height,
-                              media.fps, media.frame_count)
 
 
 def conform_for_edit(args: argparse.Namespace, path: Path, output: Path,

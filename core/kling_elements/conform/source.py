@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from ..validate import VideoInfo
 from .plan import ConformError, SourceClip
 
 __all__ = ["Mark", "SourceMedia", "VideoExtraMissing", "import_av", "probe_source",
@@ -69,6 +70,11 @@ class SourceMedia:
     def duration_s(self) -> float:
         """From frame 0 to the end of the last frame."""
         return self.times[-1] + 1 / self.fps
+
+    def info(self) -> VideoInfo:
+        """Kling's view of the whole clip (what ``validate.video_problems`` checks)."""
+        return VideoInfo(self.container, self.duration_s, self.width, self.height, self.fps,
+                         self.frame_count)
 
     def frame_index(self, pts: int | None) -> int | None:
         """The display index of the frame with presentation timestamp ``pts`` (nearest)."""
@@ -212,7 +218,8 @@ class Mark:
         assert self.seconds is not None
         if self.seconds >= media.duration_s - 1e-6:
             raise ConformError(f"{what} {self.text} s is past the clip's end "
-                               f"({media.duration_s:.2f} s): choose a start below "
+                               f"({media.duration_s:.2f} s): choose "
+                               f"{'a start' if what == '--start' else 'a time'} below "
                                f"{media.duration_s:.2f} s")
         return media.frame_at(self.seconds)
 

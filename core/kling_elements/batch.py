@@ -495,27 +495,6 @@ class _Runner:
             finally:
                 proxy.release()
 
-
-def _job_ledger(state: dict[str, Any]) -> CostLedger | None:
-    record = state.get("cost")
-    return CostLedger(record) if isinstance(record, dict) else None
-
-
-def _job_cost(state: dict[str, Any]) -> dict[str, Any] | None:
-    """A job's reported cost over every run (``None``: nothing was ever charged)."""
-    ledger = _job_ledger(state)
-    return ledger.total().to_dict() if ledger is not None and ledger.steps() else None
-
-
-def _budget(value: Decimal | float | str | None) -> Decimal | None:
-    if value is None:
-        return None
-    amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"budget {value!r} must be a number of units >= 0, e.g. 50")
-    return amount
-
-
     def _matched(self, job: BatchJob, result: Path, record: JobReport) -> bool:
         """Write ``<name>.source.mp4`` (see ``conform.match``); False when it failed."""
         assert job.conform is not None
@@ -542,6 +521,26 @@ def _budget(value: Decimal | float | str | None) -> Decimal | None:
             return False
         emit("conformed", {"path": str(path), "rendered": rendered})
         return True
+
+
+def _job_ledger(state: dict[str, Any]) -> CostLedger | None:
+    record = state.get("cost")
+    return CostLedger(record) if isinstance(record, dict) else None
+
+
+def _job_cost(state: dict[str, Any]) -> dict[str, Any] | None:
+    """A job's reported cost over every run (``None``: nothing was ever charged)."""
+    ledger = _job_ledger(state)
+    return ledger.total().to_dict() if ledger is not None and ledger.steps() else None
+
+
+def _budget(value: Decimal | float | str | None) -> Decimal | None:
+    if value is None:
+        return None
+    amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"budget {value!r} must be a number of units >= 0, e.g. 50")
+    return amount
 
 
 def plan(manifest: Manifest, shard: tuple[int, int] | None = None

@@ -15,6 +15,7 @@ an exception for an unlucky image (a failed cut falls back to its seed).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -72,19 +73,36 @@ class Working:
         return cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
 
 
-def _cut(image: np.ndarray, labels: np.ndarray, iterations: int) -> np.ndarray | None:
+def _cut(
+    image: np.ndarray, labels: np.ndarray, iterations: int, expect: int = 1
+) -> np.ndarray | None:
     """Run GrabCut on ``labels`` (a GC_* trimap, updated in place); the foreground, or None
-    when either side has too few pixels to model or OpenCV refuses."""
-    foreground = (labels == _FG) | (labels == _PR_FG)
+    when either side has too few pixels to model or OpenCV refuses.
+
+    GrabCut's colour mixtures start from k-means, whose random start sometimes yields a
+    degenerate model that gives the whole object to the background. A result with fewer
+    than ``expect`` foreground pixels is therefore cut again from other (fixed) seeds, and
+    the largest result is kept: deterministic, and robust to one bad start."""
+    start = labels.copy()
+    foreground = (start == _FG) | (start == _PR_FG)
     if np.count_nonzero(foreground) < 8 or np.count_nonzero(~foreground) < 8:
         return None
-    cv2.setRNGSeed(0)
-    try:
-        cv2.grabCut(image, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), iterations,
-                    cv2.GC_INIT_WITH_MASK)
-    except cv2.error:
-        return None
-    return (labels == _FG) | (labels == _PR_FG)
+    best: np.ndarray | None = None
+    for seed in range(3):
+        trial = start.copy()
+        cv2.setRNGSeed(seed)
+        try:
+            cv2.grabCut(image, trial, None, np.zeros((1, 65)), np.zeros((1, 65)), iterations,
+                        cv2.GC_INIT_WITH_MASK)
+        except cv2.error:
+            continue
+        found = (trial == _FG) | (trial == _PR_FG)
+        if best is None or np.count_nonzero(found) > np.count_nonzero(best):
+            best = found
+            labels[:] = trial
+        if np.count_nonzero(found) >= expect:
+            break
+    return best
 
 
 def _seed_radius(shape: tuple[int, ...]) -> int:
@@ -92,7 +110,12 @@ def _seed_radius(shape: tuple[int, ...]) -> int:
 
 
 def _cut_in_box(
-    work: Working, box: Box, seed: tuple[int, int], hint: np.ndarray | None, iterations: int = 3
+    work: Working,
+    box: Box,
+    seed: tuple[int, int],
+    hint: np.ndarray | None,
+    iterations: int = 3,
+    expect: int = 1,
 ) -> np.ndarray | None:
     """GrabCut on a crop: ``box`` is probable object (or only ``hint`` within it, when given,
     the rest of the box probable background), a margin around it certain background, a disc
@@ -109,7 +132,7 @@ def _cut_in_box(
         labels[inner] = np.where(hint[sl][inner], _PR_FG, _PR_BG)
     row, col = seed[0] - crop[0], seed[1] - crop[2]
     cv2.circle(labels, (col, row), _seed_radius(work.image.shape), int(_FG), -1)
-    found = _cut(np.ascontiguousarray(work.image[sl]), labels, iterations)
+    found = _cut(np.ascontiguousarray(work.image[sl]), labels, iterations, expect)
     if found is None:
         return None
     local = _component_at(found, row, col)
@@ -163,31 +186,48 @@ def _min_area(shape: tuple[int, ...]) -> int:
     return max(12, int(2e-3 * shape[0] * shape[1]))
 
 
-def from_click(frame: np.ndarray, row: int, col: int, work: Working | None = None) -> np.ndarray:
+def from_click(
+    frame: np.ndarray,
+    row: int,
+    col: int,
+    work: Working | None = None,
+    extra: Sequence[np.ndarray] = (),
+) -> np.ndarray:
     """The object under the click ``(row, col)`` of ``frame``, by appearance alone.
 
     Squares of several sizes around the click each start a cut, whose result is re-cut in
     its own bounding box with a margin (so an off-centre click still gets the whole object);
-    the candidate that stands out most from its surroundings (``separation``) wins. Specks
-    and floods (over 60% of the frame) are not candidates. Always contains the click.
+    the candidate that stands out most from its surroundings (``separation``) wins. ``extra``
+    full-resolution candidates (a region grown by colour) compete too, and are returned as
+    given when they win. Specks and floods (over 60% of the frame) are not candidates.
+    Always contains the click.
     """
     work = work or Working.of(frame)
     hs, ws = work.image.shape[:2]
     seed = work.point(row, col)
     best, best_score = None, -1.0
+    for candidate in extra:
+        small = work.down(candidate)
+        if _min_area(work.image.shape) <= np.count_nonzero(small) <= 0.6 * hs * ws:
+            score = separation(work.rgb, small)
+            if score > best_score:
+                best, best_score = candidate, score
     for scale in _SCALES:
         half = max(4, round(scale * min(hs, ws)))
         box = _pad_box((seed[0], seed[0] + 1, seed[1], seed[1] + 1), half, (hs, ws))
-        found = _cut_in_box(work, box, seed, None, iterations=2)
-        if found is None or np.count_nonzero(found) < _min_area(work.image.shape):
+        least = _min_area(work.image.shape)
+        found = _cut_in_box(work, box, seed, None, iterations=2, expect=least)
+        if found is None or np.count_nonzero(found) < least:
             continue
-        refit = _cut_in_box(work, _margin_box(found, 0.15), seed, None)
+        refit = _cut_in_box(work, _margin_box(found, 0.15), seed, None, expect=least)
         found = found if refit is None else refit
         if not _min_area(work.image.shape) <= np.count_nonzero(found) <= 0.6 * hs * ws:
             continue
         score = separation(work.rgb, found)
         if score > best_score:
             best, best_score = found, score
+    if best is not None and best.shape == work.shape and work.factor != 1.0:
+        return best
     return _at_full(work, best, row, col)
 
 
@@ -208,7 +248,7 @@ def from_hint(
     box = _margin_box(small, 0.25)
     found = None
     for _ in range(4):
-        cut = _cut_in_box(work, box, seed, small)
+        cut = _cut_in_box(work, box, seed, small, expect=np.count_nonzero(small) // 3)
         if cut is None:
             break
         found = cut
@@ -230,3 +270,40 @@ def _at_full(work: Working, found: np.ndarray | None, row: int, col: int) -> np.
     mask[row, col] = True
     kept = _component_at(mask, row, col)
     return kept if kept is not None else mask
+
+
+def refine(frame: np.ndarray, mask: np.ndarray, work: Working | None = None) -> np.ndarray:
+    """``mask`` (a tracked or shifted object, full resolution) with its outline re-cut.
+
+    Only a band around the outline (about 8% of the object's size each way) is open: the
+    object's core stays the object, the surroundings beyond the band stay background, so
+    one frame's cut can follow a deformation or undo a tracking slip but never jump to
+    another object. The parts kept are those connected to the core. An empty mask, or one
+    too small to model, comes back unchanged."""
+    work = work or Working.of(frame)
+    small = work.down(mask)
+    area = int(np.count_nonzero(small))
+    if area < 16:
+        return mask.astype(bool, copy=True)
+    band = max(2, round(0.08 * math.sqrt(area)))
+    hs, ws = small.shape
+    box = _pad_box(_bbox(small), band + 2, (hs, ws))
+    sl = _sl(box)
+    local = small[sl].astype(np.uint8)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    core = cv2.erode(local, disc) > 0
+    reach = cv2.dilate(local, disc) > 0
+    labels = np.full(local.shape, _BG, np.uint8)
+    labels[reach] = _PR_BG
+    labels[local > 0] = _PR_FG
+    labels[core] = _FG
+    found = _cut(np.ascontiguousarray(work.image[sl]), labels, 2, expect=area // 2)
+    if found is None or not core.any():
+        return mask.astype(bool, copy=True)
+    count, components = cv2.connectedComponents(found.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[np.unique(components[core])] = True
+    keep[0] = False
+    out = np.zeros((hs, ws), bool)
+    out[sl] = _fill_holes(keep[components], max_hole=0.02 * area)
+    return work.up(out)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage, signal
 
+from . import grabcut
 from ._checks import _check_video, _resize_mask
 from ._morph import (
     _EIGHT,
@@ -30,6 +31,10 @@ from ._morph import (
 )
 from .background import _MIN_MODEL_FRAMES, BackgroundModel, _half_contrast, background_model
 from .colour import _reduced_gray
+
+_AGREEMENT = 0.95
+"""IoU above which a re-cut outline and the still camera's foreground are the same: the
+foreground's sharper outline is kept."""
 
 
 def track(frames: np.ndarray, key_masks: dict[int, np.ndarray]) -> np.ndarray:
@@ -85,12 +90,15 @@ def _propagate(
         dy, dx = np.round(velocity).astype(int)
         predicted = _shift_mask(previous, dy, dx) if dy or dx else previous
         candidate = _motion_candidate(frames[t], model, predicted, previous) if model else None
+        moving = candidate is not None
         if candidate is None:
             offset = _displacement(frames[anchor], frames[t], anchor_mask, offset + velocity)
             whole = np.round(offset).astype(int)
             candidate = _shift_mask(anchor_mask, int(whole[0]), int(whole[1]))
-        else:
-            anchor, anchor_mask, offset = t, candidate, np.zeros(2)
+        refined = grabcut.refine(frames[t], candidate)
+        if not (moving and _iou(refined, candidate) >= _AGREEMENT):
+            candidate = refined
+        anchor, anchor_mask, offset = t, candidate, np.zeros(2)
         out[t] = candidate
         velocity = _centroid(candidate) - _centroid(previous) if candidate.any() else velocity
 

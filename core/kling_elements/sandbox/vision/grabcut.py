@@ -272,14 +272,22 @@ def _at_full(work: Working, found: np.ndarray | None, row: int, col: int) -> np.
     return kept if kept is not None else mask
 
 
-def refine(frame: np.ndarray, mask: np.ndarray, work: Working | None = None) -> np.ndarray:
+def refine(
+    frame: np.ndarray,
+    mask: np.ndarray,
+    work: Working | None = None,
+    moving: np.ndarray | None = None,
+) -> np.ndarray:
     """``mask`` (a tracked or shifted object, full resolution) with its outline re-cut.
 
     Only a band around the outline (about 8% of the object's size each way) is open: the
     object's core stays the object, the surroundings beyond the band stay background, so
     one frame's cut can follow a deformation or undo a tracking slip but never jump to
-    another object. The parts kept are those connected to the core. An empty mask, or one
-    too small to model, comes back unchanged."""
+    another object. With ``moving`` (what differs from a still camera's background, full
+    resolution), motion joins colour: moving parts next to the mask (a leg the mask lost)
+    are probably object, and the certain core is only where the object moves, so a patch
+    of background the mask dragged along can leave. The parts kept are those connected to
+    the core. An empty mask, or one too small to model, comes back unchanged."""
     work = work or Working.of(frame)
     small = work.down(mask)
     area = int(np.count_nonzero(small))
@@ -287,11 +295,21 @@ def refine(frame: np.ndarray, mask: np.ndarray, work: Working | None = None) -> 
         return mask.astype(bool, copy=True)
     band = max(2, round(0.08 * math.sqrt(area)))
     hs, ws = small.shape
-    box = _pad_box(_bbox(small), band + 2, (hs, ws))
+    box = _pad_box(_bbox(small), 2 * band + 2, (hs, ws))
     sl = _sl(box)
     local = small[sl].astype(np.uint8)
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     core = cv2.erode(local, disc) > 0
+    if moving is not None:
+        motion = work.down(moving)[sl]
+        count, parts = cv2.connectedComponents(motion.astype(np.uint8), connectivity=8)
+        near = np.zeros(count, bool)
+        near[np.unique(parts[(cv2.dilate(local, disc) > 0) & motion])] = True
+        near[0] = False
+        local = (local > 0) | near[parts]
+        held = core & motion
+        core = held if np.count_nonzero(held) >= 0.25 * np.count_nonzero(core) else core
+        local = local.astype(np.uint8)
     reach = cv2.dilate(local, disc) > 0
     labels = np.full(local.shape, _BG, np.uint8)
     labels[reach] = _PR_BG

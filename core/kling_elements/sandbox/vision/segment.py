@@ -55,7 +55,7 @@ def segment(
     h, w = frame.shape[:2]
     clip = None if context is None else np.asarray(context)
     model = _context_model(clip, frame.shape)
-    still = model is not None and _camera_still(frame, model)
+    still = model is not None and model.explains(frame)
     work = grabcut.Working.of(frame)
     lab: np.ndarray | None = None
     regions = []
@@ -76,12 +76,6 @@ def segment(
         regions.append(region)
     return _merge_overlapping(regions)
 
-
-def _camera_still(frame: np.ndarray, model: BackgroundModel) -> bool:
-    """Whether the still-camera background explains the frame (under 30% of it differs);
-    a pan or a shake makes most of the frame differ."""
-    sample = (slice(None, None, 4), slice(None, None, 4))
-    return float(np.mean(model.foreground(frame, sample))) < 0.3
 
 
 def _merge_overlapping(regions: list[np.ndarray]) -> list[np.ndarray]:

@@ -89,14 +89,16 @@ def _propagate(
             return
         dy, dx = np.round(velocity).astype(int)
         predicted = _shift_mask(previous, dy, dx) if dy or dx else previous
-        candidate = _motion_candidate(frames[t], model, predicted, previous) if model else None
-        moving = candidate is not None
+        still = model is not None and model.explains(frames[t])
+        candidate = _motion_candidate(frames[t], model, predicted, previous) if still else None
+        found_moving = candidate is not None
         if candidate is None:
             offset = _displacement(frames[anchor], frames[t], anchor_mask, offset + velocity)
             whole = np.round(offset).astype(int)
             candidate = _shift_mask(anchor_mask, int(whole[0]), int(whole[1]))
-        refined = grabcut.refine(frames[t], candidate)
-        if not (moving and _iou(refined, candidate) >= _AGREEMENT):
+        moving = _open(model.foreground(frames[t])) if still else None
+        refined = grabcut.refine(frames[t], candidate, moving=moving)
+        if not (found_moving and _iou(refined, candidate) >= _AGREEMENT):
             candidate = refined
         anchor, anchor_mask, offset = t, candidate, np.zeros(2)
         out[t] = candidate

@@ -120,6 +120,8 @@ def _scaled(cut: Cutout, height: int) -> Cutout:
 # name: (object, background, object height / frame height, path x0 -> x1 (fraction of the
 # frame width free for the object), vertical bob, camera pan in px per frame)
 CASES: dict[str, tuple[str, str, float, tuple[float, float], float, float]] = {
+    # the issue's rabbit: a still face whose mouth alone moves, clicked on the mouth
+    "still-cat-chews": ("cat-face", "coffee", 0.6, (0.5, 0.5), 0.0, 0.0),
     "furry-horse-on-table": ("furry-horse", "coffee", 0.55, (0.1, 0.9), 0.04, 0.0),
     "cup-on-astronaut": ("cup", "astronaut", 0.5, (0.85, 0.15), 0.03, 0.0),
     "astronaut-at-launch": ("astronaut", "rocket", 0.7, (0.2, 0.75), 0.02, 0.0),
@@ -139,17 +141,28 @@ def _click(mask: np.ndarray) -> tuple[int, int]:
     return int(row), int(col)
 
 
+def _chewing(obj: Cutout, t: int) -> Cutout:
+    """The object with a mouth-sized patch around its centre moving up and down (the rest
+    of it still): only this patch differs from a still background."""
+    oh, ow = obj.alpha.shape
+    mouth = _ellipse_alpha(oh, ow, (0.38 * ow, 0.42 * oh, 0.62 * ow, 0.62 * oh))[..., None]
+    moved = np.roll(obj.rgb, round(4 * np.sin(2 * np.pi * t / 6)), axis=0)
+    rgb = mouth * moved + (1 - mouth) * obj.rgb
+    return Cutout(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), obj.alpha)
+
+
 def build(name: str, width: int = 640, height: int = 360, count: int = 40) -> PhotoClip:
     """Render the named case, encode it as H.264 and decode it back (as the sandbox sees
-    clips); the click lands on frame ``count // 3``."""
+    clips); the click lands on frame ``count // 3``, on the object's deepest pixel."""
     obj_kind, bg_kind, rel_height, (x0, x1), bob, pan = CASES[name]
-    obj = _scaled(cutout(obj_kind), round(rel_height * height))
-    oh, ow = obj.alpha.shape
+    still = _scaled(cutout(obj_kind), round(rel_height * height))
+    oh, ow = still.alpha.shape
     travel = abs(pan) * (count - 1)
     wide = _cover(background_photo(bg_kind), width + int(np.ceil(travel)) + 2, height)
     frames = np.empty((count, height, width, 3), np.uint8)
     masks = np.zeros((count, height, width), bool)
     for t in range(count):
+        obj = _chewing(still, t) if name == "still-cat-chews" else still
         u = t / (count - 1)
         shift = round(travel * u) if pan > 0 else round(travel * (1 - u))
         frame = wide[:, shift : shift + width].astype(np.float32)

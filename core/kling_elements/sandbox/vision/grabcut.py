@@ -259,6 +259,19 @@ def from_hint(
     return _at_full(work, found, row, col)
 
 
+def _fit(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if mask.shape == shape:
+        return mask
+    image = mask.astype(np.uint8)
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def _opened(mask: np.ndarray) -> np.ndarray:
+    """Specks (compression noise, a flickering pixel) removed by a 3x3 opening."""
+    kernel = np.ones((3, 3), np.uint8)
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
+
+
 def _at_full(work: Working, found: np.ndarray | None, row: int, col: int) -> np.ndarray:
     h, w = work.shape
     if found is None:
@@ -283,8 +296,8 @@ def refine(
     Only a band around the outline (about 8% of the object's size each way) is open: the
     object's core stays the object, the surroundings beyond the band stay background, so
     one frame's cut can follow a deformation or undo a tracking slip but never jump to
-    another object. With ``moving`` (what differs from a still camera's background, full
-    resolution), motion joins colour: moving parts next to the mask (a leg the mask lost)
+    another object. With ``moving`` (what differs from a still camera's background, at any
+    resolution: a strided sample of the frame is enough), motion joins colour: moving parts next to the mask (a leg the mask lost)
     are probably object, and the certain core is only where the object moves, so a patch
     of background the mask dragged along can leave. The parts kept are those connected to
     the core. An empty mask, or one too small to model, comes back unchanged."""
@@ -301,7 +314,7 @@ def refine(
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     core = cv2.erode(local, disc) > 0
     if moving is not None:
-        motion = work.down(moving)[sl]
+        motion = _opened(_fit(moving, (hs, ws)))[sl]
         count, parts = cv2.connectedComponents(motion.astype(np.uint8), connectivity=8)
         near = np.zeros(count, bool)
         near[np.unique(parts[(cv2.dilate(local, disc) > 0) & motion])] = True

@@ -1,10 +1,10 @@
-"""Camera-compensated motion: what moves in a frame once the camera's own pan is undone.
+"""Camera-compensated motion: what moves in a frame once the camera's own motion is undone.
 
 The temporal-median background (``background``) needs a still camera; a pan or a handheld
 drift makes every pixel differ from it. Here each sampled frame of the clip is first
-aligned to the frame in question (a global translation found by phase correlation, which
-the background dominates), and only then is the per-pixel median taken, at a reduced
-resolution. On a still camera the shifts are zero and this is the usual median.
+aligned to the frame in question (a similarity transform fitted with RANSAC to matched ORB
+features, so the background's many features outvote the object's), and only then is the
+per-pixel median taken, at a reduced resolution.
 
 The result is a hint, not an outline: it marks the object roughly (its working resolution
 is ``SIDE`` px on the long side) and is refined by the appearance model (``grabcut``).
@@ -13,6 +13,7 @@ is ``SIDE`` px on the long side) and is refined by the appearance model (``grabc
 from __future__ import annotations
 
 import contextlib
+import warnings
 import weakref
 
 import cv2
@@ -34,8 +35,7 @@ class _Samples:
         self.size = (max(1, round(w / self.factor)), max(1, round(h / self.factor)))
         picks = np.unique(np.linspace(0, n - 1, min(n, _SAMPLES)).round().astype(int))
         self.frames = [self.reduce(context[i]) for i in picks]
-        self.grays = [_gray(f) for f in self.frames]
-        self.window = cv2.createHanningWindow(self.size, cv2.CV_32F)
+        self.features = [_features(_gray(f)) for f in self.frames]
 
     def reduce(self, frame: np.ndarray) -> np.ndarray:
         small = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
@@ -43,7 +43,36 @@ class _Samples:
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.uint8)
+
+
+def _features(gray: np.ndarray, where: np.ndarray | None = None):
+    """ORB keypoints' positions (k, 2) float32 and descriptors, or None when too few."""
+    orb = cv2.ORB_create(nfeatures=600, fastThreshold=8, edgeThreshold=15, patchSize=15)
+    points, descriptors = orb.detectAndCompute(gray, where)
+    if descriptors is None or len(points) < 12:
+        return None
+    return np.float32([p.pt for p in points]), descriptors
+
+
+def _alignment(target, other) -> np.ndarray | None:
+    """The 2x3 similarity that maps ``other``'s pixels onto ``target``'s, from features
+    matched both ways and a RANSAC fit; None when it is not well supported."""
+    if target is None or other is None:
+        return None
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    matches = matcher.match(target[1], other[1])
+    if len(matches) < 12:
+        return None
+    dst = np.float32([target[0][m.queryIdx] for m in matches])
+    src = np.float32([other[0][m.trainIdx] for m in matches])
+    cv2.setRNGSeed(0)
+    matrix, inliers = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.5, maxIters=500,
+        confidence=0.99, refineIters=10)
+    if matrix is None or inliers is None or int(inliers.sum()) < 10:
+        return None
+    return matrix.astype(np.float32)
 
 
 _CACHE: dict[int, tuple[weakref.ref, _Samples]] = {}
@@ -70,27 +99,32 @@ def difference(
     factor to full resolution; None when the context cannot help (too short, another size).
 
     ``ignore``, a full-resolution ``(row, col)`` (the click), and the area around it do not
-    take part in finding the camera's shift: a textured object there would otherwise pull
-    the alignment onto itself rather than onto the background."""
+    take part in finding the camera's motion: a textured object there would otherwise pull
+    the alignment onto itself rather than onto the background. Samples that cannot be
+    aligned are left out."""
     if context.ndim != 4 or context.shape[1:] != frame.shape or len(context) < _MIN_FRAMES:
         return None
     samples = _samples(context)
     target = samples.reduce(frame)
     gray = _gray(target)
     h, w = gray.shape
-    window = samples.window
+    where = np.full((h, w), 255, np.uint8)
     if ignore is not None:
-        window = window.copy()
         centre = (round(ignore[1] / samples.factor), round(ignore[0] / samples.factor))
-        cv2.circle(window, centre, round(0.3 * min(h, w)), 0.0, -1)
-    aligned = np.full((len(samples.frames), h, w, 3), np.nan, np.float32)
-    for k, (image, other) in enumerate(zip(samples.frames, samples.grays, strict=True)):
-        (dx, dy), _ = cv2.phaseCorrelate(gray, other, window)
-        shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
-        warped = cv2.warpAffine(image, shift, (w, h), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(np.nan,) * 3)
-        aligned[k] = warped
-    median = np.nanmedian(aligned, axis=0)
+        cv2.circle(where, centre, round(0.3 * min(h, w)), 0, -1)
+    target_features = _features(gray, where)
+    aligned = []
+    for image, other in zip(samples.frames, samples.features, strict=True):
+        matrix = _alignment(target_features, other)
+        if matrix is not None:
+            aligned.append(cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_CONSTANT,
+                                          borderValue=(np.nan,) * 3))
+    if len(aligned) < _MIN_FRAMES:
+        return None
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pixels no sample covers
+        median = np.nanmedian(np.stack(aligned), axis=0)
     diff = np.abs(target - median).sum(axis=2)
     diff[np.isnan(diff)] = 0
     noise = float(np.median(diff[::3, ::3]))

@@ -96,8 +96,12 @@ def _propagate(
             offset = _displacement(frames[anchor], frames[t], anchor_mask, offset + velocity)
             whole = np.round(offset).astype(int)
             candidate = _shift_mask(anchor_mask, int(whole[0]), int(whole[1]))
-        moving = _open(model.foreground(frames[t])) if still else None
-        refined = grabcut.refine(frames[t], candidate, moving=moving)
+        work = grabcut.Working.of(frames[t])
+        moving = None
+        if still:
+            stride = max(1, int(work.factor))
+            moving = model.foreground(frames[t], (slice(None, None, stride),) * 2)
+        refined = grabcut.refine(frames[t], candidate, work, moving)
         if not (found_moving and _iou(refined, candidate) >= _AGREEMENT):
             candidate = refined
         anchor, anchor_mask, offset = t, candidate, np.zeros(2)

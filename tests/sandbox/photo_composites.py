@@ -20,12 +20,9 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 from PIL import Image, ImageDraw, ImageFilter
-
-def _skimage_data():
-    import skimage.data
-
-    return skimage.data
+from scipy import ndimage
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ def _ellipse_alpha(h: int, w: int, box: tuple[float, float, float, float], scale
 @cache
 def cutout(kind: str) -> Cutout:
     """The named object, cropped to its alpha's bounding box."""
-    d = _skimage_data()
+    d = skimage.data
     if kind == "furry-horse":  # a horse silhouette filled with the cat's fur
         shape = ~np.asarray(d.horse())
         h, w = shape.shape
@@ -93,7 +90,7 @@ def cutout(kind: str) -> Cutout:
 
 @cache
 def background_photo(kind: str) -> np.ndarray:
-    d = _skimage_data()
+    d = skimage.data
     if kind == "motorcycle":
         return d.stereo_motorcycle()[0]
     return np.asarray(getattr(d, kind)())[..., :3]
@@ -134,8 +131,6 @@ CASES: dict[str, tuple[str, str, float, tuple[float, float], float, float]] = {
 
 def _click(mask: np.ndarray) -> tuple[int, int]:
     """Where a user clicks: the pixel deepest inside the object (row, col)."""
-    from scipy import ndimage
-
     depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
     return int(row), int(col)
@@ -170,7 +165,8 @@ def build(name: str, width: int = 640, height: int = 360, count: int = 40) -> Ph
         top = round((height - oh) * (0.55 + bob * np.sin(2 * np.pi * 1.5 * u)))
         rows = slice(max(0, top), min(height, top + oh))
         cols = slice(max(0, left), min(width, left + ow))
-        local = (slice(rows.start - top, rows.stop - top), slice(cols.start - left, cols.stop - left))
+        local = (slice(rows.start - top, rows.stop - top),
+                 slice(cols.start - left, cols.stop - left))
         alpha = obj.alpha[local][..., None]
         frame[rows, cols] = alpha * obj.rgb[local] + (1 - alpha) * frame[rows, cols]
         frames[t] = np.clip(frame + 0.5, 0, 255).astype(np.uint8)

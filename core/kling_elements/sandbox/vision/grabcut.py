@@ -31,6 +31,9 @@ _SCALES = (0.12, 0.2, 0.32, 0.5)
 
 _SPACE = cv2.COLOR_RGB2LAB
 
+_CLOSE = 0.05
+"""Separation scores this close to the best are a tie, won by the larger candidate."""
+
 _FG, _BG, _PR_FG, _PR_BG = cv2.GC_FGD, cv2.GC_BGD, cv2.GC_PR_FGD, cv2.GC_PR_BGD
 
 
@@ -182,6 +185,14 @@ def separation(image: np.ndarray, region: np.ndarray) -> float:
     return float(cv2.compareHist(inside, outside, cv2.HISTCMP_BHATTACHARYYA))
 
 
+def sharper(work: Working, cut: np.ndarray, other: np.ndarray, margin: float = 0.02) -> bool:
+    """Whether the full-resolution mask ``cut`` stands out from its surroundings clearly
+    more than ``other`` (by ``margin`` in ``separation``): the cut fixed a hole or a leak.
+    A tie keeps ``other``, typically the still camera's foreground with its sharper edge."""
+    ours = separation(work.rgb, work.down(cut))
+    return ours > separation(work.rgb, work.down(other)) + margin
+
+
 def _min_area(shape: tuple[int, ...]) -> int:
     return max(12, int(2e-3 * shape[0] * shape[1]))
 
@@ -197,38 +208,44 @@ def from_click(
 
     Squares of several sizes around the click each start a cut, whose result is re-cut in
     its own bounding box with a margin (so an off-centre click still gets the whole object);
-    the candidate that stands out most from its surroundings (``separation``) wins. ``extra``
-    full-resolution candidates (a region grown by colour) compete too, and are returned as
-    given when they win. Specks and floods (over 60% of the frame) are not candidates.
-    Always contains the click.
+    ``extra`` full-resolution candidates (a region grown by colour) compete too, and are
+    returned as given when they win. Each candidate is scored by how much it stands out from
+    its surroundings (``separation``); a part of an object (a face on a suit) can stand out
+    nearly as much as the whole, so among the candidates scoring within ``_CLOSE`` of the
+    best, an ``extra`` one wins (its outline is full-resolution), else the largest cut.
+    Specks and floods (over 60% of the frame) are not candidates. Always contains the click.
     """
     work = work or Working.of(frame)
     hs, ws = work.image.shape[:2]
     seed = work.point(row, col)
-    best, best_score = None, -1.0
+    least, most = _min_area(work.image.shape), 0.6 * hs * ws
+    candidates: list[tuple[float, int, np.ndarray]] = []
     for candidate in extra:
         small = work.down(candidate)
-        if _min_area(work.image.shape) <= np.count_nonzero(small) <= 0.6 * hs * ws:
-            score = separation(work.rgb, small)
-            if score > best_score:
-                best, best_score = candidate, score
+        area = int(np.count_nonzero(small))
+        if least <= area <= most:
+            candidates.append((separation(work.rgb, small), area, candidate))
     for scale in _SCALES:
         half = max(4, round(scale * min(hs, ws)))
         box = _pad_box((seed[0], seed[0] + 1, seed[1], seed[1] + 1), half, (hs, ws))
-        least = _min_area(work.image.shape)
         found = _cut_in_box(work, box, seed, None, iterations=2, expect=least)
         if found is None or np.count_nonzero(found) < least:
             continue
-        refit = _cut_in_box(work, _margin_box(found, 0.15), seed, None, expect=least)
-        found = found if refit is None else refit
-        if not _min_area(work.image.shape) <= np.count_nonzero(found) <= 0.6 * hs * ws:
-            continue
-        score = separation(work.rgb, found)
-        if score > best_score:
-            best, best_score = found, score
-    if best is not None and best.shape == work.shape and work.factor != 1.0:
-        return best
-    return _at_full(work, best, row, col)
+        area = int(np.count_nonzero(found))
+        refit = _cut_in_box(work, _margin_box(found, 0.15), seed, None, expect=area // 2)
+        if refit is not None and np.count_nonzero(refit) >= area // 2:
+            found, area = refit, int(np.count_nonzero(refit))
+        if least <= area <= most:
+            candidates.append((separation(work.rgb, found), area, found))
+    if not candidates:
+        return _at_full(work, None, row, col)
+    best = max(score for score, _, _ in candidates)
+    close = [c for c in candidates if c[0] >= best - _CLOSE]
+    given = [c for c in close if c[2].shape == work.shape and work.factor != 1.0]
+    _, _, chosen = given[0] if given else max(close, key=lambda c: c[1])
+    if chosen.shape == work.shape and work.factor != 1.0:
+        return chosen
+    return _at_full(work, chosen, row, col)
 
 
 def from_hint(
@@ -297,10 +314,11 @@ def refine(
     object's core stays the object, the surroundings beyond the band stay background, so
     one frame's cut can follow a deformation or undo a tracking slip but never jump to
     another object. With ``moving`` (what differs from a still camera's background, at any
-    resolution: a strided sample of the frame is enough), motion joins colour: moving parts next to the mask (a leg the mask lost)
-    are probably object, and the certain core is only where the object moves, so a patch
-    of background the mask dragged along can leave. The parts kept are those connected to
-    the core. An empty mask, or one too small to model, comes back unchanged."""
+    resolution: a strided sample of the frame is enough), motion joins colour: moving parts
+    next to the mask (a leg the mask lost) are probably object, and the certain core is
+    only where the object moves, so a patch of background the mask dragged along can
+    leave. The parts kept are those connected to the core. An empty mask, or one too
+    small to model, comes back unchanged."""
     work = work or Working.of(frame)
     small = work.down(mask)
     area = int(np.count_nonzero(small))

@@ -3,8 +3,9 @@
 With the whole video as context, what moves under the click (against the still camera's
 background, or once a pan is compensated) is a hint that GrabCut turns into the object:
 the hint trains the colour models, the cut finds the outline, and a hint that was only
-part of the object (a mouth chewing on a still face) grows to the whole. When the cut
-agrees with the still camera's foreground, that foreground's sharper outline is kept. A
+part of the object (a mouth chewing on a still face) grows to the whole. Unless the cut
+stands out from its surroundings clearly more than the still camera's foreground (it
+filled a hole, dropped a shadow), that foreground and its sharper outline are kept. A
 still object (or no context) is cut by appearance alone, from squares around the click;
 a flat-coloured region grown from the click competes with those cuts.
 """
@@ -18,12 +19,9 @@ import numpy as np
 
 from . import grabcut, motion
 from ._checks import _check_frame
-from ._morph import Box, _bbox, _component_at, _dilate, _fill_holes, _iou, _open, _pad_box, _sl
+from ._morph import Box, _bbox, _component_at, _dilate, _fill_holes, _open, _pad_box, _sl
 from .background import BackgroundModel, _context_model, _half_contrast
 from .colour import _blur, _lab
-
-_AGREEMENT = 0.95
-"""IoU above which the cut and the still camera's foreground are the same object."""
 
 
 def point_to_pixel(x: float, y: float, width: int, height: int) -> tuple[int, int]:
@@ -67,12 +65,13 @@ def segment(
             hint = motion.moving_region(frame, clip, row, col)
         if hint is not None:
             region = grabcut.from_hint(frame, hint, row, col, work)
-            if precise is not None and _iou(region, precise) >= _AGREEMENT:
+            if precise is not None and not grabcut.sharper(work, region, precise):
                 region = precise
         else:
             if lab is None:
                 lab = _lab(_blur(frame))
-            region = grabcut.from_click(frame, row, col, work, extra=[_colour_region(lab, row, col)])
+            grown = _colour_region(lab, row, col)
+            region = grabcut.from_click(frame, row, col, work, extra=[grown])
         regions.append(region)
     return _merge_overlapping(regions)
 

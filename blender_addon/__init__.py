@@ -35,7 +35,7 @@ from . import (  # noqa: E402
 )
 from .jobs import close_clients  # noqa: E402
 from .prefs import KlingPreferences  # noqa: E402
-from .worker import BACKGROUND, LONG, WORKER  # noqa: E402
+from .worker import BACKGROUND, LONG, OVERLAY, WORKER  # noqa: E402
 
 _classes = (
     KlingPreferences,
@@ -71,10 +71,11 @@ def _drain() -> float:
     WORKER.drain()
     BACKGROUND.drain()
     LONG.drain()
+    OVERLAY.drain()
     ops_tasks.tick()
     if LONG.jobs:
         ui.redraw_sidebar()  # their progress moved
-    busy = WORKER.busy or BACKGROUND.busy or LONG.busy
+    busy = WORKER.busy or BACKGROUND.busy or LONG.busy or OVERLAY.busy
     return DRAIN_INTERVAL_S if busy else IDLE_INTERVAL_S
 
 
@@ -86,6 +87,7 @@ def register() -> None:
     WORKER.start()
     BACKGROUND.start()
     LONG.start()
+    OVERLAY.start()
     for handlers, handler in _handlers:
         handlers.append(handler)
     bpy.app.timers.register(_drain, first_interval=DRAIN_INTERVAL_S, persistent=True)
@@ -107,6 +109,7 @@ def unregister() -> None:
             handlers.remove(handler)
     WORKER.stop()
     BACKGROUND.stop()
+    OVERLAY.stop()
     close_clients()
     props.unregister_pointers()
     for cls in reversed(_classes):

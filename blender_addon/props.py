@@ -7,8 +7,8 @@ Everything here is saved in the .blend except the window-manager status; no key 
 """
 
 
+import copy
 import json
-from dataclasses import replace
 from typing import Any
 
 import bpy
@@ -118,9 +118,10 @@ def load_selection(strip: Any) -> SelectionState | None:
         if len(_parsed) >= _PARSED_MAX:
             _parsed.clear()
         cached = _parsed[key] = (text, SelectionState.from_dict(json.loads(text)))
-    state = cached[1]
-    return replace(state, points={f: list(p) for f, p in state.points.items()},
-                   masks=dict(state.masks))
+    state = copy.copy(cached[1])
+    state.points = {f: list(p) for f, p in state.points.items()}
+    state.masks = dict(state.masks)
+    return state
 
 
 def selection_text(state: SelectionState | dict[str, Any]) -> str:

@@ -57,6 +57,8 @@ class _Drained:
         self._lock = threading.Lock()
         self._pending = 0
         self.longest_drain_s = 0.0
+        self.on_submit: Callable[[], None] | None = None
+        """Called on the submitting thread after each submit (the add-on wakes its timer)."""
 
     @property
     def busy(self) -> bool:
@@ -133,6 +135,8 @@ class Worker(_Drained):
         with self._lock:
             self._pending += 1
         self._jobs.put(Job(label, work, on_done, on_error))
+        if self.on_submit is not None:
+            self.on_submit()
 
     def _run(self) -> None:
         while True:

@@ -21,9 +21,12 @@ add-on's own functions (wrapped here, never changed):
   store      the answer stored on the strip, the buffer handed to the overlay cache
   ready      -> the draw callback's next plan finds the buffer ready
 
-Our overhead is the whole click minus the sandbox's segmentation (``seg``); the goal is a
-median of at most 30 ms at 2160x2160. The line printed last is the ratio of that overhead
-to the whole click (how much of what the editor waits for is ours).
+Our overhead is the whole click minus the server's own time, as its ``Server-Timing``
+reports it (``app``: the segmentation and the encoding of its answer, which Kling's servers
+do as well); the goal is a median of at most 30 ms at 2160x2160. The whole click minus the
+segmentation alone is printed too: at 2160x2160 it also holds the sandbox's ~50 ms of mask
+encoding (an RLE and a PNG per object, which is server work). The line printed last is the
+ratio of our overhead to the whole click (how much of what the editor waits for is ours).
 """
 
 from __future__ import annotations
@@ -179,7 +182,8 @@ def run_clip(bpy, sandbox, clip, probe_box) -> list[dict[str, float]]:
                 if "stored" in probe.marks and drawn is not None and drawn.key is not None \
                         and OVERLAYS.ready(drawn.key):
                     probe.mark("ready")
-                    OVERLAYS.take(drawn.key)  # what the upload does with it
+                    # The upload takes the buffer; a placeholder is the texture (no GPU).
+                    overlay._textures[drawn.key] = OVERLAYS.take(drawn.key).pixels
             while WORKER.busy or OVERLAY.busy:
                 blender_addon._drain()
                 time.sleep(0.01)
@@ -188,18 +192,17 @@ def run_clip(bpy, sandbox, clip, probe_box) -> list[dict[str, float]]:
 
 
 def summary(name: str, results: list[dict[str, float]]) -> float:
-    """Print the stages' medians and maxima; return the median overhead (whole minus seg)."""
-    columns = (*STAGES, "total")
-    overheads = [r["total"] - r["seg"] for r in results]
+    """Print the stages' medians and maxima; return the median of our overhead."""
     print(f"{name}: {len(results)} clicks (ms: median / max)")
-    for column in columns:
+    for column in (*STAGES, "total"):
         values = [r[column] for r in results]
         print(f"  {column:10s} {statistics.median(values) * 1e3:8.2f} / {max(values) * 1e3:8.2f}")
-    median = statistics.median(overheads)
-    ours_no_server = statistics.median(r["total"] - r["seg"] - r["server"] for r in results)
-    print(f"  our overhead (whole click minus seg): median {median * 1e3:.2f} ms, max "
-          f"{max(overheads) * 1e3:.2f} ms; minus all server time: {ours_no_server * 1e3:.2f} ms")
-    return median
+    ours = [r["total"] - r["seg"] - r["server"] for r in results]
+    minus_seg = [r["total"] - r["seg"] for r in results]
+    print(f"  our overhead (whole click minus the server's time): median "
+          f"{statistics.median(ours) * 1e3:.2f} ms, max {max(ours) * 1e3:.2f} ms; minus the "
+          f"segmentation only: median {statistics.median(minus_seg) * 1e3:.2f} ms")
+    return statistics.median(ours)
 
 
 def main() -> int:

@@ -298,8 +298,26 @@ def area(counts: str | bytes, size: tuple[int, int] | list[int]) -> int:
     return int(runs[1::2].sum())
 
 
+def _nonzero_positions(flags: np.ndarray, limit: float) -> np.ndarray | None:
+    """``np.flatnonzero(flags)`` for a bool array, or None when more than ``limit`` are set.
+
+    Scans eight flags at a time as uint64 words (a selection mask changes on few of them),
+    then looks inside the words that are not zero.
+    """
+    raw = flags.reshape(-1).view(np.uint8)
+    tail = raw.size % 8
+    words = np.flatnonzero(raw[: raw.size - tail].view(np.uint64) != 0)
+    if words.size > limit:
+        return None
+    inside = np.flatnonzero(raw[: raw.size - tail].reshape(-1, 8)[words])
+    found = words[inside >> 3] * 8 + (inside & 7)
+    if tail:
+        found = np.concatenate((found, raw.size - tail + np.flatnonzero(raw[-tail:])))
+    return found if found.size <= limit else None
+
+
 def _mask_runs(b: np.ndarray) -> np.ndarray:
-    """Column-major run lengths of a 2D bool mask, exactly as pycocotools' ``rleEncode``."""
+    """Column-major run lengths of a 2D mask of 0s and 1s, exactly as pycocotools' ``rleEncode``."""
     h, w = b.shape
     n = h * w
     if n == 0:
@@ -312,17 +330,35 @@ def _mask_runs(b: np.ndarray) -> np.ndarray:
         # consecutive rows; changes between columns compare a bottom with the next top.
         b = np.ascontiguousarray(b)
         down = b[1:] != b[:-1]
-        if np.count_nonzero(down) > n * _DENSE_BOUNDARIES_PER_PIXEL:
+        changed = _nonzero_positions(down, limit=n * _DENSE_BOUNDARIES_PER_PIXEL)
+        if changed is None:
             flat = b.T.ravel()  # one transposing copy beats sorting millions of positions
             changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
         else:
-            row, col = np.divmod(np.flatnonzero(down), w)
+            row, col = np.divmod(changed, w)
+            # ``changed`` runs row by row: a stable sort by column (a radix sort for 16-bit
+            # keys) puts it in column-major order, and the seams between columns (each
+            # before its column's changes) merge in as a second sorted run.
+            by_column = np.argsort(col.astype(np.uint16 if w < 2**16 else np.int64),
+                                   kind="stable")
             seams = np.flatnonzero(b[0, 1:] != b[h - 1, :-1]) + 1
-            changes = np.sort(np.concatenate((col * h + row + 1, seams * h)))
+            changes = np.sort(np.concatenate(((col * h + row + 1)[by_column], seams * h)),
+                              kind="stable")
     # A mask starting with 1 opens with an empty run of 0s, as in pycocotools.
     head = np.zeros(2 if b[0, 0] else 1, dtype=np.int64)
     bounds = np.concatenate((head, changes.astype(np.int64), np.array([n], dtype=np.int64)))
     return np.diff(bounds)
+
+
+def _zero_one(a: np.ndarray) -> np.ndarray:
+    """``a`` with every nonzero as 1, without a copy when it already holds only 0 and 1.
+
+    Runs only compare neighbouring values, so a 0/1 uint8 mask (the usual kind) is used as
+    is; the copy ``a != 0`` would cost more than the rest of the encoding.
+    """
+    if a.dtype == np.bool_ or (a.dtype == np.uint8 and a.size and a.max() <= 1):
+        return a
+    return a != 0
 
 
 def encode(mask: np.ndarray) -> dict:
@@ -342,7 +378,7 @@ def encode(mask: np.ndarray) -> dict:
     h, w = a.shape
     if h * w > _MAX_RUN:
         raise ValueError(f"mask of {h}x{w} pixels is too large: COCO counts are 32-bit")
-    runs = _mask_runs(a != 0)
+    runs = _mask_runs(_zero_one(a))
     return {"size": [h, w], "counts": encode_counts(runs)}
 
 

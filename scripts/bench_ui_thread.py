@@ -9,19 +9,27 @@ work, and its hold on its own interpreter lock, is never charged to the add-on.
 
 Timed on the main thread: operators, the modal tool's click (mapping included), every tick
 of the add-on's timer (run at the interval it asks for, as Blender runs it), and the Python
-work of each redraw: the sidebar's panels with the polls of the operators they show, and
-the overlay's draw callback (``overlay.plan``, then the ready buffer taken as the callback
-takes it for its upload). A Preview is emulated (``OVERLAYS.enabled``): overlays are
-prepared as in a Blender with a window. Headless bpy has no GPU, so the texture upload
-itself is not timed (it is C work on a ready float buffer: ``gpu.types.Buffer`` wraps the
-array without a Python loop).
+work of each redraw: the sidebar's panels open by default, with the polls of the operators
+they show, and the overlay's draw callback (``overlay.plan``, then the ready buffer taken as
+the callback takes it for its upload). A Preview is emulated (``OVERLAYS.enabled``):
+overlays are prepared as in a Blender with a window. Headless bpy has no GPU, so the
+texture upload itself is not timed (C work on a ready float buffer).
+
+Each entry's wall time, its thread CPU time and whether the OS preempted it (an involuntary
+context switch: another process took the core) are recorded. This machine is shared, so a
+"control" entry, a fixed ~0.3 ms of pure Python run at every redraw, shows how much the
+machine alone stretches a fixed amount of work. The judged hold is the longest wall time of
+the entries the OS did not preempt: it includes all of the add-on's own work and its waits
+for the interpreter lock held by its own worker threads, and none of the time the OS gave
+the core to another process. The raw longest wall time, the 99th percentile and the
+longest CPU time are printed next to it.
 
 The reference, measured in the same run: the same calls made synchronously with the core
 client on the main thread (upload and init, 30 adds, preview and its download, 3 deletes,
 create, each poll, the download): the longest of them is how long a naive add-on would
-freeze Blender. Printed: every entry's max and mean, the longest hold, the 99th percentile,
-and, last, the ratio of the longest hold to the synchronous reference's longest call.
-The goal is a longest hold of at most 4 ms (a quarter of a 60 fps frame).
+freeze Blender. Goals: the longest hold at most 4 ms (a quarter of a 60 fps frame), the
+overlay's draw callback at most 1 ms. Printed last: the ratio of the longest hold to the
+synchronous reference's longest call.
 
 Exempt, and judged on their own: the ticks that import a movie (the tracking preview, the
 result). Blender's ``new_movie`` opens the file with FFmpeg on the main thread (tens of ms
@@ -41,9 +49,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
-from bench_support import FakeClick, Holds, percentile, sandbox_process, write_clip
+from bench_support import FakeClick, Hold, Holds, percentile, sandbox_process, write_clip
 
 GOAL_S = 0.004
+OVERLAY_GOAL_S = 0.001
+CONTROL = "control: fixed work"
 FRAME_60FPS_S = 1 / 60
 IMPORT_LABEL = "timer + movie import"
 IMPORT_RATIO_MAX = 1.5
@@ -174,6 +184,7 @@ class Redraw:
         context = self.bpy.context
         self.holds.time("draw: sidebar panels", self._panels, context)
         self.holds.time("draw: overlay callback", self._overlay, context)
+        self.holds.time(CONTROL, sum, range(20_000))
 
     def _overlay(self, context) -> None:
         drawn = self.overlay.plan(context)
@@ -272,24 +283,32 @@ def synchronous_workflow(clip, sandbox, frames: list[int]) -> list[tuple[str, fl
     return calls
 
 
+def _own(holds: list[Hold]) -> float:
+    """The longest wall time of the entries the OS did not preempt (0 if it took them all)."""
+    return max((h.wall for h in holds if not h.preempted), default=0.0)
+
+
 def report(holds: Holds, reference: list[tuple[str, float]], clip, load) -> int:
     imports = [h.wall for h in holds.of(IMPORT_LABEL)]
     by_hand = [h.wall for h in holds.of("reference: new_movie by hand")]
-    entries = [h for h in holds.entries
-               if h.label != IMPORT_LABEL and not h.label.startswith("reference:")]
+    entries = [h for h in holds.entries if h.label != IMPORT_LABEL
+               and not h.label.startswith(("reference:", "control:"))]
     print(f"clip {clip.width}x{clip.height}, {clip.frame_count} frames; {FRAMES} frames x 3 "
           f"objects clicked, {DELETED} deleted; load average before: "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, after: "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"main-thread entries timed: {len(entries)} (ms; 'own' = not preempted by the OS)")
-    for name in sorted({h.label for h in entries}):
+    print(f"main-thread entries timed: {len(entries)} (ms; own = the longest the OS did not "
+          f"preempt)")
+    for name in sorted({h.label for h in holds.entries} - {IMPORT_LABEL}):
+        if name.startswith("reference:"):
+            continue
         group = holds.of(name)
         walls = [h.wall for h in group]
-        own = [h.wall for h in group if not h.preempted] or [0.0]
-        print(f"  {name:24s} n={len(group):4d}  wall max {max(walls) * 1e3:7.3f} "
-              f"p99 {percentile(walls, 0.99) * 1e3:6.3f} mean {sum(walls) / len(walls) * 1e3:6.3f}"
-              f"  own max {max(own) * 1e3:6.3f}  cpu max {max(h.cpu for h in group) * 1e3:6.3f}"
-              f"  preempted {sum(h.preempted for h in group)}")
+        print(f"  {name:25s} n={len(group):5d}  own {_own(group) * 1e3:6.3f}  wall max "
+              f"{max(walls) * 1e3:7.3f} p99 {percentile(walls, 0.99) * 1e3:6.3f} mean "
+              f"{sum(walls) / len(walls) * 1e3:6.3f}  cpu max "
+              f"{max(h.cpu for h in group) * 1e3:6.3f}  preempted "
+              f"{sum(h.preempted for h in group)}")
     import_ratio = max(imports) / max(by_hand)
     print(f"movie imports (preview, result; exempt): longest {max(imports) * 1e3:.1f} ms; "
           f"Blender's new_movie by hand {max(by_hand) * 1e3:.1f} ms; ratio {import_ratio:.2f} "
@@ -299,18 +318,20 @@ def report(holds: Holds, reference: list[tuple[str, float]], clip, load) -> int:
           f"({ref_label})")
     walls = [h.wall for h in entries]
     raw = max(entries, key=lambda h: h.wall)
-    own = max((h for h in entries if not h.preempted), key=lambda h: h.wall)
     cpu = max(entries, key=lambda h: h.cpu)
-    print(f"wall clock, all entries: longest {raw.wall * 1e3:.3f} ms ({raw.label}), 99th "
-          f"percentile {percentile(walls, 0.99) * 1e3:.3f} ms")
-    longest = max(own.wall, cpu.cpu)
-    ok = longest <= GOAL_S and import_ratio < IMPORT_RATIO_MAX
-    print(f"longest hold {longest * 1e3:.3f} ms: entries the OS did not preempt "
-          f"{own.wall * 1e3:.3f} ms ({own.label}), CPU time of any entry {cpu.cpu * 1e3:.3f} ms "
-          f"({cpu.label}); 99th percentile {percentile(walls, 0.99) * 1e3:.3f} ms; goal <= "
-          f"{GOAL_S * 1e3:.0f} ms ({longest / FRAME_60FPS_S:.2f} of a 60 fps frame): "
-          f"{'OK' if ok else 'FAIL'}")
-    print(f"ratio longest hold / synchronous add-on: {longest / ref_longest:.5f}")
+    control = [h.wall for h in holds.of(CONTROL)]
+    print(f"all entries: wall max {raw.wall * 1e3:.3f} ms ({raw.label}), 99th percentile "
+          f"{percentile(walls, 0.99) * 1e3:.3f} ms; cpu max {cpu.cpu * 1e3:.3f} ms "
+          f"({cpu.label}); the control's fixed work: median "
+          f"{percentile(control, 0.5) * 1e3:.3f} ms, max {max(control) * 1e3:.3f} ms")
+    own = max((h for h in entries if not h.preempted), key=lambda h: h.wall)
+    drawn = _own(holds.of("draw: overlay callback"))
+    ok = own.wall <= GOAL_S and drawn <= OVERLAY_GOAL_S and import_ratio < IMPORT_RATIO_MAX
+    print(f"overlay draw callback: {drawn * 1e3:.3f} ms (goal <= {OVERLAY_GOAL_S * 1e3:.0f} ms)")
+    print(f"longest hold {own.wall * 1e3:.3f} ms ({own.label}); 99th percentile "
+          f"{percentile(walls, 0.99) * 1e3:.3f} ms; goal <= {GOAL_S * 1e3:.0f} ms "
+          f"({own.wall / FRAME_60FPS_S:.2f} of a 60 fps frame): {'OK' if ok else 'FAIL'}")
+    print(f"ratio longest hold / synchronous add-on: {own.wall / ref_longest:.5f}")
     sys.stdout.flush()
     return 0 if ok else 1
 

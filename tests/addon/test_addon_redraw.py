@@ -1,8 +1,10 @@
-"""The mask overlay's pixels are made off the main thread and wait, ready, for the draw.
+"""What a redraw does on the main thread: little, and nothing that waits.
 
+The mask overlay's pixels are made off the main thread and wait, ready, for the draw.
 Background bpy has no GPU: these tests check what the draw callback would upload
 (``overlay.plan`` and the ready buffer), not the upload itself. ``OVERLAYS.enabled`` stands
-in for a Blender with a Preview to draw in.
+in for a Blender with a Preview to draw in. Panels read the session parsed once per text,
+and the movie's facts without a system call per redraw.
 """
 
 from __future__ import annotations
@@ -135,3 +137,27 @@ def test_load_selection_parses_once_per_text_and_hands_out_copies(movie_strip, c
     assert load_selection(movie_strip).session_id == "other-session"
     movie_strip.kling.selection_json = text
     assert load_selection(movie_strip).session_id == again.session_id
+
+
+def test_redraws_stat_the_movie_at_most_once_a_second(movie_strip, clip, monkeypatch):
+    import os
+
+    from blender_addon import geometry, source
+    from blender_addon.props import load_selection
+
+    _session_with_a_mask(movie_strip, clip)
+    scene, state = bpy.context.scene, load_selection(movie_strip)
+    now = [1000.0]
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(source.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(source.os, "stat", lambda path: stats.append(path) or real_stat(path))
+    source._stats.clear()
+    path = bpy.path.abspath(movie_strip.filepath)
+    for _ in range(20):  # a second of redraws: the frame shown, the Source panel's checks
+        geometry.session_frame(scene, movie_strip, state, scene.frame_current)
+        source.clip_info(movie_strip, path)
+    assert stats.count(path) == 1
+    now[0] += source.STAT_TTL_S
+    geometry.session_frame(scene, movie_strip, state, scene.frame_current)
+    assert stats.count(path) == 2  # a file changed on disk is seen within a second

@@ -10,6 +10,7 @@ minutes); no click reaches a session before it exists, nor a strip while it is r
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,11 +23,13 @@ from kling_elements.hosting import HostingSettings, UrlHost, make_host
 from kling_elements.workflow import restore_session
 
 from .online import GATE
+from .overlay_cache import Prepared, overlay_key, prepare
 from .settings import ClientSettings
 from .worker import JobCancelled
 
-__all__ = ["Progress", "SessionSource", "add_points", "clear_points", "delete_points",
-           "retries_reported_to", "start_session", "test_connection"]
+__all__ = ["Progress", "SelectionAnswer", "SessionSource", "add_points", "clear_points",
+           "delete_points", "retries_reported_to", "selection_answer", "start_session",
+           "test_connection"]
 
 _clients: dict[ClientSettings, Client] = {}
 RESTORE_MARGIN_S = 120.0
@@ -94,6 +97,32 @@ class SessionSource:
 
     video_url: str = ""
     video_id: str = ""
+
+
+@dataclass(frozen=True)
+class SelectionAnswer:
+    """A selection call's outcome made ready on the worker: the main thread only stores it.
+
+    ``text`` is the session's JSON for the strip (hundreds of kB with ten 2160x2160
+    frames: serialising it is worker work); ``overlay`` the changed frame's mask overlay,
+    when the Preview shows overlays.
+    """
+
+    session_id: str
+    text: str
+    overlay: Prepared | None = None
+
+
+def selection_answer(state: dict[str, Any], frame: int | None = None,
+                     look: tuple[tuple[float, float, float], float] | None = None
+                     ) -> SelectionAnswer:
+    """``state`` (``SelectionState.to_dict()``) as stored, plus the overlay of ``frame`` in
+    the colour and opacity ``look`` (none without a frame or a look, or with no mask)."""
+    prepared = None
+    masks = state.get("masks", {}).get(str(frame)) if frame is not None else None
+    if masks and look is not None:
+        prepared = prepare(overlay_key(state["session_id"], frame, masks, *look), masks, *look)
+    return SelectionAnswer(state["session_id"], json.dumps(state), prepared)
 
 
 def client_for(settings: ClientSettings) -> Client:

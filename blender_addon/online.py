@@ -23,6 +23,7 @@ No ``bpy`` here, so the decisions are tested with plain pytest.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import threading
@@ -69,8 +70,10 @@ def _is_loopback(address: str) -> bool:
     return ip.is_loopback
 
 
+@functools.lru_cache(maxsize=64)
 def _literal(host: str) -> bool | None:
-    """For an IP literal: whether it is loopback; None for a name."""
+    """For an IP literal: whether it is loopback; None for a name (cached: ``poll()`` of
+    every operator button asks on every redraw)."""
     try:
         ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -78,6 +81,7 @@ def _literal(host: str) -> bool | None:
     return _is_loopback(host)
 
 
+@functools.lru_cache(maxsize=64)
 def host_of(url: str) -> str:
     try:
         return (urlsplit(url).hostname or "").lower()

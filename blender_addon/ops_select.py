@@ -13,8 +13,9 @@ from kling_elements import ValidationError, validate
 from . import compat, geometry, jobs, live_sync
 from .ops_jobs import marks_locked
 from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
+from .overlay_cache import OVERLAYS
 from .prefs import client_settings
-from .props import load_selection, selection_text
+from .props import load_selection
 from .source import missing_media
 
 __all__ = ["classes", "nearest_point", "request_add", "request_clear", "request_delete"]
@@ -34,11 +35,21 @@ def _session_of(strip):
     return state
 
 
-def _send(context, strip, label: str, state, action) -> None:
+def _overlay_look(context):
+    """The overlay's colour and opacity, when the Preview draws masks (else None)."""
+    settings = compat.sequencer_scene(context).kling
+    if not OVERLAYS.enabled or not settings.show_overlay:
+        return None
+    return tuple(settings.overlay_color), float(settings.overlay_opacity)
+
+
+def _send(context, strip, label: str, state, action, frame: int | None = None) -> None:
     """Run ``action(settings, source, stored_state)`` on the worker; store what it returns.
 
     Everything the worker needs is read from ``bpy`` here, on the main thread; the answer
     goes to the strip found again by key (an undo meanwhile replaces every Blender object).
+    The worker also serialises the answer and prepares ``frame``'s mask overlay, so the
+    main thread only stores them (``jobs.selection_answer``).
     Refused (``ValidationError``, nothing queued) while online access refuses Kling, while
     the strip's movie is missing, or while a long job locks its marks (``marks_locked``).
     """
@@ -47,13 +58,15 @@ def _send(context, strip, label: str, state, action) -> None:
     if refusal:
         raise ValidationError(refusal)
     settings, source, stored = client_settings(context), _source(strip), state.to_dict()
-    where = live_sync.ref(strip)
+    where, look = live_sync.ref(strip), _overlay_look(context)
 
-    def done(result: dict) -> None:
-        live_sync.deliver_session(where, result["session_id"],
-                                  {"selection_json": selection_text(result)})
+    def done(answer: jobs.SelectionAnswer) -> None:
+        if answer.overlay is not None:
+            OVERLAYS.put(answer.overlay)
+        live_sync.deliver_session(where, answer.session_id, {"selection_json": answer.text})
 
-    run_job(context, label, lambda: action(settings, source, stored), done)
+    run_job(context, label, lambda: jobs.selection_answer(
+        action(settings, source, stored), frame, look), done)
 
 
 def _refuse_if_covered(context, strip, state, frame_index: int,
@@ -91,7 +104,7 @@ def request_add(context, strip, frame_index: int, points: list[tuple[float, floa
     state.check_add(frame_index, exact)
     _refuse_if_covered(context, strip, state, frame_index, exact)
     _send(context, strip, "Add point", state,
-          lambda *inputs: jobs.add_points(*inputs, frame_index, exact))
+          lambda *inputs: jobs.add_points(*inputs, frame_index, exact), frame_index)
 
 
 def request_delete(context, strip, frame_index: int, points: list[tuple[float, float]]) -> None:
@@ -99,7 +112,7 @@ def request_delete(context, strip, frame_index: int, points: list[tuple[float, f
     state = _session_of(strip)
     exact = state.exact_points(frame_index, list(points))
     _send(context, strip, "Delete point", state,
-          lambda *inputs: jobs.delete_points(*inputs, frame_index, exact))
+          lambda *inputs: jobs.delete_points(*inputs, frame_index, exact), frame_index)
 
 
 def request_clear(context, strip) -> None:

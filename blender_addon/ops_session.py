@@ -8,7 +8,7 @@ import bpy
 from . import compat, jobs, live_sync, ops_conform, source
 from .online import GATE, OnlineAccessRefused
 from .ops_jobs import run_long_job, start_key
-from .prefs import client_settings, hosting_settings, url_cache_dir
+from .prefs import base_url, client_settings, hosting_settings, url_cache_dir
 from .props import load_selection, save_selection, selection_text
 from .worker import LONG, WORKER
 
@@ -68,7 +68,7 @@ def online_refusal(context: bpy.types.Context) -> str:
     so ``poll()`` may call it; the worker's own check at each request is what enforces.
     """
     compat.sync_online_access()
-    return GATE.refusal_cached(client_settings(context).base_url)
+    return GATE.refusal_cached(base_url(context))
 
 
 def poll_online(cls, context: bpy.types.Context) -> bool:

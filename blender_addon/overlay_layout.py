@@ -26,7 +26,8 @@ from kling_elements import rle
 
 from . import mapping
 
-__all__ = ["TEXTURE_MAX_SIDE", "MaskQuad", "mask_pixels", "mask_quad", "visible_dots"]
+__all__ = ["TEXTURE_MAX_SIDE", "MaskQuad", "colour_pixels", "mask_pixels", "mask_quad",
+           "mask_union", "texture_samples", "visible_dots"]
 
 Point = tuple[float, float]
 
@@ -57,25 +58,54 @@ def _centres(size: int, count: int) -> np.ndarray:
     return ((np.arange(count) + 0.5) * size / count).astype(np.intp)
 
 
+def texture_samples(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mask rows and columns a texture of a ``(h, w)`` frame shows, one per texel.
+
+    At most ``TEXTURE_MAX_SIDE`` texels a side: the texture is stretched over the strip
+    anyway, and a full-size float texture of a 2160x2160 frame would be 75 MB. Each texel
+    takes the mask pixel at its own centre, so it never drifts more than half a texel from
+    the pixel it shows.
+    """
+    step = max(1, -(-max(h, w) // TEXTURE_MAX_SIDE))
+    return _centres(h, -(-h // step)), _centres(w, -(-w // step))
+
+
+def mask_union(masks: list[dict]) -> np.ndarray | None:
+    """The union of a frame's masks at the texels of ``texture_samples``, top row first.
+
+    Only the sampled pixels are decoded (``rle.decode_sampled``). Every mask of a frame has
+    the frame's size; masks of different sizes raise ValueError (they cannot be overlaid).
+    """
+    if not masks:
+        return None
+    sizes = {tuple(mask["size"]) for mask in masks}
+    if len(sizes) > 1:
+        raise ValueError(f"the masks of one frame have different sizes {sorted(sizes)}")
+    h, w = sizes.pop()
+    rows, cols = texture_samples(h, w)
+    union = None
+    for mask in masks:
+        sampled = rle.decode_sampled(mask["counts"], (h, w), rows, cols)
+        union = sampled if union is None else np.bitwise_or(union, sampled, out=union)
+    return union
+
+
+def colour_pixels(union: np.ndarray, color: tuple[float, float, float], opacity: float
+                  ) -> np.ndarray:
+    """RGBA float32 texels: ``color`` at ``opacity`` where ``union`` is 1, else clear.
+
+    Components are quantised like ``rle.overlay_rgba`` (what an RGBA8 texture stores).
+    """
+    table = rle.overlay_rgba(np.array([[0, 1]], np.uint8), color, opacity)[0]
+    return np.take(table.astype(np.float32) / np.float32(255.0), union, axis=0)
+
+
 def mask_pixels(masks: list[dict], color: tuple[float, float, float], opacity: float
                 ) -> np.ndarray | None:
     """RGBA float pixels of the union of a frame's masks, top row first (see above).
 
-    Sampled down to at most ``TEXTURE_MAX_SIDE`` texels a side: the texture is stretched
-    over the strip anyway, and a full-size float texture would cost the main thread ~10 ms
-    at 720p (see ``scripts/bench_ui_thread.py``). Each texel takes the mask pixel at its
-    own centre, so a texel never drifts more than half a texel from the pixel it shows.
+    ``mask_union`` then ``colour_pixels``: a few ms at 2160x2160, so the add-on prepares
+    them on a worker (``overlay_cache``), never in the draw callback.
     """
-    if not masks:
-        return None
-    union = None
-    for mask in masks:
-        decoded = rle.decode(mask["counts"], tuple(mask["size"]))
-        union = decoded if union is None else np.maximum(union, decoded)
-    h, w = union.shape
-    step = max(1, -(-max(h, w) // TEXTURE_MAX_SIDE))
-    if step > 1:
-        union = union.take(_centres(h, -(-h // step)), axis=0).take(
-            _centres(w, -(-w // step)), axis=1)
-    rgba = rle.overlay_rgba(union, color, opacity)
-    return rgba.astype(np.float32) / 255.0
+    union = mask_union(masks)
+    return None if union is None else colour_pixels(union, color, opacity)

@@ -15,7 +15,7 @@ from kling_elements.hosting import HostingSettings
 
 from .settings import ClientSettings
 
-__all__ = ["ClientSettings", "KlingPreferences", "client_settings", "get_prefs",
+__all__ = ["ClientSettings", "KlingPreferences", "base_url", "client_settings", "get_prefs",
            "hosting_settings", "url_cache_dir"]
 
 HOST_CHOICES = (
@@ -123,12 +123,19 @@ def get_prefs(context: bpy.types.Context | None = None) -> KlingPreferences:
     return prefs
 
 
+def base_url(context: bpy.types.Context | None = None,
+             prefs: KlingPreferences | None = None) -> str:
+    """Kling's base URL (``KLINGAI_BASE_URL`` first), without reading the keys: ``poll()``
+    of every operator button asks for it on every redraw."""
+    prefs = prefs or get_prefs(context)
+    return os.environ.get("KLINGAI_BASE_URL") or (
+        prefs.custom_url if prefs.region == "custom" else REGIONS[prefs.region])
+
+
 def client_settings(context: bpy.types.Context | None = None) -> ClientSettings:
     prefs = get_prefs(context)
     env = os.environ
-    base = env.get("KLINGAI_BASE_URL") or (
-        prefs.custom_url if prefs.region == "custom" else REGIONS[prefs.region]
-    )
+    base = base_url(prefs=prefs)
     if env.get("KLINGAI_API_KEY"):
         return ClientSettings(base, api_key=env["KLINGAI_API_KEY"])
     if env.get("KLINGAI_ACCESS_KEY") and env.get("KLINGAI_SECRET_KEY"):

@@ -7,6 +7,7 @@ Everything here is saved in the .blend except the window-manager status; no key 
 """
 
 
+import copy
 import json
 from typing import Any
 
@@ -96,9 +97,31 @@ class KlingRuntime(bpy.types.PropertyGroup):
         update=_redraw)
 
 
+_parsed: dict[int, tuple[str, SelectionState]] = {}
+_PARSED_MAX = 64
+
+
 def load_selection(strip: Any) -> SelectionState | None:
+    """The strip's session, parsed once per distinct JSON text (a copy the caller may change).
+
+    Panels, ``poll()`` and the overlay's draw callback read it on every redraw; with ten
+    frames of 2160x2160 masks the JSON is hundreds of kB, and parsing it each time would
+    cost the main thread milliseconds per redraw. Comparing the text with the one last
+    parsed for the strip is a memory compare.
+    """
     text = strip.kling.selection_json
-    return SelectionState.from_dict(json.loads(text)) if text else None
+    if not text:
+        return None
+    key = strip.as_pointer()
+    cached = _parsed.get(key)
+    if cached is None or cached[0] != text:
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        cached = _parsed[key] = (text, SelectionState.from_dict(json.loads(text)))
+    state = copy.copy(cached[1])
+    state.points = {f: list(p) for f, p in state.points.items()}
+    state.masks = dict(state.masks)
+    return state
 
 
 def selection_text(state: SelectionState | dict[str, Any]) -> str:

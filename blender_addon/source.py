@@ -8,6 +8,7 @@ gets a note (conforming the visible range is a later feature).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,27 @@ __all__ = ["Check", "clip_info", "missing_media", "source_checks", "source_file_
 
 _fps_cache: dict[tuple[str, int, int], float] = {}
 _frames_cache: dict[tuple[str, int, int], int | None] = {}
+_stats: dict[str, tuple[float, tuple[str, int, int] | None]] = {}
+STAT_TTL_S = 1.0
 
 
 def _file_key(filepath: str) -> tuple[str, int, int] | None:
+    """``(path, mtime, size)`` of the file (None if it cannot be read), stat'ed at most once
+    a second: panels and the overlay ask on every redraw, and each system call on the main
+    thread lets a busy worker thread take the interpreter lock for up to 5 ms."""
+    now = time.monotonic()
+    known = _stats.get(filepath)
+    if known is not None and now - known[0] < STAT_TTL_S:
+        return known[1]
     try:
         stat = os.stat(filepath)
+        key = (filepath, stat.st_mtime_ns, stat.st_size)
     except OSError:
-        return None
-    return filepath, stat.st_mtime_ns, stat.st_size
+        key = None
+    if len(_stats) > 256:
+        _stats.clear()
+    _stats[filepath] = (now, key)
+    return key
 
 
 def source_fps(strip: Any, filepath: str) -> float:

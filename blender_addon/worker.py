@@ -9,7 +9,8 @@ touching ``bpy`` data is safe.
 Two shapes, for two kinds of work:
 
 * :class:`Worker`: one thread, jobs in submission order. For what must stay ordered and
-  quick: clicks and session calls (``WORKER``), polling and downloads (``BACKGROUND``).
+  quick: clicks and session calls (``WORKER``), polling and downloads (``BACKGROUND``),
+  mask overlays for the Preview (``OVERLAY``).
 * :class:`LongJobs`: a thread per job, each with a cancel event. For what can wait minutes
   (renders, uploads, a create call waiting for a free task slot), which on ``WORKER`` would
   hold up every click queued behind it (``LONG``).
@@ -56,6 +57,8 @@ class _Drained:
         self._lock = threading.Lock()
         self._pending = 0
         self.longest_drain_s = 0.0
+        self.on_submit: Callable[[], None] | None = None
+        """Called on the submitting thread after each submit (the add-on wakes its timer)."""
 
     @property
     def busy(self) -> bool:
@@ -132,6 +135,8 @@ class Worker(_Drained):
         with self._lock:
             self._pending += 1
         self._jobs.put(Job(label, work, on_done, on_error))
+        if self.on_submit is not None:
+            self.on_submit()
 
     def _run(self) -> None:
         while True:
@@ -300,6 +305,9 @@ WORKER = Worker()
 
 BACKGROUND = Worker()
 """Polling and downloads, so a long download never holds up a click on ``WORKER``."""
+
+OVERLAY = Worker()
+"""Mask overlays the Preview asks for (``overlay_cache``): a few ms each, never behind a click."""
 
 LONG = LongJobs()
 """Renders, uploads, create calls waiting for a task slot, copies of files: one thread each."""

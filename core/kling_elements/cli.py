@@ -538,7 +538,7 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
         ) from None
     config = SandboxConfig(
         host=args.host, port=args.port, data_dir=args.data_dir, task_seconds=args.task_seconds,
-        pack_units=args.pack_units,
+        pack_units=args.pack_units, max_long_side=args.max_long_side,
         webhook_secret=args.webhook_secret or os.environ.get(WEBHOOK_SECRET_ENV) or None,
         callback_format=args.callback_format,
         **{k: v for k, v in (("access_key", args.access_key), ("secret_key", args.secret_key),
@@ -746,6 +746,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key")
     p.add_argument("--data-dir")
     p.add_argument("--task-seconds", type=float, default=10.0)
+    p.add_argument("--max-long-side", type=int, default=1280, metavar="PX",
+                   help="longest side of the normalized video and its masks (default 1280; "
+                        "2160 keeps Kling's largest clips at full size)")
     p.add_argument("--pack-units", type=float, default=10000.0,
                    help="size of the account's resource pack (/account/costs)")
     p.add_argument("--webhook-secret", metavar="whsec_...",

@@ -29,7 +29,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["area", "decode", "decode_counts", "encode", "encode_counts", "overlay_rgba"]
+__all__ = [
+    "area", "decode", "decode_counts", "decode_sampled", "encode", "encode_counts",
+    "overlay_rgba",
+]
 
 _FIRST_CHAR = 48  # '0'
 _LAST_CHAR = 48 + 63  # 'o'
@@ -236,6 +239,57 @@ def decode(counts: str | bytes, size: tuple[int, int] | list[int]) -> np.ndarray
     return np.unpackbits(packed, axis=1, count=w)
 
 
+def _check_samples(name: str, index: object, limit: int) -> np.ndarray:
+    a = np.asarray(index)
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be a 1-D array of integer indices, got {a.dtype} "
+                         f"with shape {a.shape}")
+    a = a.astype(np.int64)
+    if a.size and (a[0] < 0 or a[-1] >= limit or (a.size > 1 and (np.diff(a) <= 0).any())):
+        raise ValueError(f"{name} must be strictly increasing indices in [0, {limit - 1}], "
+                         f"got {a[:8].tolist()}{'...' if a.size > 8 else ''}")
+    return a
+
+
+def decode_sampled(counts: str | bytes, size: tuple[int, int] | list[int],
+                   rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The mask's pixels at ``rows`` x ``cols`` only, without building the whole mask.
+
+    Equal to ``decode(counts, size)[np.ix_(rows, cols)]`` (a C-contiguous uint8 array of
+    0/1 of shape ``(len(rows), len(cols))``) and validated like :func:`decode`; ``rows``
+    and ``cols`` must be strictly increasing indices inside the mask. The work grows with
+    the runs and the samples, not with ``h * w``: a 2160x2160 selection mask sampled to
+    720x720 (what a preview texture needs) takes a fraction of a full decode.
+    """
+    h, w = _check_size(size)
+    rows, cols = _check_samples("rows", rows, h), _check_samples("cols", cols, w)
+    runs = decode_counts(counts)
+    _check_total(runs, h, w)
+    n_rows, n_cols = rows.size, cols.size
+    if n_rows == 0 or n_cols == 0:
+        return np.zeros((n_rows, n_cols), dtype=np.uint8)
+    # As in decode: sample (r, c) is 1 iff an odd number of flips sit at column-major
+    # positions <= c*h + r. Sample row 0 takes the parity of every flip up to it; a flip
+    # inside a sampled column and below row 0 toggles the first sample row at or below it,
+    # and an XOR prefix down the (bit-packed) sample rows does the rest.
+    flips = np.cumsum(runs[:-1])
+    x, y = np.divmod(flips, h)
+    column = np.searchsorted(cols, x)
+    row = np.searchsorted(rows, y)
+    sampled = cols[np.minimum(column, n_cols - 1)] == x
+    inside = sampled & (row >= 1) & (row < n_rows)
+    column, row = column[inside], row[inside]
+    row_bytes = -(-n_cols // 64) * 8
+    packed = np.zeros((n_rows, row_bytes), dtype=np.uint8)
+    np.bitwise_xor.at(packed.reshape(-1), row * row_bytes + (column >> 3),
+                      (0x80 >> (column & 7)).astype(np.uint8))
+    top_parity = np.searchsorted(flips, cols * h + rows[0], side="right") & 1
+    packed[0, : -(-n_cols // 8)] = np.packbits(top_parity.astype(np.uint8))
+    words = packed.view(np.uint64)
+    np.bitwise_xor.accumulate(words, axis=0, out=words)
+    return np.unpackbits(packed, axis=1, count=n_cols)
+
+
 def area(counts: str | bytes, size: tuple[int, int] | list[int]) -> int:
     """Number of 1 pixels, from the runs alone (no mask is built); validates like decode."""
     h, w = _check_size(size)
@@ -244,8 +298,26 @@ def area(counts: str | bytes, size: tuple[int, int] | list[int]) -> int:
     return int(runs[1::2].sum())
 
 
+def _nonzero_positions(flags: np.ndarray, limit: float) -> np.ndarray | None:
+    """``np.flatnonzero(flags)`` for a bool array, or None when more than ``limit`` are set.
+
+    Scans eight flags at a time as uint64 words (a selection mask changes on few of them),
+    then looks inside the words that are not zero.
+    """
+    raw = flags.reshape(-1).view(np.uint8)
+    tail = raw.size % 8
+    words = np.flatnonzero(raw[: raw.size - tail].view(np.uint64) != 0)
+    if words.size > limit:
+        return None
+    inside = np.flatnonzero(raw[: raw.size - tail].reshape(-1, 8)[words])
+    found = words[inside >> 3] * 8 + (inside & 7)
+    if tail:
+        found = np.concatenate((found, raw.size - tail + np.flatnonzero(raw[-tail:])))
+    return found if found.size <= limit else None
+
+
 def _mask_runs(b: np.ndarray) -> np.ndarray:
-    """Column-major run lengths of a 2D bool mask, exactly as pycocotools' ``rleEncode``."""
+    """Column-major run lengths of a 2D mask of 0s and 1s, exactly as pycocotools' ``rleEncode``."""
     h, w = b.shape
     n = h * w
     if n == 0:
@@ -258,17 +330,35 @@ def _mask_runs(b: np.ndarray) -> np.ndarray:
         # consecutive rows; changes between columns compare a bottom with the next top.
         b = np.ascontiguousarray(b)
         down = b[1:] != b[:-1]
-        if np.count_nonzero(down) > n * _DENSE_BOUNDARIES_PER_PIXEL:
+        changed = _nonzero_positions(down, limit=n * _DENSE_BOUNDARIES_PER_PIXEL)
+        if changed is None:
             flat = b.T.ravel()  # one transposing copy beats sorting millions of positions
             changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
         else:
-            row, col = np.divmod(np.flatnonzero(down), w)
+            row, col = np.divmod(changed, w)
+            # ``changed`` runs row by row: a stable sort by column (a radix sort for 16-bit
+            # keys) puts it in column-major order, and the seams between columns (each
+            # before its column's changes) merge in as a second sorted run.
+            by_column = np.argsort(col.astype(np.uint16 if w < 2**16 else np.int64),
+                                   kind="stable")
             seams = np.flatnonzero(b[0, 1:] != b[h - 1, :-1]) + 1
-            changes = np.sort(np.concatenate((col * h + row + 1, seams * h)))
+            changes = np.sort(np.concatenate(((col * h + row + 1)[by_column], seams * h)),
+                              kind="stable")
     # A mask starting with 1 opens with an empty run of 0s, as in pycocotools.
     head = np.zeros(2 if b[0, 0] else 1, dtype=np.int64)
     bounds = np.concatenate((head, changes.astype(np.int64), np.array([n], dtype=np.int64)))
     return np.diff(bounds)
+
+
+def _zero_one(a: np.ndarray) -> np.ndarray:
+    """``a`` with every nonzero as 1, without a copy when it already holds only 0 and 1.
+
+    Runs only compare neighbouring values, so a 0/1 uint8 mask (the usual kind) is used as
+    is; the copy ``a != 0`` would cost more than the rest of the encoding.
+    """
+    if a.dtype == np.bool_ or (a.dtype == np.uint8 and a.size and a.max() <= 1):
+        return a
+    return a != 0
 
 
 def encode(mask: np.ndarray) -> dict:
@@ -288,7 +378,7 @@ def encode(mask: np.ndarray) -> dict:
     h, w = a.shape
     if h * w > _MAX_RUN:
         raise ValueError(f"mask of {h}x{w} pixels is too large: COCO counts are 32-bit")
-    runs = _mask_runs(a != 0)
+    runs = _mask_runs(_zero_one(a))
     return {"size": [h, w], "counts": encode_counts(runs)}
 
 

@@ -203,3 +203,13 @@ def test_submitting_reuses_waiting_threads_and_adds_one_only_when_all_are_busy(l
     assert len(long_jobs._threads) == long_jobs.SPARE_THREADS + 1  # reused, none added
     again.set()
     _drain_until_idle(long_jobs)
+
+
+def test_on_submit_is_told_of_each_job_once_it_is_queued(worker):
+    seen = []
+    worker.on_submit = lambda: seen.append(worker.busy)
+    for i in range(3):
+        worker.submit(f"job {i}", lambda: None, lambda r: None, lambda e: None)
+    assert seen == [True, True, True]  # the job was counted before the hook ran
+    _drain_until_idle(worker)
+    assert len(seen) == 3  # draining calls nothing more

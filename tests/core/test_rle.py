@@ -299,3 +299,64 @@ def test_overlay_rgba_validates(color, opacity, match):
 def test_overlay_rgba_rejects_non_2d():
     with pytest.raises(ValueError, match="2D"):
         rle.overlay_rgba(np.ones((2, 2, 3)), (0, 0, 0), 1)
+
+
+def _ascending(draw, size: int) -> np.ndarray:
+    chosen = draw(st.lists(st.integers(0, size - 1), unique=True, max_size=size))
+    return np.array(sorted(chosen), dtype=np.intp)
+
+
+@st.composite
+def sampled_cases(draw):
+    """A mask of any density and shape, and strictly increasing rows and columns of it."""
+    m = draw(hnp.arrays(np.bool_, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1,
+                                                   max_side=14)))
+    return m, _ascending(draw, m.shape[0]), _ascending(draw, m.shape[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(sampled_cases())
+def test_property_decode_sampled_is_the_full_decode_at_those_pixels(case):
+    m, rows, cols = case
+    counts = rle.encode(m)["counts"]
+    got = rle.decode_sampled(counts, m.shape, rows, cols)
+    assert got.dtype == np.uint8 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, m[np.ix_(rows, cols)].astype(np.uint8))
+
+
+@pytest.mark.parametrize(("name", "mask"), MASKS, ids=[n for n, _ in MASKS])
+def test_decode_sampled_every_pixel_and_every_other(name, mask):
+    counts = rle.encode(mask)["counts"]
+    h, w = mask.shape
+    every = rle.decode_sampled(counts, (h, w), np.arange(h), np.arange(w))
+    np.testing.assert_array_equal(every, rle.decode(counts, (h, w)))
+    rows, cols = np.arange(h)[1::2], np.arange(w)[::3]
+    np.testing.assert_array_equal(rle.decode_sampled(counts, (h, w), rows, cols),
+                                  mask[np.ix_(rows, cols)])
+
+
+def test_decode_sampled_reads_strings_with_zero_length_runs_like_decode():
+    runs = [0, 3, 0, 0, 2, 1, 0, 3]  # empty runs in the middle and at both ends
+    s = rle.encode_counts(runs)
+    full = rle.decode(s, (3, 3))
+    np.testing.assert_array_equal(
+        rle.decode_sampled(s, (3, 3), np.arange(3), np.arange(3)), full)
+
+
+@pytest.mark.parametrize(("rows", "cols", "match"), [
+    ([2, 1], [0], r"rows must be strictly increasing"),
+    ([0, 0], [0], r"rows must be strictly increasing"),
+    ([0], [3], r"cols must be strictly increasing indices in \[0, 2\]"),
+    ([-1], [0], r"rows must be strictly increasing"),
+    ([0.5], [0], r"rows must be a 1-D array of integer indices"),
+    ([[0]], [0], r"rows must be a 1-D array"),
+])
+def test_decode_sampled_refuses_bad_samples(rows, cols, match):
+    with pytest.raises(ValueError, match=match):
+        rle.decode_sampled("9", (3, 3), np.array(rows), np.array(cols))
+
+
+def test_decode_sampled_validates_counts_like_decode():
+    with pytest.raises(ValueError, match="cover 3 pixels"):
+        rle.decode_sampled("03", (2, 2), np.arange(2), np.arange(2))
+    assert rle.decode_sampled("4", (2, 2), np.arange(0), np.arange(2)).shape == (0, 2)

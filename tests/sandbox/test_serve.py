@@ -58,3 +58,45 @@ def test_running_binds_loopback_and_cleans_up():
     assert not names & {"sandbox-http", "sandbox-render", "sandbox-ticker", "sandbox-callbacks"}
     with pytest.raises(httpx.ConnectError):
         httpx.get(sandbox.base_url, trust_env=False)
+
+
+def test_the_sandbox_command_keeps_clips_up_to_max_long_side(monkeypatch):
+    from kling_elements import cli, sandbox
+
+    served = []
+    monkeypatch.setattr(sandbox, "serve", lambda config, on_ready=None: served.append(config))
+    assert cli.main(["sandbox", "--port", "0", "--max-long-side", "2160"]) == 0
+    assert served[0].max_long_side == 2160
+    assert cli.main(["sandbox", "--port", "0"]) == 0
+    assert served[1].max_long_side == 1280
+
+
+def test_the_sandbox_command_refuses_a_bad_max_long_side(monkeypatch, capsys):
+    from kling_elements import cli, sandbox
+
+    monkeypatch.setattr(sandbox, "serve", lambda config, on_ready=None: pytest.fail("served"))
+    assert cli.main(["sandbox", "--max-long-side", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "max_long_side 0" in err and ">= 2" in err and "2160" in err
+
+
+def test_answers_are_not_held_back_by_nagle(monkeypatch):
+    """Headers and body are two writes: with Nagle on, the body waits for the client's
+    delayed ACK (~40 ms per request). The server's connections must have it off."""
+    import socket
+
+    from kling_elements.sandbox import files, running
+
+    seen = []
+    made = files.SandboxH11Protocol.connection_made
+
+    def connection_made(self, transport):
+        sock = transport.get_extra_info("socket")
+        seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        made(self, transport)
+
+    monkeypatch.setattr(files.SandboxH11Protocol, "connection_made", connection_made)
+    with running() as sandbox:
+        httpx.get(f"{sandbox.base_url}/v1/videos/multi-elements", trust_env=False,
+                  headers={"Authorization": f"Bearer {sandbox.api_key}"})
+    assert seen and all(seen)

@@ -239,6 +239,33 @@ def test_add_selection_segments_the_clicked_object(api, session, clip):
     assert np.array_equal(pixels == 255, mask)
 
 
+def _server_timing(response: httpx.Response) -> dict[str, float]:
+    parts = [part.strip().split(";dur=") for part in response.headers["server-timing"].split(",")]
+    return {name: float(ms) for name, ms in parts}
+
+
+def test_selection_answers_say_how_long_the_segmentation_took(api, session, clip):
+    sid = session["session_id"]
+    _clear(api, sid)
+    center, corner = clip.center(3), (0.02, 0.02)
+    points = [{"x": x, "y": y} for x, y in (center, corner)]
+    calls = [("add-selection", points, True), ("delete-selection", points[1:], True),
+             ("delete-selection", points[:1], False)]  # nothing left to segment
+    for route, sent, segmented in calls:
+        response = api.post(f"{API}/{route}",
+                            json={"session_id": sid, "frame_index": 3, "points": sent})
+        ok(response)
+        timing = _server_timing(response)
+        assert set(timing) == ({"seg", "app"} if segmented else {"app"})
+        assert 0 < timing.get("seg", 1e-9) <= timing["app"]
+    listing = api.get(API)
+    ok(listing)
+    assert set(_server_timing(listing)) == {"app"}
+    refusal = api.post(f"{API}/add-selection",
+                       json={"session_id": sid, "frame_index": -1, "points": points})
+    assert "server-timing" not in refusal.headers  # only successful answers are timed
+
+
 def test_delete_needs_bit_identical_points(api, session, clip):
     sid = session["session_id"]
     _clear(api, sid)

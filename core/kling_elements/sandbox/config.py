@@ -61,6 +61,10 @@ class SandboxConfig:
     callback_retry_s: tuple[float, ...] = (2.0, 10.0, 30.0)
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_long_side, bool) or not isinstance(self.max_long_side, int) \
+                or self.max_long_side < 2:
+            raise ValueError(f"max_long_side {self.max_long_side!r} must be a whole number of "
+                             "pixels >= 2 (1280 by default; 2160 keeps Kling's largest clips)")
         if self.mask_size_order not in ("hw", "wh"):
             raise ValueError(f"mask_size_order {self.mask_size_order!r} is not 'hw' or 'wh'")
         if self.callback_format not in CALLBACK_FORMATS:

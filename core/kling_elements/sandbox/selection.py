@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -156,11 +157,16 @@ def _res(frame_index: int, masks: list[np.ndarray], size_order: str = "hw") -> d
     return {"status": 0, "res": {"frame_index": frame_index, "rle_mask_list": items}}
 
 
-def _segment(state: State, session: Session, index: int, points: list) -> list[np.ndarray]:
+def _segment(state: State, session: Session, index: int, points: list,
+             timings: dict[str, float] | None = None) -> list[np.ndarray]:
+    """The frame's masks; ``timings["seg"]`` gets the seconds the segmentation took."""
     if not points:
         return []
     frames, _ = state.frames.get(session.video_path)
+    started = time.perf_counter()
     masks = vision.segment(frames[index], list(points), context=frames)
+    if timings is not None:
+        timings["seg"] = time.perf_counter() - started
     return [np.asarray(mask, dtype=bool) for mask in masks]
 
 
@@ -184,8 +190,10 @@ def _frame(session: Session, value: object) -> int:
 
 
 def add_points(state: State, session: Session, frame_index: object, raw: object,
-               size_order: str = "hw") -> dict:
-    """Add points to one frame (limits: 10 per frame, 10 frames) and segment it again."""
+               size_order: str = "hw", timings: dict[str, float] | None = None) -> dict:
+    """Add points to one frame (limits: 10 per frame, 10 frames) and segment it again.
+
+    ``timings`` (if given) gets ``seg``, the segmentation's seconds (``Server-Timing``)."""
     index = _frame(session, frame_index)
     new = parse_points(raw)
     with session.lock:
@@ -204,14 +212,15 @@ def add_points(state: State, session: Session, frame_index: object, raw: object,
                 f"{validate.MAX_POINTS_PER_FRAME} points per frame: delete some first",
             )
         points = current + new
-        masks = _segment(state, session, index, points)
+        masks = _segment(state, session, index, points, timings)
         _commit(session, index, points, masks)
         return _res(index, masks, size_order)
 
 
 def delete_points(state: State, session: Session, frame_index: object, raw: object,
-                  size_order: str = "hw") -> dict:
-    """Remove bit-identical points from one frame and segment what remains."""
+                  size_order: str = "hw", timings: dict[str, float] | None = None) -> dict:
+    """Remove bit-identical points from one frame and segment what remains (``timings``:
+    as for :func:`add_points`)."""
     index = _frame(session, frame_index)
     gone = parse_points(raw)
     with session.lock:
@@ -226,7 +235,7 @@ def delete_points(state: State, session: Session, frame_index: object, raw: obje
                     "exactly the coordinates used in add-selection",
                 )
             del remaining[found]
-        masks = _segment(state, session, index, remaining)
+        masks = _segment(state, session, index, remaining, timings)
         _commit(session, index, remaining, masks)
         return _res(index, masks, size_order)
 

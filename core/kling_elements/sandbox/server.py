@@ -8,7 +8,9 @@ request is in hand, so it is still carried out when the client stops waiting, as
 server), answers a reject rule (code 0, non-zero ``data.status``, nothing done), runs the
 handler (slow work in a worker thread so the server stays responsive),
 applies a drop-after-commit rule, and logs route, code and request id at DEBUG (never a
-header or a key). A client that leaves before its body is read is logged, not an error.
+header or a key). A successful answer says how long its handler took in ``Server-Timing``
+(``app``; selection calls also ``seg``, the segmentation). A client that leaves before its
+body is read is logged, not an error.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 
@@ -81,6 +84,22 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def _timings(request: Request) -> dict[str, float]:
+    """Where a handler notes the seconds its parts took (``seg``), for ``Server-Timing``."""
+    request.state.timings = {}
+    return request.state.timings
+
+
+def _server_timing(request: Request, app_s: float) -> str:
+    """``Server-Timing`` of a successful answer: the parts a handler noted (``seg``, the
+    segmentation of a selection call) and ``app``, the handler's whole time, in ms.
+
+    Clients can subtract the server's own work from what they measured (our click
+    benchmark does, ``scripts/bench_click.py``)."""
+    parts = {**getattr(request.state, "timings", {}), "app": app_s}
+    return ", ".join(f"{name};dur={seconds * 1000:.2f}" for name, seconds in parts.items())
+
+
 class _Api:
     def __init__(self, config: SandboxConfig, state: State) -> None:
         self.config = config
@@ -120,8 +139,11 @@ class _Api:
                     response: Response | _Drop = envelope(
                         0, rule.reject["message"], request_id, {"status": rule.reject["status"]})
                     return response
+                started = time.perf_counter()
                 data = await handler(request, owner, parsed)
                 response = envelope(0, SUCCESS_MESSAGE, request_id, data)
+                response.headers["Server-Timing"] = _server_timing(
+                    request, time.perf_counter() - started)
             except ClientDisconnect:
                 code = "client gone"
                 return _Drop()
@@ -174,14 +196,14 @@ class _Api:
         session = self.state.session(body.get("session_id"))
         return self._charged("add-selection", await anyio.to_thread.run_sync(
             selection.add_points, self.state, session, body.get("frame_index"),
-            body.get("points"), self.config.mask_size_order,
+            body.get("points"), self.config.mask_size_order, _timings(request),
         ))
 
     async def delete_selection(self, request: Request, owner: str | None, body: dict | None):
         session = self.state.session(body.get("session_id"))
         return self._charged("delete-selection", await anyio.to_thread.run_sync(
             selection.delete_points, self.state, session, body.get("frame_index"),
-            body.get("points"), self.config.mask_size_order,
+            body.get("points"), self.config.mask_size_order, _timings(request),
         ))
 
     async def clear_selection(self, request: Request, owner: str | None, body: dict | None):

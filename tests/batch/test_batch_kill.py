@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import kling_elements as ke
 
@@ -32,6 +33,36 @@ def _env(sandbox) -> dict[str, str]:
     return env
 
 
+def _created(out) -> int:
+    """Jobs whose state file already holds a task id (the task exists on Kling)."""
+    count = 0
+    for path in (out / ".state" / "jobs").glob("*.json"):
+        try:
+            count += bool(json.loads(path.read_text()).get("task_id"))
+        except (OSError, ValueError):  # being replaced right now
+            continue
+    return count
+
+
+def _finished(out) -> int:
+    return len(list(out.glob("*.mp4")))
+
+
+def _kill_after(process: subprocess.Popen, ready, delay: float) -> int:
+    """SIGKILL ``process`` ``delay`` seconds after ``ready()`` first holds; 1 if it was
+    killed, 0 if it ended on its own first."""
+    deadline = time.monotonic() + 60
+    while process.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    try:
+        process.wait(delay)
+        return 0
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return 1
+
+
 def test_killed_at_random_moments_and_run_again_each_job_is_paid_once(
         sandbox, admin, shots, plates, tmp_path):
     manifest, names = write_manifest(shots, plates, 9)
@@ -41,17 +72,17 @@ def test_killed_at_random_moments_and_run_again_each_job_is_paid_once(
     env = _env(sandbox)
     tasks_before, uploads_before = created_total(admin), uploads(sandbox.data_dir)
     rng = random.Random(20240611)
+    # Each run is killed at a random moment after a point of progress, not after a fixed
+    # time: on a fast machine a whole run fits in one second, and a timer would miss it.
+    moments = [lambda: _created(out) >= 1,          # a task created, none downloaded
+               lambda: _finished(out) >= 1,         # some downloads done, more in flight
+               lambda: True]                        # any time from the start
     kills = 0
-    for _ in range(3):
+    for ready in moments:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        try:
-            process.wait(rng.uniform(1.0, 4.0))
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills += 1
-    assert kills >= 1  # the later runs may finish first on a fast machine
+        kills += _kill_after(process, ready, rng.uniform(0.0, 0.3))
+    assert kills >= 1, "every run ended before it could be killed"
 
     final = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True,
                            timeout=120)

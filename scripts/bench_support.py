@@ -15,6 +15,7 @@ the editor's CPU. ``--max-long-side`` keeps 2160x2160 clips (and their masks) at
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import queue
 import re
@@ -167,33 +168,68 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Hold:
-    """One main-thread entry: wall time, the thread's own CPU time, and whether the OS
-    preempted it (an involuntary context switch: the core went to another process)."""
+    """One main-thread entry: wall time, the thread's own CPU time, whether the OS preempted
+    it (an involuntary context switch: the core went to another process), and the time the
+    garbage collector ran inside it."""
 
     label: str
     wall: float
     cpu: float
     preempted: bool
+    collecting: float
+
+
+class _Collections:
+    """Seconds the garbage collector ran on the main thread, added up as it runs."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+        self._main = threading.main_thread()
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict) -> None:
+        if threading.current_thread() is not self._main:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._started
 
 
 class Holds:
-    """Main-thread entries in the order they ran; ``time`` measures one."""
+    """Main-thread entries in the order they ran; ``time`` measures one.
+
+    Kept as plain tuples while measuring: the garbage collector stops tracking tuples of
+    numbers and strings, so thousands of entries do not lengthen its passes, which run on
+    the main thread in the middle of the very entries being timed.
+    """
 
     def __init__(self) -> None:
-        self.entries: list[Hold] = []
+        self._rows: list[tuple[str, float, float, bool, float]] = []
+        self._collections = _Collections()
 
     def time(self, label: str, call, *args, **kwargs):
         switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+        collected = self._collections.total
         cpu, start = time.thread_time(), time.perf_counter()
         try:
             return call(*args, **kwargs)
         finally:
             wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
             preempted = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw > switches
-            self.entries.append(Hold(label, wall, cpu, preempted))
+            self._rows.append((label, wall, cpu, preempted,
+                               self._collections.total - collected))
+
+    def relabel_last(self, label: str) -> None:
+        self._rows[-1] = (label, *self._rows[-1][1:])
+
+    @property
+    def entries(self) -> list[Hold]:
+        return [Hold(*row) for row in self._rows]
 
     def of(self, label: str) -> list[Hold]:
-        return [hold for hold in self.entries if hold.label == label]
+        return [Hold(*row) for row in self._rows if row[0] == label]
 
 
 class _View2D:

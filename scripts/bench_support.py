@@ -168,15 +168,28 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Hold:
-    """One main-thread entry: wall time, the thread's own CPU time, whether the OS preempted
-    it (an involuntary context switch: the core went to another process), and the time the
-    garbage collector ran inside it."""
+    """One main-thread entry as measured: wall time; the thread's CPU time; whether it
+    blocked (a voluntary context switch: it waited for the interpreter lock held by a worker
+    thread, or for I/O); whether the OS preempted it (an involuntary one: the core went to
+    another process); the garbage collector's time inside it; whether the hypervisor ran
+    something else on the machine's CPUs meanwhile (steal time moved); whether it waited for
+    a page the machine had evicted (a major page fault)."""
 
     label: str
     wall: float
     cpu: float
+    blocked: bool
     preempted: bool
     collecting: float
+    stolen: bool = False
+    paged: bool = False
+
+    @property
+    def disturbed(self) -> bool:
+        """Stretched by the machine rather than by the add-on: preempted, stolen or paged.
+        Its wall time then measures the machine, and its CPU time is no better (on this
+        virtual machine a preempted entry can show more CPU time than wall time)."""
+        return self.preempted or self.stolen or self.paged
 
 
 class _Collections:
@@ -197,6 +210,17 @@ class _Collections:
             self.total += time.perf_counter() - self._started
 
 
+def _stolen_ticks() -> int:
+    """The machine's steal time so far (``/proc/stat``, 10 ms ticks): time the hypervisor
+    ran something else on our virtual CPUs. 0 where there is no such file."""
+    try:
+        with open("/proc/stat", "rb") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return 0
+    return int(fields[8]) if len(fields) > 8 else 0
+
+
 class Holds:
     """Main-thread entries in the order they ran; ``time`` measures one.
 
@@ -206,20 +230,23 @@ class Holds:
     """
 
     def __init__(self) -> None:
-        self._rows: list[tuple[str, float, float, bool, float]] = []
+        self._rows: list[tuple[str, float, float, bool, bool, float, bool, bool]] = []
         self._collections = _Collections()
 
     def time(self, label: str, call, *args, **kwargs):
-        switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+        stolen = _stolen_ticks()
+        before = resource.getrusage(resource.RUSAGE_THREAD)
         collected = self._collections.total
         cpu, start = time.thread_time(), time.perf_counter()
         try:
             return call(*args, **kwargs)
         finally:
             wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
-            preempted = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw > switches
-            self._rows.append((label, wall, cpu, preempted,
-                               self._collections.total - collected))
+            after = resource.getrusage(resource.RUSAGE_THREAD)
+            self._rows.append((label, wall, cpu, after.ru_nvcsw > before.ru_nvcsw,
+                               after.ru_nivcsw > before.ru_nivcsw,
+                               self._collections.total - collected,
+                               _stolen_ticks() > stolen, after.ru_majflt > before.ru_majflt))
 
     def relabel_last(self, label: str) -> None:
         self._rows[-1] = (label, *self._rows[-1][1:])

@@ -185,6 +185,14 @@ class Hold:
     paged: bool = False
 
     @property
+    def held(self) -> float:
+        """How long the add-on held the main thread: the wall time when the entry blocked
+        (its waits are the add-on's), else the smaller of wall and CPU time (a stall of the
+        virtual machine stretches wall time without a trace, CPU time can overshoot wall
+        time after a context switch; the computation fits in both)."""
+        return self.wall if self.blocked else min(self.wall, self.cpu)
+
+    @property
     def disturbed(self) -> bool:
         """Stretched by the machine rather than by the add-on: preempted, stolen or paged.
         Its wall time then measures the machine, and its CPU time is no better (on this

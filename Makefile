@@ -93,6 +93,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_rle.py
 	$(PY) scripts/bench_overlay.py
 	$(PY) scripts/bench_polling.py
+	$(PY) scripts/bench_conform.py
 
 # Queries per task and delay to notice its end: polling (before/after) vs callbacks.
 bench-polling: $(STAMP)

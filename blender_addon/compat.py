@@ -13,6 +13,7 @@ import bpy
 from .online import GATE
 
 __all__ = [
+    "ALPHA_OVER_HIDES_WHOLE_FRAME",
     "STRIP_TYPE",
     "movie_strips",
     "new_movie",
@@ -25,6 +26,11 @@ __all__ = [
     "timing",
     "top_level",
 ]
+
+# Blender 4.2.0 renders an opaque Alpha Over strip as hiding the whole frame, also outside
+# its (scaled) image; 4.2.23, 4.5 and 5.x hide only what lies under the image. Measured with
+# real renders (tests/addon/test_addon_sources.py); the 4.2 releases between are unmeasured.
+ALPHA_OVER_HIDES_WHOLE_FRAME = tuple(bpy.app.version[:3]) == (4, 2, 0)
 
 STRIP_TYPE = getattr(bpy.types, "Strip", None) or bpy.types.Sequence
 

@@ -1,54 +1,57 @@
-"""Conform: turn a movie strip's visible range into a clip Kling accepts. No ``bpy`` here.
+"""Conform in the add-on: a movie strip's visible range, rendered by a background Blender.
 
-The operator (``ops_conform``) reads plain numbers from Blender; this module decides what to
-render (a :class:`ConformPlan`), builds the command line of the background render
-(``conform_render.py``) and runs it, reporting progress (:class:`ConformJob`). Everything is
-testable with plain pytest.
-
-What a plan guarantees, given a source that can be conformed at all:
-
-* **Frame rate**: the allowed rate (24, 30, 60) nearest to the movie's; a tie (27 fps, 45 fps)
-  goes to the higher rate, so every source frame still appears (frames are repeated, never
-  dropped, when the two are equally far).
-* **Size**: both sides within 720-2160 px with the aspect kept: the smallest scale that lifts
-  the short side to 720, or the largest that brings the long side down to 2160, else 1;
-  sides rounded to even numbers (H.264 4:2:0). An aspect beyond 3:1 cannot fit and is refused.
-* **Time**: output frame ``k`` shows the file frame nearest to the time ``k / fps`` after the
-  first visible frame (``source_frame``): the clip keeps the content's real speed. The output
-  lasts as long as the visible range, cut to 5 s or 10 s from its start when it is longer
-  than the chosen length allows; a range shorter than the chosen length's minimum (2 s; 7 s
-  for "10") is refused, as conforming never pads.
-* **Files**: the output name carries a digest of the source file (path, size, mtime) and of
-  every planned number, so an existing file with that name *is* this plan's result (it is
-  only ever moved into place complete). A JSON record beside it (``<name>.mp4.json``)
-  says which file frames the clip shows, for the session's frame mapping.
+The plan itself (frame rate, size, window, refusals, output name, record) is the core's
+(``kling_elements.conform``) and is re-exported here, so the add-on, the CLI and batch share
+one source of truth. This module keeps what is Blender's: which file frames a strip shows
+(:func:`visible_file_frames`, read with the same ``mapping`` as the session's clicks), where
+conformed clips go, the command line of the background render (``conform_render.py``) and
+the job that runs it and reports progress (:class:`ConformJob`). No ``bpy`` here:
+everything is testable with plain pytest.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
 import os
-import re
 import subprocess
 import sys
 import threading
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kling_elements import validate
+from kling_elements.conform import (
+    DEFAULT_PRESET,
+    DEFAULT_QUALITY,
+    DURATION_CHOICES,
+    RECORD_SUFFIX,
+    RECORD_VERSION,
+    ConformCancelled,
+    ConformError,
+    ConformPlan,
+    SourceClip,
+    conform_size,
+    duration_options,
+    nearest_fps,
+    needs_conform,
+    plan_conform,
+    read_record,
+    write_record,
+)
 from kling_elements.media import mp4_frame_count
 
 from . import mapping
 from .conform_render import DONE, ERROR, PROGRESS
 
 __all__ = [
+    "DEFAULT_PRESET",
+    "DEFAULT_QUALITY",
     "DURATION_CHOICES",
+    "RECORD_SUFFIX",
+    "RECORD_VERSION",
     "ConformCancelled",
     "ConformError",
     "ConformJob",
@@ -67,74 +70,7 @@ __all__ = [
     "visible_file_frames",
 ]
 
-DURATION_CHOICES = ("AUTO", "5", "10")
-"""``AUTO``: keep the visible length when allowed, else the longest allowed length that fits."""
-
 RENDER_SCRIPT = str(Path(__file__).with_name("conform_render.py"))
-RECORD_SUFFIX = ".json"
-RECORD_VERSION = 1
-DEFAULT_QUALITY = "HIGH"  # Blender's CRF preset (x264 CRF 20)
-DEFAULT_PRESET = "REALTIME"  # fastest x264 preset: seconds for 5 s of 720p on two cores
-
-_EPS = 1e-6
-
-
-class ConformError(ValueError):
-    """The strip cannot be conformed as asked; the message says why and what to do."""
-
-
-class ConformCancelled(ConformError):
-    """The user cancelled the render."""
-
-
-def needs_conform(info: validate.VideoInfo) -> list[str]:
-    """Kling's rules the clip breaks, each with its fix (``[]``: send it as it is)."""
-    return validate.video_problems(info)
-
-
-def nearest_fps(fps: float) -> int:
-    """The allowed frame rate nearest to ``fps``; ties go to the higher rate (see module)."""
-    if not math.isfinite(fps) or fps <= 0:
-        raise ConformError(f"the movie's frame rate {fps!r} is unusable: Blender could not "
-                           "read the file; reload the strip")
-    return min(validate.VIDEO_FPS, key=lambda allowed: (abs(allowed - fps), -allowed))
-
-
-def _even(value: float) -> int:
-    return math.floor(value / 2 + 0.5) * 2
-
-
-def conform_size(width: int, height: int) -> tuple[int, int]:
-    """Both sides within 720-2160 px, aspect kept, even; ConformError when no scale fits."""
-    lo, hi = validate.VIDEO_SIDE_RANGE
-    if width <= 0 or height <= 0:
-        raise ConformError(f"the movie is {width}x{height} px: Blender has not read it; "
-                           "reload the strip")
-    short, long = min(width, height), max(width, height)
-    if long / short > hi / lo:
-        raise ConformError(
-            f"the movie is {width}x{height} px, an aspect of {long / short:.2f}:1; no scale "
-            f"fits both sides into {lo}-{hi} px (at most {hi / lo:g}:1): crop it to a wider "
-            "or taller picture first (e.g. with a scene strip)")
-    scale = lo / short if short < lo else hi / long if long > hi else 1.0
-    return (min(max(_even(width * scale), lo), hi), min(max(_even(height * scale), lo), hi))
-
-
-def duration_options(visible_s: float) -> dict[str, str]:
-    """For each duration choice, ``""`` when it applies to ``visible_s`` or why it does not."""
-    (short_lo, short_hi), (long_lo, long_hi) = validate.VIDEO_DURATION_RANGES_S
-    tol = validate.DURATION_TOLERANCE_S
-    if visible_s < short_lo - tol:
-        why = (f"the visible range lasts {visible_s:.2f} s; Kling needs at least {short_lo:g} s "
-               "and conforming does not pad: lengthen the strip (drag its handles)")
-        return dict.fromkeys(DURATION_CHOICES, why)
-    options = dict.fromkeys(DURATION_CHOICES, "")
-    if visible_s < long_lo - tol:
-        options["10"] = (
-            f"the visible range lasts {visible_s:.2f} s, under the {long_lo:g} s a "
-            f"{long_hi:g} s clip needs, and conforming does not pad: choose {short_hi:g} s "
-            f"or lengthen the strip to {long_lo:g} s")
-    return options
 
 
 # ------------------------------------------------------------------ what the strip shows
@@ -206,100 +142,6 @@ def movie_frame_count(path: str | os.PathLike) -> int | None:
     return mp4_frame_count(path)
 
 
-# ------------------------------------------------------------------ the plan
-
-
-@dataclass(frozen=True)
-class SourceClip:
-    """What the plan needs to know about the source, read from Blender on the main thread.
-
-    ``first_frame``/``frame_count`` are the visible file frames (``visible_file_frames``);
-    ``stamp`` is ``(size, mtime_ns)`` of the file, so a changed file gets a new output name.
-    """
-
-    path: str
-    width: int
-    height: int
-    fps: float
-    first_frame: int
-    frame_count: int
-    name: str = "clip"
-    file_frames: int | None = None
-    stamp: tuple[int, int] = (0, 0)
-
-    @property
-    def container(self) -> str:
-        return Path(self.path).suffix.lower().lstrip(".") or "unknown"
-
-    @property
-    def visible_s(self) -> float:
-        return self.frame_count / self.fps
-
-    def info(self) -> validate.VideoInfo:
-        """Kling's view of the visible range as it is now (what ``needs_conform`` checks)."""
-        return validate.VideoInfo(self.container, self.visible_s, self.width, self.height,
-                                  self.fps, self.frame_count)
-
-
-@dataclass(frozen=True)
-class ConformPlan:
-    """What to render and why. ``source_frame(k)`` is the file frame output frame ``k`` shows."""
-
-    source: str
-    output: str
-    width: int
-    height: int
-    fps: int
-    source_fps: float
-    first_frame: int
-    last_frame: int
-    frame_count: int
-    choice: str
-    digest: str
-    reasons: tuple[str, ...]
-    quality: str = DEFAULT_QUALITY
-    preset: str = DEFAULT_PRESET
-
-    @property
-    def duration_s(self) -> float:
-        return self.frame_count / self.fps
-
-    def source_frame(self, k: int) -> int:
-        """The file frame shown at output frame ``k``: the nearest to ``k / fps`` seconds."""
-        if not 0 <= k < self.frame_count:
-            raise ValueError(f"output frame {k} is outside 0..{self.frame_count - 1}")
-        offset = math.floor(k * self.source_fps / self.fps + 0.5)
-        return min(self.first_frame + offset, self.last_frame)
-
-    def render_args(self, tmp_output: str) -> dict[str, Any]:
-        """The JSON object ``conform_render.py`` takes."""
-        return {"source": self.source, "output": self.output, "tmp_output": tmp_output,
-                "width": self.width, "height": self.height, "fps": self.fps,
-                "source_fps": self.source_fps, "first_frame": self.first_frame,
-                "last_frame": self.last_frame, "frame_count": self.frame_count,
-                "quality": self.quality, "preset": self.preset}
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["reasons"] = list(self.reasons)
-        data["version"] = RECORD_VERSION
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ConformPlan:
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields["reasons"] = tuple(fields.get("reasons", ()))
-        return cls(**fields)
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.1f} s" if abs(value * 10 - round(value * 10)) < 1e-6 else f"{value:.2f} s"
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:40] or "clip"
-
-
 def conform_dir(blend_path: str, unsaved_root: str) -> str:
     """Where conformed clips go: ``kling/conformed`` beside the .blend, else ``conformed``
     under the add-on's folder for an unsaved .blend, which the first save moves to
@@ -311,68 +153,6 @@ def conform_dir(blend_path: str, unsaved_root: str) -> str:
     if blend_path:
         return str(Path(blend_path).resolve().parent / "kling" / "conformed")
     return str(Path(unsaved_root) / "conformed")
-
-
-def plan_conform(clip: SourceClip, choice: str = "AUTO", out_dir: str = ".") -> ConformPlan:
-    """The render that makes ``clip``'s visible range compliant; ConformError if none can.
-
-    No side effect: nothing is read or written (see the module docstring for the rules).
-    """
-    if choice not in DURATION_CHOICES:
-        raise ConformError(f"duration choice {choice!r} is not one of "
-                           f"{', '.join(DURATION_CHOICES)}")
-    if clip.frame_count < 1 or clip.first_frame < 0:
-        raise ConformError(f"the strip shows file frames {clip.first_frame}.."
-                           f"{clip.first_frame + clip.frame_count - 1}: nothing to conform")
-    fps = nearest_fps(clip.fps)
-    width, height = conform_size(clip.width, clip.height)
-    visible = clip.visible_s
-    refusal = duration_options(visible)[choice]
-    if refusal:
-        raise ConformError(refusal)
-    (_, short_hi), (long_lo, long_hi) = validate.VIDEO_DURATION_RANGES_S
-    tol = validate.DURATION_TOLERANCE_S
-    short = choice == "5" or (choice == "AUTO" and visible < long_lo - tol)
-    cap = short_hi if short else long_hi
-    frames = min(math.floor(clip.frame_count * fps / clip.fps + _EPS), round(cap * fps))
-    last_needed = clip.first_frame + math.floor((frames - 1) * clip.fps / fps + 0.5)
-    last = min(clip.first_frame + clip.frame_count - 1, last_needed)
-
-    reasons = []
-    if clip.container not in validate.VIDEO_CONTAINERS:
-        reasons.append(f"{clip.container.upper()} → MP4")
-    if abs(clip.fps - fps) > _EPS:
-        reasons.append(f"{clip.fps:g} fps → {fps} fps")
-    if (width, height) != (clip.width, clip.height):
-        reasons.append(f"{clip.width}×{clip.height} → {width}×{height}")
-    if visible > cap + tol:
-        reasons.append(f"{_seconds(visible)} → {_seconds(frames / fps)} (keeps the start)")
-    if clip.file_frames and (clip.first_frame > 0 or last < clip.file_frames - 1):
-        reasons.append(f"only file frames {clip.first_frame}-{last} of 0-{clip.file_frames - 1}")
-
-    key = json.dumps([os.path.abspath(clip.path), list(clip.stamp), clip.first_frame, last,
-                      frames, width, height, fps, clip.fps, DEFAULT_QUALITY, DEFAULT_PRESET])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    output = str(Path(out_dir) / f"{_safe_name(clip.name)}-{digest}.mp4")
-    return ConformPlan(
-        source=os.path.abspath(clip.path), output=output, width=width, height=height, fps=fps,
-        source_fps=float(clip.fps), first_frame=clip.first_frame, last_frame=last,
-        frame_count=frames, choice=choice, digest=digest, reasons=tuple(reasons))
-
-
-def read_record(output: str | os.PathLike) -> ConformPlan | None:
-    """The plan a conformed clip was rendered from, or None (no record, or not readable)."""
-    try:
-        with open(f"{output}{RECORD_SUFFIX}", encoding="utf-8") as handle:
-            return ConformPlan.from_dict(json.load(handle))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def _write_record(plan: ConformPlan) -> None:
-    from kling_elements.workflow import write_json_atomic
-
-    write_json_atomic(Path(f"{plan.output}{RECORD_SUFFIX}"), plan.to_dict())
 
 
 # ------------------------------------------------------------------ the render process
@@ -446,7 +226,7 @@ class ConformJob:
                                  blender_binary=self._binary, python=self._python)
         try:
             self._render(command)
-            _write_record(plan)
+            write_record(plan)
         except BaseException as exc:
             self.state = "cancelled" if isinstance(exc, ConformCancelled) else "failed"
             with contextlib.suppress(OSError):

@@ -138,5 +138,6 @@ def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float) -> 
 
     layers = [_layer(scene, other) for other in siblings
               if other.channel > strip.channel and drawn(other)]
-    found = cover.covering_layer(int(strip.channel), layers, vx, vy)
+    found = cover.covering_layer(int(strip.channel), layers, vx, vy,
+                                 alpha_over_whole_frame=compat.ALPHA_OVER_HIDES_WHOLE_FRAME)
     return found.name if found is not None else None

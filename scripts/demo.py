@@ -1,12 +1,18 @@
-"""The main job, offline: a clip, two clicks, a preview, a removal and a swap, a contact sheet.
+"""The main job, offline: a clip, two clicks, a preview, a removal and a swap, a contact sheet;
+then a real-world plate (25 fps, 6 s, 640x360) conformed with the core and clicked on.
 
 Runs against the embedded sandbox through the public client only, exactly as a user's
 script would against Kling. Usage: ``python scripts/demo.py --out demo-output``.
+
+The demo owns its output folder: each run empties it first (so it can run again and again),
+but only a folder it wrote itself (marked by ``.kling-demo``, or holding only its own files)
+or an empty one.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,13 +21,23 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import kling_elements as ke
+from kling_elements.conform.cli import describe
+from kling_elements.conform.run import conform_file
 from kling_elements.hosting import SandboxHost
+from kling_elements.media import probe
 from kling_elements.sandbox import running
 from kling_elements.sandbox.sample import make_clip, make_reference_image
 from kling_elements.sandbox.video import read_frames
+from kling_elements.validate import video_problems
 
 SHEET_FRAMES = 3
 THUMB_WIDTH = 384
+MARKER = ".kling-demo"
+OUTPUTS = {MARKER, ".sandbox", "clip.mp4", "reference.png", "preview.mp4", "removal.mp4",
+           "swap.mp4", "contact_sheet.png", "plate25.mp4", "plate25-conformed.mp4",
+           "plate25-conformed.mp4.json"}
+"""What the demo writes; a folder holding only these (from a run before the marker) is ours."""
+STEPS = 8
 
 
 def _say(text: str) -> None:
@@ -53,19 +69,55 @@ def contact_sheet(columns: dict[str, list[np.ndarray]], path: Path) -> Path:
     return path
 
 
-def run(out: Path, task_seconds: float) -> int:
+def claim(out: Path) -> None:
+    """Make ``out`` an empty folder of the demo's; refuse a folder with someone else's files."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out} is a file: choose a folder")
+    if out.is_dir() and any(out.iterdir()):
+        names = {p.name for p in out.iterdir()}
+        if not (out / MARKER).is_file() and not names <= OUTPUTS:
+            raise SystemExit(f"error: --out {out} holds files the demo did not write: choose "
+                             "an empty or new folder")
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by scripts/demo.py; emptied on every run\n")
+
+
+def conform_step(kc: ke.Client, out: Path) -> None:
+    """A plate that breaks Kling's rules: conformed (PyAV), then a session and a click on it."""
+    _say(f"7/{STEPS} a real-world plate (640x360, 25 fps, 6 s) that Kling would refuse:")
+    plate = make_clip(out / "plate25.mp4", width=640, height=360, fps=25, seconds=6.0, seed=3)
+    problems = video_problems(probe(plate.path))
+    for problem in problems:
+        _say(f"      refused as it is: {problem}")
+    plan = conform_file(plate.path, out / "plate25-conformed.mp4",
+                        on_plan=lambda p: [_say(f"      {line}") for line in describe(p)])
+    _say(f"      conformed: {Path(plan.output).name}, {plan.frame_count} frames at {plan.fps} "
+         f"fps, {plan.width}x{plan.height}; record: {Path(plan.output).name}.json")
+    url = SandboxHost(kc.http).publish(plan.output)
+    init = kc.init_selection(video_url=url)
+    source_frame = 100  # 4 s into the plate
+    frame = plan.output_frame(source_frame)
+    sel = kc.add_selection(init.session_id, frame, [plate.center(source_frame)])
+    area = sum(int(m.to_array().sum()) for m in sel.masks)
+    _say(f"      session {init.session_id}: {init.total_frames} frames at {init.fps:g} fps; "
+         f"source frame {source_frame} is session frame {frame}: click on the ball -> "
+         f"{len(sel.masks)} object, {area} px")
+
+
+def run(out: Path, task_seconds: float) -> int:
+    claim(out)
     started = time.monotonic()
-    _say("1/7 generating a sample clip (1280x720, 30 fps, 5 s) and a reference image")
+    _say(f"1/{STEPS} generating a sample clip (1280x720, 30 fps, 5 s) and a reference image")
     clip = make_clip(out / "clip.mp4", width=1280, height=720, fps=30, seconds=5.0, seed=7)
     reference = make_reference_image(out / "reference.png", kind="star")
 
     with running(task_seconds=task_seconds, data_dir=out / ".sandbox") as sandbox:
-        _say(f"2/7 sandbox running at {sandbox.base_url}")
+        _say(f"2/{STEPS} sandbox running at {sandbox.base_url}")
         with ke.Client(sandbox.access_key, sandbox.secret_key, base_url=sandbox.base_url) as kc:
             url = SandboxHost(kc.http).publish(clip.path)
             init = kc.init_selection(video_url=url)
-            _say(f"3/7 session {init.session_id}: {init.total_frames} frames, "
+            _say(f"3/{STEPS} session {init.session_id}: {init.total_frames} frames, "
                  f"{init.width}x{init.height} at {init.fps:g} fps")
 
             last = init.total_frames - 1
@@ -73,12 +125,12 @@ def run(out: Path, task_seconds: float) -> int:
             for frame, point in clicks:
                 sel = kc.add_selection(init.session_id, frame, [point])
                 area = sum(int(m.to_array().sum()) for m in sel.masks)
-                _say(f"4/7 click on frame {frame} at ({point[0]:.3f}, {point[1]:.3f}): "
+                _say(f"4/{STEPS} click on frame {frame} at ({point[0]:.3f}, {point[1]:.3f}): "
                      f"{len(sel.masks)} object, {area} px")
 
             preview = kc.preview_selection(init.session_id)
             kc.download(preview.video_url, out / "preview.mp4")
-            _say(f"5/7 tracked-mask preview saved to {out / 'preview.mp4'}")
+            _say(f"5/{STEPS} tracked-mask preview saved to {out / 'preview.mp4'}")
 
             results = {}
             for edit_mode, prompt, images in (
@@ -88,11 +140,12 @@ def run(out: Path, task_seconds: float) -> int:
             ):
                 task = kc.create_task(session_id=init.session_id, edit_mode=edit_mode,
                                       prompt=prompt, images=images)
-                _say(f"6/7 {edit_mode} task {task.task_id} submitted")
+                _say(f"6/{STEPS} {edit_mode} task {task.task_id} submitted")
                 task = kc.wait(task.task_id, timeout=120, poll_interval=0.5,
                                on_update=lambda t: _say(f"      status: {t.status}"))
                 results[edit_mode] = kc.download(task.videos[0].url, out / f"{edit_mode}.mp4")
                 _say(f"      result: {results[edit_mode]}")
+            conform_step(kc, out)
 
     source, _ = read_frames(clip.path)
     preview_frames, _ = read_frames(out / "preview.mp4")
@@ -105,7 +158,7 @@ def run(out: Path, task_seconds: float) -> int:
         "removal": [removal[i] for i in picks],
         "swap": [swap[i] for i in picks],
     }, out / "contact_sheet.png")
-    _say(f"7/7 contact sheet: {sheet}")
+    _say(f"8/{STEPS} contact sheet: {sheet}")
     _say(f"done in {time.monotonic() - started:.1f} s; outputs in {out.resolve()}")
     return 0
 

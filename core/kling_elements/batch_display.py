@@ -24,7 +24,8 @@ _STAGES = {
     "selection": "selecting", "waiting_slot": "waiting for a slot", "created": "submitted",
     "resumed": "resumed", "download_progress": "downloading",
 }
-_LOGGED = ("created", "resumed", "succeed", "failed", "skipped", "retry", "limit", "held")
+_LOGGED = ("created", "resumed", "succeed", "failed", "skipped", "retry", "limit", "held",
+           "conformed")
 
 
 def _units(amount: Decimal | None) -> str:
@@ -87,9 +88,10 @@ class BatchDisplay:
             self._running.pop(name, None)
             if kind in self._counts:
                 self._counts[kind] += 1
-        elif kind in ("upload_progress", "download_progress"):
+        elif kind in ("upload_progress", "download_progress", "conform_progress"):
             total = info.get("total")
-            verb = "uploading" if kind == "upload_progress" else "downloading"
+            verb = {"upload_progress": "uploading", "conform_progress": "conforming"}.get(
+                kind, "downloading")
             self._running[name] = f"{verb} {100 * info['done'] / total:3.0f}%" if total else verb
         elif kind == "status":
             self._running[name] = str(info.get("status"))
@@ -106,6 +108,9 @@ class BatchDisplay:
             return f"{who}: resumed task {info['task_id']} ({info['status']})"
         if kind == "retry":
             return f"{who}: retry in {info['wait_s']:.1f} s after: {info['error']}"
+        if kind == "conformed":
+            how = "conformed" if info["rendered"] else "reusing conformed clip"
+            return f"{who}: {how} {info['path']}"
         if kind == "skipped":
             return f"{who}: already done ({info['output']})"
         if kind == "succeed":

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import validate
+from .conform.cache import ConformTarget
 from .errors import ValidationError
 from .selection import SelectionState
 from .workflow import EditJob
@@ -40,7 +41,7 @@ __all__ = [
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,119}")
 FIELDS = ("name", "video", "select", "edit_mode", "prompt", "images", "negative_prompt",
-          "mode", "duration", "watermark", "model_name")
+          "mode", "duration", "watermark", "model_name", "conform", "range", "match_source")
 SETTINGS_KEY = "batch"
 SETTINGS = ("budget",)
 _URL_PREFIXES = ("http://", "https://")
@@ -74,15 +75,26 @@ class ManifestError(ValidationError):
 @dataclass(frozen=True)
 class BatchJob:
     """One valid manifest line; ``spec`` is its edit with paths resolved against the
-    manifest's folder (and no output yet: that depends on the run's output folder)."""
+    manifest's folder (and no output yet: that depends on the run's output folder).
+    ``conform`` is the planned conform of a ``"conform": true`` line (its clip is cached
+    under the run's folder by content, see ``conform.cache``)."""
 
     line: int
     name: str
     spec: EditJob
+    conform: ConformTarget | None = None
+    match_source: bool = False
+
+    def matched_path(self, out_dir: str | os.PathLike) -> Path:
+        """``<out_dir>/<name>.source.mp4``: the result in the plate's rate, size and span."""
+        return Path(out_dir) / f"{self.name}.source.mp4"
 
     def edit_job(self, out_dir: str | os.PathLike) -> EditJob:
-        """The ``workflow`` job writing ``<out_dir>/<name>.mp4``."""
-        return replace(self.spec, output=str(Path(out_dir) / f"{self.name}.mp4"))
+        """The ``workflow`` job writing ``<out_dir>/<name>.mp4`` (from the conformed clip)."""
+        job = replace(self.spec, output=str(Path(out_dir) / f"{self.name}.mp4"))
+        if self.conform is not None:
+            job = replace(job, video_path=str(self.conform.path(out_dir)))
+        return job
 
 
 @dataclass
@@ -155,6 +167,7 @@ class _Probes:
     def __init__(self) -> None:
         self.videos: dict[Path, tuple[validate.VideoInfo | None, list[str]]] = {}
         self.images: dict[Path, str | None] = {}
+        self.conforms: dict[tuple[Path, str, str], tuple[ConformTarget | None, list[str]]] = {}
 
     def video(self, path: Path) -> tuple[validate.VideoInfo | None, list[str]]:
         if path not in self.videos:
@@ -169,6 +182,14 @@ class _Probes:
             except ValidationError as exc:
                 self.videos[path] = (None, [str(exc)])
         return self.videos[path]
+
+    def conform(self, path: Path, span: Any, duration: Any
+                ) -> tuple[ConformTarget | None, list[str]]:
+        key = (path, json.dumps(span), str(duration))
+        if key not in self.conforms:
+            from .conform.cache import conform_target
+            self.conforms[key] = conform_target(path, span, duration)
+        return self.conforms[key]
 
     def image(self, path: Path, label: str) -> str | None:
         if path not in self.images:
@@ -186,8 +207,10 @@ def _resolve(base: Path, value: str) -> str:
 
 
 def _video(raw: object, base: Path, probes: _Probes, check: _Checker,
-           local_ok: bool) -> tuple[dict[str, str], float | None]:
-    """The source fields of an ``EditJob`` and, for a local clip, its duration."""
+           local_ok: bool, conform: bool = False) -> tuple[dict[str, str], float | None]:
+    """The source fields of an ``EditJob`` and, for a local clip, its duration.
+
+    A clip to be conformed is only located here (``_conform`` checks it)."""
     if isinstance(raw, dict):
         if set(raw) != {"video_id"} or not isinstance(raw["video_id"], str) or not raw[
                 "video_id"].strip():
@@ -203,10 +226,38 @@ def _video(raw: object, base: Path, probes: _Probes, check: _Checker,
         check.add(f"video {raw!r} is a local file but no hosting choice was given to "
                   "publish it: pass a host, or give an http(s) URL")
     path = Path(_resolve(base, raw))
+    if conform:
+        return {"video_path": str(path)}, None
     info, problems = probes.video(path)
     for problem in problems:
         check.add(problem)
+    if info is not None and problems:
+        check.add('or add "conform": true to conform the clip first (see docs/batch.md)')
     return {"video_path": str(path)}, info.duration_s if info and not problems else None
+
+
+def _conform(record: Mapping, source: dict[str, str], probes: _Probes,
+             check: _Checker) -> tuple[ConformTarget | None, float | None]:
+    """The planned conform of a ``"conform": true`` line and the conformed clip's duration."""
+    conform, span = record.get("conform", False), record.get("range")
+    if not isinstance(conform, bool):
+        check.add(f"conform must be true or false, got {conform!r}")
+        return None, None
+    if span is not None and not conform:
+        check.add('range chooses the span to conform: add "conform": true')
+    if not conform:
+        return None, None
+    if "video_path" not in source:
+        if source:
+            check.add("conform needs a local clip: give the video's path, not a URL or id")
+        return None, None
+    duration = record.get("duration")
+    if duration is not None and str(duration) not in validate.DURATION_CHOICES:
+        return None, None  # the duration check names it
+    target, problems = probes.conform(Path(source["video_path"]), span, duration)
+    for problem in problems:
+        check.add(problem)
+    return target, target.plan.duration_s if target else None
 
 
 def _selections(raw: object, check: _Checker) -> tuple:
@@ -257,7 +308,10 @@ def _check_record(record: object, base: Path, probes: _Probes,
         check.add(f"name {name!r} must be 1-120 letters, digits, '_' or '-' (starting with a "
                   "letter or digit): it names the output files")
         name = None
-    source, clip_s = _video(record.get("video"), base, probes, check, local_ok)
+    source, clip_s = _video(record.get("video"), base, probes, check, local_ok,
+                            conform=record.get("conform") is True)
+    conform, conformed_s = _conform(record, source, probes, check)
+    clip_s = conformed_s if conform else clip_s
     selections = _selections(record.get("select"), check)
     edit_mode = record.get("edit_mode")
     if check.run(lambda: validate.edit_mode(edit_mode)) is None:
@@ -301,6 +355,15 @@ def _check_record(record: object, base: Path, probes: _Probes,
         "duration": duration if record.get("duration") is not None else None,
         "watermark": watermark is True, "model_name": model_name,
     }
+    match = record.get("match_source", False)
+    if not isinstance(match, bool):
+        check.add(f"match_source must be true or false, got {match!r}")
+    elif match and record.get("conform") is not True:
+        check.add('match_source brings a conformed clip\'s result back to the plate: add '
+                  '"conform": true')
+    if conform is not None:
+        fields["conform"] = conform
+        fields["match_source"] = match is True
     return name, fields, check.messages
 
 
@@ -366,7 +429,10 @@ def from_records(
         manifest.entries.append((line, name))
         manifest.problems.extend(Problem(line, name, m) for m in messages)
         if not messages and name is not None:
-            manifest.jobs.append(BatchJob(line=line, name=name, spec=EditJob(output="", **fields)))
+            conform = fields.pop("conform", None)
+            match = fields.pop("match_source", False)
+            manifest.jobs.append(BatchJob(line=line, name=name, spec=EditJob(output="", **fields),
+                                          conform=conform, match_source=match))
     return manifest
 
 

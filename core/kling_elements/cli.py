@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from . import __version__, batch, cli_sessions, validate
 from .batch_display import BatchDisplay
 from .client import REGIONS, Client
+from .conform import cli as conform_cli
 from .cost import Cost, json_number
 from .errors import KlingError
 from .hosting import KINDS, Host, HostingSettings, UrlHost, default_cache_dir, make_host
@@ -92,13 +93,20 @@ def _point(text: str) -> tuple[float, float]:
         ) from None
 
 
-def _frame_point(text: str) -> tuple[int, tuple[float, float]]:
+def _frame_point(text: str) -> tuple[Any, tuple[float, float]]:
     frame, sep, rest = text.partition(":")
-    if not sep or not frame.isdigit():
+    if sep and frame.isdigit():
+        return int(frame), _point(rest)
+    try:
+        mark = conform_cli.source_mark(frame) if sep else None
+    except ValueError:
+        mark = None
+    if mark is None:
         raise argparse.ArgumentTypeError(
-            f"point {text!r} must be FRAME:X,Y (frame of the normalized video), e.g. 0:0.5,0.4"
+            f"point {text!r} must be FRAME:X,Y (FRAME a frame of the normalized video, or in "
+            "the source: f<frame> or <seconds>s), e.g. 0:0.5,0.4, f120:0.5,0.4 or 2.5s:0.5,0.4"
         )
-    return int(frame), _point(rest)
+    return mark, _point(rest)
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -276,21 +284,37 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
     source = args.source
     job_source: dict[str, Any] = {}
     host = None
+    plan = None
+    conform_cli.check_match_source(args)
     if args.video_id:
         job_source["video_id"] = args.video_id
     elif source and source.lower().startswith(("http://", "https://")):
         job_source["video_url"] = UrlHost(source).publish()
     elif source:
-        job_source["video_path"] = str(Path(source).resolve())
+        path = Path(source).resolve()
+        if (args.start or args.end) and not args.conform:
+            raise ValueError("--start/--end choose the span to conform: add --conform")
+        if args.conform:
+            path, plan = conform_cli.conform_for_edit(args, path, Path(args.output),
+                                                      progress.line)
+        else:
+            conform_cli.refuse_unconformed(path)
+        job_source["video_path"] = str(path)
         host = _host(args, client)
     else:
         raise KlingError("give a clip (path or URL) or --video-id")
+    if (args.start or args.end or args.conform) and "video_path" not in job_source:
+        raise ValueError("--conform, --start and --end work on a local clip: give its path")
+    points = conform_cli.resolve_points(
+        args.point or [], Path(job_source["video_path"]) if "video_path" in job_source else None,
+        plan, progress.line)
     selections: dict[int, list[tuple[float, float]]] = {}
-    for frame, point in args.point or []:
+    for frame, point in points:
         selections.setdefault(frame, []).append(point)
     output = Path(args.output)
     job = EditJob(
-        output=str(output), selections=tuple((f, tuple(p)) for f, p in sorted(selections.items())),
+        output=str(conform_cli.kling_output(args, output)),
+        selections=tuple((f, tuple(p)) for f, p in sorted(selections.items())),
         images=tuple(str(Path(i).resolve()) if not i.startswith(("http://", "https://")) else i
                      for i in args.image or []),
         **{k: v for k, v in _create_kwargs(args).items() if k != "images"}, **job_source,
@@ -314,10 +338,11 @@ def cmd_edit(args: argparse.Namespace, client: Client, progress: _Progress) -> N
     progress.line("cost of the edit, every step (also of earlier runs):\n"
                   + "\n".join(f"  {_step_text(step)}" for step in result.cost_steps)
                   + f"\n  total: {result.cost}")
-    _emit(args, {"output": result.output, "watermarked_output": result.watermarked_output,
-                 "task": result.task,
+    matched = conform_cli.match_result(args, plan, result.output, output, progress.line)
+    _emit(args, {"output": matched or result.output, "kling_output": result.output,
+                 "watermarked_output": result.watermarked_output, "task": result.task,
                  "cost": {"steps": result.cost_steps, "total": result.cost}},
-          str(result.output))
+          str(matched or result.output))
 
 
 def _when(text: str) -> datetime:
@@ -653,7 +678,9 @@ def _parser() -> argparse.ArgumentParser:
     p = add("edit", cmd_edit, "one whole edit: clip -> clicks -> task -> result file")
     p.add_argument("source", nargs="?", help="a local clip or an http(s) URL")
     p.add_argument("--video-id", help="edit a video Kling generated (chains edits)")
-    p.add_argument("--point", action="append", type=_frame_point, metavar="FRAME:X,Y")
+    p.add_argument("--point", action="append", type=_frame_point, metavar="FRAME:X,Y",
+                   help="a click: FRAME of the normalized video, or in the source f<frame> or "
+                        "<seconds>s (mapped through the conform record); X,Y in [0, 1]")
     edit_options(p)
     p.add_argument("-o", "--output", required=True, help="where the result goes")
     p.add_argument("--force", action="store_true",
@@ -661,6 +688,8 @@ def _parser() -> argparse.ArgumentParser:
     _hosting_options(p, cache=True)
     p.add_argument("--state", help="resume file (default: OUTPUT.kling.json)")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
+    conform_cli.add_edit_options(p)
+    conform_cli.add_parser(sub, common)
 
     def callback_options(p: argparse.ArgumentParser, *, url: bool = True) -> None:
         g = p.add_argument_group(
@@ -743,6 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "callbacks":
             cmd_callbacks(args)
             return 0
+        if args.command == "conform":
+            return conform_cli.cmd_conform(args)
         progress = _Progress(quiet=args.quiet or False)
         if args.command == "batch" and args.dry_run:
             return cmd_batch_dry_run(args)

@@ -181,7 +181,9 @@ def clip25(tmp_path_factory):
 def _add_plate25(scene, clip25, offset: int):
     from blender_addon import compat
 
-    strip = compat.new_movie(scene.sequence_editor, "plate25", str(clip25.path), 6, 1)
+    # After the plate on the timeline: above it at the same frames it would hide the plate
+    # (Blender 4.2.0 draws an opaque Alpha Over strip over the whole frame).
+    strip = compat.new_movie(scene.sequence_editor, "plate25", str(clip25.path), 6, 200)
     strip.animation_offset_start = offset  # a plan no other test rendered: a real render
     scene.sequence_editor.active_strip = strip
     return strip

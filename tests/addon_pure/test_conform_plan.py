@@ -31,6 +31,14 @@ def _clip(**overrides) -> SourceClip:
     return SourceClip(**values)
 
 
+def test_the_plan_is_the_cores():
+    import kling_elements.conform as core
+
+    for name in ("plan_conform", "ConformPlan", "SourceClip", "ConformError", "read_record",
+                 "nearest_fps", "conform_size", "duration_options", "DURATION_CHOICES"):
+        assert getattr(conform, name) is getattr(core, name), name
+
+
 # ------------------------------------------------------------------ frame rate
 
 

@@ -63,3 +63,15 @@ def test_only_layers_above_count_and_the_highest_hiding_one_is_named():
     assert covering_layer(2, [below, mixer, inset], *OUTSIDE) is None
     assert covering_layer(2, [inset, full, mixer], *INSIDE).name == "replace"
     assert covering_layer(4, [inset, full], *INSIDE) is None  # same channel is the strip
+
+
+def test_blender_4_2_0_rule_an_opaque_alpha_over_hides_the_whole_frame():
+    """4.2.0 renders an opaque Alpha Over strip over the whole frame (a real render says so:
+    tests/addon/test_addon_sources.py); only that rule changes, see-through ones still mix."""
+    assert hides(layer(), *OUTSIDE, alpha_over_whole_frame=True)
+    assert hides(layer(geometry=None), *OUTSIDE, alpha_over_whole_frame=True)
+    assert not hides(layer(opacity=0.5), *INSIDE, alpha_over_whole_frame=True)
+    assert not hides(layer(opaque=False), *INSIDE, alpha_over_whole_frame=True)
+    top = layer(name="inset")
+    assert covering_layer(1, [top], *OUTSIDE) is None
+    assert covering_layer(1, [top], *OUTSIDE, alpha_over_whole_frame=True) is top

@@ -24,7 +24,7 @@ PYTHON313 ?= $(call python_named,3.13,python3.13 /usr/bin/python3.13 /usr/local/
   $(wildcard $(PYENV_ROOT_DIR)/versions/3.13*/bin/python3.13))
 
 .PHONY: test test-core test-addon test-addon-more test-addon-45 extension demo lint bench \
-  bench-polling bench-ui clean
+  bench-polling bench-ui bench-click clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -87,8 +87,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/demo.py --out demo-output
 
+# Each script prints its ratio to a reference measured in the same run last (README,
+# "Performance"). bench-ui and bench-click run inside Blender's Python (the newest bpy).
 bench: $(STAMP)
 	$(PY) scripts/bench_rle.py
+	$(PY) scripts/bench_overlay.py
 	$(PY) scripts/bench_polling.py
 	$(PY) scripts/bench_conform.py
 
@@ -96,9 +99,15 @@ bench: $(STAMP)
 bench-polling: $(STAMP)
 	$(PY) scripts/bench_polling.py
 
-bench-ui: test-addon
+# The main thread's longest hold over an editor's session at 2160x2160 (a few minutes).
+bench-ui: $(BPY_NEWEST)/.installed
 	HOME=$$(mktemp -d) PYTHONPATH=$(CURDIR)/core:$(CURDIR) \
-	  $(BPY_CACHE)/bpy-$(lastword $(BPY_VERSIONS))/bin/python scripts/bench_ui_thread.py
+	  $(BPY_NEWEST)/bin/python scripts/bench_ui_thread.py
+
+# A click to its mask ready to draw, stage by stage, at 720p and 2160x2160.
+bench-click: $(BPY_NEWEST)/.installed
+	HOME=$$(mktemp -d) PYTHONPATH=$(CURDIR)/core:$(CURDIR) \
+	  $(BPY_NEWEST)/bin/python scripts/bench_click.py
 
 clean:
 	rm -rf $(VENV) demo-output dist build *.egg-info

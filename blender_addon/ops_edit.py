@@ -129,7 +129,6 @@ def request_generate(context, strip) -> str:
 
     # The create call waits for the clicks queued before it (they set the marks it uses).
     after = threading.Event()
-    WORKER.submit("Generate: after the queued clicks", after.set, _ignore, _ignore)
     label = f"Generate ({MODE_LABELS[request.edit_mode]})"
     progress = jobs.Progress(label)
     run_long_job(context, generate_key(external), label,
@@ -137,6 +136,9 @@ def request_generate(context, strip) -> str:
                                                       cancel=cancel, after=after,
                                                       progress=progress),
                  done, failed, progress=progress)
+    # Queued last, after every click queued before Generate: once the interactive worker
+    # runs, it competes for the interpreter lock with what the operator still has to do.
+    WORKER.submit("Generate: after the queued clicks", after.set, _ignore, _ignore)
     return external
 
 

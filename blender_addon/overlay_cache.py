@@ -13,10 +13,10 @@ Guarantees:
   RLE and size) and the colour and opacity as an 8-bit texture stores them. A buffer is
   never shown under another key.
 * Memory is bounded: ready buffers are kept up to ``max_bytes`` (the oldest go first), and
-  the draw callback ``take``\\ s a buffer when it uploads it (the GPU texture keeps the
+  the draw callback takes a buffer (``take``) when it uploads it (the GPU texture keeps the
   pixels from then on). A 2160x2160 frame's buffer is 720x720 texels, 8.3 MB; see
   ``buffer_bytes``.
-* Thread-safe: workers ``put``, the main thread ``take``\\ s; the draw callback asks for a
+* Thread-safe: workers ``put``, the main thread ``take``; the draw callback asks for a
   missing buffer once (``claim``), and a request another one replaced for the same frame is
   skipped (``wanted``), so dragging the colour picker never queues stale work.
 

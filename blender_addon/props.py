@@ -9,6 +9,7 @@ Everything here is saved in the .blend except the window-manager status; no key 
 
 import copy
 import json
+import uuid
 from typing import Any
 
 import bpy
@@ -31,9 +32,17 @@ def _redraw(self: Any, context: bpy.types.Context) -> None:
                 area.tag_redraw()
 
 
+def _new_selection_token(self: Any, context: bpy.types.Context) -> None:
+    self.selection_token = uuid.uuid4().hex
+
+
 class KlingStripSession(bpy.types.PropertyGroup):
     selection_json: bpy.props.StringProperty(
-        name="Selection", description="Session id, exact points and masks (JSON)")
+        name="Selection", description="Session id, exact points and masks (JSON)",
+        update=_new_selection_token)
+    selection_token: bpy.props.StringProperty(
+        name="Selection token", description="A new value with every change of the selection "
+        "(undo restores it with the selection): the add-on's parsed copy is found by it")
     video_url: bpy.props.StringProperty(
         name="Video URL", description="A URL Kling can download this clip from (optional "
         "with the local sandbox, which receives an upload)")
@@ -97,28 +106,47 @@ class KlingRuntime(bpy.types.PropertyGroup):
         update=_redraw)
 
 
-_parsed: dict[int, tuple[str, SelectionState]] = {}
+_by_token: dict[str, SelectionState | None] = {}
+_by_text: dict[int, tuple[str, SelectionState | None]] = {}
 _PARSED_MAX = 64
 
 
+def _parsed(strip: Any) -> SelectionState | None:
+    """The strip's session as last parsed: found by the strip's selection token, which any
+    write of ``selection_json`` renews (and undo restores along with it), so the JSON itself
+    is not read again; a strip from a file saved before tokens is found by its text."""
+    kling = strip.kling
+    token = kling.selection_token
+    if token in _by_token:
+        return _by_token[token]
+    text = kling.selection_json
+    known = _by_text.get(strip.as_pointer())
+    if known is not None and known[0] == text:
+        state = known[1]
+    else:
+        state = SelectionState.from_dict(json.loads(text)) if text else None
+        if len(_by_text) >= _PARSED_MAX:
+            _by_text.clear()
+        _by_text[strip.as_pointer()] = (text, state)
+    if token:
+        if len(_by_token) >= _PARSED_MAX:
+            _by_token.clear()
+        _by_token[token] = state
+    return state
+
+
 def load_selection(strip: Any) -> SelectionState | None:
-    """The strip's session, parsed once per distinct JSON text (a copy the caller may change).
+    """The strip's session, parsed once per change (a copy the caller may change).
 
     Panels, ``poll()`` and the overlay's draw callback read it on every redraw; with ten
-    frames of 2160x2160 masks the JSON is hundreds of kB, and parsing it each time would
-    cost the main thread milliseconds per redraw. Comparing the text with the one last
-    parsed for the strip is a memory compare.
+    frames of 2160x2160 masks the JSON is hundreds of kB: parsing it, or even reading it
+    from the property (a copy and a UTF-8 decode), each time would cost the main thread
+    milliseconds per redraw.
     """
-    text = strip.kling.selection_json
-    if not text:
+    state = _parsed(strip)
+    if state is None:
         return None
-    key = strip.as_pointer()
-    cached = _parsed.get(key)
-    if cached is None or cached[0] != text:
-        if len(_parsed) >= _PARSED_MAX:
-            _parsed.clear()
-        cached = _parsed[key] = (text, SelectionState.from_dict(json.loads(text)))
-    state = copy.copy(cached[1])
+    state = copy.copy(state)
     state.points = {f: list(p) for f, p in state.points.items()}
     state.masks = dict(state.masks)
     return state

@@ -15,6 +15,7 @@ the editor's CPU. ``--max-long-side`` keeps 2160x2160 clips (and their masks) at
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import queue
 import re
@@ -167,33 +168,103 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Hold:
-    """One main-thread entry: wall time, the thread's own CPU time, and whether the OS
-    preempted it (an involuntary context switch: the core went to another process)."""
+    """One main-thread entry as measured: wall time; the thread's CPU time; whether it
+    blocked (a voluntary context switch: it waited for the interpreter lock held by a worker
+    thread, or for I/O); whether the OS preempted it (an involuntary one: the core went to
+    another process); the garbage collector's time inside it; whether the hypervisor ran
+    something else on the machine's CPUs meanwhile (steal time moved); whether it waited for
+    a page the machine had evicted (a major page fault)."""
 
     label: str
     wall: float
     cpu: float
+    blocked: bool
     preempted: bool
+    collecting: float
+    stolen: bool = False
+    paged: bool = False
+
+    @property
+    def held(self) -> float:
+        """How long the add-on held the main thread: the wall time when the entry blocked
+        (its waits are the add-on's), else the smaller of wall and CPU time (a stall of the
+        virtual machine stretches wall time without a trace, CPU time can overshoot wall
+        time after a context switch; the computation fits in both)."""
+        return self.wall if self.blocked else min(self.wall, self.cpu)
+
+    @property
+    def disturbed(self) -> bool:
+        """Stretched by the machine rather than by the add-on: preempted, stolen or paged.
+        Its wall time then measures the machine, and its CPU time is no better (on this
+        virtual machine a preempted entry can show more CPU time than wall time)."""
+        return self.preempted or self.stolen or self.paged
+
+
+class _Collections:
+    """Seconds the garbage collector ran on the main thread, added up as it runs."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+        self._main = threading.main_thread()
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict) -> None:
+        if threading.current_thread() is not self._main:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._started
+
+
+def _stolen_ticks() -> int:
+    """The machine's steal time so far (``/proc/stat``, 10 ms ticks): time the hypervisor
+    ran something else on our virtual CPUs. 0 where there is no such file."""
+    try:
+        with open("/proc/stat", "rb") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return 0
+    return int(fields[8]) if len(fields) > 8 else 0
 
 
 class Holds:
-    """Main-thread entries in the order they ran; ``time`` measures one."""
+    """Main-thread entries in the order they ran; ``time`` measures one.
+
+    Kept as plain tuples while measuring: the garbage collector stops tracking tuples of
+    numbers and strings, so thousands of entries do not lengthen its passes, which run on
+    the main thread in the middle of the very entries being timed.
+    """
 
     def __init__(self) -> None:
-        self.entries: list[Hold] = []
+        self._rows: list[tuple[str, float, float, bool, bool, float, bool, bool]] = []
+        self._collections = _Collections()
 
     def time(self, label: str, call, *args, **kwargs):
-        switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+        stolen = _stolen_ticks()
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        collected = self._collections.total
         cpu, start = time.thread_time(), time.perf_counter()
         try:
             return call(*args, **kwargs)
         finally:
             wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
-            preempted = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw > switches
-            self.entries.append(Hold(label, wall, cpu, preempted))
+            after = resource.getrusage(resource.RUSAGE_THREAD)
+            self._rows.append((label, wall, cpu, after.ru_nvcsw > before.ru_nvcsw,
+                               after.ru_nivcsw > before.ru_nivcsw,
+                               self._collections.total - collected,
+                               _stolen_ticks() > stolen, after.ru_majflt > before.ru_majflt))
+
+    def relabel_last(self, label: str) -> None:
+        self._rows[-1] = (label, *self._rows[-1][1:])
+
+    @property
+    def entries(self) -> list[Hold]:
+        return [Hold(*row) for row in self._rows]
 
     def of(self, label: str) -> list[Hold]:
-        return [hold for hold in self.entries if hold.label == label]
+        return [Hold(*row) for row in self._rows if row[0] == label]
 
 
 class _View2D:

@@ -123,7 +123,8 @@ def test_the_timer_ticks_at_the_click_pace_while_a_click_is_out(movie_strip, cli
     assert blender_addon._drain() == blender_addon.IDLE_INTERVAL_S
 
 
-def test_load_selection_parses_once_per_text_and_hands_out_copies(movie_strip, clip):
+def test_load_selection_parses_once_per_change_and_hands_out_copies(movie_strip, clip):
+    from blender_addon import props
     from blender_addon.props import load_selection
 
     _session_with_a_mask(movie_strip, clip)
@@ -132,11 +133,43 @@ def test_load_selection_parses_once_per_text_and_hands_out_copies(movie_strip, c
     first.masks.clear()
     again = load_selection(movie_strip)
     assert again.points and again.masks  # the caller's changes never reach the cache
-    text = movie_strip.kling.selection_json
-    movie_strip.kling.selection_json = text.replace(again.session_id, "other-session")
+    kling = movie_strip.kling
+    text, token = kling.selection_json, kling.selection_token
+    assert token
+    kling.selection_json = text.replace(again.session_id, "other-session")
+    assert kling.selection_token != token  # every write renews it
     assert load_selection(movie_strip).session_id == "other-session"
-    movie_strip.kling.selection_json = text
+    # Undo puts back the text and its token together: the earlier parse is the right one.
+    kling.selection_json = text
+    kling.selection_token = token
     assert load_selection(movie_strip).session_id == again.session_id
+    # A file saved before tokens existed: read by its text, which is compared each time.
+    props._by_token.clear()
+    kling.selection_token = ""
+    assert load_selection(movie_strip).session_id == again.session_id
+    kling.selection_json = text.replace(again.session_id, "third-session")
+    kling.selection_token = ""
+    assert load_selection(movie_strip).session_id == "third-session"
+    kling.selection_json = ""
+    assert load_selection(movie_strip) is None
+
+
+def test_an_undo_shows_the_selection_it_restored(movie_strip, clip):
+    from blender_addon.props import load_selection
+
+    _session_with_a_mask(movie_strip, clip)
+    before = load_selection(movie_strip)
+    bpy.ops.ed.undo_push(message="marked")
+    movie_strip.kling.selection_json = movie_strip.kling.selection_json.replace(
+        before.session_id, "edited-session")
+    bpy.ops.ed.undo_push(message="edited")
+    name = movie_strip.name
+    assert load_selection(movie_strip).session_id == "edited-session"
+    bpy.ops.ed.undo()
+    from blender_addon import compat
+
+    restored = compat.strip_by_name(bpy.context.scene, name)
+    assert load_selection(restored).session_id == before.session_id
 
 
 def test_redraws_stat_the_movie_at_most_once_a_second(movie_strip, clip, monkeypatch):

@@ -355,9 +355,11 @@ def report(holds: Holds, reference: list[tuple[str, float]], clip, load) -> int:
         seen[h.label] = seen.get(h.label, 0) + 1
         nth[id(h)] = seen[h.label]
     worst = sorted((h for h in entries if not h.disturbed), key=lambda h: -h.held)[:5]
-    print("longest undisturbed entries (ms: held, wall, cpu; which of its label, when):")
+    print("longest undisturbed entries (ms: held, wall, cpu, of it the garbage collector; "
+          "which of its label, when):")
     for h in worst:
         print(f"  {h.label:25s} {h.held * 1e3:7.3f} {h.wall * 1e3:7.3f} {h.cpu * 1e3:7.3f}"
+              f" {h.collecting * 1e3:6.2f}"
               f"  #{nth[id(h)]} at entry {order[id(h)]}/{len(everything)}"
               f"{'  blocked' if h.blocked else ''}")
     held = {name: _held(holds.of(name)) for name in {h.label for h in entries}}
@@ -370,6 +372,11 @@ def report(holds: Holds, reference: list[tuple[str, float]], clip, load) -> int:
     print(f"longest hold {longest * 1e3:.3f} ms ({label}); 99th percentile "
           f"{percentile(undisturbed, 0.99) * 1e3:.3f} ms; goal <= {GOAL_S * 1e3:.0f} ms "
           f"({longest / FRAME_60FPS_S:.2f} of a 60 fps frame): {'OK' if ok else 'FAIL'}")
+    if worst and worst[0].held > longest:
+        # Said next to the verdict, so a single outlier the percentile set aside is not hidden.
+        print(f"not in the verdict: one {worst[0].label} entry held "
+              f"{worst[0].held * 1e3:.3f} ms, {worst[0].collecting * 1e3:.2f} ms of it a pass "
+              "of Python's garbage collector over the whole process")
     print(f"ratio longest hold / synchronous add-on: {longest / ref_longest:.5f}")
     sys.stdout.flush()
     return 0 if ok else 1

@@ -85,8 +85,15 @@ ACCOUNT_DEFAULT_SPAN_S = 365 * 86400.0
 _MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
-# A session with less than this left (by our clock) is restored before it is used.
-RESTORE_MARGIN_S = 60.0
+RESTORE_MARGIN_S = 120.0
+"""A session with less than this left (by our clock) is restored before it is used.
+
+Two minutes, the largest of the values this rule once had in three places: a call made just
+before the end must still reach Kling while the session lives, after its own retries (up to
+~8 s of backoff plus a timeout or two) and with this machine's clock a minute off Kling's.
+Restoring a little early costs one init and the adds again; missing the end costs a refused
+call (1203) and then the same restore, so the margin errs on the early side.
+"""
 
 
 def _mask_dicts(result: SelectionResult) -> list[dict[str, Any]]:
@@ -449,7 +456,7 @@ class Client:
         else:
             raise ValueError(
                 f"session {state.session_id} cannot be restored: its video is not known (start "
-                "a new session with init_selection, or use workflow.restore_session)"
+                "a new session with init_selection)"
             )
         attempt = 0
         cost = Cost()
@@ -785,15 +792,26 @@ class Client:
         ``slot_wait_s`` seconds in all, at the longest backoff: it clears by waiting, and a
         refusal created nothing.
 
+        With the session's state known (``sessions``), a session expired by our clock is
+        restored first and one Kling says is gone (1203, which created nothing) is restored
+        once and the same body, with its ``external_task_id``, posted on the new session.
+
         ``cancel``, set from any thread, stops the attempt: no POST is sent once it is seen
         set, a wait between attempts ends at once, and :class:`CreateCancelled` is raised;
         its ``may_exist`` is False only when no POST sent so far can have created the task.
         A POST already in flight is not interrupted: the task it creates is returned.
         """
         external_id = body["external_task_id"]
+        body = dict(body)  # a restored session changes the id sent, not the caller's body
         attempt = 0
         throttled_since: float | None = None
         answer_lost = False
+        restored_after_404 = False
+        state = self.sessions.get(body["session_id"])
+        if state is not None:
+            if self._expired(state):
+                self._auto_restore(state, "expired (sessions last 24 h)")
+            body["session_id"] = state.session_id
 
         def cancelled() -> CreateCancelled:
             if answer_lost:
@@ -819,6 +837,18 @@ class Client:
                         return self.get_task(external_id)
                     except NotFoundError:
                         pass
+                if (isinstance(exc, NotFoundError) and not restored_after_404
+                        and state is not None and state.restorable):
+                    # The session is gone and no task exists: post the same body (same
+                    # external_task_id) on a new session holding the same points.
+                    restored_after_404 = True
+                    log.info("session %s is gone on the server: restoring it before the "
+                             "create", state.session_id)
+                    self._auto_restore(state, "is gone on the server (1203)")
+                    body["session_id"] = state.session_id
+                    if cancel is not None and cancel.is_set():
+                        raise cancelled() from exc
+                    continue
                 if not isinstance(exc, RateLimitError):
                     raise
                 if cancel is not None and cancel.is_set():

@@ -24,13 +24,14 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import validate
-from .client import Client, RestoreReport
+from .client import RESTORE_MARGIN_S, Client
 from .cost import Cost
 from .errors import NotFoundError, ResponseFormatError, TaskFailedError
 from .hosting import Host, check_clip, url_usable
@@ -41,7 +42,7 @@ from .selection import SelectionState
 if TYPE_CHECKING:
     from .callbacks import TaskInbox
 
-__all__ = ["EditJob", "EditResult", "restore_session", "run_edit"]
+__all__ = ["EditJob", "EditResult", "run_edit"]
 
 EventCallback = Callable[[str, dict[str, Any]], None]
 log = logging.getLogger("kling_elements")
@@ -204,7 +205,12 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
     saved = state.get("selection")
     if saved:
         selection = SelectionState.from_dict(saved)
-        if selection.seconds_left() > 60:
+        # The client restores a saved session that expired or vanished (same video, same
+        # points); only one whose published URL has itself expired is started over here,
+        # where the clip can be published again.
+        stale_url = (not job.video_url and not job.video_id and selection.video_url
+                     and not url_usable(selection.video_url))
+        if not (stale_url and selection.seconds_left() <= RESTORE_MARGIN_S):
             client.sessions[selection.session_id] = selection
             return selection
         state.pop("selection")
@@ -231,16 +237,27 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
     save()
     selection = client.sessions[init.session_id]
     for frame, points in job.selections:
-        restores, restore_spent = selection.restores, selection.restore_spent
-        result = client.add_selection(init.session_id, frame, list(points))
-        if selection.restores > restores:
-            _charge(state, emit, "restore", selection.restore_spent - restore_spent,
-                    count=selection.restores - restores, session_id=selection.session_id)
+        with _restores_charged(state, emit, selection):
+            result = client.add_selection(init.session_id, frame, list(points))
         emit("selection", {"frame_index": frame, "objects": len(result.masks)})
         _charge(state, emit, "add-selection", result.cost, frame_index=frame)
     state["selection"] = selection.to_dict()
     save()
     return selection
+
+
+@contextmanager
+def _restores_charged(state: dict[str, Any], emit: EventCallback,
+                      selection: SelectionState) -> Iterator[None]:
+    """Record in the ledger every restore the client made of ``selection`` in the block."""
+    restores, restore_spent = selection.restores, selection.restore_spent
+    try:
+        yield
+    finally:
+        if selection.restores > restores:
+            _charge(state, emit, "restore", selection.restore_spent - restore_spent,
+                    count=selection.restores - restores, session_id=selection.session_id)
+            state["selection"] = selection.to_dict()
 
 
 def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
@@ -257,7 +274,10 @@ def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, An
     save()
     # All of the account's task slots taken (1303) clears as running tasks end: wait for one
     # as long as the task itself may take, rather than fail a job that only had to queue.
-    return client.submit_task(body, slot_wait_s=wait_timeout)
+    # A session that expired or is gone (1203) is restored by the client, and the same body
+    # (same external_task_id) posted on the new one.
+    with _restores_charged(state, emit, selection):
+        return client.submit_task(body, slot_wait_s=wait_timeout)
 
 
 def run_edit(
@@ -302,15 +322,7 @@ def run_edit(
     if task is None:
         state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
         save()
-        try:
-            task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
-        except NotFoundError:
-            if "selection" not in state:
-                raise
-            # The saved session is gone (expired early, or the server forgot it): a 1203 on
-            # create means nothing was created, so a fresh session is safe to use.
-            state.pop("selection")
-            task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
+        task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
         emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
     state["task_id"] = task.task_id
     _charge_task(state, emit, task)
@@ -359,35 +371,3 @@ def run_edit(
     return EditResult(task=task, output=output, watermarked_output=watermarked,
                       cost=ledger.total(), cost_steps=ledger.steps())
 
-
-def restore_session(
-    client: Client,
-    state: SelectionState,
-    *,
-    video_url: str | None = None,
-    video_id: str | None = None,
-) -> SelectionState:
-    """Start a new session on the same video and replay every point exactly as first sent.
-
-    Sessions expire after 24 h; the user's marks must not. The returned state has the new
-    session id, the same points (bit-identical floats) and fresh masks.
-
-    This spends again (an init and one add per marked frame). The returned state carries the
-    old one's totals on, with this restore counted (``restores``, ``restore_spent``); the
-    cost is logged and passed to the client's ``on_restore`` like any restore.
-    """
-    init = client.init_selection(video_url=video_url, video_id=video_id)
-    fresh = client.sessions[init.session_id]
-    for frame in state.frames():
-        client.add_selection(init.session_id, frame, list(state.points[frame]))
-    cost = fresh.spent
-    fresh.spent, fresh.restore_spent, fresh.restores = (
-        state.spent, state.restore_spent, state.restores)
-    fresh.charge_restore(cost)
-    log.info("session %s replaced by %s (%d frame(s) replayed; cost %s)", state.session_id,
-             fresh.session_id, len(state.frames()), cost)
-    hook = client.on_restore
-    if hook is not None:
-        hook(RestoreReport(state.session_id, fresh.session_id, "restore_session",
-                           len(state.frames()), cost))
-    return fresh

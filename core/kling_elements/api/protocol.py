@@ -37,7 +37,7 @@ from ..errors import (
     min_wait_s,
 )
 from ..models import SelectionResult
-from ..retry import retry_wait
+from ..retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ..callbacks import TaskInbox
@@ -273,9 +273,8 @@ class Transport:
                         raise
                     error = exc
                 headers = dict(answer.headers)
-            if attempt >= self.max_retries:
-                raise error
-            wait = retry_wait(attempt, headers, self._rng, minimum=min_wait_s(error.code))
+            wait = RetryPolicy(self.max_retries, rng=self._rng).wait_before(
+                attempt, headers, minimum=min_wait_s(error.code))
             if wait is None:
                 raise error
             wait = max(wait, min_wait)

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import validate
+from .api.tasks import image_list_of
 from .client import RESTORE_MARGIN_S, Client
 from .cost import Cost
 from .errors import NotFoundError, ResponseFormatError, TaskFailedError
 from .hosting import Host, check_clip, url_usable
 from .ledger import CostLedger
 from .models import Task
-from .selection import SelectionState
+from .selection import SelectionState, check_add
 
 if TYPE_CHECKING:
     from .callbacks import TaskInbox
@@ -171,31 +172,33 @@ def _check_outputs(job: EditJob, state: dict[str, Any], overwrite: bool) -> None
             )
 
 
-def _check_job(client: Client, job: EditJob, state: dict[str, Any]) -> None:
+def _check_job(job: EditJob, state: dict[str, Any]) -> None:
     """Refuse, before anything is sent, a job that breaks a documented limit.
 
     Without this, a bad prompt or point would only be noticed after the clip was uploaded,
-    a session started and the selection made.
+    a session started and the selection made. The task's rules are ``validate.task``'s (the
+    session's length is not known yet: without ``job.duration`` it decides when the body is
+    built); the reference images are read and checked as the create will read them.
     """
-    scratch = SelectionState(session_id="(not started yet)")
+    marked: dict[int, list[tuple[float, float]]] = {}
     for frame, points in job.selections:  # the limits of points and frames, as add_selection
         validate.frame_index(frame)
         exact = validate.points(list(points))
-        scratch.check_add(frame, exact)
-        scratch.record(frame, exact, [], added=True)
-    if job.edit_mode in ("swap", "removal") and not job.selections:
-        raise validate.ValidationError(
-            f"{job.edit_mode} needs a marked selection: give at least one point on the element"
-        )
-    # Every task option (mode, image count and files, prompt references, duration value),
-    # checked by the code that will build the real body; the session is not needed for it
-    # (without job.duration, the session's length decides it when the body is built).
-    client.build_task_body(
-        session_id="(not started yet)", edit_mode=job.edit_mode, prompt=job.prompt,
-        images=list(job.images), negative_prompt=job.negative_prompt, mode=job.mode,
-        duration=job.duration or validate.DURATION_CHOICES[0], watermark=job.watermark,
-        model_name=job.model_name,
+        check_add(marked, frame, exact)
+        marked.setdefault(frame, []).extend(exact)
+    problems = validate.task(
+        edit_mode=job.edit_mode, prompt=job.prompt, images=job.images,
+        negative_prompt=job.negative_prompt, mode=job.mode, duration=job.duration,
+        marked_frames=len(marked), duration_later=True,
     )
+    # A missing selection first: it is what the job's author must add before anything else.
+    for problem in sorted(problems, key=lambda p: p.field != "selection"):
+        if problem.field == "selection":
+            raise validate.ValidationError(
+                f"{job.edit_mode} needs a marked selection: give at least one point on the "
+                "element")
+        raise validate.ValidationError(problem.message)
+    image_list_of(job.images)
     if job.video_path and not (job.video_id or job.video_url or state.get("video_url")):
         check_clip(job.video_path)
 
@@ -303,7 +306,7 @@ def run_edit(
     path = Path(state_path) if state_path else None
     state = _load_state(path, job.key())
     _check_outputs(job, state, overwrite)
-    _check_job(client, job, state)
+    _check_job(job, state)
 
     def save() -> None:
         _save_state(path, state)

@@ -48,6 +48,7 @@ __all__ = [
     "TAIL_POLL_S",
     "PollPlan",
     "TaskFlows",
+    "image_list_of",
     "poll_schedule",
 ]
 
@@ -88,6 +89,21 @@ class PollPlan:
     confirm_retry_s: float = CONFIRM_RETRY_S
 
 
+_AFTER_IMAGE_FILES = ("callback_url", "external_task_id", "session_length")
+
+
+def image_list_of(images: Sequence[ImageInput]) -> list[dict[str, str]]:
+    """The ``image_list`` of a create body: URLs as given, files and pixels read, checked and
+    converted (``media.prepare_image``, which raises ``ValidationError``)."""
+    image_list = []
+    for number, image in enumerate(images, start=1):
+        if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
+            image_list.append({"image": image})
+        else:
+            image_list.append({"image": prepare_image(image, label=f"image {number}")})
+    return image_list
+
+
 class TaskFlows(SessionFlows):
     """The task endpoints as flows, on top of the session flows (a create may restore)."""
 
@@ -115,49 +131,28 @@ class TaskFlows(SessionFlows):
         """
         if not session_id:
             raise validate.ValidationError("session_id is required: call init_selection first")
-        validate.edit_mode(edit_mode)
         images = list(images)
-        validate.image_count(edit_mode, len(images))
-        validate.prompt(prompt, len(images))
-        for advice in validate.prompt_advice(prompt):
-            log.warning("%s (sent as it is)", advice)
-        negative = validate.negative_prompt(negative_prompt)
-        if negative:
-            validate.prompt(negative, len(images), field="negative_prompt")
-        validate.mode(mode)
         state = self.sessions.get(session_id)
         if state is not None:  # restored sessions keep answering to their first id
             session_id = state.session_id
+        problems = validate.task(
+            edit_mode=edit_mode, prompt=prompt, images=images, negative_prompt=negative_prompt,
+            mode=mode, duration=duration, session_duration_s=state.duration_s if state else None,
+            marked_frames=len(state.frames()) if state else None, callback_url=callback_url,
+            external_task_id=external_task_id, session_id=session_id,
+        )
+        # The first problem is raised, as the checks once ran one by one: image files are
+        # read (and may be refused) before the problems that came after them.
+        early = [p for p in problems if p.field not in _AFTER_IMAGE_FILES]
+        if early:
+            raise validate.ValidationError(early[0].message)
+        for advice in validate.prompt_advice(prompt):
+            log.warning("%s (sent as it is)", advice)
+        image_list = image_list_of(images)
+        if problems:
+            raise validate.ValidationError(problems[0].message)
+        negative = negative_prompt or None
         chosen = validate.duration(duration, state.duration_s if state else None)
-        if state is not None and edit_mode in ("swap", "removal") and not state.frames():
-            raise validate.ValidationError(
-                f"{edit_mode} needs a marked selection: add points on the element first"
-            )
-        image_list = []
-        for number, image in enumerate(images, start=1):
-            if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
-                image_list.append({"image": image})
-            elif isinstance(image, str) and image.lower().startswith("data:"):
-                raise validate.ValidationError(
-                    f"image {number} is a data: URL; pass a file path, bytes or an http(s) URL"
-                )
-            else:
-                image_list.append({"image": prepare_image(image, label=f"image {number}")})
-        if callback_url and not callback_url.lower().startswith(("http://", "https://")):
-            raise validate.ValidationError(f"callback_url {callback_url!r} is not an http(s) URL")
-        if external_task_id is not None and (
-            not isinstance(external_task_id, str) or "/" in external_task_id
-        ):
-            raise validate.ValidationError(
-                f"external_task_id {external_task_id!r} must be a string without '/': the "
-                "task is looked up by it if an answer is lost"
-            )
-        if chosen is None:
-            raise validate.ValidationError(
-                f"the length of session {session_id!r} is unknown to this client: pass "
-                "duration '5' (input 2-5 s) or '10' (input 7-10 s); Kling defaults to 5 s "
-                "and would cut a 7-10 s clip"
-            )
         body: dict[str, Any] = {
             "session_id": session_id,
             "edit_mode": edit_mode,

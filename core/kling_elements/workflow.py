@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import validate
 from .api.tasks import image_list_of
+from .atomic import write_json_atomic
 from .client import RESTORE_MARGIN_S, Client
 from .cost import Cost
 from .errors import NotFoundError, ResponseFormatError, TaskFailedError
@@ -132,17 +132,6 @@ def _load_state(path: Path | None, key: str) -> dict[str, Any]:
             "--state path"
         )
     return state
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON so that ``path`` holds either the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _save_state(path: Path | None, state: dict[str, Any]) -> None:

@@ -50,6 +50,7 @@ from .api.tasks import (
 )
 from .auth import ApiKeyAuth, JwtAuth
 from .cost import Cost
+from .credentials import resolve_credentials
 from .download import ProgressCallback
 from .download import download as _download
 from .errors import KlingError
@@ -198,11 +199,11 @@ class Client(TaskFlows, SyncDriver):
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **kwargs: Any) -> Client:
         """Credentials and base URL from ``KLINGAI_*`` variables (API key wins over JWT keys)."""
-        env = os.environ if environ is None else environ
-        kwargs.setdefault("base_url", env.get("KLINGAI_BASE_URL") or None)
-        if (env.get("KLINGAI_API_KEY") or "").strip():
-            return cls(api_key=env["KLINGAI_API_KEY"], **kwargs)
-        return cls(env.get("KLINGAI_ACCESS_KEY"), env.get("KLINGAI_SECRET_KEY"), **kwargs)
+        chosen = resolve_credentials(environ)
+        kwargs.setdefault("base_url", chosen.base_url or None)
+        if chosen.api_key:
+            return cls(api_key=chosen.api_key, **kwargs)
+        return cls(chosen.access_key or None, chosen.secret_key or None, **kwargs)
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, auth={self._auth!r})"

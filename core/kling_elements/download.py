@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from .errors import ConnectionFailed, KlingError, ServerError, ValidationError
-from .retry import RetryPolicy
+from .retry import RetryPolicy, backoff
 
 __all__ = ["ProgressCallback", "download"]
 
@@ -231,7 +231,9 @@ def download(
     part = dest.with_name(dest.name + ".part")
     own_client = http is None
     client = http or httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0))
-    retry = RetryPolicy(max_retries=max_retries, sleep=sleep, rng=rng)
+    # ``backoff`` is looked up at each wait: a caller (a test) may replace this module's name.
+    retry = RetryPolicy(max_retries=max_retries, sleep=sleep, rng=rng,
+                        schedule=lambda attempt, rng: backoff(attempt, rng))
     try:
         failures = 0
         while True:

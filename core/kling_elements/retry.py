@@ -111,12 +111,16 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
     on_retry: Callable[[Exception, float], None] | None = None
+    # The wait when the server names none: ``backoff`` unless a caller schedules its own.
+    schedule: Callable[[int, random.Random | None], float] | None = None
 
     def wait_before(self, attempt: int, headers: Mapping[str, str] | None = None, *,
                     minimum: float = 0.0) -> float | None:
         """Seconds to wait before retry number ``attempt`` (0-based), or ``None`` to give up."""
         if attempt >= self.max_retries:
             return None
+        if self.schedule is not None and parse_retry_after(headers) is None:
+            return max(self.schedule(attempt, self.rng), minimum)
         return retry_wait(attempt, headers, self.rng, minimum=minimum)
 
     def pause(self, attempt: int, error: Exception, headers: Mapping[str, str] | None = None,

@@ -94,3 +94,24 @@ def test_the_async_client_follows_the_same_protocol():
 
     assert asyncio.run(go()).external_task_id == "ext-8"
     assert [b["session_id"] for b in kling.bodies("POST", API)] == ["sess-1", "sess-2"]
+
+
+def test_a_subclass_watching_restore_sees_the_clients_own_restores():
+    """Every restore goes through the public ``restore`` (the fault campaign's client
+    records the sessions it leaves this way)."""
+    seen: list[str] = []
+
+    class Watching(ke.Client):
+        def restore(self, session, **options):
+            seen.append(options.get("reason", ""))
+            return super().restore(session, **options)
+
+    kling = Kling()
+    clock = FakeTime()
+    client = Watching(AK, SK, transport=httpx.MockTransport(kling), sleep=clock.sleep,
+                      clock=clock, rng=random.Random(SEED))
+    marked(kling, client)
+    kling.on("POST", API, err(1203), ok(task(ext="ext-9")))
+    client.create_task(session_id="sess-1", edit_mode="removal", prompt=REMOVE,
+                       external_task_id="ext-9")
+    assert seen == ["is gone on the server (1203)"]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from ..errors import KlingError
-from .protocol import Answer, BodyCap, Command, Flow, Listen, Pause, Send, Sleep
+from .protocol import Answer, BodyCap, Command, Flow, Listen, Pause, Restore, Send, Sleep
 
 __all__ = ["AsyncDriver", "SyncDriver"]
 
@@ -61,6 +61,8 @@ class SyncDriver:
         if isinstance(command, Listen):
             return command.inbox.wait_for(command.task_id, command.seconds,
                                           beyond=command.beyond)
+        if isinstance(command, Restore):
+            return self.restore(command.state, reason=command.reason)  # type: ignore[attr-defined]
         raise TypeError(f"unknown command {command!r}")
 
     def _pause(self, error: KlingError, wait: float, cancel: Any = None) -> bool:
@@ -121,4 +123,7 @@ class AsyncDriver:
         if isinstance(command, Listen):
             return await asyncio.to_thread(command.inbox.wait_for, command.task_id,
                                            command.seconds, beyond=command.beyond)
+        if isinstance(command, Restore):
+            return await self.restore(  # type: ignore[attr-defined]
+                command.state, reason=command.reason)
         raise TypeError(f"unknown command {command!r}")

@@ -2,11 +2,12 @@
 
 Every client call is written once, as a *flow*: a generator that yields commands
 (:class:`Send` one HTTP request, :class:`Pause` before a retry, :class:`Sleep`,
-:class:`Listen` to a callback inbox) and receives their outcomes. A driver performs the
-commands: ``drivers.SyncDriver`` with ``httpx.Client`` and ``time.sleep``,
-``drivers.AsyncDriver`` with ``httpx.AsyncClient`` and ``asyncio.sleep``. So the sync and
-the async client share every rule (retries, never paying twice, session restores, the poll
-schedule) and differ only in how bytes move and time passes.
+:class:`Listen` to a callback inbox, :class:`Restore` a session) and receives their
+outcomes. A driver performs the commands: ``drivers.SyncDriver`` with ``httpx.Client``
+and ``time.sleep``, ``drivers.AsyncDriver`` with ``httpx.AsyncClient`` and
+``asyncio.sleep``. So the sync and the async client share every rule (retries, never
+paying twice, session restores, the poll schedule) and differ only in how bytes move and
+time passes.
 
 A transport failure is thrown into the flow at its ``yield Send(...)`` as the ``httpx``
 exception; any other exception a driver meets propagates unchanged.
@@ -51,6 +52,7 @@ __all__ = [
     "Flow",
     "Listen",
     "Pause",
+    "Restore",
     "Send",
     "Sleep",
     "Transport",
@@ -117,7 +119,16 @@ class Listen:
     beyond: str | None
 
 
-Command = Send | Pause | Sleep | Listen
+@dataclass(frozen=True)
+class Restore:
+    """Restore a session through the client's public ``restore`` (so a subclass that watches
+    restores sees every one, as it always has); the flow receives the restored state."""
+
+    state: Any
+    reason: str
+
+
+Command = Send | Pause | Sleep | Listen | Restore
 Flow = Generator[Command, Any, T]
 
 

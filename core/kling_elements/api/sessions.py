@@ -21,7 +21,16 @@ from ..errors import ConnectionFailed, NotFoundError, RestoreDisabledError, Serv
 from ..models import InitResult, PreviewResult, SelectionResult
 from ..retry import backoff
 from ..selection import SelectionState
-from .protocol import API, Flow, Pause, Transport, check_rejection, in_doubt, mask_dicts
+from .protocol import (
+    API,
+    Flow,
+    Pause,
+    Restore,
+    Transport,
+    check_rejection,
+    in_doubt,
+    mask_dicts,
+)
 
 __all__ = ["RESTORE_MARGIN_S", "RestoreReport", "SessionFlows"]
 
@@ -149,7 +158,7 @@ class SessionFlows(Transport):
     def _auto_restore(self, state: SelectionState, reason: str) -> Flow[None]:
         """Restore ``state`` unless ``auto_restore`` is off (then nothing is sent)."""
         self._refuse_restore(state, reason)
-        yield from self._restore(state, reason)
+        yield Restore(state, reason)
 
     def _expired(self, state: SelectionState) -> bool:
         return state.restorable and state.seconds_left() <= RESTORE_MARGIN_S
@@ -191,7 +200,7 @@ class SessionFlows(Transport):
                                             f"answer was lost ({exc.message})")
                 yield Pause(exc, backoff(attempt, self._rng))
                 attempt += 1
-                yield from self._restore(state, f"the answer to a {what} was lost")
+                yield Restore(state, f"the answer to a {what} was lost")
 
     def _selection_call(
         self, endpoint: str, session_id: str, frame_index: int, points: Sequence[object]
@@ -241,7 +250,7 @@ class SessionFlows(Transport):
             self._refuse_restore(state, reason)  # raises before anything changes
             before = state.restore_spent
             state.clear()
-            yield from self._restore(state, reason)
+            yield Restore(state, reason)
             return state.restore_spent - before
 
         if state is not None and self._expired(state):

@@ -51,7 +51,9 @@ def image_notes(image: ImageFacts) -> tuple[str, str]:
         return "", f"{image.label} is not JPEG/PNG: it will be converted to JPEG"
     if image.size_bytes > validate.IMAGE_MAX_BYTES:
         mb = image.size_bytes / 2**20
-        return "", f"{image.label} is {mb:.1f} MB, over 10 MB: it will be re-encoded smaller"
+        limit = validate.IMAGE_MAX_BYTES / 2**20
+        return "", (f"{image.label} is {mb:.1f} MB, over {limit:g} MB: it will be re-encoded "
+                    "smaller")
     return "", ""
 
 
@@ -64,32 +66,29 @@ def edit_problems(
     has_session: bool,
     marked_frames: int,
 ) -> list[str]:
-    """Every reason the edit cannot be sent yet, in the order the user should fix them."""
+    """Every reason the edit cannot be sent yet, in the order the user should fix them.
+
+    The rules are ``validate.task``'s; only the fixes are worded for the panel (which step to
+    open). A missing image is reported once, not again as a dangling ``<<<image_1>>>``.
+    """
     problems = []
     if not has_session:
         problems.append("Start a session first (Session > Start Editing)")
-    if edit_mode in ("swap", "removal") and has_session and marked_frames == 0:
+    low, high = images_needed(edit_mode)
+    usable = max(len(images), low)  # missing images count as given for the prompt's check
+    found = validate.task(
+        edit_mode=edit_mode, prompt=prompt, images=[*images, *[None] * (usable - len(images))],
+        negative_prompt=negative_prompt or None,
+        marked_frames=marked_frames if has_session else None, duration_later=True)
+    if any(p.field == "selection" for p in found):
         problems.append(f"Mark the element to {'swap' if edit_mode == 'swap' else 'remove'} "
                         "first (Select Elements)")
-    low, high = images_needed(edit_mode)
     if len(images) < low:
         problems.append(f"Choose {'a reference image' if low == 1 else f'{low} images'} "
                         "of the element")
-    elif len(images) > high:
+    elif any(p.field == "images" for p in found):
         problems.append("Remove the reference images: Remove takes none"
                         if high == 0 else f"Use at most {high} reference image(s)")
     problems.extend(error for error in (image_notes(i)[0] for i in images) if error)
-    # A missing image is reported once above, not again as a dangling <<<image_1>>>.
-    usable = max(len(images), low)
-    for field, text, check in (
-        ("prompt", prompt, lambda: validate.prompt(prompt, usable)),
-        ("negative prompt", negative_prompt, lambda: validate.prompt(
-            negative_prompt, usable, field="negative_prompt")),
-    ):
-        if field == "negative prompt" and not text:
-            continue
-        try:
-            check()
-        except ValidationError as exc:
-            problems.append(str(exc))
+    problems.extend(p.message for p in found if p.field in ("prompt", "negative_prompt"))
     return problems

@@ -18,9 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from kling_elements import Client, KlingError, NotFoundError, SelectionState
+from kling_elements import Client, KlingError, SelectionState
 from kling_elements.hosting import HostingSettings, UrlHost, make_host
-from kling_elements.workflow import restore_session
 
 from .online import GATE
 from .overlay_cache import Prepared, overlay_key, prepare
@@ -32,7 +31,6 @@ __all__ = ["Progress", "SelectionAnswer", "SessionSource", "add_points", "clear_
            "test_connection"]
 
 _clients: dict[ClientSettings, Client] = {}
-RESTORE_MARGIN_S = 120.0
 
 
 class Progress:
@@ -209,12 +207,12 @@ def _cancellable(on_progress: Any, cancel: threading.Event | None) -> Any:
 
 
 def _live_state(client: Client, source: SessionSource, stored: dict[str, Any]) -> SelectionState:
-    """The session to work on: the worker's memory, else the stored copy, restored if expired."""
+    """The session to work on: the worker's memory, else the stored copy, with its video
+    known so the client can restore it (expired, or gone on Kling's side) by itself."""
     state = client.sessions.get(stored["session_id"]) or SelectionState.from_dict(stored)
+    if not state.restorable:
+        state.video_url, state.video_id = source.video_url or None, source.video_id or None
     client.sessions[state.session_id] = state
-    if state.seconds_left() < RESTORE_MARGIN_S:
-        state = restore_session(client, state, video_url=source.video_url or None,
-                                video_id=source.video_id or None)
     return state
 
 
@@ -222,12 +220,7 @@ def _with_restore(settings: ClientSettings, source: SessionSource, stored: dict[
                   action) -> dict[str, Any]:
     client = client_for(settings)
     state = _live_state(client, source, stored)
-    try:
-        action(client, state)
-    except NotFoundError:
-        state = restore_session(client, state, video_url=source.video_url or None,
-                                video_id=source.video_id or None)
-        action(client, state)
+    action(client, state)
     return client.sessions[state.session_id].to_dict()
 
 

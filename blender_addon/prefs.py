@@ -11,6 +11,7 @@ import os
 import bpy
 
 from kling_elements import REGIONS
+from kling_elements.credentials import Credentials, resolve_credentials
 from kling_elements.hosting import HostingSettings
 
 from .settings import ClientSettings
@@ -133,16 +134,13 @@ def base_url(context: bpy.types.Context | None = None,
 
 
 def client_settings(context: bpy.types.Context | None = None) -> ClientSettings:
+    """The keys to use: the core's precedence (``KLINGAI_*`` first, then these prefs)."""
     prefs = get_prefs(context)
-    env = os.environ
-    base = base_url(prefs=prefs)
-    if env.get("KLINGAI_API_KEY"):
-        return ClientSettings(base, api_key=env["KLINGAI_API_KEY"])
-    if env.get("KLINGAI_ACCESS_KEY") and env.get("KLINGAI_SECRET_KEY"):
-        return ClientSettings(base, env["KLINGAI_ACCESS_KEY"], env["KLINGAI_SECRET_KEY"])
-    if prefs.auth_mode == "api_key":
-        return ClientSettings(base, api_key=prefs.api_key)
-    return ClientSettings(base, prefs.access_key, prefs.secret_key)
+    configured = (Credentials(api_key=prefs.api_key) if prefs.auth_mode == "api_key"
+                  else Credentials(access_key=prefs.access_key, secret_key=prefs.secret_key))
+    chosen = resolve_credentials(os.environ, configured)
+    return ClientSettings(base_url(prefs=prefs), chosen.access_key, chosen.secret_key,
+                          chosen.api_key)
 
 
 def hosting_settings(prefs: KlingPreferences | None = None) -> HostingSettings:

@@ -9,6 +9,8 @@ is never lost. Times are whole Unix seconds (``IntProperty``; float properties a
 
 import bpy
 
+from kling_elements.validate import PROMPT_MAX_CHARS
+
 __all__ = ["ACTIVE_STATUSES", "EDIT_MODE_ITEMS", "KlingEditSettings", "KlingTaskRecord",
            "classes"]
 
@@ -36,9 +38,10 @@ class KlingEditSettings(bpy.types.PropertyGroup):
         description="Second reference image (Add only): <<<image_2>>> in the prompt")
     prompt: bpy.props.StringProperty(
         name="Prompt", description="What to do; refer to the clip as <<<video_1>>> and to the "
-        "images as <<<image_1>>>, <<<image_2>>> (at most 2500 characters)")
+        f"images as <<<image_1>>>, <<<image_2>>> (at most {PROMPT_MAX_CHARS} characters)")
     negative_prompt: bpy.props.StringProperty(
-        name="Negative", description="What to avoid (optional, at most 2500 characters)")
+        name="Negative",
+        description=f"What to avoid (optional, at most {PROMPT_MAX_CHARS} characters)")
     language: bpy.props.EnumProperty(
         name="Template language", items=(("en", "EN", "English"), ("zh", "中文", "Chinese")),
         default="en")

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from kling_elements import AccountCosts, CreateCancelled, KlingError, NotFoundError, Task
-from kling_elements.workflow import restore_session
 
 from .jobs import Progress, SessionSource, _live_state, client_for, retries_reported_to
 from .online import GATE, OnlineAccessRefused
@@ -147,12 +146,7 @@ def create_task(settings: ClientSettings, source: SessionSource, stored: dict[st
             progress.say(_wait_note(error, wait_s))
 
     with retries_reported_to(waiting):
-        try:
-            task = submit(state.session_id)
-        except NotFoundError:
-            state = restore_session(client, state, video_url=source.video_url or None,
-                                    video_id=source.video_id or None)
-            task = submit(state.session_id)
+        task = submit(state.session_id)  # the client restores a gone session itself
     return task, client.sessions[state.session_id].to_dict()
 
 
@@ -197,12 +191,7 @@ def preview_tracking(settings: ClientSettings, source: SessionSource, stored: di
     """
     client = client_for(settings)
     state = _live_state(client, source, stored)
-    try:
-        result = client.preview_selection(state.session_id)
-    except NotFoundError:
-        state = restore_session(client, state, video_url=source.video_url or None,
-                                video_id=source.video_id or None)
-        result = client.preview_selection(state.session_id)
+    result = client.preview_selection(state.session_id)
     marks = json.dumps({str(f): state.points[f] for f in state.frames()}, sort_keys=True)
     digest = hashlib.sha256(marks.encode()).hexdigest()[:8]
     path = Path(folder) / f"{stem}-tracking-{digest}.mp4"

@@ -6,6 +6,7 @@ nothing here imports them.
 """
 
 from . import batch, errors, media, rle, validate
+from .async_client import AsyncClient
 from .client import DEFAULT_BASE_URL, REGIONS, Client, RestoreReport
 from .cost import Cost
 from .errors import (
@@ -46,6 +47,7 @@ __all__ = [
     "REGIONS",
     "AccountCosts",
     "AccountError",
+    "AsyncClient",
     "AuthError",
     "Client",
     "ConnectionFailed",

@@ -14,12 +14,15 @@ from collections.abc import Callable, Generator
 import httpx
 import jwt
 
+from .errors import CODES
+
 __all__ = ["TOKEN_LIFETIME_S", "TOKEN_REFRESH_MARGIN_S", "ApiKeyAuth", "JwtAuth"]
 
 TOKEN_LIFETIME_S = 1800
 TOKEN_REFRESH_MARGIN_S = 120
 NOT_BEFORE_SKEW_S = 5
-_RESIGN_CODES = frozenset({1003, 1004})
+# The codes after which a fresh token may succeed (clock skew, expiry): ``CodeInfo.resign``.
+_RESIGN_CODES = frozenset(code for code, info in CODES.items() if info.resign)
 
 
 # A 401 envelope is tiny; a larger (or unannounced) body is not read for the re-sign check,

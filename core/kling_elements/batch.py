@@ -62,7 +62,7 @@ from .errors import (
 from .hosting import CachingHost, Host
 from .ledger import CostLedger
 from .models import Task
-from .retry import backoff
+from .retry import RetryPolicy
 from .workflow import run_edit, write_json_atomic
 
 if TYPE_CHECKING:
@@ -272,8 +272,12 @@ class _Runner:
     def __init__(self, client: Client, host: Host | None, out_dir: Path, limiter: Limiter,
                  on_event: BatchEvent | None, wait_timeout: float, poll_interval: float | None,
                  attempts: int, budget: Budget | None = None,
-                 callback_url: str | None = None, inbox: TaskInbox | None = None) -> None:
+                 callback_url: str | None = None, inbox: TaskInbox | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
+        # A job's own retries; when to give up is _attempt_until_done's (attempts, time).
+        self.job_retry = RetryPolicy(max_retries=1 << 30, sleep=sleep,
+                                     on_retry=self._job_retry_event)
         self.budget = budget or Budget(None)
         self.host = host
         self.out_dir = out_dir
@@ -301,6 +305,11 @@ class _Runner:
     def emit_current(self, kind: str, info: dict[str, Any]) -> None:
         record = getattr(self._local, "record", None)
         self.emit(record.name if record else None, kind, info)
+
+    def _job_retry_event(self, error: Exception, wait: float) -> None:
+        record = getattr(self._local, "record", None)
+        self.emit(record.name if record else None, "retry",
+                  {"error": str(error), "wait_s": wait, "job": True})
 
     def on_retry(self, error: KlingError, wait: float) -> None:
         record = getattr(self._local, "record", None)
@@ -468,10 +477,8 @@ class _Runner:
                 if give_up or self.stop.is_set():
                     record.status, record.error = "failed", str(exc)
                     return
-                wait = backoff(tries + 1)
                 record.retries += 1
-                self.emit(job.name, "retry", {"error": str(exc), "wait_s": wait, "job": True})
-                time.sleep(wait)
+                self.job_retry.pause(tries + 1, exc)
             except BudgetHeld as exc:
                 record.status, record.error = "held", str(exc)
                 return
@@ -582,6 +589,7 @@ def run(
     budget: Decimal | float | str | None = None,
     callback_url: str | None = None,
     inbox: TaskInbox | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
     """Run (or resume) every job of the manifest in ``shard``; write the results and report.
 
@@ -602,6 +610,7 @@ def run(
 
     ``budget`` (units; default: the manifest's, else none) holds back jobs that would pass
     it (status ``held``, see ``batch_budget``); it covers this shard's jobs over every run.
+    ``sleep`` waits between a job's own retries (``retry.RetryPolicy``; a test's clock).
     """
     out = Path(out_dir).resolve()
     if shard is not None:
@@ -624,7 +633,7 @@ def run(
                            provider=identity)
     limiter = Limiter(concurrency)
     runner = _Runner(client, host, out, limiter, on_event, wait_timeout, poll_interval,
-                     attempts, Budget(limit, PriceBook()), callback_url, inbox)
+                     attempts, Budget(limit, PriceBook()), callback_url, inbox, sleep)
     runner.load_costs(selected)
     previous_hook = client.on_retry
 

@@ -314,8 +314,6 @@ def _check_record(record: object, base: Path, probes: _Probes,
     clip_s = conformed_s if conform else clip_s
     selections = _selections(record.get("select"), check)
     edit_mode = record.get("edit_mode")
-    if check.run(lambda: validate.edit_mode(edit_mode)) is None:
-        edit_mode = None
     images_raw = record.get("images") or []
     images: list[str] = []
     if not isinstance(images_raw, list) or not all(isinstance(i, str) for i in images_raw):
@@ -330,21 +328,24 @@ def _check_record(record: object, base: Path, probes: _Probes,
         if problem:
             check.add(f"images[{number - 1}]: {problem}")
         images.append(str(path))
-    if edit_mode:
-        check.run(lambda: validate.image_count(edit_mode, len(images)))
-        if edit_mode in ("swap", "removal") and not selections and not any(
-                m.startswith("select") for m in check.messages):
+    prompt = record.get("prompt")
+    negative = _optional_str(record, "negative_prompt", check)
+    mode = record.get("mode") if record.get("mode") is not None else "std"
+    selection_broken = any(m.startswith("select") for m in check.messages)
+    problems = validate.task(
+        edit_mode=edit_mode, prompt=prompt, images=images, negative_prompt=negative,
+        mode=mode, duration=record.get("duration"), session_duration_s=clip_s,
+        marked_frames=None if selection_broken else len(selections), duration_later=True)
+    for problem in problems:
+        if problem.field == "selection":  # said in the manifest's words
             check.add(f"{edit_mode} needs a selection: give select with at least one point "
                       "on the element")
-    prompt = record.get("prompt")
-    check.run(lambda: validate.prompt(prompt, len(images)))
-    negative = _optional_str(record, "negative_prompt", check)
-    if negative:
-        check.run(lambda: validate.prompt(
-            validate.negative_prompt(negative), len(images), field="negative_prompt"))
-    mode = record.get("mode") if record.get("mode") is not None else "std"
-    check.run(lambda: validate.mode(mode))
-    duration = check.run(lambda: validate.duration(record.get("duration"), clip_s))
+        else:
+            check.add(problem.message)
+    if any(p.field == "edit_mode" for p in problems):
+        edit_mode = None
+    duration = (str(record["duration"]) if record.get("duration") is not None
+                and not any(p.field == "duration" for p in problems) else None)
     watermark = record.get("watermark", False)
     if not isinstance(watermark, bool):
         check.add(f"watermark must be true or false, got {watermark!r}")

@@ -32,8 +32,6 @@ from .workflow import EditJob, run_edit
 
 __all__ = ["main"]
 
-SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
-
 
 class _Progress:
     """Compact progress on stderr: rewritten in place on a terminal, sparse otherwise."""
@@ -640,13 +638,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace PATH if it exists")
 
     def edit_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--edit", required=True, choices=("addition", "swap", "removal"))
+        p.add_argument("--edit", required=True, choices=validate.EDIT_MODES)
         p.add_argument("--prompt", required=True,
                        help="refer to the video as <<<video_1>>> (Kling's templates do)")
         p.add_argument("--image", action="append", help="reference image path or URL")
         p.add_argument("--negative-prompt")
-        p.add_argument("--mode", default="std", choices=("std", "pro"))
-        p.add_argument("--duration", choices=("5", "10"),
+        p.add_argument("--mode", default=validate.MODES[0], choices=validate.MODES)
+        p.add_argument("--duration", choices=validate.DURATION_CHOICES,
                        help="result length (default: from the input's length; Kling's own "
                             "default, 5, would cut a 7-10 s clip)")
         p.add_argument("--watermark", action="store_true", help="also a watermarked copy")

@@ -14,12 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .atomic import write_json_atomic
 from .hosting import default_cache_dir
 from .models import InitResult
 from .validate import SESSION_TTL_S
@@ -60,15 +59,7 @@ def save(record: SessionRecord, folder: Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     _prune(folder, record.started_at)
     target = _path(folder, record.session_id)
-    fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(record), handle)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(target, asdict(record), indent=None)
     return target
 
 

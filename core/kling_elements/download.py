@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from .errors import ConnectionFailed, KlingError, ServerError, ValidationError
-from .retry import backoff
+from .retry import RetryPolicy, backoff
 
 __all__ = ["ProgressCallback", "download"]
 
@@ -44,9 +44,10 @@ class _Restart(Exception):
 class _Busy(Exception):
     """A 429 or 5xx from the file server: passing trouble, retried like a broken connection."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, headers: httpx.Headers | None = None) -> None:
         super().__init__(status)
         self.status = status
+        self.headers = headers
 
 
 def _validator_path(part: Path) -> Path:
@@ -173,7 +174,7 @@ def _fetch_once(
                 return offset
             raise _Restart
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Busy(response.status_code)
+            raise _Busy(response.status_code, response.headers)
         if response.status_code not in (200, 206):
             raise KlingError(
                 f"download of the result failed with HTTP {response.status_code}: the link may "
@@ -230,9 +231,13 @@ def download(
     part = dest.with_name(dest.name + ".part")
     own_client = http is None
     client = http or httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0))
+    # ``backoff`` is looked up at each wait: a caller (a test) may replace this module's name.
+    retry = RetryPolicy(max_retries=max_retries, sleep=sleep, rng=rng,
+                        schedule=lambda attempt, rng: backoff(attempt, rng))
     try:
         failures = 0
         while True:
+            busy_headers = None
             try:
                 total = _fetch_once(client, url, part, on_progress)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
@@ -244,6 +249,7 @@ def download(
                 failures += 1
             except _Busy as busy:
                 failures += 1
+                busy_headers = busy.headers
                 if failures > max_retries:
                     raise ServerError(
                         f"the file server answered HTTP {busy.status} {failures} times; run it "
@@ -268,11 +274,11 @@ def download(
                 failures += 1
                 if size > total:
                     part.unlink(missing_ok=True)
-            if failures > max_retries:
+            if not retry.pause(failures - 1, ConnectionFailed(f"download of {dest.name}"),
+                               busy_headers):
                 raise ConnectionFailed(
                     f"download of {dest.name} did not complete after {failures} attempts"
                 )
-            sleep(backoff(failures - 1, rng))
     finally:
         if own_client:
             client.close()

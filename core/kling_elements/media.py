@@ -9,6 +9,7 @@ comply, and refuses with a precise message when nothing can (too small, wrong as
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import os
 from pathlib import Path
@@ -227,7 +228,21 @@ def mp4_frame_count(path: str | os.PathLike) -> int | None:
 
 
 def _video_track_timing(path: str | os.PathLike) -> tuple[int, int, int] | None:
-    """``(samples, duration, timescale)`` of the first video track with a usable index."""
+    """``(samples, duration, timescale)`` of the first video track with a usable index.
+
+    Cached per file version (path, modification time, size): the panel asks on every
+    redraw, and a file rewritten in place is read again. This is the one cache of these
+    numbers; callers need none of their own.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return _timing_of(os.fspath(path), info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _timing_of(path: str, mtime_ns: int, size: int) -> tuple[int, int, int] | None:
     try:
         with open(path, "rb") as handle:
             moov = _find_moov(handle)

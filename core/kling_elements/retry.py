@@ -13,11 +13,14 @@ import email.utils
 import math
 import random
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 __all__ = [
     "INITIAL_BACKOFF_S",
     "MAX_BACKOFF_S",
     "MAX_RETRY_AFTER_S",
+    "RetryPolicy",
     "backoff",
     "parse_retry_after",
     "retry_wait",
@@ -40,7 +43,7 @@ def backoff(attempt: int, rng: random.Random | None = None) -> float:
 
 
 def parse_retry_after(
-    headers: dict[str, str] | None, now: float | None = None
+    headers: Mapping[str, str] | None, now: float | None = None
 ) -> float | None:
     """Seconds the server asked us to wait, or ``None`` when it did not say (or said nonsense).
 
@@ -76,7 +79,7 @@ def parse_retry_after(
 
 def retry_wait(
     attempt: int,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     rng: random.Random | None = None,
     *,
     minimum: float = 0.0,
@@ -89,3 +92,44 @@ def retry_wait(
     if asked is not None:
         return max(asked, minimum) if asked <= MAX_RETRY_AFTER_S else None
     return max(backoff(attempt, rng), minimum)
+
+
+@dataclass
+class RetryPolicy:
+    """The one retry helper every retry loop uses: how many retries, how long each wait is
+    (capped, jittered backoff, or the server's ``Retry-After``), who hears of it, how to sleep.
+
+    ``sleep``, ``rng`` and ``on_retry(error, wait_s)`` are injectable so a test (or a caller's
+    scheduler) sees and controls every wait. A loop asks :meth:`pause` after a retryable
+    failure: it returns False (nothing waited, nobody told) when the retries are used up or
+    the server asked for a wait beyond ``MAX_RETRY_AFTER_S``, else it reports the wait to
+    ``on_retry``, sleeps it, and returns True. The client's flows, which must not sleep
+    themselves, ask :meth:`wait_before` and hand the wait to their driver.
+    """
+
+    max_retries: int = 4
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random | None = None
+    on_retry: Callable[[Exception, float], None] | None = None
+    # The wait when the server names none: ``backoff`` unless a caller schedules its own.
+    schedule: Callable[[int, random.Random | None], float] | None = None
+
+    def wait_before(self, attempt: int, headers: Mapping[str, str] | None = None, *,
+                    minimum: float = 0.0) -> float | None:
+        """Seconds to wait before retry number ``attempt`` (0-based), or ``None`` to give up."""
+        if attempt >= self.max_retries:
+            return None
+        if self.schedule is not None and parse_retry_after(headers) is None:
+            return max(self.schedule(attempt, self.rng), minimum)
+        return retry_wait(attempt, headers, self.rng, minimum=minimum)
+
+    def pause(self, attempt: int, error: Exception, headers: Mapping[str, str] | None = None,
+              *, minimum: float = 0.0) -> bool:
+        """Wait before retry number ``attempt`` after ``error``; False means give up."""
+        wait = self.wait_before(attempt, headers, minimum=minimum)
+        if wait is None:
+            return False
+        if self.on_retry is not None:
+            self.on_retry(error, wait)
+        self.sleep(wait)
+        return True

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from .cost import Cost
 from .errors import ValidationError
 from .validate import MAX_FRAMES_PER_SESSION, MAX_POINTS_PER_FRAME, SESSION_TTL_S
 
-__all__ = ["Point", "SelectionState", "same_point"]
+__all__ = ["Point", "SelectionState", "check_add", "same_point"]
 
 Point = tuple[float, float]
 
@@ -43,6 +44,24 @@ def _bits(value: float) -> bytes:
 def same_point(a: Point, b: Point) -> bool:
     """Bit-identical comparison (so ``-0.0`` differs from ``0.0``, as it does for Kling)."""
     return _bits(a[0]) == _bits(b[0]) and _bits(a[1]) == _bits(b[1])
+
+
+def check_add(marked: Mapping[int, list[Point]], frame_index: int, points: list[Point]) -> None:
+    """Refuse adding ``points`` on ``frame_index`` to the ``marked`` points (frame -> points)
+    when it would break the per-frame or per-session limit; usable before a session exists."""
+    existing = marked.get(frame_index, [])
+    frames = sorted(frame for frame, pts in marked.items() if pts)
+    if not existing and len(frames) >= MAX_FRAMES_PER_SESSION:
+        raise ValidationError(
+            f"frame {frame_index} would be the {len(frames) + 1}th marked frame; a "
+            f"session allows {MAX_FRAMES_PER_SESSION}: mark points on an already marked "
+            f"frame ({', '.join(map(str, frames))}) or delete a frame's points"
+        )
+    if len(existing) + len(points) > MAX_POINTS_PER_FRAME:
+        raise ValidationError(
+            f"frame {frame_index} has {len(existing)} point(s); adding {len(points)} would "
+            f"exceed {MAX_POINTS_PER_FRAME} per frame: delete some first"
+        )
 
 
 @dataclass
@@ -97,18 +116,7 @@ class SelectionState:
 
     def check_add(self, frame_index: int, points: list[Point]) -> None:
         """Refuse, before sending, an add that would break the per-frame or per-session limit."""
-        existing = self.points.get(frame_index, [])
-        if not existing and len(self.frames()) >= MAX_FRAMES_PER_SESSION:
-            raise ValidationError(
-                f"frame {frame_index} would be the {len(self.frames()) + 1}th marked frame; a "
-                f"session allows {MAX_FRAMES_PER_SESSION}: mark points on an already marked "
-                f"frame ({', '.join(map(str, self.frames()))}) or delete a frame's points"
-            )
-        if len(existing) + len(points) > MAX_POINTS_PER_FRAME:
-            raise ValidationError(
-                f"frame {frame_index} has {len(existing)} point(s); adding {len(points)} would "
-                f"exceed {MAX_POINTS_PER_FRAME} per frame: delete some first"
-            )
+        check_add(self.points, frame_index, points)
 
     def exact_points(self, frame_index: int, points: list[Point]) -> list[Point]:
         """``points`` if each was added on that frame (bit-identical), else a ValidationError.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import ValidationError
@@ -33,11 +33,13 @@ __all__ = [
     "PROMPT_MAX_CHARS",
     "RESULT_OVERRUN_S",
     "RESULT_TTL_S",
+    "SELECTION_EDIT_MODES",
     "SESSION_TTL_S",
     "VIDEO_CONTAINERS",
     "VIDEO_DURATION_RANGES_S",
     "VIDEO_FPS",
     "VIDEO_SIDE_RANGE",
+    "TaskProblem",
     "VideoInfo",
     "duration_for",
     "edit_mode",
@@ -50,6 +52,7 @@ __all__ = [
     "points",
     "prompt",
     "prompt_advice",
+    "task",
     "video",
     "video_problems",
     "video_source",
@@ -74,6 +77,8 @@ MAX_FRAMES_PER_SESSION = 10
 MAX_POINTS_PER_FRAME = 10
 
 EDIT_MODES = ("addition", "swap", "removal")
+# The edits that act on a marked element: Kling refuses them on a session without points.
+SELECTION_EDIT_MODES = ("swap", "removal")
 IMAGE_COUNTS = {"addition": (1, 2), "swap": (1, 1), "removal": (0, 0)}
 MODES = ("std", "pro")
 DURATION_CHOICES = ("5", "10")
@@ -362,3 +367,103 @@ def page(page_num: object, page_size: object) -> tuple[int, int]:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise ValidationError(f"{name} {value!r} must be an integer in {lo}-{hi}")
     return page_num, page_size  # type: ignore[return-value]
+
+
+# The checks under names that ``task``'s parameters do not hide.
+_check_edit_mode, _check_prompt, _check_negative = edit_mode, prompt, negative_prompt
+_check_mode, _check_duration = mode, duration
+
+
+@dataclass(frozen=True)
+class TaskProblem:
+    """One broken rule of a create request: ``field`` names what to fix (``edit_mode``,
+    ``images``, ``prompt``, ``negative_prompt``, ``mode``, ``duration``, ``selection``,
+    ``callback_url``, ``external_task_id``, ``session_length``), ``message`` says how.
+
+    A front end may word its own fix for a field (the add-on says which panel to open);
+    the rule itself lives only in :func:`task`.
+    """
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _problem(problems: list[TaskProblem], name: str, check: object, *args: object,
+             **kwargs: object) -> object:
+    """``check(*args, **kwargs)``, its ``ValidationError`` recorded as a problem of ``name``."""
+    try:
+        return check(*args, **kwargs)  # type: ignore[operator]
+    except ValidationError as exc:
+        problems.append(TaskProblem(name, str(exc)))
+        return None
+
+
+def _is_url(value: object, schemes: tuple[str, ...]) -> bool:
+    return isinstance(value, str) and value.lower().startswith(schemes)
+
+
+def task(
+    *,
+    edit_mode: str,
+    prompt: object,
+    images: Sequence[object] = (),
+    negative_prompt: str | None = None,
+    mode: str = "std",
+    duration: object = None,
+    session_duration_s: float | None = None,
+    marked_frames: int | None = None,
+    callback_url: str | None = None,
+    external_task_id: object = None,
+    session_id: str = "",
+    duration_later: bool = False,
+) -> list[TaskProblem]:
+    """Every rule a create request breaks, in the order a user should fix them; ``[]`` if none.
+
+    ``session_duration_s`` and ``marked_frames`` are what is known of the session (``None``:
+    unknown, so not checked). Without a ``duration``, the session's length decides it; when
+    that is unknown too, ``session_length`` is a problem unless ``duration_later`` (the
+    session will be started before the body is built). Image files are checked when they are
+    read (``media.prepare_image``); here only their count and the URL forms.
+    """
+    problems: list[TaskProblem] = []
+    mode_ok = _problem(problems, "edit_mode", _check_edit_mode, edit_mode) is not None
+    images = list(images)
+    if mode_ok:
+        _problem(problems, "images", image_count, edit_mode, len(images))
+    _problem(problems, "prompt", _check_prompt, prompt, len(images))
+    negative = _problem(problems, "negative_prompt", _check_negative, negative_prompt)
+    if negative:
+        _problem(problems, "negative_prompt", _check_prompt, negative, len(images),
+                 field="negative_prompt")
+    _problem(problems, "mode", _check_mode, mode)
+    chosen = _problem(problems, "duration", _check_duration, duration, session_duration_s)
+    if mode_ok and edit_mode in SELECTION_EDIT_MODES and marked_frames == 0:
+        problems.append(TaskProblem(
+            "selection", f"{edit_mode} needs a marked selection: add points on the element "
+                         "first"))
+    for number, image in enumerate(images, start=1):
+        if _is_url(image, ("data:",)):
+            problems.append(TaskProblem(
+                "images", f"image {number} is a data: URL; pass a file path, bytes or an "
+                          "http(s) URL"))
+    if callback_url and not _is_url(callback_url, ("http://", "https://")):
+        problems.append(TaskProblem("callback_url",
+                                    f"callback_url {callback_url!r} is not an http(s) URL"))
+    if external_task_id is not None and (
+        not isinstance(external_task_id, str) or "/" in external_task_id
+    ):
+        problems.append(TaskProblem(
+            "external_task_id",
+            f"external_task_id {external_task_id!r} must be a string without '/': the task is "
+            "looked up by it if an answer is lost"))
+    if (chosen is None and not duration_later
+            and not any(p.field == "duration" for p in problems)):
+        problems.append(TaskProblem(
+            "session_length",
+            f"the length of session {session_id!r} is unknown to this client: pass duration "
+            "'5' (input 2-5 s) or '10' (input 7-10 s); Kling defaults to 5 s and would cut a "
+            "7-10 s clip"))
+    return problems

@@ -22,26 +22,28 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import validate
-from .client import Client, RestoreReport
+from .api.tasks import image_list_of
+from .atomic import write_json_atomic
+from .client import RESTORE_MARGIN_S, Client
 from .cost import Cost
 from .errors import NotFoundError, ResponseFormatError, TaskFailedError
 from .hosting import Host, check_clip, url_usable
 from .ledger import CostLedger
 from .models import Task
-from .selection import SelectionState
+from .selection import SelectionState, check_add
 
 if TYPE_CHECKING:
     from .callbacks import TaskInbox
 
-__all__ = ["EditJob", "EditResult", "restore_session", "run_edit"]
+__all__ = ["EditJob", "EditResult", "run_edit"]
 
 EventCallback = Callable[[str, dict[str, Any]], None]
 log = logging.getLogger("kling_elements")
@@ -132,17 +134,6 @@ def _load_state(path: Path | None, key: str) -> dict[str, Any]:
     return state
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON so that ``path`` holds either the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _save_state(path: Path | None, state: dict[str, Any]) -> None:
     if path is not None:
         write_json_atomic(path, state)
@@ -170,31 +161,33 @@ def _check_outputs(job: EditJob, state: dict[str, Any], overwrite: bool) -> None
             )
 
 
-def _check_job(client: Client, job: EditJob, state: dict[str, Any]) -> None:
+def _check_job(job: EditJob, state: dict[str, Any]) -> None:
     """Refuse, before anything is sent, a job that breaks a documented limit.
 
     Without this, a bad prompt or point would only be noticed after the clip was uploaded,
-    a session started and the selection made.
+    a session started and the selection made. The task's rules are ``validate.task``'s (the
+    session's length is not known yet: without ``job.duration`` it decides when the body is
+    built); the reference images are read and checked as the create will read them.
     """
-    scratch = SelectionState(session_id="(not started yet)")
+    marked: dict[int, list[tuple[float, float]]] = {}
     for frame, points in job.selections:  # the limits of points and frames, as add_selection
         validate.frame_index(frame)
         exact = validate.points(list(points))
-        scratch.check_add(frame, exact)
-        scratch.record(frame, exact, [], added=True)
-    if job.edit_mode in ("swap", "removal") and not job.selections:
-        raise validate.ValidationError(
-            f"{job.edit_mode} needs a marked selection: give at least one point on the element"
-        )
-    # Every task option (mode, image count and files, prompt references, duration value),
-    # checked by the code that will build the real body; the session is not needed for it
-    # (without job.duration, the session's length decides it when the body is built).
-    client.build_task_body(
-        session_id="(not started yet)", edit_mode=job.edit_mode, prompt=job.prompt,
-        images=list(job.images), negative_prompt=job.negative_prompt, mode=job.mode,
-        duration=job.duration or validate.DURATION_CHOICES[0], watermark=job.watermark,
-        model_name=job.model_name,
+        check_add(marked, frame, exact)
+        marked.setdefault(frame, []).extend(exact)
+    problems = validate.task(
+        edit_mode=job.edit_mode, prompt=job.prompt, images=job.images,
+        negative_prompt=job.negative_prompt, mode=job.mode, duration=job.duration,
+        marked_frames=len(marked), duration_later=True,
     )
+    # A missing selection first: it is what the job's author must add before anything else.
+    for problem in sorted(problems, key=lambda p: p.field != "selection"):
+        if problem.field == "selection":
+            raise validate.ValidationError(
+                f"{job.edit_mode} needs a marked selection: give at least one point on the "
+                "element")
+        raise validate.ValidationError(problem.message)
+    image_list_of(job.images)
     if job.video_path and not (job.video_id or job.video_url or state.get("video_url")):
         check_clip(job.video_path)
 
@@ -204,7 +197,12 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
     saved = state.get("selection")
     if saved:
         selection = SelectionState.from_dict(saved)
-        if selection.seconds_left() > 60:
+        # The client restores a saved session that expired or vanished (same video, same
+        # points); only one whose published URL has itself expired is started over here,
+        # where the clip can be published again.
+        stale_url = (not job.video_url and not job.video_id and selection.video_url
+                     and not url_usable(selection.video_url))
+        if not (stale_url and selection.seconds_left() <= RESTORE_MARGIN_S):
             client.sessions[selection.session_id] = selection
             return selection
         state.pop("selection")
@@ -231,16 +229,27 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
     save()
     selection = client.sessions[init.session_id]
     for frame, points in job.selections:
-        restores, restore_spent = selection.restores, selection.restore_spent
-        result = client.add_selection(init.session_id, frame, list(points))
-        if selection.restores > restores:
-            _charge(state, emit, "restore", selection.restore_spent - restore_spent,
-                    count=selection.restores - restores, session_id=selection.session_id)
+        with _restores_charged(state, emit, selection):
+            result = client.add_selection(init.session_id, frame, list(points))
         emit("selection", {"frame_index": frame, "objects": len(result.masks)})
         _charge(state, emit, "add-selection", result.cost, frame_index=frame)
     state["selection"] = selection.to_dict()
     save()
     return selection
+
+
+@contextmanager
+def _restores_charged(state: dict[str, Any], emit: EventCallback,
+                      selection: SelectionState) -> Iterator[None]:
+    """Record in the ledger every restore the client made of ``selection`` in the block."""
+    restores, restore_spent = selection.restores, selection.restore_spent
+    try:
+        yield
+    finally:
+        if selection.restores > restores:
+            _charge(state, emit, "restore", selection.restore_spent - restore_spent,
+                    count=selection.restores - restores, session_id=selection.session_id)
+            state["selection"] = selection.to_dict()
 
 
 def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
@@ -257,7 +266,10 @@ def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, An
     save()
     # All of the account's task slots taken (1303) clears as running tasks end: wait for one
     # as long as the task itself may take, rather than fail a job that only had to queue.
-    return client.submit_task(body, slot_wait_s=wait_timeout)
+    # A session that expired or is gone (1203) is restored by the client, and the same body
+    # (same external_task_id) posted on the new one.
+    with _restores_charged(state, emit, selection):
+        return client.submit_task(body, slot_wait_s=wait_timeout)
 
 
 def run_edit(
@@ -283,7 +295,7 @@ def run_edit(
     path = Path(state_path) if state_path else None
     state = _load_state(path, job.key())
     _check_outputs(job, state, overwrite)
-    _check_job(client, job, state)
+    _check_job(job, state)
 
     def save() -> None:
         _save_state(path, state)
@@ -302,15 +314,7 @@ def run_edit(
     if task is None:
         state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
         save()
-        try:
-            task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
-        except NotFoundError:
-            if "selection" not in state:
-                raise
-            # The saved session is gone (expired early, or the server forgot it): a 1203 on
-            # create means nothing was created, so a fresh session is safe to use.
-            state.pop("selection")
-            task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
+        task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
         emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
     state["task_id"] = task.task_id
     _charge_task(state, emit, task)
@@ -359,35 +363,3 @@ def run_edit(
     return EditResult(task=task, output=output, watermarked_output=watermarked,
                       cost=ledger.total(), cost_steps=ledger.steps())
 
-
-def restore_session(
-    client: Client,
-    state: SelectionState,
-    *,
-    video_url: str | None = None,
-    video_id: str | None = None,
-) -> SelectionState:
-    """Start a new session on the same video and replay every point exactly as first sent.
-
-    Sessions expire after 24 h; the user's marks must not. The returned state has the new
-    session id, the same points (bit-identical floats) and fresh masks.
-
-    This spends again (an init and one add per marked frame). The returned state carries the
-    old one's totals on, with this restore counted (``restores``, ``restore_spent``); the
-    cost is logged and passed to the client's ``on_restore`` like any restore.
-    """
-    init = client.init_selection(video_url=video_url, video_id=video_id)
-    fresh = client.sessions[init.session_id]
-    for frame in state.frames():
-        client.add_selection(init.session_id, frame, list(state.points[frame]))
-    cost = fresh.spent
-    fresh.spent, fresh.restore_spent, fresh.restores = (
-        state.spent, state.restore_spent, state.restores)
-    fresh.charge_restore(cost)
-    log.info("session %s replaced by %s (%d frame(s) replayed; cost %s)", state.session_id,
-             fresh.session_id, len(state.frames()), cost)
-    hook = client.on_restore
-    if hook is not None:
-        hook(RestoreReport(state.session_id, fresh.session_id, "restore_session",
-                           len(state.frames()), cost))
-    return fresh

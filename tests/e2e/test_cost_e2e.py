@@ -16,7 +16,6 @@ from kling_elements.cli import main
 from kling_elements.cost import SELECTION_UNITS, TASK_UNITS
 from kling_elements.hosting import SandboxHost
 from kling_elements.sandbox import running
-from kling_elements.workflow import restore_session
 
 from ..sandbox.sandbox_support import REMOVE_PROMPT
 from .e2e_support import advance
@@ -125,8 +124,10 @@ def test_restores_say_what_they_cost_or_are_refused(own, clip, caplog):
         assert state.spent.units == (INIT + 2 * ADD) * 2 + ADD
         assert f"cost {INIT + 2 * ADD} units" in caplog.text
 
-        # workflow.restore_session (what the add-on uses) carries the total on.
-        fresh = restore_session(client, state, video_url=url)
+        # A restore asked for (what the add-on once did with a copy of its own) carries the
+        # total on too.
+        spent = state.spent.units
+        fresh = client.restore(state)
         assert fresh.restores == 2 and len(reports) == 2
         assert reports[-1].cost.units == INIT + 3 * ADD
-        assert fresh.spent.units == state.spent.units + INIT + 3 * ADD
+        assert fresh.spent.units == spent + INIT + 3 * ADD

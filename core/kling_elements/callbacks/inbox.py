@@ -20,11 +20,9 @@ window (a replay of them is then refused as stale) and, past ``max_ids``, oldest
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
+from ..atomic import write_json_atomic
 from ..cost import json_number
 from ..models import Task
 from .payload import PayloadError, parse, rank
@@ -91,17 +90,7 @@ def _plain(value: object) -> object:
 
 
 def _write_atomic(path: Path, data: object) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, default=_plain)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(path, data, default=_plain)
 
 
 class CallbackInbox:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_json_atomic
 from ..sigv4 import url_expiry
 from .base import Host, ProgressCallback, content_sha256
 
@@ -112,17 +112,7 @@ class CachingHost:
                 and url_usable(entry["url"], now=now, min_left_s=self._min_left_s))
 
     def _write(self, entries: dict[str, dict[str, Any]]) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self._path.name, suffix=".tmp", dir=self._path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"version": 1, "entries": entries}, handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(self._path, {"version": 1, "entries": entries})
 
     def _remember(self, key: str, url: str) -> None:
         now = self._clock()

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from ..errors import ConnectionFailed, ValidationError
+from ..retry import RetryPolicy
 from ..sigv4 import EMPTY_SHA256, Credentials, presign_url, quote_path, redact, sign_headers
 from .base import HostingError, ProgressCallback, check_clip, content_sha256, video_content_type
 from .s3_errors import RETRYABLE_CODES, parse_error, s3_error
@@ -159,9 +160,13 @@ class S3Host:
               body: Callable[[], Iterator[bytes]] | None = None) -> httpx.Response:
         url = self.object_url(key)
         failure: HostingError | ConnectionFailed | None = None
-        for attempt in range(_ATTEMPTS):
-            if attempt:
-                self._sleep(0.5 * 2**attempt)
+        retry = RetryPolicy(max_retries=_ATTEMPTS - 1, sleep=self._sleep)
+        attempt, retry_after = 0, None
+        while True:
+            if attempt and not retry.pause(attempt - 1, failure, retry_after):
+                break
+            attempt += 1
+            retry_after = None
             signed = sign_headers(method, url, self._credentials, self._region,
                                   headers=headers, now=self._clock(),
                                   payload_sha256=payload_sha256 or EMPTY_SHA256)
@@ -189,6 +194,7 @@ class S3Host:
             code = parse_error(response.content).get("Code", "")
             if not (response.status_code >= 500 or code in RETRYABLE_CODES):
                 break
+            retry_after = response.headers
             log.debug("S3 %s of %s answered %s %s; retrying", action, key,
                       response.status_code, code)
         assert failure is not None

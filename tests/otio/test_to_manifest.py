@@ -149,5 +149,33 @@ def test_a_marker_past_what_kling_takes_of_a_long_clip_is_refused(project):
     with pytest.raises(TimelineError) as caught:
         to_manifest(write(timeline, project / "t.otio"), project / "m.jsonl")
     message = str(caught.value)
-    assert "track V1, clip 1 'long': a marker falls on frame 134 of the conformed clip, " \
-           "which has 120" in message, message
+    assert "track V1, clip 1 'long': a marker 5.60 s into the clip is past the 5 s the " \
+           "conform keeps" in message, message
+
+
+def test_frames_count_the_media_files_frames_whatever_rate_the_timeline_uses(project, plates):
+    """An exporter may give a 25 fps clip's times at another rate (here 50): the same media
+    frames, so the same manifest line."""
+    lines = []
+    for rate in (25, 50):
+        scale = rate // 25
+        timeline = otio.schema.Timeline(name="t")
+        track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+        timeline.tracks.append(track)
+        at = lambda frames, r=rate: otio.opentime.RationalTime(frames, r)  # noqa: E731
+        item = otio.schema.Clip(
+            name="sh010", source_range=otio.opentime.TimeRange(at(scale * (TC + 10)),
+                                                               at(scale * 60)),
+            media_reference=otio.schema.ExternalReference(
+                target_url=str(project / "media" / "plate0.mp4"),
+                available_range=otio.opentime.TimeRange(at(scale * TC), at(scale * 100))))
+        item.markers.append(otio.schema.Marker(
+            name="m", marked_range=otio.opentime.TimeRange(at(scale * (TC + 20)), at(1)),
+            metadata={"kling_elements": {"points": [[0.5, 0.5]], "edit_mode": "removal",
+                                         "prompt": REMOVE}}))
+        track.append(item)
+        manifest = project / f"m{rate}.jsonl"
+        to_manifest(write(timeline, project / f"t{rate}.otio"), manifest)
+        lines.append(_lines(manifest))
+    assert lines[0] == lines[1]
+    assert lines[0][0]["range"] == ["f10", "f70"] and lines[0][0]["select"][0]["frame"] == 10

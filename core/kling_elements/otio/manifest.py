@@ -21,11 +21,12 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from ..batch_manifest import NAME_PATTERN, from_records
-from ..conform.plan import ConformError, nearest_fps
+from ..batch_manifest import Manifest, from_records
+from ..conform.plan import ConformPlan
+from . import require_otio
 from .markers import MarkedClip, TimelineError, marked_clips, where
 
 __all__ = ["job_names", "media_path", "read_timeline", "timeline_records", "to_manifest"]
@@ -35,8 +36,6 @@ _URL_PREFIXES = ("http://", "https://")
 
 def read_timeline(path: str | os.PathLike) -> Any:
     """The timeline in ``path``, read by OTIO's adapter for its extension."""
-    from . import require_otio
-
     otio = require_otio()
     try:
         timeline = otio.adapters.read_from_file(str(path))
@@ -61,23 +60,24 @@ def media_path(clip: Any, timeline_dir: Path) -> tuple[Path | None, str | None]:
                       "clip to a local (or shared-folder) copy")
     if url.lower().startswith("file:"):
         parsed = urlparse(url)
-        url = url2pathname(unquote(parsed.path))
+        url = url2pathname(parsed.path)
     path = Path(url)
     return (path if path.is_absolute() else timeline_dir / path), None
 
 
 def job_names(clips: list[MarkedClip]) -> list[str]:
-    """One unique job name per clip (also ignoring case): the ``name`` given in the marks,
-    else the clip's name made safe (``A001 C003.mov`` -> ``A001_C003``), then ``-2``...
+    """One job name per clip: the ``name`` given in the marks, else the clip's name made
+    safe (``A001 C003.mov`` -> ``A001_C003``) and unique also ignoring case (``-2``...).
     The same timeline always gives the same names (``add-results`` relies on it)."""
     names, seen = [], set()
     for clip in clips:
         given = clip.edit.get("name")
-        if isinstance(given, str) and NAME_PATTERN.fullmatch(given):
-            base = given
-        else:
-            stem = Path(clip.clip.name or "").stem if clip.clip.name else ""
-            base = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:100] or "clip"
+        if isinstance(given, str):  # used as given; the validation names a bad one
+            names.append(given)
+            seen.add(given.lower())
+            continue
+        stem = Path(clip.clip.name or "").stem if clip.clip.name else ""
+        base = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:100] or "clip"
         name, number = base, 1
         while name.lower() in seen:
             number += 1
@@ -94,42 +94,47 @@ def _relative(path: Path, folder: Path) -> str:
         return str(path.resolve())
 
 
-def _frames(clip: Any) -> tuple[int, int, float, Any]:
-    """``(first, end, rate, used range)``: the clip's used range in frames of its media."""
-    from . import require_otio
+def _media_fps(path: Path | None, fallback: float) -> float:
+    """The media file's frame rate (OTIO's rates are the exporter's word; frames in the
+    manifest count the file's frames), else ``fallback``."""
+    if path is None:
+        return fallback
+    try:
+        from ..media import probe
+        return probe(path).fps
+    except (ImportError, ValueError):  # the validation names an unreadable file
+        return fallback
 
-    otio = require_otio()
-    used = clip.trimmed_range()
-    rate = used.start_time.rate
-    available = clip.media_reference.available_range
-    origin = available.start_time if available is not None else otio.opentime.RationalTime(
-        0, rate)
-    first = round((used.start_time - origin).rescaled_to(rate).value)
-    count = round(used.duration.rescaled_to(rate).value)
-    return first, first + count, rate, used
+
+def _to_file_frame(time: Any, origin: Any, fps: float) -> int:
+    return math.floor((time - origin).to_seconds() * fps + 0.5)
 
 
 def _record(clip: MarkedClip, name: str, timeline_dir: Path, manifest_dir: Path,
             problems: list[str]) -> dict[str, Any]:
+    """The clip's manifest line; ``select`` frames are still frames of the media file
+    (``_conformed_frames`` maps them once the conform is planned)."""
     path, problem = media_path(clip.clip, timeline_dir)
     if problem:
         problems.append(f"{clip.label}: {problem}")
-    first, end, rate, used = _frames(clip.clip)
-    try:
-        fps = nearest_fps(rate)
-    except ConformError as exc:
-        problems.append(f"{clip.label}: {exc}")
-        fps = 24
+    used = clip.clip.trimmed_range()
+    available = clip.clip.media_reference.available_range
+    # Without an available range the media is taken to start at time 0.
+    origin = available.start_time if available is not None else \
+        require_otio().opentime.RationalTime(0, used.start_time.rate)
+    fps = _media_fps(path, used.start_time.rate)
+    first = _to_file_frame(used.start_time, origin, fps)
+    end = _to_file_frame(used.end_time_exclusive(), origin, fps)
     select: dict[int, list[list[float]]] = {}
     for mark in clip.marks:
-        offset = (mark.time - used.start_time).to_seconds()
-        if not 0 <= offset < used.duration.to_seconds():
+        if not used.start_time <= mark.time < used.end_time_exclusive():
+            offset = (mark.time - used.start_time).to_seconds()
             problems.append(
                 f"{where(clip.track, clip.index, clip.clip, mark.marker)}: the marker is at "
                 f"{offset:+.3f} s from the clip's first frame, outside the part of the media "
                 f"the clip uses ({used.duration.to_seconds():.3f} s): move it onto the clip")
             continue
-        frame = math.floor(offset * fps + 0.5)
+        frame = _to_file_frame(mark.time, origin, fps)
         select.setdefault(frame, []).extend([x, y] for x, y in mark.points)
     images = []
     for image in clip.edit.get("images") or []:
@@ -151,6 +156,30 @@ def _record(clip: MarkedClip, name: str, timeline_dir: Path, manifest_dir: Path,
     return record
 
 
+def _conformed_frames(record: dict[str, Any], plan: ConformPlan, label: str,
+                      problems: list[str]) -> None:
+    """Replace the record's media frames by the conformed clip's frames showing them (the
+    plan's own mapping, ``ConformPlan.output_frame``)."""
+    select: dict[int, list[list[float]]] = {}
+    for item in record["select"]:
+        frame = plan.output_frame(item["frame"])
+        if frame is None:
+            seconds = (item["frame"] - plan.first_frame) / plan.source_fps
+            problems.append(
+                f"{label}: a marker {seconds:.2f} s into the clip is past the "
+                f"{plan.duration_s:g} s the conform keeps (Kling takes 2-5 s or 7-10 s): "
+                "move the marker earlier, or cut the clip into shots Kling can take")
+            continue
+        select.setdefault(frame, []).extend(item["points"])
+    record["select"] = [{"frame": f, "points": p} for f, p in sorted(select.items())]
+
+
+def _validate(records: list[dict[str, Any]], clips: list[MarkedClip],
+              manifest_dir: Path) -> tuple[Manifest, list[str]]:
+    manifest = from_records(enumerate(records, start=1), manifest_dir)
+    return manifest, [f"{clips[p.line - 1].label}: {p.message}" for p in manifest.problems]
+
+
 def timeline_records(timeline: Any, timeline_path: str | os.PathLike,
                      manifest_path: str | os.PathLike) -> list[dict[str, Any]]:
     """The manifest lines of the timeline's marked clips, validated as the batch will.
@@ -168,18 +197,15 @@ def timeline_records(timeline: Any, timeline_path: str | os.PathLike,
                for clip, name in zip(clips, job_names(clips), strict=True)]
     if problems:
         raise TimelineError(problems)
-    manifest = from_records(enumerate(records, start=1), manifest_dir)
-    problems = [f"{clips[p.line - 1].label}: {p.message}" for p in manifest.problems]
+    manifest, problems = _validate(records, clips, manifest_dir)
+    if problems:
+        raise TimelineError(problems)
     for job in manifest.jobs:
-        clip = clips[job.line - 1]
         assert job.conform is not None
-        frames = job.conform.plan.frame_count
-        for frame, _ in job.spec.selections:
-            if frame >= frames:
-                problems.append(
-                    f"{clip.label}: a marker falls on frame {frame} of the conformed clip, "
-                    f"which has {frames} (Kling takes 5 s or 10 s of a longer clip): move "
-                    "the marker earlier, or cut the clip into shots Kling can take")
+        _conformed_frames(records[job.line - 1], job.conform.plan, clips[job.line - 1].label,
+                          problems)
+    if not problems:  # the lines as written, checked once more exactly as the batch will
+        problems = _validate(records, clips, manifest_dir)[1]
     if problems:
         raise TimelineError(problems)
     return records

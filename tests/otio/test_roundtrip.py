@@ -4,6 +4,7 @@ we wrote."""
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import av
 import opentimelineio as otio
 import pytest
 
+import kling_elements as ke
 from kling_elements import batch
 from kling_elements.cli import main
 from kling_elements.hosting import SandboxHost
@@ -36,9 +38,19 @@ def _record_range(item, timeline) -> otio.opentime.TimeRange:
     return item.transformed_time_range(item.trimmed_range(), timeline.tracks)
 
 
-@pytest.fixture
-def batch_done(project, plates, client) -> tuple[Path, Path]:
-    """The three-shot timeline run through the batch on the sandbox; (timeline, results)."""
+@pytest.fixture(scope="module")
+def batch_done(tmp_path_factory, plates, sandbox) -> tuple[Path, Path]:
+    """The three-shot timeline run through the batch on the sandbox once for the module;
+    (timeline, results). Tests write their outputs elsewhere and change neither."""
+    project = tmp_path_factory.mktemp("otio-project")
+    (project / "media").mkdir()
+    for name, clip in plates.items():
+        (project / "media" / name).write_bytes(clip.path.read_bytes())
+    with ke.Client(sandbox.access_key, sandbox.secret_key, base_url=sandbox.base_url) as c:
+        return _run_batch(project, plates, c)
+
+
+def _run_batch(project: Path, plates, client: ke.Client) -> tuple[Path, Path]:
     timeline = write(three_shots(project, plates), project / "edit.otio")
     manifest = project / "edit.jsonl"
     to_manifest(timeline, manifest)
@@ -52,9 +64,10 @@ def batch_done(project, plates, client) -> tuple[Path, Path]:
     return timeline, project / "results"
 
 
-def test_results_land_over_their_source_clips_in_the_sources_rate(batch_done, capsys):
+def test_results_land_over_their_source_clips_in_the_sources_rate(batch_done, capsys,
+                                                                  tmp_path):
     timeline_path, results = batch_done
-    out = timeline_path.parent / "edit.kling.otio"
+    out = tmp_path / "edit.kling.otio"
     assert main(["otio", "add-results", str(timeline_path), str(results), "-o",
                  str(out)]) == 0
     assert "3 of 3 result(s) added" in capsys.readouterr().err
@@ -72,17 +85,18 @@ def test_results_land_over_their_source_clips_in_the_sources_rate(batch_done, ca
         assert _record_range(laid, result) == _record_range(original, source), job
         assert laid.source_range.start_time.rate == RATE  # the source's rate, not Kling's
         path = laid.media_reference.target_url
-        assert path == str(results / f"{job}.source.mp4")
+        assert path == (results / f"{job}.source.mp4").resolve().as_posix()
         assert _frames(path) == original.source_range.duration.value  # 1:1 with the clip
         assert laid.metadata["kling_elements"]["source_clip"] == clip_name
+    assert "Resolve_OTIO" not in result.video_tracks()[2].metadata  # not a Resolve export
     # The source tracks are untouched.
     assert [c.name for c in result.video_tracks()[0].find_clips()] == [
         c.name for c in source.video_tracks()[0].find_clips()]
 
 
-def test_fcp_xml_and_edl_adapters_read_the_results(batch_done):
+def test_fcp_xml_and_edl_adapters_read_the_results(batch_done, tmp_path):
     timeline_path, results = batch_done
-    xml = timeline_path.parent / "edit.kling.xml"
+    xml = tmp_path / "edit.kling.xml"
     add_results(timeline_path, results, xml)
     source = otio.adapters.read_from_file(str(timeline_path))
     read = otio.adapters.read_from_file(str(xml), adapter_name="fcp_xml")
@@ -104,7 +118,7 @@ def test_fcp_xml_and_edl_adapters_read_the_results(batch_done):
     with_results = otio.adapters.read_from_file(str(xml), adapter_name="fcp_xml")
     only = otio.schema.Timeline(name="results")
     only.tracks.append(with_results.video_tracks()[2].deepcopy())
-    edl = timeline_path.parent / "results.edl"
+    edl = tmp_path / "results.edl"
     otio.adapters.write_to_file(only, str(edl), adapter_name="cmx_3600", rate=RATE)
     events = otio.adapters.read_from_file(str(edl), adapter_name="cmx_3600", rate=RATE)
     clips = list(events.find_clips())
@@ -115,11 +129,26 @@ def test_fcp_xml_and_edl_adapters_read_the_results(batch_done):
     assert "sh010.source.mp4" in edl.read_text()
 
 
-def test_failed_and_missing_jobs_are_reported_not_placed(batch_done, capsys):
+def test_a_resolve_export_gets_results_tracks_shaped_as_resolve_writes_them(batch_done,
+                                                                            tmp_path):
     timeline_path, results = batch_done
+    timeline = otio.adapters.read_from_file(str(timeline_path))
+    timeline.metadata["Resolve_OTIO"] = {"Resolve OTIO Meta Version": "1.0"}
+    exported = write(timeline, timeline_path.parent / f"resolve-{tmp_path.name}.otio")
+    out = tmp_path / "resolve.kling.otio"
+    add_results(exported, results, out)
+    tracks = otio.adapters.read_from_file(str(out)).video_tracks()
+    assert [dict(t.metadata.get("Resolve_OTIO", {})) for t in tracks[2:]] == [
+        {"Locked": False}, {"Locked": False}]
+
+
+def test_failed_and_missing_jobs_are_reported_not_placed(batch_done, capsys, tmp_path):
+    timeline_path, done = batch_done
+    results = tmp_path / "results"
+    shutil.copytree(done, results)
     (results / "sh030.source.mp4").unlink()
     (results / "sh030.mp4").unlink()
-    out = timeline_path.parent / "partial.otio"
+    out = tmp_path / "partial.otio"
     assert main(["otio", "add-results", str(timeline_path), str(results), "-o",
                  str(out)]) == 1
     err = capsys.readouterr().err
@@ -129,9 +158,9 @@ def test_failed_and_missing_jobs_are_reported_not_placed(batch_done, capsys):
     assert sorted(jobs) == ["sh010", "sh020_boom"]
 
 
-def test_add_results_refuses_to_overwrite_without_force(batch_done):
+def test_add_results_refuses_to_overwrite_without_force(batch_done, tmp_path):
     timeline_path, results = batch_done
-    out = timeline_path.parent / "taken.otio"
+    out = tmp_path / "taken.otio"
     out.write_text("mine")
     with pytest.raises(TimelineError, match="already exists"):
         add_results(timeline_path, results, out)

@@ -28,6 +28,7 @@ from .markers import NAMESPACE, MarkedClip, TimelineError, marked_clips
 __all__ = ["Placed", "add_results", "read_reports"]
 
 TRACK_NAME = "Kling results"
+RESOLVE = "Resolve_OTIO"
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,11 @@ def _result_clip(otio: Any, marked: MarkedClip, name: str, path: Path, matched: 
         length = min(length, frames)
     else:
         available = None
-    reference = otio.schema.ExternalReference(target_url=str(path.resolve()),
+    # A plain path with forward slashes (E:/show/...), no file:// URL: what Resolve's own
+    # export writes and its import finds.
+    reference = otio.schema.ExternalReference(target_url=path.resolve().as_posix(),
                                               available_range=available)
+    reference.name = path.name
     return otio.schema.Clip(
         name=f"{name} (Kling)", media_reference=reference,
         source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(0, rate),
@@ -106,7 +110,7 @@ def _result_clip(otio: Any, marked: MarkedClip, name: str, path: Path, matched: 
                               "task_id": job.get("task_id"), "source_matched": matched}})
 
 
-def _place(otio: Any, tracks: list[tuple[Any, Any]], stack: Any, start: Any,
+def _place(otio: Any, tracks: list[tuple[Any, Any]], timeline: Any, start: Any,
            clip: Any) -> Any:
     """Append ``clip`` at ``start`` on the first results track free there; the track.
 
@@ -115,8 +119,10 @@ def _place(otio: Any, tracks: list[tuple[Any, Any]], stack: Any, start: Any,
     if index is None:
         name = TRACK_NAME if not tracks else f"{TRACK_NAME} {len(tracks) + 1}"
         track = otio.schema.Track(name=name, kind=otio.schema.TrackKind.Video)
+        if RESOLVE in timeline.metadata:  # a Resolve export: tracks as Resolve writes them
+            track.metadata[RESOLVE] = {"Locked": False}
         tracks.append((track, otio.opentime.RationalTime(0, start.rate)))
-        stack.append(track)
+        timeline.tracks.append(track)
         index = len(tracks) - 1
     track, end = tracks[index]
     if start > end:
@@ -165,7 +171,7 @@ def add_results(timeline_path: str | os.PathLike, results_dir: str | os.PathLike
         start = marked.clip.transformed_time_range(marked.clip.trimmed_range(),
                                                    timeline.tracks).start_time
         clip = _result_clip(otio, marked, name, path, matched, job)
-        track = _place(otio, tracks, timeline.tracks, start, clip)
+        track = _place(otio, tracks, timeline, start, clip)
         placed.append(Placed(name, marked.clip.name, status, str(path), track.name))
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=out.stem, suffix=out.suffix, dir=out.parent)

@@ -60,6 +60,7 @@ from .errors import (
     ServerError,
 )
 from .hosting import CachingHost, Host
+from .job_key import match_state
 from .ledger import CostLedger
 from .models import Task
 from .retry import RetryPolicy
@@ -407,8 +408,8 @@ class _Runner:
         """Done in an earlier run: state says so and the output is there; nothing is sent."""
         edit = job.edit_job(self.out_dir)
         state = _read_state(self.state_path(job))
-        if state.get("job") != edit.key() or not state.get("done") or not Path(
-                edit.output).is_file():
+        if match_state(state.get("job"), edit) == "other" or not state.get(
+                "done") or not Path(edit.output).is_file():
             return False
         if job.match_source and not job.matched_path(self.out_dir).is_file():
             return False

@@ -93,7 +93,8 @@ class BatchJob:
         """The ``workflow`` job writing ``<out_dir>/<name>.mp4`` (from the conformed clip)."""
         job = replace(self.spec, output=str(Path(out_dir) / f"{self.name}.mp4"))
         if self.conform is not None:
-            job = replace(job, video_path=str(self.conform.path(out_dir)))
+            job = replace(job, video_path=str(self.conform.path(out_dir)),
+                          video_digest=f"conform:{self.conform.key}")
         return job
 
 

@@ -28,6 +28,7 @@ from .cost import Cost, json_number
 from .errors import KlingError
 from .hosting import KINDS, Host, HostingSettings, UrlHost, default_cache_dir, make_host
 from .hosting.settings import ADDRESSING
+from .otio import cli as otio_cli
 from .workflow import EditJob, run_edit
 
 __all__ = ["main"]
@@ -688,6 +689,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=1800.0)
     conform_cli.add_edit_options(p)
     conform_cli.add_parser(sub, common)
+    otio_cli.add_parser(sub, common)
 
     def callback_options(p: argparse.ArgumentParser, *, url: bool = True) -> None:
         g = p.add_argument_group(
@@ -772,6 +774,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "conform":
             return conform_cli.cmd_conform(args)
+        if args.command == "otio":
+            return otio_cli.cmd_otio(args)
         progress = _Progress(quiet=args.quiet or False)
         if args.command == "batch" and args.dry_run:
             return cmd_batch_dry_run(args)

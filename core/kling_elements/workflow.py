@@ -18,14 +18,13 @@ the edit's running total; ``EditResult.cost`` is the total over every run of the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from .client import RESTORE_MARGIN_S, Client
 from .cost import Cost
 from .errors import NotFoundError, ResponseFormatError, TaskFailedError
 from .hosting import Host, check_clip, url_usable
+from .job_key import content_key, match_state
 from .ledger import CostLedger
 from .models import Task
 from .selection import SelectionState, check_add
@@ -66,12 +66,12 @@ class EditJob:
     duration: str | None = None
     watermark: bool = False
     model_name: str | None = None
+    video_digest: str | None = None  # what video_path holds, when known without reading it
 
     def key(self) -> str:
-        """A fingerprint of the job, so a state file is never applied to a different edit."""
-        spec = asdict(self)
-        spec.pop("output")
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        """A fingerprint of the job, so a state file is never applied to a different edit;
+        local files count by content, not path (see ``job_key``)."""
+        return content_key(self)
 
 
 @dataclass
@@ -113,7 +113,8 @@ def _charge_task(state: dict[str, Any], emit: EventCallback, task: Task) -> None
                       "duration": kind.get("duration"), "done": task.done})
 
 
-def _load_state(path: Path | None, key: str) -> dict[str, Any]:
+def _load_state(path: Path | None, job: EditJob) -> dict[str, Any]:
+    key = job.key()
     if path is None or not path.exists():
         return {"job": key}
     try:
@@ -126,11 +127,20 @@ def _load_state(path: Path | None, key: str) -> dict[str, Any]:
         raise ValueError(
             f"state file {path} is damaged (not a JSON object): remove it to start the edit over"
         )
-    if state.get("job") != key:
+    match = match_state(state.get("job"), job)
+    if match == "other":
         raise ValueError(
             f"state file {path} belongs to a different edit: remove it or choose another "
             "--state path"
         )
+    if match == "legacy":
+        # Only the task (looked up by its saved id before anything is created) and the cost
+        # are kept: a session made for points the line may no longer have is made again.
+        log.warning("state file %s was written by an older version for files at other "
+                    "paths; its task is kept, its session is made again", path)
+        state.pop("selection", None)
+        state.pop("video_url", None)
+    state["job"] = key
     return state
 
 
@@ -293,7 +303,7 @@ def run_edit(
     delivery instead of polling. Neither is part of the job: a resumed run may differ.
     """
     path = Path(state_path) if state_path else None
-    state = _load_state(path, job.key())
+    state = _load_state(path, job)
     _check_outputs(job, state, overwrite)
     _check_job(job, state)
 

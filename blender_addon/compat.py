@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bpy
 
-from .online import GATE
+from .work.online import GATE
 
 __all__ = [
     "ALPHA_OVER_HIDES_WHOLE_FRAME",

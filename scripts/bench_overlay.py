@@ -38,8 +38,8 @@ if importlib.util.find_spec("bpy") is None and "blender_addon" not in sys.module
     package.__path__ = [str(ROOT / "blender_addon")]
     sys.modules["blender_addon"] = package
 
-from blender_addon import overlay_layout  # noqa: E402
-from blender_addon.overlay_cache import (  # noqa: E402
+from blender_addon.pure import overlay_layout  # noqa: E402
+from blender_addon.work.overlay_cache import (  # noqa: E402
     MAX_BYTES,
     OverlayCache,
     buffer_bytes,

@@ -32,7 +32,7 @@ def _set_timing(strip, name: str, value) -> None:
 @pytest.fixture
 def conform_ops(addon):
     """The conform operators, registered unless the add-on already does it."""
-    from blender_addon import ops_conform
+    from blender_addon.ops import conform as ops_conform
 
     mine = [cls for cls in ops_conform.classes if not hasattr(bpy.types, cls.__name__)]
     for cls in mine:
@@ -120,7 +120,7 @@ def _check_movie(path: str, clip, plan, slack: float = 0.5) -> None:
 
 
 def test_conform_a_25_fps_6_s_clip(plate, clip25, conform_ops):
-    from blender_addon import conform
+    from blender_addon.work import conform
 
     scene = bpy.context.scene
     plan = conform_ops.plan_for(scene, plate)
@@ -141,7 +141,7 @@ def test_conform_a_25_fps_6_s_clip(plate, clip25, conform_ops):
 
 def test_a_clip_at_an_allowed_rate_is_only_scaled(conform_ops, tmp_path):
     """Same rate in and out: a plain strip, no retiming; 640x360 -> 1280x720, 75 frames."""
-    from blender_addon import conform
+    from blender_addon.work import conform
     from kling_elements.sandbox.sample import make_clip
 
     clip = make_clip(tmp_path / "plate30.mp4", width=640, height=360, fps=30, seconds=2.5,
@@ -162,7 +162,7 @@ def test_conform_with_a_blender_binary(clip25, tmp_path):
     Blender 3.4 truncates the retimed frame index instead of rounding it, so frames may show
     the file frame just before the nearest one: a slack of one source frame.
     """
-    from blender_addon import conform
+    from blender_addon.work import conform
 
     binary = os.environ["KLING_TEST_BLENDER"]
     source = conform.SourceClip(str(clip25.path), 640, 360, 25.0, 0, clip25.frame_count,
@@ -177,7 +177,7 @@ def test_conform_with_a_blender_binary(clip25, tmp_path):
 
 
 def test_the_operator_conforms_the_visible_range_and_stores_it(plate, clip25, conform_ops):
-    from blender_addon import conform
+    from blender_addon.work import conform
 
     _set_timing(plate, "content_trim_start", 20)  # file frames 20..149 are visible: 5.2 s
     _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 125)  # 20..144: 5.0 s
@@ -215,7 +215,7 @@ def test_the_operator_conforms_the_visible_range_and_stores_it(plate, clip25, co
 def test_a_strip_blender_retimes_is_read_by_its_time(plate, clip25, conform_ops):
     """A strip added with "Adjust Playback Rate" (the UI's default) shows all 150 file frames
     in 144 scene frames; the visible range is still the file's frames 0..149."""
-    from blender_addon import conform_render
+    from blender_addon.child import conform_render
 
     scene = bpy.context.scene
     retimed = conform_render._add_retimed_strip(bpy, scene, str(clip25.path))
@@ -239,7 +239,7 @@ def test_too_short_a_range_is_refused_before_anything_runs(plate, conform_ops):
 
 
 def test_progress_reaches_the_status_line(plate, conform_ops):
-    from blender_addon import conform
+    from blender_addon.work import conform
 
     plan = conform_ops.plan_for(bpy.context.scene, plate)
     job = conform.ConformJob(plan)
@@ -296,7 +296,7 @@ class _Layout:
 
 
 def test_draw_conform(plate, conform_ops):
-    from blender_addon import conform_ui
+    from blender_addon.ui import conform_panel as conform_ui
 
     log: list = []
     conform_ui.draw_conform(_Layout(log), bpy.context, plate)

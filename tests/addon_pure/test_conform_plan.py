@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blender_addon import conform
-from blender_addon.conform import (
+from blender_addon.work import conform
+from blender_addon.work.conform import (
     ConformCancelled,
     ConformError,
     ConformJob,
@@ -277,7 +277,7 @@ def test_render_command_with_a_blender_binary(tmp_path):
 
 
 def test_the_render_script_reads_its_arguments_both_ways():
-    from blender_addon import conform_render
+    from blender_addon.child import conform_render
 
     plan = conform.plan_conform(_clip())
     payload = json.dumps(plan.render_args("/o/x.part.mp4"))

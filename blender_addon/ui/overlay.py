@@ -17,11 +17,12 @@ from typing import Any
 
 import bpy
 
-from . import compat, geometry
-from .overlay_cache import OVERLAYS, OverlayKey, overlay_key, prepare
-from .overlay_layout import MaskQuad, mask_pixels, mask_quad, visible_dots
-from .props import load_selection
-from .worker import OVERLAY
+from .. import compat
+from ..bridge import geometry
+from ..bridge.props import load_selection
+from ..pure.overlay_layout import MaskQuad, mask_pixels, mask_quad, visible_dots
+from ..work.overlay_cache import OVERLAYS, OverlayKey, overlay_key, prepare
+from ..work.worker import OVERLAY
 
 __all__ = ["Plan", "mask_pixels", "plan", "register", "request", "unregister"]
 

@@ -19,10 +19,12 @@ from typing import Any
 
 import bpy
 
-from . import compat, conform, results, source
-from .ops_jobs import run_long_job, strip_key
-from .ops_session import active_movie_strip
-from .worker import LONG
+from .. import compat
+from ..bridge import results, source
+from ..work import conform
+from ..work.worker import LONG
+from .long_jobs import run_long_job, strip_key
+from .session import active_movie_strip
 
 __all__ = ["classes", "conform_status", "conformed_clip", "job_for", "read_source"]
 
@@ -42,7 +44,7 @@ def _key(scene: Any, strip: Any) -> tuple[str, str]:
 
 
 def long_key(scene: Any, strip: Any) -> str:
-    """The key of the strip's render among the long jobs (``ops_jobs``)."""
+    """The key of the strip's render among the long jobs (``ops.long_jobs``)."""
     return strip_key("conform", *_key(scene, strip))
 
 

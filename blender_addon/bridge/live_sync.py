@@ -30,8 +30,8 @@ from typing import Any
 
 import bpy
 
-from . import compat
-from .live_state import REGISTRY, LiveStrip, Place
+from .. import compat
+from ..pure.live_state import REGISTRY, LiveStrip, Place
 from .props_edit import KlingTaskRecord
 
 __all__ = ["SESSION_FIELDS", "StripRef", "deliver_session", "deliver_task", "find", "forget",

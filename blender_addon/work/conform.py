@@ -43,8 +43,8 @@ from kling_elements.conform import (
 )
 from kling_elements.media import mp4_frame_count
 
-from . import mapping
-from .conform_render import DONE, ERROR, PROGRESS
+from ..child.conform_render import DONE, ERROR, PROGRESS
+from ..pure import mapping
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -70,7 +70,7 @@ __all__ = [
     "visible_file_frames",
 ]
 
-RENDER_SCRIPT = str(Path(__file__).with_name("conform_render.py"))
+RENDER_SCRIPT = str(Path(__file__).parent.parent / "child" / "conform_render.py")
 
 
 # ------------------------------------------------------------------ what the strip shows

@@ -22,9 +22,9 @@ from typing import Any
 from kling_elements import AccountCosts, CreateCancelled, KlingError, NotFoundError, Task
 from kling_elements.workflow import restore_session
 
-from .jobs import Progress, SessionSource, _live_state, client_for, retries_reported_to
+from ..pure.settings import ClientSettings
 from .online import GATE, OnlineAccessRefused
-from .settings import ClientSettings
+from .session_calls import Progress, SessionSource, _live_state, client_for, retries_reported_to
 
 __all__ = ["EditRequest", "ImagePixels", "ResultFiles", "TaskNotSent", "TaskUpdate",
            "account_costs", "create_task", "fetch_result", "list_account_tasks", "poll_task",

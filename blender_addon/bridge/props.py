@@ -16,7 +16,7 @@ import bpy
 
 from kling_elements import SelectionState
 
-from . import compat
+from .. import compat
 from .props_edit import KlingEditSettings, KlingTaskRecord
 from .props_edit import classes as edit_classes
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import bpy
 
-from . import compat, conform, ops_conform
+from .. import compat
+from ..ops import conform as ops_conform
+from ..work import conform
 
 __all__ = ["draw_conform"]
 

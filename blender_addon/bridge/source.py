@@ -16,7 +16,7 @@ from typing import Any
 from kling_elements import validate
 from kling_elements.media import mp4_frame_count, mp4_frame_rate
 
-from . import compat
+from .. import compat
 
 __all__ = ["Check", "clip_info", "missing_media", "source_checks", "source_file_frames",
            "source_fps", "timeline_frames"]

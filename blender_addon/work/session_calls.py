@@ -22,9 +22,9 @@ from kling_elements import Client, KlingError, NotFoundError, SelectionState
 from kling_elements.hosting import HostingSettings, UrlHost, make_host
 from kling_elements.workflow import restore_session
 
+from ..pure.settings import ClientSettings
 from .online import GATE
 from .overlay_cache import Prepared, overlay_key, prepare
-from .settings import ClientSettings
 from .worker import JobCancelled
 
 __all__ = ["Progress", "SelectionAnswer", "SessionSource", "add_points", "clear_points",

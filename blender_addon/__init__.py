@@ -19,8 +19,7 @@ bl_info = {
 
 import bpy  # noqa: E402
 
-from . import compat  # noqa: E402
-from .bridge import live_sync, props, results  # noqa: E402
+from .bridge import context, live_sync, props, results  # noqa: E402
 from .bridge.prefs import KlingPreferences  # noqa: E402
 from .ops import conform, edit, long_jobs, select, session, tasks  # noqa: E402
 from .ui import overlay, panels  # noqa: E402
@@ -58,7 +57,7 @@ def _drain() -> float:
     Also copies Blender's "Allow Online Access" to the network gate, so requests already
     queued are refused within a tick of the switch being turned off.
     """
-    compat.sync_online_access()
+    context.sync_online_access()
     WORKER.drain()
     BACKGROUND.drain()
     LONG.drain()
@@ -83,7 +82,7 @@ def register() -> None:
     for cls in _classes:
         bpy.utils.register_class(cls)
     props.register_pointers()
-    compat.sync_online_access()
+    context.sync_online_access()
     WORKER.start()
     BACKGROUND.start()
     LONG.start()

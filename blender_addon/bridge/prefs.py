@@ -13,6 +13,7 @@ import bpy
 from kling_elements import REGIONS
 from kling_elements.hosting import HostingSettings
 
+from .. import compat
 from ..pure.settings import ClientSettings
 
 __all__ = ["ClientSettings", "KlingPreferences", "base_url", "client_settings", "get_prefs",
@@ -165,6 +166,5 @@ def hosting_settings(prefs: KlingPreferences | None = None) -> HostingSettings:
 
 def url_cache_dir() -> str:
     """Where published URLs are remembered per clip content (never the store's secrets)."""
-    if ADDON_PACKAGE.startswith("bl_ext.") and hasattr(bpy.utils, "extension_path_user"):
-        return bpy.utils.extension_path_user(ADDON_PACKAGE, path="hosting", create=True)
-    return bpy.utils.user_resource("CONFIG", path="kling-elements", create=True)
+    return (compat.extension_user_dir(ADDON_PACKAGE, "hosting")
+            or bpy.utils.user_resource("CONFIG", path="kling-elements", create=True))

@@ -21,10 +21,10 @@ import bpy
 
 from .. import compat
 from ..bridge import results, source
+from ..bridge.context import active_movie_strip
 from ..work import conform
 from ..work.worker import LONG
 from .long_jobs import run_long_job, strip_key
-from .session import active_movie_strip
 
 __all__ = ["classes", "conform_status", "conformed_clip", "job_for", "read_source"]
 

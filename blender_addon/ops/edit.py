@@ -24,17 +24,16 @@ from kling_elements import (
 
 from .. import compat
 from ..bridge import live_sync, reference_images, results
+from ..bridge.context import active_movie_strip, poll_online, refusal_for, session_source
 from ..bridge.prefs import client_settings
 from ..bridge.props import load_selection, selection_text
 from ..bridge.props_edit import MODE_LABELS
-from ..bridge.source import missing_media
 from ..pure import edit_check
 from ..work import session_calls, task_calls
 from ..work.online import OnlineAccessRefused
 from ..work.worker import WORKER
 from .long_jobs import generate_key, run_long_job
-from .select import _source
-from .session import active_movie_strip, online_refusal, poll_online, run_job
+from .session import run_job
 
 __all__ = ["CREATING", "classes", "edit_problems_for", "request_generate"]
 
@@ -71,7 +70,7 @@ def request_generate(context, strip) -> str:
     problems = edit_problems_for(strip)
     if problems:
         raise ValueError(problems[0])
-    refusal = online_refusal(context) or missing_media(strip)
+    refusal = refusal_for(context, strip)
     if refusal:
         raise ValueError(refusal)
     edit = strip.kling.edit
@@ -96,7 +95,7 @@ def request_generate(context, strip) -> str:
     live_sync.remember_tasks(strip)  # Generate is no undo step: undo must not drop it
     CREATING.add(request.external_task_id)
 
-    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+    settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
     external = request.external_task_id
 
     def done(result) -> None:
@@ -238,10 +237,9 @@ class KLING_OT_generate(bpy.types.Operator):
     def invoke(self, context, event):
         edit = active_movie_strip(context).kling.edit
         quality = "Pro" if edit.quality == "pro" else "Standard"
-        return context.window_manager.invoke_confirm(
-            self, event, title=f"Generate {MODE_LABELS[edit.edit_mode]} ({quality})?",
-            message="This spends Kling credits.", confirm_text="Generate",
-        ) if bpy.app.version >= (4, 1, 0) else context.window_manager.invoke_confirm(self, event)
+        return compat.invoke_confirm(
+            context, self, event, title=f"Generate {MODE_LABELS[edit.edit_mode]} ({quality})?",
+            message="This spends Kling credits.", confirm_text="Generate")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
@@ -270,12 +268,12 @@ class KLING_OT_preview_tracking(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
-        refusal = online_refusal(context) or missing_media(strip)
+        refusal = refusal_for(context, strip)
         if refusal:
             self.report({"ERROR"}, refusal)
             return {"CANCELLED"}
         state = load_selection(strip)
-        settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+        settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
         folder, where = results.result_folder(), live_sync.ref(strip)
         stem, align = results.safe_stem(strip.name), _align_frame(strip)
 

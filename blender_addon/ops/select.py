@@ -12,22 +12,17 @@ from kling_elements import ValidationError, validate
 
 from .. import compat
 from ..bridge import geometry, live_sync
+from ..bridge.context import active_movie_strip, poll_online, refusal_for, session_source
 from ..bridge.prefs import client_settings
 from ..bridge.props import load_selection
-from ..bridge.source import missing_media
 from ..work import session_calls
 from ..work.overlay_cache import OVERLAYS
 from .long_jobs import marks_locked
-from .session import active_movie_strip, online_refusal, poll_online, run_job
+from .session import run_job
 
 __all__ = ["classes", "nearest_point", "request_add", "request_clear", "request_delete"]
 
 PICK_RADIUS = 0.05
-
-
-def _source(strip) -> session_calls.SessionSource:
-    return session_calls.SessionSource(video_url=strip.kling.published_url or strip.kling.video_url,
-                              video_id=strip.kling.video_id)
 
 
 def _session_of(strip):
@@ -55,11 +50,11 @@ def _send(context, strip, label: str, state, action, frame: int | None = None) -
     Refused (``ValidationError``, nothing queued) while online access refuses Kling, while
     the strip's movie is missing, or while a long job locks its marks (``marks_locked``).
     """
-    refusal = (online_refusal(context) or missing_media(strip)
+    refusal = (refusal_for(context, strip)
                or marks_locked(compat.sequencer_scene(context).name, strip))
     if refusal:
         raise ValidationError(refusal)
-    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+    settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
     where, look = live_sync.ref(strip), _overlay_look(context)
 
     def done(answer: session_calls.SelectionAnswer) -> None:

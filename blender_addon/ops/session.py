@@ -7,22 +7,16 @@ import bpy
 
 from .. import compat
 from ..bridge import live_sync, source
-from ..bridge.prefs import base_url, client_settings, hosting_settings, url_cache_dir
+from ..bridge.context import active_movie_strip, poll_online, sync_online_access
+from ..bridge.prefs import client_settings, hosting_settings, url_cache_dir
 from ..bridge.props import load_selection, save_selection, selection_text
 from ..work import session_calls
-from ..work.online import GATE, OnlineAccessRefused
+from ..work.online import OnlineAccessRefused
 from ..work.worker import LONG, WORKER
 from . import conform
 from .long_jobs import run_long_job, start_key
 
-__all__ = ["active_movie_strip", "classes", "online_refusal", "poll_online", "run_job"]
-
-
-def active_movie_strip(context: bpy.types.Context):
-    scene = compat.sequencer_scene(context)
-    editor = scene.sequence_editor if scene else None
-    strip = editor.active_strip if editor else None
-    return strip if strip is not None and strip.type == "MOVIE" else None
+__all__ = ["classes", "run_job"]
 
 
 def _set_status(context: bpy.types.Context, status: str = "", error: str = "",
@@ -40,7 +34,7 @@ def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None
     look Blender's data up again: an undo meanwhile replaces it. A request the online gate
     refused shows the gate's message (nothing of it was sent).
     """
-    compat.sync_online_access()
+    sync_online_access()
 
     def done(result: Any) -> None:
         wm = bpy.context.window_manager
@@ -62,24 +56,6 @@ def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None
     # line the main thread still executes could then wait up to a switch interval (5 ms).
     _set_status(context, status=f"{label}…", busy=True)
     WORKER.submit(label, work, done, failed)
-
-
-def online_refusal(context: bpy.types.Context) -> str:
-    """The online gate's message if a request to Kling would be refused now, else "".
-
-    Reads Blender's switch and answers from what the gate already knows (no name lookup),
-    so ``poll()`` may call it; the worker's own check at each request is what enforces.
-    """
-    compat.sync_online_access()
-    return GATE.refusal_cached(base_url(context))
-
-
-def poll_online(cls, context: bpy.types.Context) -> bool:
-    """For ``poll()``: False with the gate's message when online access refuses Kling."""
-    refusal = online_refusal(context)
-    if refusal:
-        cls.poll_message_set(refusal)
-    return not refusal
 
 
 class KLING_OT_test_connection(bpy.types.Operator):

@@ -19,6 +19,7 @@ from kling_elements import KlingError
 
 from .. import compat
 from ..bridge import live_sync, results
+from ..bridge.context import active_movie_strip, online_refusal, poll_online
 from ..bridge.prefs import client_settings
 from ..bridge.props_edit import ACTIVE_STATUSES, MODE_LABELS
 from ..pure import cost_text
@@ -26,7 +27,7 @@ from ..work import task_calls
 from ..work.online import OnlineAccessRefused
 from ..work.worker import BACKGROUND
 from .edit import CREATING
-from .session import active_movie_strip, online_refusal, poll_online, run_job
+from .session import run_job
 
 __all__ = ["classes", "pending_records", "poll_now", "tick"]
 

@@ -20,19 +20,12 @@ __all__ = ["draw_conform"]
 _CHOICE_TEXT = {"AUTO": "Conform Clip", "5": "5 s", "10": "10 s"}
 
 
-def _progress(layout: Any, fraction: float, text: str) -> None:
-    if hasattr(layout, "progress"):  # 4.0+
-        layout.progress(factor=fraction, type="BAR", text=text)
-    else:
-        layout.label(text=text, icon="SORTTIME")
-
-
 def _draw_running(layout: Any, job: conform.ConformJob) -> None:
     done, total = job.progress
     text = (f"Conforming… {round(job.fraction * 100)}% ({done}/{total} frames)"
             if job.state == "running" else "Conform queued…")
     row = layout.row(align=True)
-    _progress(row, job.fraction, text)
+    compat.progress_bar(row, job.fraction, text)
     row.operator("kling.cancel_conform", text="", icon="CANCEL")
 
 

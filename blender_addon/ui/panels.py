@@ -10,13 +10,13 @@ from kling_elements import validate
 
 from .. import compat
 from ..bridge import geometry, source
+from ..bridge.context import active_movie_strip
 from ..bridge.prefs import HOST_CHOICES, get_prefs
 from ..bridge.props import load_selection
 from ..bridge.props_edit import ACTIVE_STATUSES, MODE_LABELS
 from ..bridge.reference_images import image_facts
 from ..ops import long_jobs
 from ..ops.edit import edit_problems_for
-from ..ops.session import active_movie_strip
 from ..pure import cost_text
 from ..pure.edit_check import image_notes
 from . import conform_panel

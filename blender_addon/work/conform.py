@@ -43,7 +43,7 @@ from kling_elements.conform import (
 )
 from kling_elements.media import mp4_frame_count
 
-from ..child.conform_render import DONE, ERROR, PROGRESS
+from ..child.protocol import DONE, ERROR, PROGRESS
 from ..pure import mapping
 
 __all__ = [

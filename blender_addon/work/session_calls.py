@@ -208,7 +208,8 @@ def _cancellable(on_progress: Any, cancel: threading.Event | None) -> Any:
     return report
 
 
-def _live_state(client: Client, source: SessionSource, stored: dict[str, Any]) -> SelectionState:
+def working_session(client: Client, source: SessionSource,
+                    stored: dict[str, Any]) -> SelectionState:
     """The session to work on: the worker's memory, else the stored copy, restored if expired."""
     state = client.sessions.get(stored["session_id"]) or SelectionState.from_dict(stored)
     client.sessions[state.session_id] = state
@@ -221,7 +222,7 @@ def _live_state(client: Client, source: SessionSource, stored: dict[str, Any]) -
 def _with_restore(settings: ClientSettings, source: SessionSource, stored: dict[str, Any],
                   action) -> dict[str, Any]:
     client = client_for(settings)
-    state = _live_state(client, source, stored)
+    state = working_session(client, source, stored)
     try:
         action(client, state)
     except NotFoundError:

@@ -24,7 +24,7 @@ from kling_elements.workflow import restore_session
 
 from ..pure.settings import ClientSettings
 from .online import GATE, OnlineAccessRefused
-from .session_calls import Progress, SessionSource, _live_state, client_for, retries_reported_to
+from .session_calls import Progress, SessionSource, client_for, retries_reported_to, working_session
 
 __all__ = ["EditRequest", "ImagePixels", "ResultFiles", "TaskNotSent", "TaskUpdate",
            "account_costs", "create_task", "fetch_result", "list_account_tasks", "poll_task",
@@ -127,7 +127,7 @@ def create_task(settings: ClientSettings, source: SessionSource, stored: dict[st
     except OnlineAccessRefused as exc:
         raise TaskNotSent(exc.host) from None
     client = client_for(settings)
-    state = _live_state(client, source, stored)
+    state = working_session(client, source, stored)
     images = [i.to_image() if isinstance(i, ImagePixels) else i for i in request.images]
 
     def submit(session_id: str) -> Task:
@@ -196,7 +196,7 @@ def preview_tracking(settings: ClientSettings, source: SessionSource, stored: di
     marks never overwrite the preview an editor may still be looking at.
     """
     client = client_for(settings)
-    state = _live_state(client, source, stored)
+    state = working_session(client, source, stored)
     try:
         result = client.preview_selection(state.session_id)
     except NotFoundError:

@@ -64,7 +64,7 @@ def _drain() -> float:
     OVERLAY.drain()
     tasks.tick()
     if LONG.jobs:
-        panels.redraw_sidebar()  # their progress moved
+        context.redraw_sequencers()  # their progress moved
     if WORKER.busy or OVERLAY.busy:
         return CLICK_INTERVAL_S
     return DRAIN_INTERVAL_S if BACKGROUND.busy or LONG.busy else IDLE_INTERVAL_S

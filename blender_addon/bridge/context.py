@@ -1,4 +1,4 @@
-"""What the operators and panels read from Blender's context before anything is sent.
+"""What the operators and panels read from Blender's context, and its redraw.
 
 The active movie strip, the session source stored on a strip, and the one answer to "may a
 request about this strip leave now?" (``refusal_for``): Blender's "Allow Online Access" as
@@ -18,8 +18,8 @@ from ..work.session_calls import SessionSource
 from .prefs import base_url
 from .source import missing_media
 
-__all__ = ["active_movie_strip", "online_refusal", "poll_online", "refusal_for",
-           "session_source", "sync_online_access"]
+__all__ = ["active_movie_strip", "online_refusal", "poll_online", "redraw_sequencers",
+           "refusal_for", "session_source", "sync_online_access"]
 
 
 def active_movie_strip(context: bpy.types.Context) -> Any:
@@ -28,6 +28,15 @@ def active_movie_strip(context: bpy.types.Context) -> Any:
     editor = scene.sequence_editor if scene else None
     strip = editor.active_strip if editor else None
     return strip if strip is not None and strip.type == "MOVIE" else None
+
+
+def redraw_sequencers() -> None:
+    """Redraw every Sequencer area (its Preview and sidebar), in every window; nothing in
+    background mode, which has none."""
+    for window in getattr(bpy.context.window_manager, "windows", []):
+        for area in window.screen.areas:
+            if area.type == "SEQUENCE_EDITOR":
+                area.tag_redraw()
 
 
 def session_source(strip: Any) -> SessionSource:

@@ -56,8 +56,10 @@ def _place(strip: Any) -> Place:
 
 
 def _movie_strips():
+    """Every movie strip of every scene, inside meta strips too."""
     for scene in bpy.data.scenes:
-        yield from compat.movie_strips(scene)
+        if scene.sequence_editor is not None:
+            yield from (s for s in compat.strips(scene.sequence_editor) if s.type == "MOVIE")
 
 
 def _strip_at(place: Place, same_file: bool = False):

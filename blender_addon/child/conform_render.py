@@ -89,8 +89,9 @@ def _file_frames(bpy: Any, path: str) -> int:
         bpy.data.movieclips.remove(clip)
 
 
-def _add_retimed_strip(bpy: Any, compat: ModuleType, scene: Any, path: str) -> Any:
+def _add_retimed_strip(bpy: Any, scene: Any, path: str) -> Any:
     """A movie strip played at its own frame rate (Blender's "Adjust Playback Rate")."""
+    compat = load_sibling("compat.py")
     window = bpy.context.window_manager.windows[0]
     compat.set_sequencer_scene(window, scene)
     area = window.screen.areas[0]
@@ -111,7 +112,8 @@ def _add_retimed_strip(bpy: Any, compat: ModuleType, scene: Any, path: str) -> A
     return added[0]
 
 
-def _configure(compat: ModuleType, scene: Any, args: dict[str, Any]) -> None:
+def _configure(scene: Any, args: dict[str, Any]) -> None:
+    compat = load_sibling("compat.py")
     render = scene.render
     render.resolution_x, render.resolution_y = int(args["width"]), int(args["height"])
     render.resolution_percentage = 100
@@ -137,8 +139,9 @@ def _configure(compat: ModuleType, scene: Any, args: dict[str, Any]) -> None:
     render.filepath = str(args["tmp_output"])
 
 
-def _place(bpy: Any, compat: ModuleType, scene: Any, args: dict[str, Any]) -> Any:
+def _place(bpy: Any, scene: Any, args: dict[str, Any]) -> Any:
     """The source strip, showing file frames first..last from scene frame 1, filling the frame."""
+    compat = load_sibling("compat.py")
     path = str(args["source"])
     first, last = int(args["first_frame"]), int(args["last_frame"])
     total = _file_frames(bpy, path)
@@ -147,7 +150,7 @@ def _place(bpy: Any, compat: ModuleType, scene: Any, args: dict[str, Any]) -> An
                          "the file changed since the plan was made; conform again")
     editor = scene.sequence_editor_create()
     if abs(float(args["source_fps"]) - float(args["fps"])) > 1e-6:
-        strip = _add_retimed_strip(bpy, compat, scene, path)
+        strip = _add_retimed_strip(bpy, scene, path)
     else:
         strip = compat.new_movie(editor, "source", path, 1, 1)
     element = strip.elements[0]
@@ -170,11 +173,10 @@ def render(args: dict[str, Any]) -> str:
     """Render the planned frames to ``tmp_output``, then move it to ``output``; return it."""
     import bpy
 
-    compat = load_sibling("compat.py")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    _configure(compat, scene, args)
-    _place(bpy, compat, scene, args)
+    _configure(scene, args)
+    _place(bpy, scene, args)
     total = int(args["frame_count"])
 
     def written(scene_: Any, *_: Any) -> None:

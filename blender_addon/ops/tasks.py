@@ -29,7 +29,7 @@ from ..work.worker import BACKGROUND
 from .edit import CREATING
 from .session import run_job
 
-__all__ = ["classes", "pending_records", "poll_now", "tick"]
+__all__ = ["classes", "pending_records", "tick"]
 
 POLL_INTERVAL_S = 3.0
 _poll = {"busy": False, "last": 0.0}
@@ -149,7 +149,8 @@ def _poll_all(settings, items) -> list:
 
 
 def tick(force: bool = False) -> None:
-    """Start one background poll of every unfinished task, at most every few seconds."""
+    """Start one background poll of every unfinished task, at most every few seconds
+    (``force``: now, unless a poll is still running)."""
     now = time.monotonic()
     if _poll["busy"] or (not force and now - _poll["last"] < POLL_INTERVAL_S):
         return
@@ -191,11 +192,6 @@ def tick(force: bool = False) -> None:
             runtime.tasks_status = f"Checking tasks failed, will retry: {exc}"
 
     BACKGROUND.submit("Check tasks", lambda: _poll_all(settings, items), done, failed)
-
-
-def poll_now() -> None:
-    """Poll immediately (the timer does this every few seconds; tests call it)."""
-    tick(force=True)
 
 
 @bpy.app.handlers.persistent

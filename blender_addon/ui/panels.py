@@ -24,14 +24,6 @@ from . import conform_panel
 __all__ = ["classes"]
 
 
-def redraw_sidebar() -> None:
-    """Redraw the Sequencer sidebars (a progress figure changed on the worker)."""
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "SEQUENCE_EDITOR":
-                area.tag_redraw()
-
-
 class _KlingPanel:
     bl_space_type = "SEQUENCE_EDITOR"
     bl_region_type = "UI"

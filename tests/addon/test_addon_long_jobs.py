@@ -201,7 +201,7 @@ def test_a_click_is_served_while_a_conform_renders(movie_strip, clip, clip25):
     _marked(movie_strip, clip)
     plate25 = _add_plate25(scene, clip25, offset=7)
     assert bpy.ops.kling.conform_source() == {"FINISHED"}
-    job = ops_conform.job_for(scene, plate25)
+    job = ops_conform.render_for(scene, plate25)
     pump(lambda: job.state == "running" and job.progress[0] >= 1, timeout=120,
          what="the render's first frame")
 

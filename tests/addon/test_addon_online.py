@@ -35,10 +35,10 @@ def _drain_all() -> None:
 
 def _set_online(allowed: bool) -> None:
     """Flip Blender's switch; the add-on's timer hands it to the gate at its next tick."""
-    from blender_addon import compat
+    from blender_addon.bridge.context import sync_online_access
 
     bpy.context.preferences.system.use_online_access = allowed
-    compat.sync_online_access()
+    sync_online_access()
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def _generate(strip):
 def _poll_tasks(strip):
     from blender_addon.ops import tasks as ops_tasks
 
-    ops_tasks.poll_now()
+    ops_tasks.tick(force=True)
 
 
 SENDERS = {

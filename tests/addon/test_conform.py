@@ -127,7 +127,7 @@ def test_conform_a_25_fps_6_s_clip(plate, clip25, conform_ops):
     assert (plan.fps, plan.width, plan.height, plan.frame_count) == (24, 1280, 720, 120)
     assert plan.reasons[:3] == ("25 fps → 24 fps", "640×360 → 1280×720",
                                 "6.0 s → 5.0 s (keeps the start)")
-    job = conform.ConformJob(plan, blender_binary=bpy.app.binary_path)
+    job = conform.ConformRender(plan, blender_binary=bpy.app.binary_path)
     started = time.perf_counter()
     assert job.run() == plan.output
     elapsed = time.perf_counter() - started
@@ -150,7 +150,7 @@ def test_a_clip_at_an_allowed_rate_is_only_scaled(conform_ops, tmp_path):
                                 file_frames=clip.frame_count)
     plan = conform.plan_conform(source, out_dir=str(tmp_path / "out"))
     assert (plan.fps, plan.frame_count, plan.reasons) == (30, 75, ("640×360 → 1280×720",))
-    conform.ConformJob(plan, blender_binary=bpy.app.binary_path).run()
+    conform.ConformRender(plan, blender_binary=bpy.app.binary_path).run()
     _check_movie(plan.output, clip, plan)
 
 
@@ -168,7 +168,7 @@ def test_conform_with_a_blender_binary(clip25, tmp_path):
     source = conform.SourceClip(str(clip25.path), 640, 360, 25.0, 0, clip25.frame_count,
                                 file_frames=clip25.frame_count)
     plan = conform.plan_conform(source, out_dir=str(tmp_path))
-    job = conform.ConformJob(plan, blender_binary=binary)
+    job = conform.ConformRender(plan, blender_binary=binary)
     assert conform.render_command("s.py", {}, blender_binary=binary)[0] == binary
     started = time.perf_counter()
     job.run()
@@ -183,14 +183,14 @@ def test_the_operator_conforms_the_visible_range_and_stores_it(plate, clip25, co
     _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 125)  # 20..144: 5.0 s
     scene = bpy.context.scene
     assert bpy.ops.kling.conform_source(duration="AUTO") == {"FINISHED"}
-    job = conform_ops.job_for(scene, plate)
+    job = conform_ops.render_for(scene, plate)
     assert job is not None and job.state in ("queued", "running")
     assert not bpy.ops.kling.conform_source.poll()  # one render per strip at a time
     drain(timeout=300)
     runtime = bpy.context.window_manager.kling
     assert runtime.error == ""
     assert runtime.status.startswith("Conformed plate: ")
-    assert conform_ops.job_for(scene, plate) is None
+    assert conform_ops.render_for(scene, plate) is None
 
     found = conform_ops.conformed_clip(scene, plate)
     assert found is not None
@@ -227,11 +227,51 @@ def test_a_strip_blender_retimes_is_read_by_its_time(plate, clip25, conform_ops)
     assert (clip.first_frame, clip.frame_count) == (25, 125)
 
 
+def test_session_checks_and_conform_count_frames_from_one_read_of_the_index(
+        conform_ops, clip25, tmp_path, monkeypatch):
+    """The Source checks, the session's frame count and Conform's plan ask one reader, which
+    opens a file's MP4 index once per version of the file (and its frame rate once), and
+    again once the file changes."""
+    import builtins
+    import shutil
+
+    from blender_addon import compat
+    from blender_addon.bridge import source
+    from kling_elements.sandbox.sample import make_clip
+
+    path = tmp_path / "fresh.mp4"
+    opened = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if os.fspath(file) == str(path):
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(source, "STAT_TTL_S", 0.0)
+    shutil.copyfile(clip25.path, path)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    strip = compat.new_movie(scene.sequence_editor_create(), "fresh", str(path), 1, 1)
+    monkeypatch.setattr(builtins, "open", counting_open)
+    assert source.clip_info(strip, str(path)).frame_count == 150
+    assert source.source_file_frames(strip, str(path)) == 150
+    assert conform_ops.read_source(scene, strip).file_frames == 150
+    assert len(opened) == 2  # the frame rate, the frame count
+
+    monkeypatch.setattr(builtins, "open", real_open)
+    make_clip(path, width=640, height=360, fps=25, seconds=2.0, seed=5)  # a new version
+    monkeypatch.setattr(builtins, "open", counting_open)
+    assert source.source_file_frames(strip, str(path)) == 50
+    assert source.movie_frames(str(path)) == 50
+    assert len(opened) == 3
+
+
 def test_too_short_a_range_is_refused_before_anything_runs(plate, conform_ops):
     _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 40)  # 1.6 s
     with pytest.raises(RuntimeError, match=r"1\.60 s.*at least 2 s.*does not pad"):
         bpy.ops.kling.conform_source()
-    assert conform_ops.job_for(bpy.context.scene, plate) is None
+    assert conform_ops.render_for(bpy.context.scene, plate) is None
     _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 150)
     with pytest.raises(RuntimeError, match="7 s"):
         bpy.ops.kling.conform_source(duration="10")
@@ -242,20 +282,20 @@ def test_progress_reaches_the_status_line(plate, conform_ops):
     from blender_addon.work import conform
 
     plan = conform_ops.plan_for(bpy.context.scene, plate)
-    job = conform.ConformJob(plan)
+    job = conform.ConformRender(plan)
     job.state, job.progress = "running", (45, 120)
-    conform_ops._jobs[("Scene", "plate")] = job
+    conform_ops._renders[("Scene", "plate")] = job
     assert conform_ops._progress_tick() == conform_ops.PROGRESS_INTERVAL_S
     assert bpy.context.window_manager.kling.status == "Conforming plate… 38%"
     job.state = "done"
-    assert conform_ops._progress_tick() is None and not conform_ops._jobs
+    assert conform_ops._progress_tick() is None and not conform_ops._renders
 
 
 def test_cancel_stops_the_render_and_keeps_nothing(plate, conform_ops):
     scene = bpy.context.scene
     _set_timing(plate, "content_trim_start", 3)  # a plan no other test rendered
     assert bpy.ops.kling.conform_source() == {"FINISHED"}
-    job = conform_ops.job_for(scene, plate)
+    job = conform_ops.render_for(scene, plate)
     deadline = time.monotonic() + 120
     while job.progress[0] < 5 and job.state in ("queued", "running"):
         assert time.monotonic() < deadline

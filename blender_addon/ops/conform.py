@@ -226,7 +226,7 @@ class KLING_OT_conform_source(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         job = conform.ConformRender(plan, blender_binary=bpy.app.binary_path,
-                                 python=sys.executable)
+                                    python=sys.executable)
         key, name = _key(scene, strip), strip.name
         _renders[key] = job
 

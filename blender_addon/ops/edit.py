@@ -135,8 +135,8 @@ def request_generate(context, strip) -> str:
     progress = session_calls.Progress(label)
     run_long_job(context, generate_key(external), label,
                  lambda cancel: task_calls.create_task(settings, source, stored, request,
-                                                      cancel=cancel, after=after,
-                                                      progress=progress),
+                                                       cancel=cancel, after=after,
+                                                       progress=progress),
                  done, failed, progress=progress)
     # Queued last, after every click queued before Generate: once the interactive worker
     # runs, it competes for the interpreter lock with what the operator still has to do.

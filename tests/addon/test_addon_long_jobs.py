@@ -50,7 +50,7 @@ def faults(sandbox):
 
 
 class _Panel:
-    """Records what ``ops_jobs.draw_jobs`` draws: [label, operator, its properties] per row."""
+    """Records what ``long_jobs.draw_jobs`` draws: [label, operator, its properties] per row."""
 
     def __init__(self) -> None:
         self.rows: list = []

@@ -1,4 +1,4 @@
-"""The work the add-on sends to its worker thread: plain functions, no ``bpy``.
+"""The Kling calls of a selection session, run by worker jobs: plain functions, no ``bpy``.
 
 Each takes what the main thread read from Blender (settings, the strip's stored selection
 as a dict) and returns plain data for the main thread to store. One client per settings is

@@ -1,4 +1,4 @@
-"""Worker-thread work of the Edit, Preview and Tasks steps: plain functions, no ``bpy``.
+"""The Kling calls of the Edit, Preview and Tasks steps, run by worker jobs; no ``bpy``.
 
 Creation runs on a long-job thread of its own (``worker.LONG``): on 1303 it waits up to
 ``SLOT_WAIT_S`` for a free task slot, and no click may wait behind that. It starts only once

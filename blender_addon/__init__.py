@@ -3,6 +3,10 @@
 Registration only: classes in order, pointer properties, the timer that drains the
 worker's results, the file and undo handlers, and the overlay's draw handler; all undone
 in reverse on unregister.
+
+The rest is laid out by role (``pure``, ``work``, ``child``, ``bridge``, ``ops``, ``ui``; see
+``docs/addon-layout.md``): what may touch ``bpy`` and what runs off the main thread shows in
+the tree, and ``tests/addon_pure/test_layout.py`` holds every module to it.
 """
 
 from __future__ import annotations

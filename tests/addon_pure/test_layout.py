@@ -3,9 +3,10 @@
 ``blender_addon/`` is laid out by role (see ``docs/addon-layout.md``): ``pure/`` and
 ``work/`` never import ``bpy`` or any Blender module, directly, inside a function, or
 through another add-on module that does; ``child/`` runs in a Blender process of its own
-and imports no add-on module; modules import no private name from a sibling; and the
-import graph has no cycle. Every import statement counts, wherever it stands: one inside a
-function runs as surely as one at the top, only later.
+and imports no add-on module; modules import no private name from a sibling; only
+``compat`` reads ``bpy.app.version``; and the import graph has no cycle. Every import
+statement counts, wherever it stands: one inside a function runs as surely as one at the
+top, only later.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Module:
     blender: list[str] = field(default_factory=list)  # Blender modules imported directly
     imports: set[str] = field(default_factory=set)  # add-on modules imported
     private: list[str] = field(default_factory=list)  # "_name from module" crossings
+    version_checks: list[int] = field(default_factory=list)  # lines reading bpy.app.version
 
 
 def _module_name(root: Path, path: Path) -> str:
@@ -85,6 +87,10 @@ def scan(root: Path) -> dict[str, Module]:
                         module.imports.add(source)
                         if alias.name.startswith("_") and not alias.name.startswith("__"):
                             module.private.append(f"{alias.name} from {source}")
+        module.version_checks = sorted(
+            node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr.startswith("version")
+            and isinstance(node.value, ast.Attribute) and node.value.attr == "app")
         for node in ast.walk(tree):  # module._private through a module imported by name
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                     and node.value.id in bound and node.attr.startswith("_")
@@ -157,6 +163,10 @@ def layout_problems(root: Path) -> list[str]:
                             "no add-on package on its path; load files by path")
         problems += [f"{name} imports the private {what}: make it public or move it"
                      for what in module.private]
+        if module.version_checks and name != f"{PACKAGE}.compat":
+            problems.append(f"{name} reads bpy.app.version (line "
+                            f"{', '.join(map(str, module.version_checks))}): every Blender "
+                            "version difference goes in compat.py")
     problems += ["import cycle: " + " -> ".join(cycle) for cycle in cycles(modules)]
     return problems
 
@@ -203,6 +213,8 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     ({"child/r.py": "from .. import compat\n", "compat.py": ""},
      "blender_addon.child.r imports ['blender_addon.compat']"),
     ({"helpers.py": ""}, "blender_addon.helpers sits at the top of the add-on"),
+    ({"ui/a.py": "import bpy\nNEW = bpy.app.version >= (4, 1, 0)\n"},
+     "blender_addon.ui.a reads bpy.app.version (line 2)"),
 ])
 def test_each_kind_of_breach_is_reported(tmp_path, files, expected):
     problems = layout_problems(_tree(tmp_path, files))
@@ -211,7 +223,7 @@ def test_each_kind_of_breach_is_reported(tmp_path, files, expected):
 
 def test_a_clean_tree_passes(tmp_path):
     root = _tree(tmp_path, {
-        "compat.py": "import bpy\n",
+        "compat.py": "import bpy\nNEW = bpy.app.version >= (4, 1, 0)\n",
         "pure/a.py": "import numpy\nfrom . import b\n",
         "pure/b.py": "from kling_elements import rle\n",
         "work/c.py": "from ..pure import a\nfrom ..pure.b import rle\n",

@@ -230,8 +230,8 @@ def test_a_strip_blender_retimes_is_read_by_its_time(plate, clip25, conform_ops)
 def test_session_checks_and_conform_count_frames_from_one_read_of_the_index(
         conform_ops, clip25, tmp_path, monkeypatch):
     """The Source checks, the session's frame count and Conform's plan ask one reader, which
-    opens a file's MP4 index once per version of the file (and its frame rate once), and
-    again once the file changes."""
+    opens a file's MP4 index once per version of the file, and again once the file changes.
+    (The frame rate may be read by the same open or one of its own: at most two.)"""
     import builtins
     import shutil
 
@@ -257,14 +257,15 @@ def test_session_checks_and_conform_count_frames_from_one_read_of_the_index(
     assert source.clip_info(strip, str(path)).frame_count == 150
     assert source.source_file_frames(strip, str(path)) == 150
     assert conform_ops.read_source(scene, strip).file_frames == 150
-    assert len(opened) == 2  # the frame rate, the frame count
+    first_version = len(opened)
+    assert 1 <= first_version <= 2, opened
 
     monkeypatch.setattr(builtins, "open", real_open)
     make_clip(path, width=640, height=360, fps=25, seconds=2.0, seed=5)  # a new version
     monkeypatch.setattr(builtins, "open", counting_open)
     assert source.source_file_frames(strip, str(path)) == 50
     assert source.movie_frames(str(path)) == 50
-    assert len(opened) == 3
+    assert len(opened) == first_version + 1, opened  # the count; the rate was not asked
 
 
 def test_too_short_a_range_is_refused_before_anything_runs(plate, conform_ops):

@@ -3,6 +3,10 @@
 Registration only: classes in order, pointer properties, the timer that drains the
 worker's results, the file and undo handlers, and the overlay's draw handler; all undone
 in reverse on unregister.
+
+The rest is laid out by role (``pure``, ``work``, ``child``, ``bridge``, ``ops``, ``ui``; see
+``docs/addon-layout.md``): what may touch ``bpy`` and what runs off the main thread shows in
+the tree, and ``tests/addon_pure/test_layout.py`` holds every module to it.
 """
 
 from __future__ import annotations
@@ -19,38 +23,27 @@ bl_info = {
 
 import bpy  # noqa: E402
 
-from . import (  # noqa: E402
-    compat,
-    live_sync,
-    ops_conform,
-    ops_edit,
-    ops_jobs,
-    ops_select,
-    ops_session,
-    ops_tasks,
-    overlay,
-    props,
-    results,
-    ui,
-)
-from .jobs import close_clients  # noqa: E402
-from .prefs import KlingPreferences  # noqa: E402
-from .worker import BACKGROUND, LONG, OVERLAY, WORKER  # noqa: E402
+from .bridge import context, live_sync, props, results  # noqa: E402
+from .bridge.prefs import KlingPreferences  # noqa: E402
+from .ops import conform, edit, long_jobs, select, session, tasks  # noqa: E402
+from .ui import overlay, panels  # noqa: E402
+from .work.session_calls import close_clients  # noqa: E402
+from .work.worker import BACKGROUND, LONG, OVERLAY, WORKER  # noqa: E402
 
 _classes = (
     KlingPreferences,
     *props.classes,
-    *ops_session.classes,
-    *ops_select.classes,
-    *ops_conform.classes,
-    *ops_edit.classes,
-    *ops_tasks.classes,
-    *ops_jobs.classes,
-    *ui.classes,
+    *session.classes,
+    *select.classes,
+    *conform.classes,
+    *edit.classes,
+    *tasks.classes,
+    *long_jobs.classes,
+    *panels.classes,
 )
 _handlers = (
     (bpy.app.handlers.load_post, live_sync.rebuild),
-    (bpy.app.handlers.load_post, ops_tasks.on_load),
+    (bpy.app.handlers.load_post, tasks.on_load),
     (bpy.app.handlers.save_pre, results.move_to_blend_folder),
     (bpy.app.handlers.save_post, live_sync.resync),
     (bpy.app.handlers.undo_post, live_sync.reconcile),
@@ -68,14 +61,14 @@ def _drain() -> float:
     Also copies Blender's "Allow Online Access" to the network gate, so requests already
     queued are refused within a tick of the switch being turned off.
     """
-    compat.sync_online_access()
+    context.sync_online_access()
     WORKER.drain()
     BACKGROUND.drain()
     LONG.drain()
     OVERLAY.drain()
-    ops_tasks.tick()
+    tasks.tick()
     if LONG.jobs:
-        ui.redraw_sidebar()  # their progress moved
+        context.redraw_sequencers()  # their progress moved
     if WORKER.busy or OVERLAY.busy:
         return CLICK_INTERVAL_S
     return DRAIN_INTERVAL_S if BACKGROUND.busy or LONG.busy else IDLE_INTERVAL_S
@@ -93,7 +86,7 @@ def register() -> None:
     for cls in _classes:
         bpy.utils.register_class(cls)
     props.register_pointers()
-    compat.sync_online_access()
+    context.sync_online_access()
     WORKER.start()
     BACKGROUND.start()
     LONG.start()
@@ -110,8 +103,8 @@ def register() -> None:
 def unregister() -> None:
     overlay.unregister()
     LONG.stop()  # cancels renders, uploads and slot waits; their callbacks are dropped
-    ops_conform.unregister()
-    ops_edit.CREATING.clear()  # the poller finds out by external id what was created
+    conform.unregister()
+    edit.CREATING.clear()  # the poller finds out by external id what was created
     for timer in (_drain, live_sync.rebuild):
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)

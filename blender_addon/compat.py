@@ -1,28 +1,37 @@
 """Every difference between the Blender versions the add-on supports, in one place.
 
 3.4 (Debian's package, for the UI smoke run), 4.2 LTS, 4.5 LTS and 5.x. The notable
-breaks: 4.4/5.0 renamed sequences to strips (``bpy.types.Sequence`` -> ``Strip``,
-``SequenceEditor.sequences`` -> ``strips``), 5.0 added ``context.sequencer_scene``, and 5.1
-renamed the strip timing properties (``timing``/``set_timing``).
+breaks: 4.0 added ``layout.progress``, 4.1 a titled ``invoke_confirm``, 4.2 extensions
+(their user folder) and "Allow Online Access", 4.4/5.0 renamed sequences to strips
+(``bpy.types.Sequence`` -> ``Strip``, ``SequenceEditor.sequences`` -> ``strips``), 5.0 added
+the sequencer scene (``context.sequencer_scene``, ``workspace.sequencer_scene``) and the
+image settings' ``media_type``, 5.1 renamed the strip timing properties
+(``timing``/``set_timing``) and 5.3 an option of the add-movie operator. Elsewhere the
+add-on asks here rather than testing ``bpy.app.version`` or probing attributes.
+
+Imports ``bpy`` and the standard library only, and no add-on module: the render child (a
+Blender process of its own, ``child/conform_render.py``) loads this same file by path.
 """
 
 from __future__ import annotations
 
 import bpy
 
-from .online import GATE
-
 __all__ = [
     "ALPHA_OVER_HIDES_WHOLE_FRAME",
     "STRIP_TYPE",
-    "movie_strips",
+    "extension_user_dir",
+    "invoke_confirm",
+    "movie_strip_add_options",
     "new_movie",
     "online_access_allowed",
+    "progress_bar",
     "sequencer_scene",
+    "set_movie_output",
+    "set_sequencer_scene",
     "set_timing",
     "strip_by_name",
     "strips",
-    "sync_online_access",
     "timing",
     "top_level",
 ]
@@ -65,23 +74,61 @@ def strip_by_name(scene: bpy.types.Scene | None, name: str):
     return strips(editor).get(name)
 
 
-def movie_strips(scene: bpy.types.Scene):
-    editor = scene.sequence_editor
-    if editor is None:
-        return []
-    return [s for s in strips(editor) if s.type == "MOVIE"]
+def set_sequencer_scene(window, scene) -> None:
+    """Make ``scene`` the one the Sequencer edits in ``window`` (5.0+ keeps it on the
+    workspace; before, the window's scene is what its operators edit)."""
+    if hasattr(window.workspace, "sequencer_scene"):
+        window.workspace.sequencer_scene = scene
+
+
+def movie_strip_add_options(operator, **options) -> dict:
+    """``options`` for ``sequencer.movie_strip_add`` that this Blender knows, and the option
+    that stops the modal move it starts after adding (which crashes headless): 5.3 renamed
+    ``move_strips`` to ``move_strips_after_add``. Unknown options are dropped (older releases
+    lack e.g. ``adjust_playback_rate``), as the operator would refuse them."""
+    known = {p.identifier for p in operator.get_rna_type().properties}
+    options = {**options, "move_strips": False, "move_strips_after_add": False}
+    return {key: value for key, value in options.items() if key in known}
+
+
+def set_movie_output(image_settings, file_format: str) -> None:
+    """Render to a movie in ``file_format`` (e.g. "FFMPEG"): 5.0 files movie formats under
+    ``media_type = "VIDEO"``, and offers them only once it is set."""
+    if hasattr(image_settings, "media_type"):
+        image_settings.media_type = "VIDEO"
+    image_settings.file_format = file_format
+
+
+def progress_bar(layout, fraction: float, text: str) -> None:
+    """A progress bar (4.0+), else the text with a clock icon."""
+    if hasattr(layout, "progress"):
+        layout.progress(factor=fraction, type="BAR", text=text)
+    else:
+        layout.label(text=text, icon="SORTTIME")
+
+
+def invoke_confirm(context, operator, event, *, title: str, message: str,
+                   confirm_text: str) -> set[str]:
+    """Ask before running ``operator``: with a title, message and button text from 4.1 on,
+    a plain "OK?" before."""
+    wm = context.window_manager
+    if bpy.app.version >= (4, 1, 0):
+        return wm.invoke_confirm(operator, event, title=title, message=message,
+                                 confirm_text=confirm_text)
+    return wm.invoke_confirm(operator, event)
+
+
+def extension_user_dir(package: str, name: str) -> str | None:
+    """The extension's own writable folder ``name`` (4.2+, installed as an extension, i.e.
+    ``package`` under ``bl_ext.``), created if needed; None for a legacy add-on."""
+    if package.startswith("bl_ext.") and hasattr(bpy.utils, "extension_path_user"):
+        return bpy.utils.extension_path_user(package, path=name, create=True)
+    return None
 
 
 def online_access_allowed() -> bool:
     """Blender's "Allow Online Access" (4.2+); older versions have no such switch."""
     return bool(getattr(bpy.app, "online_access", True))
-
-
-def sync_online_access() -> bool:
-    """Hand Blender's switch to the network gate (main thread: only it may read ``bpy``)."""
-    allowed = online_access_allowed()
-    GATE.set_online(allowed)
-    return allowed
 
 
 # Strip timing, by the names Blender 5.1 introduced -> the names of 4.2-5.0. 5.1+ still has the

@@ -65,7 +65,9 @@ class Probe:
 
 def instrument(probe_of) -> None:
     """Wrap the add-on's functions a click goes through; ``probe_of()`` is the current click."""
-    from blender_addon import jobs, live_sync, ops_select
+    from blender_addon.bridge import live_sync
+    from blender_addon.ops import select as ops_select
+    from blender_addon.work import session_calls as jobs
     from kling_elements import rle
 
     def around(module, name: str, before: str, after: str) -> None:
@@ -138,10 +140,14 @@ def stages(probe: Probe, start: float) -> dict[str, float]:
 
 def run_clip(bpy, sandbox, clip, probe_box) -> list[dict[str, float]]:
     import blender_addon
-    from blender_addon import compat, geometry, jobs, ops_select, overlay
-    from blender_addon.overlay_cache import OVERLAYS
-    from blender_addon.props import load_selection
-    from blender_addon.worker import LONG, OVERLAY, WORKER
+    from blender_addon import compat
+    from blender_addon.bridge import geometry
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
+    from blender_addon.ui import overlay
+    from blender_addon.work import session_calls as jobs
+    from blender_addon.work.overlay_cache import OVERLAYS
+    from blender_addon.work.worker import LONG, OVERLAY, WORKER
 
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
@@ -215,7 +221,7 @@ def main() -> int:
     addon_utils = importlib.import_module("addon_utils")
     tmp = Path(tempfile.mkdtemp(prefix="kling-bench-click-"))
     addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    from blender_addon.overlay_cache import OVERLAYS
+    from blender_addon.work.overlay_cache import OVERLAYS
 
     OVERLAYS.enabled = True  # as with a Preview to draw in
     probe_box: list[Probe] = [Probe()]

@@ -1,7 +1,7 @@
 """The mask overlay of a frame with three objects at Kling's largest sizes: what it costs.
 
 Preparing a frame's overlay (decode, union, colour, sampled down to the texture) runs on a
-worker thread (``blender_addon.overlay_cache.prepare``), never in the draw callback, which
+worker thread (``blender_addon.work.overlay_cache.prepare``), never in the draw callback, which
 only takes the ready buffer (``OverlayCache.take``) for its upload. This times, best of N
 runs in one process, for three frayed-edge objects on 2160x2160 and 1215x2160 frames:
 
@@ -38,8 +38,8 @@ if importlib.util.find_spec("bpy") is None and "blender_addon" not in sys.module
     package.__path__ = [str(ROOT / "blender_addon")]
     sys.modules["blender_addon"] = package
 
-from blender_addon import overlay_layout  # noqa: E402
-from blender_addon.overlay_cache import (  # noqa: E402
+from blender_addon.pure import overlay_layout  # noqa: E402
+from blender_addon.work.overlay_cache import (  # noqa: E402
     MAX_BYTES,
     OverlayCache,
     buffer_bytes,

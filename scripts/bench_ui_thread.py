@@ -86,7 +86,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="kling-bench-"))
     clip = write_clip(tmp / "clip.mp4", args.size, args.size, fps=24, seconds=2.0)
     addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    from blender_addon.overlay_cache import OVERLAYS
+    from blender_addon.work.overlay_cache import OVERLAYS
 
     OVERLAYS.enabled = True  # as with a Preview to draw in
     # As in a Blender that has been running a while: what enabling imported has been through
@@ -104,9 +104,13 @@ def main() -> int:
 def addon_workflow(bpy, clip, sandbox, holds: Holds) -> list[int]:
     """The editor's session through the add-on's own entry points; returns the frames used."""
     import blender_addon
-    from blender_addon import compat, geometry, ops_edit, ops_select, ui
-    from blender_addon.props import load_selection
-    from blender_addon.worker import BACKGROUND, LONG, OVERLAY, WORKER
+    from blender_addon import compat
+    from blender_addon.bridge import geometry
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import edit as ops_edit
+    from blender_addon.ops import select as ops_select
+    from blender_addon.ui import panels as ui
+    from blender_addon.work.worker import BACKGROUND, LONG, OVERLAY, WORKER
 
     prefs = bpy.context.preferences.addons["blender_addon"].preferences
     prefs.region, prefs.custom_url = "custom", sandbox.base_url
@@ -170,7 +174,8 @@ def addon_workflow(bpy, clip, sandbox, holds: Holds) -> list[int]:
 
 def generate_until_imported(bpy, strip, tick, holds: Holds, ops_edit) -> None:
     """Tick the timer (polling at every tick here, not every 3 s) until the result is in."""
-    from blender_addon import compat, ops_tasks
+    from blender_addon import compat
+    from blender_addon.ops import tasks as ops_tasks
 
     deadline = time.monotonic() + 600
     while not strip.kling.tasks[-1].imported_strip:
@@ -191,7 +196,7 @@ class Redraw:
 
     def __init__(self, bpy, holds: Holds, ui) -> None:
         self.bpy, self.holds, self.ui = bpy, holds, ui
-        from blender_addon import overlay
+        from blender_addon.ui import overlay
 
         self.overlay = overlay
 
@@ -208,7 +213,7 @@ class Redraw:
 
     def _upload(self, key) -> None:
         """What ``overlay._texture`` does before its GPU calls; a placeholder is the texture."""
-        from blender_addon.overlay_cache import OVERLAYS
+        from blender_addon.work.overlay_cache import OVERLAYS
 
         textures = self.overlay._textures
         if key in textures:

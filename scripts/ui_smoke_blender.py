@@ -303,7 +303,7 @@ class Run:
             raise Failed("the Kling tab could not be opened")
 
     def start_session(self) -> Iterator[float]:
-        from blender_addon.props import load_selection
+        from blender_addon.bridge.props import load_selection
 
         runtime = bpy.context.window_manager.kling
         with bpy.context.temp_override(window=self.window, area=self.area, region=self.view):
@@ -322,7 +322,8 @@ class Run:
 
     def to_window(self, x: float, y: float) -> tuple[float, float]:
         """Kling's normalized (x, y) -> window pixel, through the add-on's own mapping."""
-        from blender_addon import geometry, mapping
+        from blender_addon.bridge import geometry
+        from blender_addon.pure import mapping
 
         vx, vy = geometry.normalized_to_view(self.scene, self.strip, x, y)
         rx, ry = mapping.view_to_region(cur(self.view), self.view.width, self.view.height,
@@ -331,7 +332,7 @@ class Run:
 
     def projected(self, mask: np.ndarray) -> np.ndarray:
         """``mask`` (source pixels) as it should cover the Preview region's pixels, y up."""
-        from blender_addon import geometry
+        from blender_addon.bridge import geometry
 
         def view(x: float, y: float) -> np.ndarray:
             return np.array(geometry.normalized_to_view(self.scene, self.strip, x, y))
@@ -387,8 +388,8 @@ class Run:
         return iou(found, expected), (float(dx), float(dy))
 
     def click_scenario(self, index: int, sc: Scenario) -> Iterator[float]:
-        from blender_addon import geometry
-        from blender_addon.props import load_selection
+        from blender_addon.bridge import geometry
+        from blender_addon.bridge.props import load_selection
         from kling_elements import rle
 
         runtime = bpy.context.window_manager.kling
@@ -505,7 +506,7 @@ class Run:
 
     def esc_ends_the_tool(self) -> Iterator[float]:
         """After Esc a click in the Preview must not mark anything."""
-        from blender_addon.props import load_selection
+        from blender_addon.bridge.props import load_selection
 
         before = self.strip.kling.selection_json
         last = self.results["scenarios"][-1]["click_window_px"]
@@ -552,7 +553,7 @@ class Run:
         registration order from the last one, so the sidebar must be scrolled to the bottom.
         A panel ends where the next header begins (the last one at the region's bottom).
         """
-        from blender_addon import ui
+        from blender_addon.ui import panels as ui
 
         sidebar = region(self.area, "UI")
         image = np.asarray(Image.open(shot).convert("L")).astype(int)
@@ -604,7 +605,7 @@ class Run:
 
     def edit_settings(self) -> Iterator[float]:
         """Fill in the Edit panel: Remove, Kling's prompt template with its [x] filled in."""
-        from blender_addon.ops_edit import edit_problems_for
+        from blender_addon.ops.edit import edit_problems_for
         from kling_elements import prompts
 
         transform = self.strip.transform  # the clip as imported again, for the result checks
@@ -738,8 +739,8 @@ class Run:
 
     def result_shot(self) -> Iterator[float]:
         """Timeline and Preview with both strips; the Preview must show the result."""
-        from blender_addon import geometry
-        from blender_addon.props import load_selection
+        from blender_addon.bridge import geometry
+        from blender_addon.bridge.props import load_selection
 
         # A smaller window (docs show it near its size), then only the Preview over the
         # timeline: close the file browser and the Properties editor beside the Preview (it
@@ -811,7 +812,8 @@ class Run:
 
     def imported_once(self) -> Iterator[float]:
         """Later poll rounds must not import the result again."""
-        from blender_addon import compat, ops_tasks
+        from blender_addon import compat
+        from blender_addon.ops import tasks as ops_tasks
 
         later = self.imported_at + 2 * ops_tasks.POLL_INTERVAL_S + 0.5
         yield from wait_for(lambda: time.monotonic() >= later, 30, "two more poll rounds")

@@ -54,7 +54,7 @@ def no_deprecated_blender_api():
 
 def drain(timeout: float = 60.0) -> None:
     """Run the add-on's timer body until the interactive worker and the long jobs are done."""
-    from blender_addon.worker import LONG, WORKER
+    from blender_addon.work.worker import LONG, WORKER
 
     deadline = time.monotonic() + timeout
     while True:

@@ -26,8 +26,10 @@ def clip25(tmp_path_factory):
 
 def test_conformed_clip_is_the_sessions_video_and_clicks_map_through_it(
         connected, clip25, sandbox):
-    from blender_addon import compat, geometry, ops_select
-    from blender_addon.props import load_selection
+    from blender_addon import compat
+    from blender_addon.bridge import geometry
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
     from kling_elements import rle
 
     bpy.ops.wm.read_homefile(use_empty=True)

@@ -14,8 +14,8 @@ D = Decimal
 
 
 def _marked(strip, clip):
-    from blender_addon import ops_select
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
 
     assert bpy.ops.kling.start_session() == {"FINISHED"}
     drain()
@@ -42,8 +42,9 @@ def own_sandbox(tmp_path, connected):
 def test_session_task_and_account_costs_are_shown(movie_strip, clip, own_sandbox):
     import httpx
 
-    from blender_addon import cost_text, ops_select
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
+    from blender_addon.pure import cost_text
     from kling_elements.cost import SELECTION_UNITS, TASK_UNITS
 
     init, add = SELECTION_UNITS["init-selection"], SELECTION_UNITS["add-selection"]

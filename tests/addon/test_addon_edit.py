@@ -18,8 +18,8 @@ from .conftest import bpy, drain
 
 def settle(timeout: float = 60.0) -> None:
     """Run the add-on's timer body until no task has work left and both workers are idle."""
-    from blender_addon import ops_tasks
-    from blender_addon.worker import BACKGROUND, LONG, WORKER
+    from blender_addon.ops import tasks as ops_tasks
+    from blender_addon.work.worker import BACKGROUND, LONG, WORKER
 
     deadline = time.monotonic() + timeout
     while True:
@@ -47,8 +47,8 @@ def reference_png(tmp_path_factory):
 
 
 def _marked(strip, clip):
-    from blender_addon import ops_select
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
 
     assert bpy.ops.kling.start_session() == {"FINISHED"}
     drain()
@@ -108,7 +108,7 @@ def test_each_mode_is_created_once_polled_downloaded_and_imported(
 
 
 def test_generate_is_refused_with_the_reason_while_something_is_missing(movie_strip, clip):
-    from blender_addon.ops_edit import edit_problems_for
+    from blender_addon.ops.edit import edit_problems_for
 
     assert edit_problems_for(movie_strip)[0].startswith("Start a session")
     assert not bpy.ops.kling.generate.poll()
@@ -135,8 +135,9 @@ def test_a_failed_task_shows_klings_message_and_imports_nothing(movie_strip, cli
 
 def test_save_and_reload_with_a_task_in_flight_imports_exactly_once(
         movie_strip, clip, sandbox, tmp_path):
-    from blender_addon import compat, ops_tasks
-    from blender_addon.worker import BACKGROUND, WORKER
+    from blender_addon import compat
+    from blender_addon.ops import tasks as ops_tasks
+    from blender_addon.work.worker import BACKGROUND, WORKER
 
     _marked(movie_strip, clip)
     generate_removal(movie_strip, "Delete the ball from <<<video_1>>>")
@@ -171,7 +172,8 @@ def test_save_and_reload_with_a_task_in_flight_imports_exactly_once(
 
 def test_results_of_an_unsaved_file_move_next_to_the_blend_on_save(
         movie_strip, clip, sandbox, tmp_path):
-    from blender_addon import compat, results
+    from blender_addon import compat
+    from blender_addon.bridge import results
 
     _marked(movie_strip, clip)
     generate_removal(movie_strip, "Delete the ball from <<<video_1>>>")
@@ -192,8 +194,9 @@ def test_results_of_an_unsaved_file_move_next_to_the_blend_on_save(
 
 def test_edit_again_starts_from_the_result_video_id_without_upload(
         movie_strip, clip, sandbox):
-    from blender_addon import compat, ops_select
-    from blender_addon.props import load_selection
+    from blender_addon import compat
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
 
     _marked(movie_strip, clip)
     generate_removal(movie_strip, "Delete the ball from <<<video_1>>>")

@@ -32,7 +32,7 @@ def host_prefs(connected):
 
 
 def _start(strip):
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
 
     bpy.context.window_manager.kling.error = ""
     assert bpy.ops.kling.start_session() == {"FINISHED"}
@@ -67,7 +67,7 @@ def test_url_choice_needs_the_clips_url_and_says_where(movie_strip, host_prefs, 
 
 
 def test_s3_preferences_become_settings_with_env_filling_blanks(host_prefs, monkeypatch):
-    from blender_addon.prefs import hosting_settings
+    from blender_addon.bridge.prefs import hosting_settings
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
@@ -86,8 +86,8 @@ def test_s3_preferences_become_settings_with_env_filling_blanks(host_prefs, monk
 
 
 def test_sandbox_choice_with_a_remote_region_names_the_fix(movie_strip, host_prefs):
-    from blender_addon import jobs
-    from blender_addon.settings import ClientSettings
+    from blender_addon.pure.settings import ClientSettings
+    from blender_addon.work import session_calls as jobs
     from kling_elements.hosting import HostingSettings
 
     with pytest.raises(ValueError, match="choose S3, a command or per-clip URLs"):

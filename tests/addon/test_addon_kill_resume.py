@@ -26,9 +26,10 @@ SCRIPT = textwrap.dedent('''
     prefs = bpy.context.preferences.addons["blender_addon"].preferences
     prefs.region, prefs.custom_url = "custom", args["base_url"]
     prefs.auth_mode, prefs.api_key = "api_key", args["api_key"]
-    from blender_addon import compat, ops_select, ops_tasks
-    from blender_addon.props import load_selection
-    from blender_addon.worker import BACKGROUND, WORKER
+    from blender_addon import compat
+    from blender_addon.ops import select as ops_select, tasks as ops_tasks
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.work.worker import BACKGROUND, WORKER
     import blender_addon
 
     def pump(until, timeout=120):

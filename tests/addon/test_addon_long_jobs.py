@@ -26,7 +26,7 @@ SLOT_BUSY = {"route": "create", "times": 1000, "error": {"http": 429, "code": 13
 
 def pump(until, timeout: float = 60.0, what: str = "") -> float:
     """Run the add-on's drains (as its timer does) until ``until()``; return the time taken."""
-    from blender_addon.worker import LONG, WORKER
+    from blender_addon.work.worker import LONG, WORKER
 
     started = time.monotonic()
     while not until():
@@ -50,7 +50,7 @@ def faults(sandbox):
 
 
 class _Panel:
-    """Records what ``ops_jobs.draw_jobs`` draws: [label, operator, its properties] per row."""
+    """Records what ``long_jobs.draw_jobs`` draws: [label, operator, its properties] per row."""
 
     def __init__(self) -> None:
         self.rows: list = []
@@ -81,7 +81,7 @@ def _create_posts_left(sandbox) -> int:
 def _second_strip(scene, clip, name: str = "other"):
     """Another movie strip with a session of its own, made the active strip."""
     from blender_addon import compat
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
 
     editor = scene.sequence_editor
     strip = compat.new_movie(editor, name, str(clip.path), 4, 1)
@@ -94,9 +94,11 @@ def _second_strip(scene, clip, name: str = "other"):
 
 def test_a_click_is_served_while_generate_waits_for_a_task_slot_and_cancel_creates_nothing(
         movie_strip, clip, sandbox, faults):
-    from blender_addon import ops_jobs, ops_select, ops_tasks
-    from blender_addon.props import load_selection
-    from blender_addon.worker import LONG, WORKER
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import long_jobs as ops_jobs
+    from blender_addon.ops import select as ops_select
+    from blender_addon.ops import tasks as ops_tasks
+    from blender_addon.work.worker import LONG, WORKER
     from kling_elements import ValidationError
 
     scene = bpy.context.scene
@@ -153,7 +155,7 @@ def test_a_generate_queued_behind_a_click_creates_once_the_slot_frees(
         movie_strip, clip, sandbox, faults):
     """The create call waits out a few 1303s and goes through once; the click queued before
     Generate was sent first, so the task is made from both marks."""
-    from blender_addon import ops_select
+    from blender_addon.ops import select as ops_select
 
     _marked(movie_strip, clip)
     faults({**SLOT_BUSY, "times": 2})
@@ -190,15 +192,16 @@ def _add_plate25(scene, clip25, offset: int):
 
 
 def test_a_click_is_served_while_a_conform_renders(movie_strip, clip, clip25):
-    from blender_addon import ops_conform, ops_select
-    from blender_addon.props import load_selection
-    from blender_addon.worker import WORKER
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import conform as ops_conform
+    from blender_addon.ops import select as ops_select
+    from blender_addon.work.worker import WORKER
 
     scene = bpy.context.scene
     _marked(movie_strip, clip)
     plate25 = _add_plate25(scene, clip25, offset=7)
     assert bpy.ops.kling.conform_source() == {"FINISHED"}
-    job = ops_conform.job_for(scene, plate25)
+    job = ops_conform.render_for(scene, plate25)
     pump(lambda: job.state == "running" and job.progress[0] >= 1, timeout=120,
          what="the render's first frame")
 
@@ -218,7 +221,9 @@ def test_a_click_is_served_while_a_conform_renders(movie_strip, clip, clip25):
 
 def test_a_clip_conformed_before_the_first_save_moves_next_to_the_blend(
         movie_strip, clip25, tmp_path):
-    from blender_addon import conform, ops_conform, results
+    from blender_addon.bridge import results
+    from blender_addon.ops import conform as ops_conform
+    from blender_addon.work import conform
 
     scene = bpy.context.scene
     plate25 = _add_plate25(scene, clip25, offset=2)
@@ -294,8 +299,10 @@ def test_save_renames_on_one_filesystem_and_copies_off_the_main_thread_across_tw
     """The temp folder as if on another filesystem: the save itself copies nothing; the copy
     runs on a long-job thread after it, then strips point at the copy; the temp file is
     deleted once the .blend has been saved again with the new paths."""
-    from blender_addon import compat, file_moves, results
-    from blender_addon.worker import BACKGROUND, LONG
+    from blender_addon import compat
+    from blender_addon.bridge import results
+    from blender_addon.pure import file_moves
+    from blender_addon.work.worker import BACKGROUND, LONG
 
     _marked(movie_strip, clip)
     generate_removal(movie_strip)
@@ -350,8 +357,8 @@ def test_a_generate_cancelled_after_a_lost_answer_is_still_looked_up_by_its_id(
     """The first create call's connection drops, so it may have reached Kling (and the next
     meets 1303): a Cancel then sends nothing more, but the record is not closed; the poller
     looks the task up by its external id and only then says it never reached Kling."""
-    from blender_addon import ops_jobs
-    from blender_addon.worker import LONG
+    from blender_addon.ops import long_jobs as ops_jobs
+    from blender_addon.work.worker import LONG
 
     _marked(movie_strip, clip)
     faults({"route": "create", "times": 1, "drop": "before_commit"}, SLOT_BUSY)

@@ -22,7 +22,7 @@ def _sent(sandbox) -> int:
 
 
 def _drain_all() -> None:
-    from blender_addon.worker import BACKGROUND
+    from blender_addon.work.worker import BACKGROUND
 
     drain()
     for _ in range(6000):
@@ -35,10 +35,10 @@ def _drain_all() -> None:
 
 def _set_online(allowed: bool) -> None:
     """Flip Blender's switch; the add-on's timer hands it to the gate at its next tick."""
-    from blender_addon import compat
+    from blender_addon.bridge.context import sync_online_access
 
     bpy.context.preferences.system.use_online_access = allowed
-    compat.sync_online_access()
+    sync_online_access()
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def online(addon):
 @pytest.fixture
 def remote_sandbox(online, connected, sandbox):
     """Makes the sandbox look remote to the gate (call it after the session has started)."""
-    from blender_addon.online import GATE, system_resolve
+    from blender_addon.work.online import GATE, system_resolve
 
     def as_remote() -> None:
         GATE.resolve = lambda host: (["203.0.113.7"] if host == "localhost"
@@ -71,8 +71,8 @@ def remote_sandbox(online, connected, sandbox):
 def live(movie_strip, clip, sandbox, remote_sandbox):
     """A session started online with a point on frame 0 and a task waiting to be polled,
     then the sandbox made to look remote; a click still gets through while online."""
-    from blender_addon import ops_select
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
 
     _drain_all()  # nothing left in flight by an earlier test
     assert bpy.ops.kling.start_session() == {"FINISHED"}
@@ -96,21 +96,21 @@ def live(movie_strip, clip, sandbox, remote_sandbox):
 
 
 def _click(strip):
-    from blender_addon import ops_select
+    from blender_addon.ops import select as ops_select
 
     ops_select.request_add(bpy.context, strip, 1, [(0.6, 0.6)])
 
 
 def _generate(strip):
-    from blender_addon import ops_edit
+    from blender_addon.ops import edit as ops_edit
 
     ops_edit.request_generate(bpy.context, strip)
 
 
 def _poll_tasks(strip):
-    from blender_addon import ops_tasks
+    from blender_addon.ops import tasks as ops_tasks
 
-    ops_tasks.poll_now()
+    ops_tasks.tick(force=True)
 
 
 SENDERS = {
@@ -151,7 +151,7 @@ def test_work_queued_while_online_is_refused_at_the_request_once_switched_off(
         live, sandbox, name):
     """The worker is busy, the user acts (allowed: online), then turns online access off
     before the work runs: the request itself is refused, and the panel says why."""
-    from blender_addon.worker import BACKGROUND, WORKER
+    from blender_addon.work.worker import BACKGROUND, WORKER
 
     release = threading.Event()
     for worker in (WORKER, BACKGROUND):

@@ -19,7 +19,7 @@ from .conftest import bpy, drain
 
 @pytest.fixture
 def preview(monkeypatch):
-    from blender_addon.overlay_cache import OVERLAYS
+    from blender_addon.work.overlay_cache import OVERLAYS
 
     OVERLAYS.clear()
     monkeypatch.setattr(OVERLAYS, "enabled", True)
@@ -28,8 +28,9 @@ def preview(monkeypatch):
 
 
 def _session_with_a_mask(strip, clip) -> int:
-    from blender_addon import geometry, ops_select
-    from blender_addon.props import load_selection
+    from blender_addon.bridge import geometry
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
 
     assert bpy.ops.kling.start_session() == {"FINISHED"}
     drain()
@@ -42,7 +43,7 @@ def _session_with_a_mask(strip, clip) -> int:
 
 
 def _drain_overlays(timeout: float = 30.0) -> None:
-    from blender_addon.worker import OVERLAY
+    from blender_addon.work.worker import OVERLAY
 
     deadline = time.monotonic() + timeout
     while OVERLAY.busy:
@@ -52,9 +53,9 @@ def _drain_overlays(timeout: float = 30.0) -> None:
 
 
 def test_a_clicks_answer_brings_its_overlay_ready_to_upload(movie_strip, clip, preview):
-    from blender_addon import overlay
-    from blender_addon.overlay_layout import mask_pixels
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.pure.overlay_layout import mask_pixels
+    from blender_addon.ui import overlay
 
     frame = _session_with_a_mask(movie_strip, clip)
     state = load_selection(movie_strip)
@@ -62,7 +63,7 @@ def test_a_clicks_answer_brings_its_overlay_ready_to_upload(movie_strip, clip, p
     drawn = overlay.plan(bpy.context)
     assert drawn is not None and drawn.key[:2] == (state.session_id, frame)
     assert preview.ready(drawn.key)  # prepared by the click's own job: nothing was asked
-    from blender_addon.worker import OVERLAY
+    from blender_addon.work.worker import OVERLAY
 
     assert not OVERLAY.busy
     prepared = preview.take(drawn.key)
@@ -73,8 +74,8 @@ def test_a_clicks_answer_brings_its_overlay_ready_to_upload(movie_strip, clip, p
 
 
 def test_another_colour_is_prepared_by_the_overlay_worker(movie_strip, clip, preview):
-    from blender_addon import overlay
-    from blender_addon.overlay_cache import colour_key
+    from blender_addon.ui import overlay
+    from blender_addon.work.overlay_cache import colour_key
 
     _session_with_a_mask(movie_strip, clip)
     first = overlay.plan(bpy.context).key
@@ -94,7 +95,7 @@ def test_another_colour_is_prepared_by_the_overlay_worker(movie_strip, clip, pre
 
 def test_nothing_is_prepared_without_a_preview_or_with_masks_hidden(movie_strip, clip,
                                                                    preview, monkeypatch):
-    from blender_addon import overlay
+    from blender_addon.ui import overlay
 
     bpy.context.scene.kling.show_overlay = False
     try:
@@ -103,7 +104,7 @@ def test_nothing_is_prepared_without_a_preview_or_with_masks_hidden(movie_strip,
     finally:
         bpy.context.scene.kling.show_overlay = True
     monkeypatch.setattr(preview, "enabled", False)  # background Blender: no draw callback
-    from blender_addon import ops_select
+    from blender_addon.ops import select as ops_select
 
     ops_select.request_add(bpy.context, movie_strip, 20, [clip.center(20)])
     drain()
@@ -112,7 +113,7 @@ def test_nothing_is_prepared_without_a_preview_or_with_masks_hidden(movie_strip,
 
 def test_the_timer_ticks_at_the_click_pace_while_a_click_is_out(movie_strip, clip):
     import blender_addon
-    from blender_addon import ops_select
+    from blender_addon.ops import select as ops_select
 
     assert bpy.ops.kling.start_session() == {"FINISHED"}
     drain()
@@ -124,8 +125,8 @@ def test_the_timer_ticks_at_the_click_pace_while_a_click_is_out(movie_strip, cli
 
 
 def test_load_selection_parses_once_per_change_and_hands_out_copies(movie_strip, clip):
-    from blender_addon import props
-    from blender_addon.props import load_selection
+    from blender_addon.bridge import props
+    from blender_addon.bridge.props import load_selection
 
     _session_with_a_mask(movie_strip, clip)
     first = load_selection(movie_strip)
@@ -155,7 +156,7 @@ def test_load_selection_parses_once_per_change_and_hands_out_copies(movie_strip,
 
 
 def test_an_undo_shows_the_selection_it_restored(movie_strip, clip):
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
 
     _session_with_a_mask(movie_strip, clip)
     before = load_selection(movie_strip)
@@ -175,8 +176,8 @@ def test_an_undo_shows_the_selection_it_restored(movie_strip, clip):
 def test_redraws_stat_the_movie_at_most_once_a_second(movie_strip, clip, monkeypatch):
     import os
 
-    from blender_addon import geometry, source
-    from blender_addon.props import load_selection
+    from blender_addon.bridge import geometry, source
+    from blender_addon.bridge.props import load_selection
 
     _session_with_a_mask(movie_strip, clip)
     scene, state = bpy.context.scene, load_selection(movie_strip)

@@ -36,8 +36,8 @@ def _add_retimed(scene, path: str):
 
 
 def test_clicks_on_a_retimed_strip_land_on_the_frame_shown(connected, clip):
-    from blender_addon import geometry, source
-    from blender_addon.props import load_selection
+    from blender_addon.bridge import geometry, source
+    from blender_addon.bridge.props import load_selection
 
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene

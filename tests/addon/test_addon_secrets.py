@@ -8,8 +8,9 @@ from .conftest import bpy, drain
 
 
 def test_saved_blend_holds_no_secret_and_no_jwt(movie_strip, clip, connected, tmp_path):
-    from blender_addon import jobs, ops_select
-    from blender_addon.prefs import client_settings
+    from blender_addon.bridge.prefs import client_settings
+    from blender_addon.ops import select as ops_select
+    from blender_addon.work import session_calls as jobs
 
     connected.api_key = "sandbox-api-key-never-in-a-blend"
     assert bpy.ops.kling.start_session() == {"FINISHED"}

@@ -23,7 +23,7 @@ def _iou(a, b) -> float:
 def _start(strip):
     assert bpy.ops.kling.start_session() == {"FINISHED"}
     drain()
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
 
     state = load_selection(strip)
     assert state is not None, bpy.context.window_manager.kling.error
@@ -48,8 +48,8 @@ def test_start_session_stores_it_on_the_strip(movie_strip, clip):
 
 
 def test_points_masks_and_exact_floats(movie_strip, clip, sandbox):
-    from blender_addon import ops_select
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
 
     state = _start(movie_strip)
     a = clip.center(0)
@@ -81,8 +81,8 @@ def test_points_masks_and_exact_floats(movie_strip, clip, sandbox):
 
 
 def test_limits_are_enforced_before_any_request(movie_strip, clip):
-    from blender_addon import ops_select
-    from blender_addon.worker import WORKER
+    from blender_addon.ops import select as ops_select
+    from blender_addon.work.worker import WORKER
     from kling_elements import ValidationError
 
     _start(movie_strip)
@@ -96,8 +96,8 @@ def test_limits_are_enforced_before_any_request(movie_strip, clip):
 
 
 def test_selection_survives_save_and_reload(movie_strip, clip, tmp_path):
-    from blender_addon import ops_select
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
 
     _start(movie_strip)
     point = clip.center(0)
@@ -131,8 +131,8 @@ def own_sandbox(tmp_path, connected):
 def test_expired_session_is_restored_with_the_same_points(movie_strip, clip, own_sandbox):
     import httpx
 
-    from blender_addon import ops_select
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
 
     sandbox = own_sandbox
     state = _start(movie_strip)
@@ -152,7 +152,7 @@ def test_expired_session_is_restored_with_the_same_points(movie_strip, clip, own
 
 
 def test_click_mapping_lands_on_the_object(movie_strip, clip):
-    from blender_addon import geometry
+    from blender_addon.bridge import geometry
 
     scene = bpy.context.scene
     movie_strip.transform.offset_x = 120
@@ -175,7 +175,8 @@ def test_network_respects_online_access(connected, movie_strip):
 
 
 def test_frames_map_both_ways_with_a_moved_and_trimmed_strip(movie_strip, clip):
-    from blender_addon import compat, geometry
+    from blender_addon import compat
+    from blender_addon.bridge import geometry
 
     state = _start(movie_strip)
     scene = bpy.context.scene

@@ -32,7 +32,7 @@ def _plate(path: str):
 
 
 def _start(strip) -> None:
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
 
     drain()  # nothing left in flight by an earlier test
     assert bpy.ops.kling.start_session() == {"FINISHED"}
@@ -54,8 +54,9 @@ def test_start_editing_names_the_missing_file(connected, sandbox, tmp_path):
 
 def test_a_movie_that_goes_missing_mid_session_takes_nothing(connected, sandbox, clip,
                                                             tmp_path):
-    from blender_addon import ops_edit, ops_select
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import edit as ops_edit
+    from blender_addon.ops import select as ops_select
     from kling_elements import ValidationError
 
     path = tmp_path / "plate.mp4"
@@ -112,7 +113,7 @@ def covered(movie_strip, other_clip, sandbox):
 
 
 def _add(strip, point):
-    from blender_addon import ops_select
+    from blender_addon.ops import select as ops_select
 
     ops_select.request_add(bpy.context, strip, 0, [point])
 
@@ -128,7 +129,7 @@ def _refused(case, point) -> None:
 
 
 def _taken(case, point) -> None:
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
 
     count = len(load_selection(case.strip).points.get(0, []))
     _add(case.strip, point)
@@ -183,7 +184,7 @@ def test_a_strip_not_drawn_at_this_frame_hides_nothing(covered):
 
 def test_the_select_tool_refuses_a_click_on_a_covered_strip(covered):
     """The modal tool's click, from a region pixel, ends in the same refusal."""
-    from blender_addon import ops_select
+    from blender_addon.ops import select as ops_select
     from kling_elements import ValidationError
 
     region = SimpleNamespace(x=0, y=0, view2d=SimpleNamespace(region_to_view=lambda x, y: (x, y)))
@@ -230,7 +231,7 @@ def test_hidden_means_what_the_sequencer_renders(covered, tmp_path, blend, alpha
     whether the marked strip is drawn or muted."""
     import numpy as np
 
-    from blender_addon import geometry
+    from blender_addon.bridge import geometry
 
     over, scene, strip = covered.over, covered.scene, covered.strip
     over.blend_type, over.blend_alpha = blend, alpha

@@ -46,14 +46,14 @@ def plate():
 
 
 def shown(frame: int = 0):
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
 
     state = load_selection(plate())
     return None if state is None else _bits(state.points.get(frame, []))
 
 
 def at_kling(sandbox, frame: int = 0):
-    from blender_addon.props import load_selection
+    from blender_addon.bridge.props import load_selection
 
     state = load_selection(plate())
     if state is None:
@@ -74,7 +74,7 @@ def start_editing() -> None:
 
 
 def click(point, frame: int = 0) -> None:
-    from blender_addon import ops_select
+    from blender_addon.ops import select as ops_select
 
     ops_select.request_add(bpy.context, plate(), frame, [point])
 
@@ -84,7 +84,7 @@ def callback_errors(monkeypatch):
     """Exceptions raised by worker callbacks (the worker prints and swallows them)."""
     import sys
 
-    from blender_addon import worker
+    from blender_addon.work import worker
 
     caught = []
     monkeypatch.setattr(worker.traceback, "print_exc",
@@ -138,7 +138,7 @@ def test_a_click_after_an_undo_adds_to_what_kling_has(editing, clip, sandbox):
 
 
 def test_undo_does_not_bring_back_points_kling_removed(editing, clip, sandbox):
-    from blender_addon import ops_select
+    from blender_addon.ops import select as ops_select
 
     a = clip.center(0)
     b = (a[0] + 0.02, a[1] + 0.01)

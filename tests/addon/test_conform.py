@@ -32,7 +32,7 @@ def _set_timing(strip, name: str, value) -> None:
 @pytest.fixture
 def conform_ops(addon):
     """The conform operators, registered unless the add-on already does it."""
-    from blender_addon import ops_conform
+    from blender_addon.ops import conform as ops_conform
 
     mine = [cls for cls in ops_conform.classes if not hasattr(bpy.types, cls.__name__)]
     for cls in mine:
@@ -120,14 +120,14 @@ def _check_movie(path: str, clip, plan, slack: float = 0.5) -> None:
 
 
 def test_conform_a_25_fps_6_s_clip(plate, clip25, conform_ops):
-    from blender_addon import conform
+    from blender_addon.work import conform
 
     scene = bpy.context.scene
     plan = conform_ops.plan_for(scene, plate)
     assert (plan.fps, plan.width, plan.height, plan.frame_count) == (24, 1280, 720, 120)
     assert plan.reasons[:3] == ("25 fps → 24 fps", "640×360 → 1280×720",
                                 "6.0 s → 5.0 s (keeps the start)")
-    job = conform.ConformJob(plan, blender_binary=bpy.app.binary_path)
+    job = conform.ConformRender(plan, blender_binary=bpy.app.binary_path)
     started = time.perf_counter()
     assert job.run() == plan.output
     elapsed = time.perf_counter() - started
@@ -141,7 +141,7 @@ def test_conform_a_25_fps_6_s_clip(plate, clip25, conform_ops):
 
 def test_a_clip_at_an_allowed_rate_is_only_scaled(conform_ops, tmp_path):
     """Same rate in and out: a plain strip, no retiming; 640x360 -> 1280x720, 75 frames."""
-    from blender_addon import conform
+    from blender_addon.work import conform
     from kling_elements.sandbox.sample import make_clip
 
     clip = make_clip(tmp_path / "plate30.mp4", width=640, height=360, fps=30, seconds=2.5,
@@ -150,7 +150,7 @@ def test_a_clip_at_an_allowed_rate_is_only_scaled(conform_ops, tmp_path):
                                 file_frames=clip.frame_count)
     plan = conform.plan_conform(source, out_dir=str(tmp_path / "out"))
     assert (plan.fps, plan.frame_count, plan.reasons) == (30, 75, ("640×360 → 1280×720",))
-    conform.ConformJob(plan, blender_binary=bpy.app.binary_path).run()
+    conform.ConformRender(plan, blender_binary=bpy.app.binary_path).run()
     _check_movie(plan.output, clip, plan)
 
 
@@ -162,13 +162,13 @@ def test_conform_with_a_blender_binary(clip25, tmp_path):
     Blender 3.4 truncates the retimed frame index instead of rounding it, so frames may show
     the file frame just before the nearest one: a slack of one source frame.
     """
-    from blender_addon import conform
+    from blender_addon.work import conform
 
     binary = os.environ["KLING_TEST_BLENDER"]
     source = conform.SourceClip(str(clip25.path), 640, 360, 25.0, 0, clip25.frame_count,
                                 file_frames=clip25.frame_count)
     plan = conform.plan_conform(source, out_dir=str(tmp_path))
-    job = conform.ConformJob(plan, blender_binary=binary)
+    job = conform.ConformRender(plan, blender_binary=binary)
     assert conform.render_command("s.py", {}, blender_binary=binary)[0] == binary
     started = time.perf_counter()
     job.run()
@@ -177,20 +177,20 @@ def test_conform_with_a_blender_binary(clip25, tmp_path):
 
 
 def test_the_operator_conforms_the_visible_range_and_stores_it(plate, clip25, conform_ops):
-    from blender_addon import conform
+    from blender_addon.work import conform
 
     _set_timing(plate, "content_trim_start", 20)  # file frames 20..149 are visible: 5.2 s
     _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 125)  # 20..144: 5.0 s
     scene = bpy.context.scene
     assert bpy.ops.kling.conform_source(duration="AUTO") == {"FINISHED"}
-    job = conform_ops.job_for(scene, plate)
+    job = conform_ops.render_for(scene, plate)
     assert job is not None and job.state in ("queued", "running")
     assert not bpy.ops.kling.conform_source.poll()  # one render per strip at a time
     drain(timeout=300)
     runtime = bpy.context.window_manager.kling
     assert runtime.error == ""
     assert runtime.status.startswith("Conformed plate: ")
-    assert conform_ops.job_for(scene, plate) is None
+    assert conform_ops.render_for(scene, plate) is None
 
     found = conform_ops.conformed_clip(scene, plate)
     assert found is not None
@@ -215,7 +215,7 @@ def test_the_operator_conforms_the_visible_range_and_stores_it(plate, clip25, co
 def test_a_strip_blender_retimes_is_read_by_its_time(plate, clip25, conform_ops):
     """A strip added with "Adjust Playback Rate" (the UI's default) shows all 150 file frames
     in 144 scene frames; the visible range is still the file's frames 0..149."""
-    from blender_addon import conform_render
+    from blender_addon.child import conform_render
 
     scene = bpy.context.scene
     retimed = conform_render._add_retimed_strip(bpy, scene, str(clip25.path))
@@ -227,11 +227,52 @@ def test_a_strip_blender_retimes_is_read_by_its_time(plate, clip25, conform_ops)
     assert (clip.first_frame, clip.frame_count) == (25, 125)
 
 
+def test_session_checks_and_conform_count_frames_from_one_read_of_the_index(
+        conform_ops, clip25, tmp_path, monkeypatch):
+    """The Source checks, the session's frame count and Conform's plan ask one reader, which
+    opens a file's MP4 index once per version of the file, and again once the file changes.
+    (The frame rate may be read by the same open or one of its own: at most two.)"""
+    import builtins
+    import shutil
+
+    from blender_addon import compat
+    from blender_addon.bridge import source
+    from kling_elements.sandbox.sample import make_clip
+
+    path = tmp_path / "fresh.mp4"
+    opened = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if os.fspath(file) == str(path):
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(source, "STAT_TTL_S", 0.0)
+    shutil.copyfile(clip25.path, path)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    strip = compat.new_movie(scene.sequence_editor_create(), "fresh", str(path), 1, 1)
+    monkeypatch.setattr(builtins, "open", counting_open)
+    assert source.clip_info(strip, str(path)).frame_count == 150
+    assert source.source_file_frames(strip, str(path)) == 150
+    assert conform_ops.read_source(scene, strip).file_frames == 150
+    first_version = len(opened)
+    assert 1 <= first_version <= 2, opened
+
+    monkeypatch.setattr(builtins, "open", real_open)
+    make_clip(path, width=640, height=360, fps=25, seconds=2.0, seed=5)  # a new version
+    monkeypatch.setattr(builtins, "open", counting_open)
+    assert source.source_file_frames(strip, str(path)) == 50
+    assert source.movie_frames(str(path)) == 50
+    assert len(opened) == first_version + 1, opened  # the count; the rate was not asked
+
+
 def test_too_short_a_range_is_refused_before_anything_runs(plate, conform_ops):
     _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 40)  # 1.6 s
     with pytest.raises(RuntimeError, match=r"1\.60 s.*at least 2 s.*does not pad"):
         bpy.ops.kling.conform_source()
-    assert conform_ops.job_for(bpy.context.scene, plate) is None
+    assert conform_ops.render_for(bpy.context.scene, plate) is None
     _set_timing(plate, "right_handle", _timing(plate, "left_handle") + 150)
     with pytest.raises(RuntimeError, match="7 s"):
         bpy.ops.kling.conform_source(duration="10")
@@ -239,23 +280,23 @@ def test_too_short_a_range_is_refused_before_anything_runs(plate, conform_ops):
 
 
 def test_progress_reaches_the_status_line(plate, conform_ops):
-    from blender_addon import conform
+    from blender_addon.work import conform
 
     plan = conform_ops.plan_for(bpy.context.scene, plate)
-    job = conform.ConformJob(plan)
+    job = conform.ConformRender(plan)
     job.state, job.progress = "running", (45, 120)
-    conform_ops._jobs[("Scene", "plate")] = job
+    conform_ops._renders[("Scene", "plate")] = job
     assert conform_ops._progress_tick() == conform_ops.PROGRESS_INTERVAL_S
     assert bpy.context.window_manager.kling.status == "Conforming plate… 38%"
     job.state = "done"
-    assert conform_ops._progress_tick() is None and not conform_ops._jobs
+    assert conform_ops._progress_tick() is None and not conform_ops._renders
 
 
 def test_cancel_stops_the_render_and_keeps_nothing(plate, conform_ops):
     scene = bpy.context.scene
     _set_timing(plate, "content_trim_start", 3)  # a plan no other test rendered
     assert bpy.ops.kling.conform_source() == {"FINISHED"}
-    job = conform_ops.job_for(scene, plate)
+    job = conform_ops.render_for(scene, plate)
     deadline = time.monotonic() + 120
     while job.progress[0] < 5 and job.state in ("queued", "running"):
         assert time.monotonic() < deadline
@@ -296,7 +337,7 @@ class _Layout:
 
 
 def test_draw_conform(plate, conform_ops):
-    from blender_addon import conform_ui
+    from blender_addon.ui import conform_panel as conform_ui
 
     log: list = []
     conform_ui.draw_conform(_Layout(log), bpy.context, plate)

@@ -217,6 +217,12 @@ try:
     panels = [c for c in bpy.types.Panel.__subclasses__() if c.__module__.startswith(module)]
     assert panels and all(c.is_registered for c in panels), "no panel registered"
 
+    # The render child loads the add-on's compat by path, from where it was installed.
+    render = importlib.import_module(module + ".child.conform_render")
+    compat_file = render.load_sibling("compat.py").__file__
+    assert compat_file == os.path.realpath(
+        os.path.join(ext_root, "user_default", pkg_id, "compat.py")), compat_file
+
     result = bpy.ops.extensions.package_uninstall(
         repo_directory=os.path.join(ext_root, "user_default"), pkg_id=pkg_id)
     assert result == {"FINISHED"}, result

@@ -1,4 +1,4 @@
-"""Lets plain Python import the add-on's bpy-free modules (mapping, worker, jobs, settings).
+"""Lets plain Python import the add-on's bpy-free modules (pure/, work/, child/).
 
 The package's ``__init__`` registers with Blender and imports ``bpy``; outside Blender the
 package is stood up as a bare namespace so that its submodules import on their own.

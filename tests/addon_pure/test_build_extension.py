@@ -105,3 +105,18 @@ def test_a_max_in_the_source_manifest_is_refused(build, tmp_path, monkeypatch):
     monkeypatch.setattr(build, "ADDON_DIR", addon)
     with pytest.raises(build.BuildError, match=r"blender_version_max.*remove it"):
         build.generated_manifest([], build.BUILDS[0])
+
+
+def test_the_staged_addon_holds_every_module_of_every_role_folder(build, tmp_path, monkeypatch):
+    """The add-on is laid out in subfolders (pure/, work/, child/, ...): the zip's source is
+    the whole tree, without caches, and the generated manifest instead of the repo's."""
+    staging = tmp_path / "extension"
+    monkeypatch.setattr(build, "STAGING_DIR", staging)
+    (ROOT / "blender_addon" / "pure" / "__pycache__").mkdir(exist_ok=True)
+    build.stage([], "generated = true\n")
+    addon = ROOT / "blender_addon"
+    wanted = {p.relative_to(addon) for p in addon.rglob("*.py") if "__pycache__" not in p.parts}
+    staged = {p.relative_to(staging) for p in staging.rglob("*") if p.is_file()}
+    assert {Path("child/conform_render.py"), Path("pure/mapping.py"), Path("compat.py")} <= wanted
+    assert staged == wanted | {Path(build.MANIFEST)}
+    assert (staging / build.MANIFEST).read_text() == "generated = true\n"

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blender_addon import conform
-from blender_addon.conform import (
+from blender_addon.work import conform
+from blender_addon.work.conform import (
     ConformCancelled,
     ConformError,
-    ConformJob,
+    ConformRender,
     SourceClip,
     StripTimes,
 )
@@ -218,15 +218,6 @@ def test_a_strip_of_unknown_retiming_is_refused():
                                            file_frames=150))
 
 
-def test_movie_frame_count_reads_the_mp4_index(tmp_path):
-    sample = pytest.importorskip("kling_elements.sandbox.sample")
-    clip = sample.make_clip(tmp_path / "c.mp4", width=64, height=48, fps=25, seconds=1.2)
-    assert conform.movie_frame_count(clip.path) == clip.frame_count == 30
-    (tmp_path / "not.mp4").write_bytes(b"\0" * 64)
-    assert conform.movie_frame_count(tmp_path / "not.mp4") is None
-    assert conform.movie_frame_count(tmp_path / "missing.mp4") is None
-
-
 # ------------------------------------------------------------------ output and records
 
 
@@ -277,7 +268,7 @@ def test_render_command_with_a_blender_binary(tmp_path):
 
 
 def test_the_render_script_reads_its_arguments_both_ways():
-    from blender_addon import conform_render
+    from blender_addon.child import conform_render
 
     plan = conform.plan_conform(_clip())
     payload = json.dumps(plan.render_args("/o/x.part.mp4"))
@@ -317,17 +308,17 @@ def fake_job(tmp_path, monkeypatch):
     script.write_text(_FAKE)
     out_dir = tmp_path / "out"
 
-    def make(mode: str, **overrides) -> ConformJob:
+    def make(mode: str, **overrides) -> ConformRender:
         monkeypatch.setenv("FAKE_MODE", mode)
         clip = _clip(fps=24.0, width=1280, height=720, frame_count=overrides.pop("frames", 48),
                      path=str(tmp_path / "src.mp4"), **overrides)
         plan = conform.plan_conform(clip, out_dir=str(out_dir))
-        return ConformJob(plan, python=sys.executable, script=str(script))
+        return ConformRender(plan, python=sys.executable, script=str(script))
 
     return make
 
 
-def _files(job: ConformJob) -> list[str]:
+def _files(job: ConformRender) -> list[str]:
     folder = job.plan.output.rsplit("/", 1)[0]
     import os
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from blender_addon.cost_text import account_text, session_cost_text
+from blender_addon.pure.cost_text import account_text, session_cost_text
 from kling_elements import AccountCosts, ResourcePack, SelectionState
 from kling_elements.cost import Cost
 

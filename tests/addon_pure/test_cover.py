@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from blender_addon import mapping
-from blender_addon.cover import Layer, covering_layer, hides
+from blender_addon.pure import mapping
+from blender_addon.pure.cover import Layer, covering_layer, hides
 
 CANVAS = {"canvas_w": 1280, "canvas_h": 720}
 # A 1280x720 picture scaled to a quarter, moved to the right half: covers view x 160..480.

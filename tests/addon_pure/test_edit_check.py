@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from blender_addon.edit_check import ImageFacts, edit_problems, image_notes
-from blender_addon.placement import first_free_channel, result_name
+from blender_addon.pure.edit_check import ImageFacts, edit_problems, image_notes
+from blender_addon.pure.placement import first_free_channel, result_name
 
 GOOD = ImageFacts("image 1", 800, 600, "/x/ref.png", 1000)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blender_addon.edit_check import ImageFacts, edit_problems, image_notes
+from blender_addon.pure.edit_check import ImageFacts, edit_problems, image_notes
 from kling_elements import validate
 
 

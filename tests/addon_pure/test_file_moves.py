@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from blender_addon import file_moves
+from blender_addon.pure import file_moves
 
 
 def test_movable_files_skip_what_is_still_being_written(tmp_path):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from blender_addon import jobs, task_jobs
-from blender_addon.settings import ClientSettings
+from blender_addon.pure.settings import ClientSettings
+from blender_addon.work import session_calls as jobs
+from blender_addon.work import task_calls as task_jobs
 from kling_elements.hosting import HostingSettings
 from kling_elements.sandbox import running
 from kling_elements.sandbox.sample import make_clip, make_reference_image

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from blender_addon import jobs
-from blender_addon.settings import ClientSettings
-from blender_addon.worker import JobCancelled
+from blender_addon.pure.settings import ClientSettings
+from blender_addon.work import session_calls as jobs
+from blender_addon.work.worker import JobCancelled
 
 pytest.importorskip("uvicorn")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blender_addon.live_state import Place, Registry
+from blender_addon.pure.live_state import Place, Registry
 
 PLATE = Place("Scene", "plate", "//clip.mp4")
 

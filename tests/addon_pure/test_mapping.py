@@ -17,7 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 # Loaded by path: the package's __init__ imports bpy, this module must not need it.
-_PATH = Path(__file__).resolve().parents[2] / "blender_addon" / "mapping.py"
+_PATH = Path(__file__).resolve().parents[2] / "blender_addon" / "pure" / "mapping.py"
 _SPEC = importlib.util.spec_from_file_location("kling_addon_mapping", _PATH)
 m = importlib.util.module_from_spec(_SPEC)
 sys.modules[_SPEC.name] = m

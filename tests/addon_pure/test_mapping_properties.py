@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from kling_elements import validate
 
-_PATH = Path(__file__).resolve().parents[2] / "blender_addon" / "mapping.py"
+_PATH = Path(__file__).resolve().parents[2] / "blender_addon" / "pure" / "mapping.py"
 _SPEC = importlib.util.spec_from_file_location("kling_addon_mapping_properties", _PATH)
 m = importlib.util.module_from_spec(_SPEC)
 sys.modules[_SPEC.name] = m

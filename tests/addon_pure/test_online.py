@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from blender_addon.online import MESSAGE, OnlineAccessRefused, OnlineGate
+from blender_addon.work.online import MESSAGE, OnlineAccessRefused, OnlineGate
 
 
 class Resolver:
@@ -136,9 +136,9 @@ def test_nothing_is_published_while_kling_is_refused(tmp_path, monkeypatch):
     it does not even start while a request to Kling would be refused."""
     import sys
 
-    from blender_addon import jobs
-    from blender_addon.online import GATE
-    from blender_addon.settings import ClientSettings
+    from blender_addon.pure.settings import ClientSettings
+    from blender_addon.work import session_calls as jobs
+    from blender_addon.work.online import GATE
     from kling_elements.hosting import HostingSettings
 
     monkeypatch.setattr(GATE, "resolve", Resolver({"kling.example.test": ["203.0.113.7"]}))

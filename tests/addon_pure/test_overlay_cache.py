@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from blender_addon import jobs, overlay_layout
-from blender_addon.overlay_cache import (
+from blender_addon.pure import overlay_layout
+from blender_addon.work import session_calls as jobs
+from blender_addon.work.overlay_cache import (
     MAX_BYTES,
     OverlayCache,
     Prepared,

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blender_addon import mapping as m
-from blender_addon.overlay_layout import mask_pixels, mask_quad, visible_dots
+from blender_addon.pure import mapping as m
+from blender_addon.pure.overlay_layout import mask_pixels, mask_quad, visible_dots
 from kling_elements import rle
 
 from .test_mapping_properties import geometries

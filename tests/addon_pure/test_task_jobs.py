@@ -7,7 +7,7 @@ def test_pixels_of_a_blender_image_become_the_picture_the_user_sees():
     """Blender stores rows bottom-up in floats 0..1; the picture sent is top-down 8-bit."""
     import numpy as np
 
-    from blender_addon.task_jobs import ImagePixels
+    from blender_addon.work.task_calls import ImagePixels
 
     rows = np.zeros((3, 2, 4), np.float32)
     rows[0] = (0.0, 0.0, 1.0, 1.0)  # bottom row: blue

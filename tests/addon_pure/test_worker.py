@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from blender_addon.worker import Worker
+from blender_addon.work.worker import Worker
 
 
 def _drain_until_idle(worker: Worker, timeout: float = 5.0) -> None:
@@ -96,7 +96,7 @@ def test_stop_drops_pending_callbacks(worker):
 
 @pytest.fixture
 def long_jobs():
-    from blender_addon.worker import LongJobs
+    from blender_addon.work.worker import LongJobs
 
     jobs = LongJobs()
     yield jobs

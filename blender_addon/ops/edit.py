@@ -2,9 +2,9 @@
 
 Generate writes the task record (with its ``external_task_id``) before the create call is
 queued. The call runs on a long-job thread of its own, so a wait for a free task slot (up to
-``task_jobs.SLOT_WAIT_S``) never holds up clicks, and it can be cancelled. It starts once the
+``task_calls.SLOT_WAIT_S``) never holds up clicks, and it can be cancelled. It starts once the
 clicks queued before Generate are sent, and clicks on the strip are refused until it is
-sent (``ops_jobs.marks_locked``), so the task is made from exactly the marks the user saw.
+sent (``long_jobs.marks_locked``), so the task is made from exactly the marks the user saw.
 """
 
 
@@ -22,16 +22,18 @@ from kling_elements import (
     prompts,
 )
 
-from . import compat, edit_check, jobs, live_sync, reference_images, results, task_jobs
-from .online import OnlineAccessRefused
-from .ops_jobs import generate_key, run_long_job
-from .ops_select import _source
-from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
-from .prefs import client_settings
-from .props import load_selection, selection_text
-from .props_edit import MODE_LABELS
-from .source import missing_media
-from .worker import WORKER
+from .. import compat
+from ..bridge import live_sync, reference_images, results
+from ..bridge.context import active_movie_strip, poll_online, refusal_for, session_source
+from ..bridge.prefs import client_settings
+from ..bridge.props import load_selection, selection_text
+from ..bridge.props_edit import MODE_LABELS
+from ..pure import edit_check
+from ..work import session_calls, task_calls
+from ..work.online import OnlineAccessRefused
+from ..work.worker import WORKER
+from .long_jobs import generate_key, run_long_job
+from .session import run_job
 
 __all__ = ["CREATING", "classes", "edit_problems_for", "request_generate"]
 
@@ -68,12 +70,12 @@ def request_generate(context, strip) -> str:
     problems = edit_problems_for(strip)
     if problems:
         raise ValueError(problems[0])
-    refusal = online_refusal(context) or missing_media(strip)
+    refusal = refusal_for(context, strip)
     if refusal:
         raise ValueError(refusal)
     edit = strip.kling.edit
     state = load_selection(strip)
-    request = task_jobs.EditRequest(
+    request = task_calls.EditRequest(
         edit_mode=edit.edit_mode, prompt=edit.prompt,
         external_task_id=f"ke-blender-{uuid.uuid4().hex}",
         images=tuple(reference_images.image_input(img)
@@ -93,7 +95,7 @@ def request_generate(context, strip) -> str:
     live_sync.remember_tasks(strip)  # Generate is no undo step: undo must not drop it
     CREATING.add(request.external_task_id)
 
-    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+    settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
     external = request.external_task_id
 
     def done(result) -> None:
@@ -107,7 +109,7 @@ def request_generate(context, strip) -> str:
 
     def failed(exc: BaseException) -> None:
         CREATING.discard(external)
-        if isinstance(exc, task_jobs.TaskNotSent):
+        if isinstance(exc, task_calls.TaskNotSent):
             change = {"status": "not_sent",
                       "message": f"nothing was sent (nothing was charged): {exc}"}
         elif isinstance(exc, OnlineAccessRefused):
@@ -130,11 +132,11 @@ def request_generate(context, strip) -> str:
     # The create call waits for the clicks queued before it (they set the marks it uses).
     after = threading.Event()
     label = f"Generate ({MODE_LABELS[request.edit_mode]})"
-    progress = jobs.Progress(label)
+    progress = session_calls.Progress(label)
     run_long_job(context, generate_key(external), label,
-                 lambda cancel: task_jobs.create_task(settings, source, stored, request,
-                                                      cancel=cancel, after=after,
-                                                      progress=progress),
+                 lambda cancel: task_calls.create_task(settings, source, stored, request,
+                                                       cancel=cancel, after=after,
+                                                       progress=progress),
                  done, failed, progress=progress)
     # Queued last, after every click queued before Generate: once the interactive worker
     # runs, it competes for the interpreter lock with what the operator still has to do.
@@ -235,10 +237,9 @@ class KLING_OT_generate(bpy.types.Operator):
     def invoke(self, context, event):
         edit = active_movie_strip(context).kling.edit
         quality = "Pro" if edit.quality == "pro" else "Standard"
-        return context.window_manager.invoke_confirm(
-            self, event, title=f"Generate {MODE_LABELS[edit.edit_mode]} ({quality})?",
-            message="This spends Kling credits.", confirm_text="Generate",
-        ) if bpy.app.version >= (4, 1, 0) else context.window_manager.invoke_confirm(self, event)
+        return compat.invoke_confirm(
+            context, self, event, title=f"Generate {MODE_LABELS[edit.edit_mode]} ({quality})?",
+            message="This spends Kling credits.", confirm_text="Generate")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
@@ -267,12 +268,12 @@ class KLING_OT_preview_tracking(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
-        refusal = online_refusal(context) or missing_media(strip)
+        refusal = refusal_for(context, strip)
         if refusal:
             self.report({"ERROR"}, refusal)
             return {"CANCELLED"}
         state = load_selection(strip)
-        settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+        settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
         folder, where = results.result_folder(), live_sync.ref(strip)
         stem, align = results.safe_stem(strip.name), _align_frame(strip)
 
@@ -288,7 +289,7 @@ class KLING_OT_preview_tracking(bpy.types.Operator):
             preview.mute = True
             target.kling.preview_strip = preview.name
 
-        run_job(context, "Preview tracking", lambda: task_jobs.preview_tracking(
+        run_job(context, "Preview tracking", lambda: task_calls.preview_tracking(
             settings, source, stored, folder, stem), done)
         return {"FINISHED"}
 

@@ -16,7 +16,8 @@ import bpy
 
 from kling_elements import SelectionState
 
-from . import compat
+from .. import compat
+from .context import redraw_sequencers
 from .props_edit import KlingEditSettings, KlingTaskRecord
 from .props_edit import classes as edit_classes
 
@@ -26,10 +27,7 @@ __all__ = ["KlingRuntime", "KlingSceneSettings", "KlingStripSession", "classes",
 
 
 def _redraw(self: Any, context: bpy.types.Context) -> None:
-    for window in getattr(context.window_manager, "windows", []):
-        for area in window.screen.areas:
-            if area.type == "SEQUENCE_EDITOR":
-                area.tag_redraw()
+    redraw_sequencers()
 
 
 def _new_selection_token(self: Any, context: bpy.types.Context) -> None:

@@ -7,8 +7,10 @@ Run by the add-on (``conform.render_command`` builds the command line), never im
 
 The JSON is ``conform.RenderArgs.to_json()``: the source file, the first and last file
 frames that are visible, the number of frames to write, the target size and frame rate, a
-temporary output name and the final one. Only ``bpy`` and the standard library are used:
-the add-on's wheels are not on ``sys.path`` in a ``--factory-startup`` process.
+temporary output name and the final one. Only ``bpy`` and the standard library are
+imported: the add-on's package and wheels are not on ``sys.path`` in a
+``--factory-startup`` process, so the add-on's ``compat`` (every Blender version
+difference) and ``protocol`` are loaded from their files (``load_sibling``).
 
 Timing: output frame ``k`` shows file frame ``first + round_half_up(k * movie_fps / fps)``,
 clamped to ``last``: the nearest file frame to the time ``k / fps`` after the first visible
@@ -17,25 +19,42 @@ which only the add-movie operator can set (RNA does not expose it), so that oper
 in an overridden Sequencer context when the rates differ; at equal rates a plain
 ``new_movie`` strip is the same thing.
 
-Protocol on stdout, one line each, flushed: ``KLING_PROGRESS <done> <total>`` after every
-written frame, then ``KLING_DONE <path>`` once the file is in place. On failure a line
-``KLING_ERROR <message>`` goes to stderr, the temporary file is removed and the exit status
-is 1. The process leaves through ``os._exit`` (the bpy 4.2 module can crash in its own
-teardown, which would turn a finished render into a failure).
+Progress and the outcome are reported as ``protocol`` says; on failure the temporary file
+is removed and the exit status is 1. The process leaves through ``os._exit`` (the bpy 4.2
+module can crash in its own teardown, which would turn a finished render into a failure).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import sys
 import traceback
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-PROGRESS = "KLING_PROGRESS"
-DONE = "KLING_DONE"
-ERROR = "KLING_ERROR"
+_ADDON_DIR = Path(__file__).resolve().parent.parent
+
+
+def load_sibling(relative: str) -> ModuleType:
+    """The add-on's module at ``relative`` (a path under the add-on folder), loaded from its
+    file under a private name: it must import only the standard library and ``bpy``."""
+    name = "_kling_child_" + relative.removesuffix(".py").replace("/", "_")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _ADDON_DIR / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_protocol = load_sibling("child/protocol.py")
+PROGRESS, DONE, ERROR = _protocol.PROGRESS, _protocol.DONE, _protocol.ERROR
 
 _REQUIRED = ("source", "output", "tmp_output", "width", "height", "fps", "source_fps",
              "first_frame", "last_frame", "frame_count")
@@ -61,18 +80,6 @@ def parse_argv(argv: list[str]) -> dict[str, Any]:
     return args
 
 
-def _strips(editor: Any) -> Any:
-    return editor.strips if hasattr(editor, "strips") else editor.sequences
-
-
-def _set_timing(strip: Any, name: str, before_5_1: str, value: int) -> None:
-    """Set a timing property by its 5.1+ name, or its older one (which 5.1+ deprecates).
-
-    The add-on's ``compat.set_timing`` does the same; this process cannot import the add-on.
-    """
-    setattr(strip, name if name in strip.bl_rna.properties else before_5_1, value)
-
-
 def _file_frames(bpy: Any, path: str) -> int:
     """The movie's frame count as Blender's decoder sees it (independent of any strip)."""
     clip = bpy.data.movieclips.load(path, check_existing=False)
@@ -84,24 +91,21 @@ def _file_frames(bpy: Any, path: str) -> int:
 
 def _add_retimed_strip(bpy: Any, scene: Any, path: str) -> Any:
     """A movie strip played at its own frame rate (Blender's "Adjust Playback Rate")."""
+    compat = load_sibling("compat.py")
     window = bpy.context.window_manager.windows[0]
-    if hasattr(window.workspace, "sequencer_scene"):  # 5.0: the operator edits this scene
-        window.workspace.sequencer_scene = scene
+    compat.set_sequencer_scene(window, scene)
     area = window.screen.areas[0]
     area.type = "SEQUENCE_EDITOR"
     region = next(r for r in area.regions if r.type == "WINDOW")
     operator = bpy.ops.sequencer.movie_strip_add
-    known = {p.identifier for p in operator.get_rna_type().properties}
-    options = {"filepath": path, "frame_start": 1, "channel": 1, "sound": False,
-               "adjust_playback_rate": True, "use_framerate": False,
-               # Else a modal move starts (and crashes, headless); 5.3 renamed the option.
-               "move_strips": False, "move_strips_after_add": False,
-               "set_view_transform": False, "fit_method": "ORIGINAL"}
-    options = {key: value for key, value in options.items() if key in known}
-    before = {s.name for s in _strips(scene.sequence_editor)}
+    options = compat.movie_strip_add_options(
+        operator, filepath=path, frame_start=1, channel=1, sound=False,
+        adjust_playback_rate=True, use_framerate=False, set_view_transform=False,
+        fit_method="ORIGINAL")
+    before = {s.name for s in compat.top_level(scene.sequence_editor)}
     with bpy.context.temp_override(window=window, area=area, region=region, scene=scene):
         result = operator(**options)
-    added = [s for s in _strips(scene.sequence_editor)
+    added = [s for s in compat.top_level(scene.sequence_editor)
              if s.name not in before and s.type == "MOVIE"]
     if result != {"FINISHED"} or len(added) != 1:
         raise RuntimeError(f"adding the movie failed ({result}, {len(added)} movie strips)")
@@ -109,6 +113,7 @@ def _add_retimed_strip(bpy: Any, scene: Any, path: str) -> Any:
 
 
 def _configure(scene: Any, args: dict[str, Any]) -> None:
+    compat = load_sibling("compat.py")
     render = scene.render
     render.resolution_x, render.resolution_y = int(args["width"]), int(args["height"])
     render.resolution_percentage = 100
@@ -123,9 +128,7 @@ def _configure(scene: Any, args: dict[str, Any]) -> None:
     scene.view_settings.look = "None"
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
-    if hasattr(render.image_settings, "media_type"):  # 5.0 files movies under their own type
-        render.image_settings.media_type = "VIDEO"
-    render.image_settings.file_format = "FFMPEG"
+    compat.set_movie_output(render.image_settings, "FFMPEG")
     ffmpeg = render.ffmpeg
     ffmpeg.format = "MPEG4"
     ffmpeg.codec = "H264"
@@ -138,6 +141,7 @@ def _configure(scene: Any, args: dict[str, Any]) -> None:
 
 def _place(bpy: Any, scene: Any, args: dict[str, Any]) -> Any:
     """The source strip, showing file frames first..last from scene frame 1, filling the frame."""
+    compat = load_sibling("compat.py")
     path = str(args["source"])
     first, last = int(args["first_frame"]), int(args["last_frame"])
     total = _file_frames(bpy, path)
@@ -148,16 +152,16 @@ def _place(bpy: Any, scene: Any, args: dict[str, Any]) -> Any:
     if abs(float(args["source_fps"]) - float(args["fps"])) > 1e-6:
         strip = _add_retimed_strip(bpy, scene, path)
     else:
-        strip = _strips(editor).new_movie("source", path, 1, 1)
+        strip = compat.new_movie(editor, "source", path, 1, 1)
     element = strip.elements[0]
     width, height = int(element.orig_width), int(element.orig_height)
     if width <= 0 or height <= 0:
         raise RuntimeError(f"Blender could not read {path!r} as a movie")
-    _set_timing(strip, "content_trim_start", "animation_offset_start", first)
-    _set_timing(strip, "content_trim_end", "animation_offset_end", total - 1 - last)
-    _set_timing(strip, "content_start", "frame_start", 1)
-    _set_timing(strip, "left_handle", "frame_final_start", 1)
-    _set_timing(strip, "right_handle", "frame_final_end", 1 + int(args["frame_count"]))
+    compat.set_timing(strip, "content_trim_start", first)
+    compat.set_timing(strip, "content_trim_end", total - 1 - last)
+    compat.set_timing(strip, "content_start", 1)
+    compat.set_timing(strip, "left_handle", 1)
+    compat.set_timing(strip, "right_handle", 1 + int(args["frame_count"]))
     transform = strip.transform
     transform.offset_x = transform.offset_y = 0.0
     transform.scale_x = int(args["width"]) / width

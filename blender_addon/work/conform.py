@@ -4,9 +4,9 @@ The plan itself (frame rate, size, window, refusals, output name, record) is the
 (``kling_elements.conform``) and is re-exported here, so the add-on, the CLI and batch share
 one source of truth. This module keeps what is Blender's: which file frames a strip shows
 (:func:`visible_file_frames`, read with the same ``mapping`` as the session's clicks), where
-conformed clips go, the command line of the background render (``conform_render.py``) and
-the job that runs it and reports progress (:class:`ConformJob`). No ``bpy`` here:
-everything is testable with plain pytest.
+conformed clips go, the command line of the render child (``child/conform_render.py``) and
+:class:`ConformRender`, which runs it (as a long job's work) and reports progress. No
+``bpy`` here: everything is testable with plain pytest.
 """
 
 from __future__ import annotations
@@ -41,10 +41,9 @@ from kling_elements.conform import (
     read_record,
     write_record,
 )
-from kling_elements.media import mp4_frame_count
 
-from . import mapping
-from .conform_render import DONE, ERROR, PROGRESS
+from ..child.protocol import DONE, ERROR, PROGRESS
+from ..pure import mapping
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -54,14 +53,13 @@ __all__ = [
     "RECORD_VERSION",
     "ConformCancelled",
     "ConformError",
-    "ConformJob",
     "ConformPlan",
+    "ConformRender",
     "SourceClip",
     "StripTimes",
     "conform_dir",
     "conform_size",
     "duration_options",
-    "movie_frame_count",
     "nearest_fps",
     "needs_conform",
     "plan_conform",
@@ -70,7 +68,7 @@ __all__ = [
     "visible_file_frames",
 ]
 
-RENDER_SCRIPT = str(Path(__file__).with_name("conform_render.py"))
+RENDER_SCRIPT = str(Path(__file__).parent.parent / "child" / "conform_render.py")
 
 
 # ------------------------------------------------------------------ what the strip shows
@@ -134,14 +132,6 @@ def visible_file_frames(times: StripTimes) -> tuple[int, int]:
     return first, last - first + 1
 
 
-def movie_frame_count(path: str | os.PathLike) -> int | None:
-    """Frames of the movie's first video track from its MP4/MOV index (no decoding).
-
-    None when the file is not ISO-BMFF or has no video track; the caller then asks Blender.
-    """
-    return mp4_frame_count(path)
-
-
 def conform_dir(blend_path: str, unsaved_root: str) -> str:
     """Where conformed clips go: ``kling/conformed`` beside the .blend, else ``conformed``
     under the add-on's folder for an unsaved .blend, which the first save moves to
@@ -175,7 +165,7 @@ def render_command(script: str, args: dict[str, Any], *, blender_binary: str = "
     return [python, script, payload]
 
 
-class ConformJob:
+class ConformRender:
     """One conform render in a child process, run by ``run`` on a thread that may block.
 
     Thread safety: ``run`` is called once, on one thread; ``progress``, ``state`` and

@@ -8,24 +8,20 @@ import bpy
 
 from kling_elements import validate
 
-from . import compat, conform_ui, cost_text, geometry, ops_jobs, source
-from .edit_check import image_notes
-from .ops_edit import edit_problems_for
-from .ops_session import active_movie_strip
-from .prefs import HOST_CHOICES, get_prefs
-from .props import load_selection
-from .props_edit import ACTIVE_STATUSES, MODE_LABELS
-from .reference_images import image_facts
+from .. import compat
+from ..bridge import geometry, source
+from ..bridge.context import active_movie_strip
+from ..bridge.prefs import HOST_CHOICES, get_prefs
+from ..bridge.props import load_selection
+from ..bridge.props_edit import ACTIVE_STATUSES, MODE_LABELS
+from ..bridge.reference_images import image_facts
+from ..ops import long_jobs
+from ..ops.edit import edit_problems_for
+from ..pure import cost_text
+from ..pure.edit_check import image_notes
+from . import conform_panel
 
 __all__ = ["classes"]
-
-
-def redraw_sidebar() -> None:
-    """Redraw the Sequencer sidebars (a progress figure changed on the worker)."""
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "SEQUENCE_EDITOR":
-                area.tag_redraw()
 
 
 class _KlingPanel:
@@ -42,7 +38,7 @@ class KLING_PT_main(_KlingPanel, bpy.types.Panel):
         layout = self.layout
         if runtime.busy or runtime.status:
             layout.label(text=runtime.status or "Working…", icon="SORTTIME")
-        ops_jobs.draw_jobs(layout)
+        long_jobs.draw_jobs(layout)
         if runtime.error:
             layout.label(text=runtime.error, icon="ERROR")
         layout.operator("kling.test_connection", icon="URL")
@@ -94,7 +90,7 @@ class KLING_PT_conform(_KlingPanel, bpy.types.Panel):
         return strip is not None and not strip.kling.video_id
 
     def draw(self, context: bpy.types.Context) -> None:
-        conform_ui.draw_conform(self.layout, context, active_movie_strip(context))
+        conform_panel.draw_conform(self.layout, context, active_movie_strip(context))
 
 
 class KLING_PT_session(_KlingPanel, bpy.types.Panel):

@@ -1,8 +1,10 @@
-"""Kling's rules checked on a movie strip, from what Blender already knows (no file I/O).
+"""A movie strip's source file: Kling's rules checked on it, its frame rate and frame count.
 
-Blender has read the movie's size and frame rate; the container comes from the file name.
-What is sent to Kling is the whole file, so the rules apply to the file; a trimmed strip
-gets a note (conforming the visible range is a later feature).
+The size comes from what Blender already read, the container from the file name; the frame
+rate and count from the file's MP4/MOV index (the core's reader), read once per version of
+the file (``(path, mtime, size)``, stat'ed at most once a second), because panels and clicks
+ask on the main thread. What Start Editing sends is the whole file, so the rules apply to
+the file; a trimmed strip gets a note, and Conform renders just its visible range.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 from kling_elements import validate
 from kling_elements.media import mp4_frame_count, mp4_frame_rate
 
-from . import compat
+from .. import compat
 
-__all__ = ["Check", "clip_info", "missing_media", "source_checks", "source_file_frames",
-           "source_fps", "timeline_frames"]
+__all__ = ["Check", "clip_info", "missing_media", "movie_frames", "source_checks",
+           "source_file_frames", "source_fps", "timeline_frames"]
 
 _fps_cache: dict[tuple[str, int, int], float] = {}
 _frames_cache: dict[tuple[str, int, int], int | None] = {}
@@ -60,18 +62,38 @@ def source_fps(strip: Any, filepath: str) -> float:
     return _fps_cache[key]
 
 
+def movie_frames(filepath: str, *, allow_load: bool = False) -> int | None:
+    """Frames in the movie file: the core's MP4/MOV index reader, once per version of the
+    file; else, with ``allow_load``, Blender's decoder; else None.
+
+    The add-on's one frame counter (session checks, Conform's plan and panel). Loading a
+    movie clip opens the file (tens of ms), so panels never ask for it; the Conform
+    operator does, once per click, for containers without an MP4 index.
+    """
+    key = _file_key(filepath)
+    if key is None:
+        return None
+    if key not in _frames_cache:
+        _frames_cache[key] = mp4_frame_count(filepath)
+    if _frames_cache[key] is None and allow_load:
+        import bpy
+
+        clip = bpy.data.movieclips.load(filepath, check_existing=False)
+        try:
+            _frames_cache[key] = int(clip.frame_duration) or None
+        finally:
+            bpy.data.movieclips.remove(clip)
+    return _frames_cache[key]
+
+
 def source_file_frames(strip: Any, filepath: str) -> int:
-    """Frames in the movie file, from its index (cached); else what Blender reports.
+    """Frames in the movie file (``movie_frames``); else what Blender reports for the strip.
 
     ``content_duration`` (``frame_duration`` before 5.1) is not that number everywhere: for
     a strip Blender retimes ("Adjust Playback Rate"), 4.2 reports the file's frames and 5.0
     the timeline length.
     """
-    key = _file_key(filepath)
-    if key is not None and key not in _frames_cache:
-        _frames_cache[key] = mp4_frame_count(filepath)
-    cached = _frames_cache.get(key) if key else None
-    return cached or int(compat.timing(strip, "content_duration"))
+    return movie_frames(filepath) or int(compat.timing(strip, "content_duration"))
 
 
 def missing_media(strip: Any) -> str:

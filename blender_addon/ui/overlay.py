@@ -17,11 +17,13 @@ from typing import Any
 
 import bpy
 
-from . import compat, geometry
-from .overlay_cache import OVERLAYS, OverlayKey, overlay_key, prepare
-from .overlay_layout import MaskQuad, mask_pixels, mask_quad, visible_dots
-from .props import load_selection
-from .worker import OVERLAY
+from .. import compat
+from ..bridge import geometry
+from ..bridge.context import redraw_sequencers
+from ..bridge.props import load_selection
+from ..pure.overlay_layout import MaskQuad, mask_pixels, mask_quad, visible_dots
+from ..work.overlay_cache import OVERLAYS, OverlayKey, overlay_key, prepare
+from ..work.worker import OVERLAY
 
 __all__ = ["Plan", "mask_pixels", "plan", "register", "request", "unregister"]
 
@@ -55,19 +57,11 @@ def request(key: OverlayKey, masks: list[dict], color, opacity: float) -> None:
             OVERLAYS.put(prepared)
         return prepared
 
-    OVERLAY.submit("Overlay", work, lambda prepared: prepared and tag_redraw(), _print_error)
+    OVERLAY.submit("Overlay", work, lambda prepared: prepared and redraw_sequencers(), _print_error)
 
 
 def _print_error(exc: BaseException) -> None:
     print(f"Kling: the mask overlay could not be prepared: {exc}")
-
-
-def tag_redraw() -> None:
-    """Redraw every Sequencer area (a prepared overlay is ready to show)."""
-    for window in getattr(bpy.context.window_manager, "windows", []):
-        for area in window.screen.areas:
-            if area.type == "SEQUENCE_EDITOR":
-                area.tag_redraw()
 
 
 def plan(context) -> Plan | None:

@@ -9,7 +9,9 @@ from typing import Any
 
 from kling_elements import SelectionState
 
-from . import compat, cover, mapping, source
+from .. import compat
+from ..pure import cover, mapping
+from . import source
 
 
 def bpy_abspath(path: str) -> str:

@@ -11,26 +11,21 @@ from typing import Any
 
 import bpy
 
-from . import compat, conform, ops_conform
+from .. import compat
+from ..ops import conform as ops_conform
+from ..work import conform
 
 __all__ = ["draw_conform"]
 
 _CHOICE_TEXT = {"AUTO": "Conform Clip", "5": "5 s", "10": "10 s"}
 
 
-def _progress(layout: Any, fraction: float, text: str) -> None:
-    if hasattr(layout, "progress"):  # 4.0+
-        layout.progress(factor=fraction, type="BAR", text=text)
-    else:
-        layout.label(text=text, icon="SORTTIME")
-
-
-def _draw_running(layout: Any, job: conform.ConformJob) -> None:
+def _draw_running(layout: Any, job: conform.ConformRender) -> None:
     done, total = job.progress
     text = (f"Conforming… {round(job.fraction * 100)}% ({done}/{total} frames)"
             if job.state == "running" else "Conform queued…")
     row = layout.row(align=True)
-    _progress(row, job.fraction, text)
+    compat.progress_bar(row, job.fraction, text)
     row.operator("kling.cancel_conform", text="", icon="CANCEL")
 
 
@@ -93,7 +88,7 @@ def draw_conform(layout: Any, context: bpy.types.Context, strip: Any) -> None:
     change, the Conform buttons (auto length, or at most 5 s / 10 s), the running render's
     progress with Cancel, and once done the conformed file with a Clear button."""
     scene = compat.sequencer_scene(context)
-    job = ops_conform.job_for(scene, strip)
+    job = ops_conform.render_for(scene, strip)
     if job is not None:
         _draw_running(layout, job)
     elif strip.kling.conformed_path:

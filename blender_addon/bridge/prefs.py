@@ -14,7 +14,8 @@ from kling_elements import REGIONS
 from kling_elements.credentials import Credentials, resolve_credentials
 from kling_elements.hosting import HostingSettings
 
-from .settings import ClientSettings
+from .. import compat
+from ..pure.settings import ClientSettings
 
 __all__ = ["ClientSettings", "KlingPreferences", "base_url", "client_settings", "get_prefs",
            "hosting_settings", "url_cache_dir"]
@@ -29,10 +30,13 @@ HOST_CHOICES = (
 )
 
 SANDBOX_URL = "http://127.0.0.1:8765"
+# The add-on's own package ("blender_addon", or "bl_ext.<repo>.<id>" as an extension): what
+# Blender keys its preferences and user folder by.
+ADDON_PACKAGE = __package__.rpartition(".")[0]
 
 
 class KlingPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
+    bl_idname = ADDON_PACKAGE
 
     region: bpy.props.EnumProperty(
         name="Region",
@@ -119,7 +123,7 @@ class KlingPreferences(bpy.types.AddonPreferences):
 
 def get_prefs(context: bpy.types.Context | None = None) -> KlingPreferences:
     context = context or bpy.context
-    prefs = context.preferences.addons[__package__].preferences
+    prefs = context.preferences.addons[ADDON_PACKAGE].preferences
     assert isinstance(prefs, KlingPreferences)
     return prefs
 
@@ -160,6 +164,5 @@ def hosting_settings(prefs: KlingPreferences | None = None) -> HostingSettings:
 
 def url_cache_dir() -> str:
     """Where published URLs are remembered per clip content (never the store's secrets)."""
-    if __package__.startswith("bl_ext.") and hasattr(bpy.utils, "extension_path_user"):
-        return bpy.utils.extension_path_user(__package__, path="hosting", create=True)
-    return bpy.utils.user_resource("CONFIG", path="kling-elements", create=True)
+    return (compat.extension_user_dir(ADDON_PACKAGE, "hosting")
+            or bpy.utils.user_resource("CONFIG", path="kling-elements", create=True))

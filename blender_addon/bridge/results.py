@@ -16,8 +16,9 @@ from pathlib import Path
 
 import bpy
 
-from . import compat, file_moves, placement
-from .worker import BACKGROUND, LONG
+from .. import compat
+from ..pure import file_moves, placement
+from ..work.worker import BACKGROUND, LONG
 
 __all__ = ["finish_moves", "import_movie", "move_to_blend_folder", "result_folder",
            "safe_stem", "stored_path", "unsaved_folder"]

@@ -17,15 +17,19 @@ import bpy
 
 from kling_elements import KlingError
 
-from . import compat, cost_text, live_sync, results, task_jobs
-from .online import OnlineAccessRefused
-from .ops_edit import CREATING
-from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
-from .prefs import client_settings
-from .props_edit import ACTIVE_STATUSES, MODE_LABELS
-from .worker import BACKGROUND
+from .. import compat
+from ..bridge import live_sync, results
+from ..bridge.context import active_movie_strip, online_refusal, poll_online
+from ..bridge.prefs import client_settings
+from ..bridge.props_edit import ACTIVE_STATUSES, MODE_LABELS
+from ..pure import cost_text
+from ..work import task_calls
+from ..work.online import OnlineAccessRefused
+from ..work.worker import BACKGROUND
+from .edit import CREATING
+from .session import run_job
 
-__all__ = ["classes", "pending_records", "poll_now", "tick"]
+__all__ = ["classes", "pending_records", "tick"]
 
 POLL_INTERVAL_S = 3.0
 _poll = {"busy": False, "last": 0.0}
@@ -133,11 +137,11 @@ def _poll_all(settings, items) -> list:
     outcomes = []
     for where, external, ref, folder, stem, watermark in items:
         try:
-            task = task_jobs.poll_task(settings, ref)
+            task = task_calls.poll_task(settings, ref)
             files = None
             if task is not None and task.status == "succeed":
-                files = task_jobs.fetch_result(settings, task, folder, stem, watermark)
-            outcome = task_jobs.TaskUpdate(task, files)
+                files = task_calls.fetch_result(settings, task, folder, stem, watermark)
+            outcome = task_calls.TaskUpdate(task, files)
         except (KlingError, OSError, ValueError) as exc:
             outcome = exc
         outcomes.append((where, external, outcome))
@@ -145,7 +149,8 @@ def _poll_all(settings, items) -> list:
 
 
 def tick(force: bool = False) -> None:
-    """Start one background poll of every unfinished task, at most every few seconds."""
+    """Start one background poll of every unfinished task, at most every few seconds
+    (``force``: now, unless a poll is still running)."""
     now = time.monotonic()
     if _poll["busy"] or (not force and now - _poll["last"] < POLL_INTERVAL_S):
         return
@@ -187,11 +192,6 @@ def tick(force: bool = False) -> None:
             runtime.tasks_status = f"Checking tasks failed, will retry: {exc}"
 
     BACKGROUND.submit("Check tasks", lambda: _poll_all(settings, items), done, failed)
-
-
-def poll_now() -> None:
-    """Poll immediately (the timer does this every few seconds; tests call it)."""
-    tick(force=True)
 
 
 @bpy.app.handlers.persistent
@@ -285,7 +285,7 @@ class KLING_OT_refresh_account_tasks(bpy.types.Operator):
                 item.message = task.status_msg
                 item.created = int(task.created_at // 1000)
 
-        run_job(context, "List tasks", lambda: task_jobs.list_account_tasks(settings), done)
+        run_job(context, "List tasks", lambda: task_calls.list_account_tasks(settings), done)
         return {"FINISHED"}
 
 
@@ -305,7 +305,7 @@ class KLING_OT_refresh_account_costs(bpy.types.Operator):
         def done(costs) -> None:
             bpy.context.window_manager.kling.account_left = cost_text.account_text(costs)
 
-        run_job(context, "Check balance", lambda: task_jobs.account_costs(settings), done)
+        run_job(context, "Check balance", lambda: task_calls.account_costs(settings), done)
         return {"FINISHED"}
 
 

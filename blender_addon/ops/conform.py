@@ -2,7 +2,7 @@
 that render, forget its result; plus what the panel and the session need to read about it.
 
 The render runs in a child Blender process (``conform_render.py``) driven by a
-:class:`conform.ConformJob` on a long-job thread of its own (``worker.LONG``), so clicks on
+:class:`conform.ConformRender` on a long-job thread of its own (``worker.LONG``), so clicks on
 other strips are served while it renders: the operator reads the strip into plain data and
 plans on the main thread, the thread only waits on the child and parses its progress lines,
 and the result is stored on the strip by the drain on the main thread. A timer of this
@@ -19,22 +19,23 @@ from typing import Any
 
 import bpy
 
-from . import compat, conform, results, source
-from .ops_jobs import run_long_job, strip_key
-from .ops_session import active_movie_strip
-from .worker import LONG
+from .. import compat
+from ..bridge import results, source
+from ..bridge.context import active_movie_strip
+from ..work import conform
+from ..work.worker import LONG
+from .long_jobs import run_long_job, strip_key
 
-__all__ = ["classes", "conform_status", "conformed_clip", "job_for", "read_source"]
+__all__ = ["classes", "conform_status", "conformed_clip", "read_source", "render_for"]
 
 PROGRESS_INTERVAL_S = 0.25
 ConformError = conform.ConformError
 _SESSION_REFUSAL = ("The strip has a Kling session, whose frames refer to the clip it was "
                     "started from: Reset the session first")
 
-_jobs: dict[tuple[str, str], conform.ConformJob] = {}
+_renders: dict[tuple[str, str], conform.ConformRender] = {}
 """Renders started in this Blender session, by (scene name, strip name), until they end."""
 
-_frames_cache: dict[tuple[str, int, int], int | None] = {}
 
 
 def _key(scene: Any, strip: Any) -> tuple[str, str]:
@@ -42,32 +43,14 @@ def _key(scene: Any, strip: Any) -> tuple[str, str]:
 
 
 def long_key(scene: Any, strip: Any) -> str:
-    """The key of the strip's render among the long jobs (``ops_jobs``)."""
+    """The key of the strip's render among the long jobs (``ops.long_jobs``)."""
     return strip_key("conform", *_key(scene, strip))
 
 
-def job_for(scene: Any, strip: Any) -> conform.ConformJob | None:
+def render_for(scene: Any, strip: Any) -> conform.ConformRender | None:
     """The render queued or running for this strip, or None."""
-    job = _jobs.get(_key(scene, strip))
+    job = _renders.get(_key(scene, strip))
     return job if job is not None and job.state in ("queued", "running") else None
-
-
-def _file_frames(path: str, stat: os.stat_result, allow_load: bool) -> int | None:
-    """The movie's frame count: the MP4 index (cached), else Blender's decoder if allowed.
-
-    Loading a movie clip opens the file (tens of ms), so the panel never does it; the
-    operator does, once per click, for containers without an MP4 index.
-    """
-    key = (path, stat.st_mtime_ns, stat.st_size)
-    if key not in _frames_cache:
-        _frames_cache[key] = conform.movie_frame_count(path)
-    if _frames_cache[key] is None and allow_load:
-        clip = bpy.data.movieclips.load(path, check_existing=False)
-        try:
-            _frames_cache[key] = int(clip.frame_duration) or None
-        finally:
-            bpy.data.movieclips.remove(clip)
-    return _frames_cache[key]
 
 
 def read_source(scene: Any, strip: Any, *, allow_load: bool = False) -> conform.SourceClip:
@@ -80,7 +63,7 @@ def read_source(scene: Any, strip: Any, *, allow_load: bool = False) -> conform.
                            "(Strip > Movie > File)") from None
     element = strip.elements[0] if len(strip.elements) else None
     fps = source.source_fps(strip, path)
-    file_frames = _file_frames(path, stat, allow_load)
+    file_frames = source.movie_frames(path, allow_load=allow_load)
     render = scene.render
     times = conform.StripTimes(
         frame_start=float(compat.timing(strip, "content_start")),
@@ -177,7 +160,7 @@ def _stored_path(path: str) -> str:
 class _RenderProgress:
     """The render's line in the panel's list of long jobs."""
 
-    def __init__(self, name: str, job: conform.ConformJob) -> None:
+    def __init__(self, name: str, job: conform.ConformRender) -> None:
         self.name, self.job = name, job
 
     def text(self) -> str:
@@ -188,17 +171,17 @@ class _RenderProgress:
 
 def _progress_tick() -> float | None:
     """Main-thread timer: show the running render's progress; ends when none runs."""
-    for key, job in list(_jobs.items()):
+    for key, job in list(_renders.items()):
         if job.state not in ("queued", "running"):
-            del _jobs[key]
-    running = [(key, job) for key, job in _jobs.items() if job.state == "running"]
+            del _renders[key]
+    running = [(key, job) for key, job in _renders.items() if job.state == "running"]
     if running:
         (_, name), job = running[0]
         text = f"Conforming {name}… {round(job.fraction * 100)}%"
         runtime = bpy.context.window_manager.kling
         if runtime.status != text:
             runtime.status = text
-    return PROGRESS_INTERVAL_S if _jobs else None
+    return PROGRESS_INTERVAL_S if _renders else None
 
 
 class KLING_OT_conform_source(bpy.types.Operator):
@@ -226,7 +209,7 @@ class KLING_OT_conform_source(bpy.types.Operator):
         if strip is None:
             cls.poll_message_set("Select a movie strip first")
             return False
-        if job_for(compat.sequencer_scene(context), strip) is not None:
+        if render_for(compat.sequencer_scene(context), strip) is not None:
             cls.poll_message_set("This strip is being conformed")
             return False
         if strip.kling.selection_json:
@@ -242,10 +225,10 @@ class KLING_OT_conform_source(bpy.types.Operator):
         except conform.ConformError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        job = conform.ConformJob(plan, blender_binary=bpy.app.binary_path,
-                                 python=sys.executable)
+        job = conform.ConformRender(plan, blender_binary=bpy.app.binary_path,
+                                    python=sys.executable)
         key, name = _key(scene, strip), strip.name
-        _jobs[key] = job
+        _renders[key] = job
 
         def done(path: str) -> None:
             target = compat.strip_by_name(bpy.data.scenes.get(key[0]), name)
@@ -270,7 +253,7 @@ class KLING_OT_cancel_conform(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         strip = active_movie_strip(context)
-        return strip is not None and job_for(compat.sequencer_scene(context), strip) is not None
+        return strip is not None and render_for(compat.sequencer_scene(context), strip) is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         scene, strip = compat.sequencer_scene(context), active_movie_strip(context)
@@ -306,8 +289,8 @@ classes = (KLING_OT_conform_source, KLING_OT_cancel_conform, KLING_OT_clear_conf
 
 def unregister() -> None:
     """Stop renders and the progress timer (call from the add-on's ``unregister``)."""
-    for job in _jobs.values():
+    for job in _renders.values():
         job.cancel()
-    _jobs.clear()
+    _renders.clear()
     if bpy.app.timers.is_registered(_progress_tick):
         bpy.app.timers.unregister(_progress_tick)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .overlay_layout import colour_pixels, mask_union, texture_samples
+from ..pure.overlay_layout import colour_pixels, mask_union, texture_samples
 
 __all__ = ["MAX_BYTES", "OVERLAYS", "OverlayCache", "Prepared", "buffer_bytes", "colour_key",
            "overlay_key", "prepare"]

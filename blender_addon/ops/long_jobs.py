@@ -17,7 +17,7 @@ from typing import Any
 
 import bpy
 
-from .worker import LONG, LongJob
+from ..work.worker import LONG, LongJob
 
 __all__ = ["classes", "draw_jobs", "generate_key", "marks_locked", "run_long_job", "start_key",
            "strip_key"]

@@ -1,4 +1,4 @@
-"""Worker-thread work of the Edit, Preview and Tasks steps: plain functions, no ``bpy``.
+"""The Kling calls of the Edit, Preview and Tasks steps, run by worker jobs; no ``bpy``.
 
 Creation runs on a long-job thread of its own (``worker.LONG``): on 1303 it waits up to
 ``SLOT_WAIT_S`` for a free task slot, and no click may wait behind that. It starts only once
@@ -21,9 +21,9 @@ from typing import Any
 
 from kling_elements import AccountCosts, CreateCancelled, KlingError, NotFoundError, Task
 
-from .jobs import Progress, SessionSource, _live_state, client_for, retries_reported_to
+from ..pure.settings import ClientSettings
 from .online import GATE, OnlineAccessRefused
-from .settings import ClientSettings
+from .session_calls import Progress, SessionSource, client_for, retries_reported_to, working_session
 
 __all__ = ["EditRequest", "ImagePixels", "ResultFiles", "TaskNotSent", "TaskUpdate",
            "account_costs", "create_task", "fetch_result", "list_account_tasks", "poll_task",
@@ -126,7 +126,7 @@ def create_task(settings: ClientSettings, source: SessionSource, stored: dict[st
     except OnlineAccessRefused as exc:
         raise TaskNotSent(exc.host) from None
     client = client_for(settings)
-    state = _live_state(client, source, stored)
+    state = working_session(client, source, stored)
     images = [i.to_image() if isinstance(i, ImagePixels) else i for i in request.images]
 
     def submit(session_id: str) -> Task:
@@ -190,7 +190,7 @@ def preview_tracking(settings: ClientSettings, source: SessionSource, stored: di
     marks never overwrite the preview an editor may still be looking at.
     """
     client = client_for(settings)
-    state = _live_state(client, source, stored)
+    state = working_session(client, source, stored)
     result = client.preview_selection(state.session_id)
     marks = json.dumps({str(f): state.points[f] for f in state.frames()}, sort_keys=True)
     digest = hashlib.sha256(marks.encode()).hexdigest()[:8]

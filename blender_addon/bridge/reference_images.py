@@ -11,8 +11,8 @@ import os
 
 import bpy
 
-from .edit_check import ImageFacts
-from .task_jobs import ImagePixels
+from ..pure.edit_check import ImageFacts
+from ..work.task_calls import ImagePixels
 
 __all__ = ["image_facts", "image_input", "slot_images"]
 

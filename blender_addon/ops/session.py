@@ -5,21 +5,18 @@ from typing import Any
 
 import bpy
 
-from . import compat, jobs, live_sync, ops_conform, source
-from .online import GATE, OnlineAccessRefused
-from .ops_jobs import run_long_job, start_key
-from .prefs import base_url, client_settings, hosting_settings, url_cache_dir
-from .props import load_selection, save_selection, selection_text
-from .worker import LONG, WORKER
+from .. import compat
+from ..bridge import live_sync, source
+from ..bridge.context import active_movie_strip, poll_online, sync_online_access
+from ..bridge.prefs import client_settings, hosting_settings, url_cache_dir
+from ..bridge.props import load_selection, save_selection, selection_text
+from ..work import session_calls
+from ..work.online import OnlineAccessRefused
+from ..work.worker import LONG, WORKER
+from . import conform
+from .long_jobs import run_long_job, start_key
 
-__all__ = ["active_movie_strip", "classes", "online_refusal", "poll_online", "run_job"]
-
-
-def active_movie_strip(context: bpy.types.Context):
-    scene = compat.sequencer_scene(context)
-    editor = scene.sequence_editor if scene else None
-    strip = editor.active_strip if editor else None
-    return strip if strip is not None and strip.type == "MOVIE" else None
+__all__ = ["classes", "run_job"]
 
 
 def _set_status(context: bpy.types.Context, status: str = "", error: str = "",
@@ -37,7 +34,7 @@ def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None
     look Blender's data up again: an undo meanwhile replaces it. A request the online gate
     refused shows the gate's message (nothing of it was sent).
     """
-    compat.sync_online_access()
+    sync_online_access()
 
     def done(result: Any) -> None:
         wm = bpy.context.window_manager
@@ -61,24 +58,6 @@ def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None
     WORKER.submit(label, work, done, failed)
 
 
-def online_refusal(context: bpy.types.Context) -> str:
-    """The online gate's message if a request to Kling would be refused now, else "".
-
-    Reads Blender's switch and answers from what the gate already knows (no name lookup),
-    so ``poll()`` may call it; the worker's own check at each request is what enforces.
-    """
-    compat.sync_online_access()
-    return GATE.refusal_cached(base_url(context))
-
-
-def poll_online(cls, context: bpy.types.Context) -> bool:
-    """For ``poll()``: False with the gate's message when online access refuses Kling."""
-    refusal = online_refusal(context)
-    if refusal:
-        cls.poll_message_set(refusal)
-    return not refusal
-
-
 class KLING_OT_test_connection(bpy.types.Operator):
     """Check the keys and the region with a harmless request"""
 
@@ -96,7 +75,7 @@ class KLING_OT_test_connection(bpy.types.Operator):
         def done(count: int) -> None:
             wm.kling.status = f"Connected to {settings.base_url}"
 
-        run_job(context, "Test connection", lambda: jobs.test_connection(settings), done)
+        run_job(context, "Test connection", lambda: session_calls.test_connection(settings), done)
         return {"FINISHED"}
 
 
@@ -125,10 +104,10 @@ class KLING_OT_start_session(bpy.types.Operator):
         if missing:
             self.report({"ERROR"}, missing)
             return {"CANCELLED"}
-        found = ops_conform.conformed_clip(scene, strip) if not strip.kling.video_id else None
+        found = conform.conformed_clip(scene, strip) if not strip.kling.video_id else None
         if found is None and strip.kling.conformed_path and not strip.kling.video_id:
             # Never fall back silently to the raw file the user chose to replace.
-            self.report({"ERROR"}, ops_conform.conform_status(scene, strip)[2])
+            self.report({"ERROR"}, conform.conform_status(scene, strip)[2])
             return {"CANCELLED"}
         path = found[0] if found else bpy.path.abspath(strip.filepath)
         first_frame, file_frames = 0, 0
@@ -147,7 +126,7 @@ class KLING_OT_start_session(bpy.types.Operator):
         manual_url, video_id = strip.kling.video_url, strip.kling.video_id
         where = live_sync.ref(strip)  # keyed before the request: undo cannot lose the answer
 
-        def done(result: tuple[jobs.SessionSource, dict]) -> None:
+        def done(result: tuple[session_calls.SessionSource, dict]) -> None:
             session_source, state = result
             live_sync.deliver_session(where, state["session_id"], {
                 "published_url": session_source.video_url,
@@ -157,11 +136,12 @@ class KLING_OT_start_session(bpy.types.Operator):
             })
 
         hosting, cache = hosting_settings(), url_cache_dir()
-        progress = jobs.Progress(f"Publishing {name}")
+        progress = session_calls.Progress(f"Publishing {name}")
         # Its own thread: a long upload never holds up clicks on other strips.
         run_long_job(context, start_key(scene_name, name), f"Start editing {name}",
-                     lambda cancel: jobs.start_session(settings, path, manual_url, video_id,
-                                                       hosting, cache, progress.update, cancel),
+                     lambda cancel: session_calls.start_session(
+                         settings, path, manual_url, video_id, hosting, cache, progress.update,
+                         cancel),
                      done, progress=progress)
         return {"FINISHED"}
 

@@ -1,4 +1,4 @@
-"""The work the add-on sends to its worker thread: plain functions, no ``bpy``.
+"""The Kling calls of a selection session, run by worker jobs: plain functions, no ``bpy``.
 
 Each takes what the main thread read from Blender (settings, the strip's stored selection
 as a dict) and returns plain data for the main thread to store. One client per settings is
@@ -21,9 +21,9 @@ from typing import Any
 from kling_elements import Client, KlingError, SelectionState
 from kling_elements.hosting import HostingSettings, UrlHost, make_host
 
+from ..pure.settings import ClientSettings
 from .online import GATE
 from .overlay_cache import Prepared, overlay_key, prepare
-from .settings import ClientSettings
 from .worker import JobCancelled
 
 __all__ = ["Progress", "SelectionAnswer", "SessionSource", "add_points", "clear_points",
@@ -206,7 +206,8 @@ def _cancellable(on_progress: Any, cancel: threading.Event | None) -> Any:
     return report
 
 
-def _live_state(client: Client, source: SessionSource, stored: dict[str, Any]) -> SelectionState:
+def working_session(client: Client, source: SessionSource,
+                    stored: dict[str, Any]) -> SelectionState:
     """The session to work on: the worker's memory, else the stored copy, with its video
     known so the client can restore it (expired, or gone on Kling's side) by itself."""
     state = client.sessions.get(stored["session_id"]) or SelectionState.from_dict(stored)
@@ -219,7 +220,7 @@ def _live_state(client: Client, source: SessionSource, stored: dict[str, Any]) -
 def _with_restore(settings: ClientSettings, source: SessionSource, stored: dict[str, Any],
                   action) -> dict[str, Any]:
     client = client_for(settings)
-    state = _live_state(client, source, stored)
+    state = working_session(client, source, stored)
     action(client, state)
     return client.sessions[state.session_id].to_dict()
 

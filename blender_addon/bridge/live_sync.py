@@ -30,8 +30,8 @@ from typing import Any
 
 import bpy
 
-from . import compat
-from .live_state import REGISTRY, LiveStrip, Place
+from .. import compat
+from ..pure.live_state import REGISTRY, LiveStrip, Place
 from .props_edit import KlingTaskRecord
 
 __all__ = ["SESSION_FIELDS", "StripRef", "deliver_session", "deliver_task", "find", "forget",
@@ -56,8 +56,10 @@ def _place(strip: Any) -> Place:
 
 
 def _movie_strips():
+    """Every movie strip of every scene, inside meta strips too."""
     for scene in bpy.data.scenes:
-        yield from compat.movie_strips(scene)
+        if scene.sequence_editor is not None:
+            yield from (s for s in compat.strips(scene.sequence_editor) if s.type == "MOVIE")
 
 
 def _strip_at(place: Place, same_file: bool = False):

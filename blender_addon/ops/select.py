@@ -10,22 +10,19 @@ import bpy
 
 from kling_elements import ValidationError, validate
 
-from . import compat, geometry, jobs, live_sync
-from .ops_jobs import marks_locked
-from .ops_session import active_movie_strip, online_refusal, poll_online, run_job
-from .overlay_cache import OVERLAYS
-from .prefs import client_settings
-from .props import load_selection
-from .source import missing_media
+from .. import compat
+from ..bridge import geometry, live_sync
+from ..bridge.context import active_movie_strip, poll_online, refusal_for, session_source
+from ..bridge.prefs import client_settings
+from ..bridge.props import load_selection
+from ..work import session_calls
+from ..work.overlay_cache import OVERLAYS
+from .long_jobs import marks_locked
+from .session import run_job
 
 __all__ = ["classes", "nearest_point", "request_add", "request_clear", "request_delete"]
 
 PICK_RADIUS = 0.05
-
-
-def _source(strip) -> jobs.SessionSource:
-    return jobs.SessionSource(video_url=strip.kling.published_url or strip.kling.video_url,
-                              video_id=strip.kling.video_id)
 
 
 def _session_of(strip):
@@ -49,23 +46,23 @@ def _send(context, strip, label: str, state, action, frame: int | None = None) -
     Everything the worker needs is read from ``bpy`` here, on the main thread; the answer
     goes to the strip found again by key (an undo meanwhile replaces every Blender object).
     The worker also serialises the answer and prepares ``frame``'s mask overlay, so the
-    main thread only stores them (``jobs.selection_answer``).
+    main thread only stores them (``session_calls.selection_answer``).
     Refused (``ValidationError``, nothing queued) while online access refuses Kling, while
     the strip's movie is missing, or while a long job locks its marks (``marks_locked``).
     """
-    refusal = (online_refusal(context) or missing_media(strip)
+    refusal = (refusal_for(context, strip)
                or marks_locked(compat.sequencer_scene(context).name, strip))
     if refusal:
         raise ValidationError(refusal)
-    settings, source, stored = client_settings(context), _source(strip), state.to_dict()
+    settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
     where, look = live_sync.ref(strip), _overlay_look(context)
 
-    def done(answer: jobs.SelectionAnswer) -> None:
+    def done(answer: session_calls.SelectionAnswer) -> None:
         if answer.overlay is not None:
             OVERLAYS.put(answer.overlay)
         live_sync.deliver_session(where, answer.session_id, {"selection_json": answer.text})
 
-    run_job(context, label, lambda: jobs.selection_answer(
+    run_job(context, label, lambda: session_calls.selection_answer(
         action(settings, source, stored), frame, look), done)
 
 
@@ -104,7 +101,7 @@ def request_add(context, strip, frame_index: int, points: list[tuple[float, floa
     state.check_add(frame_index, exact)
     _refuse_if_covered(context, strip, state, frame_index, exact)
     _send(context, strip, "Add point", state,
-          lambda *inputs: jobs.add_points(*inputs, frame_index, exact), frame_index)
+          lambda *inputs: session_calls.add_points(*inputs, frame_index, exact), frame_index)
 
 
 def request_delete(context, strip, frame_index: int, points: list[tuple[float, float]]) -> None:
@@ -112,13 +109,13 @@ def request_delete(context, strip, frame_index: int, points: list[tuple[float, f
     state = _session_of(strip)
     exact = state.exact_points(frame_index, list(points))
     _send(context, strip, "Delete point", state,
-          lambda *inputs: jobs.delete_points(*inputs, frame_index, exact), frame_index)
+          lambda *inputs: session_calls.delete_points(*inputs, frame_index, exact), frame_index)
 
 
 def request_clear(context, strip) -> None:
     state = load_selection(strip)
     if state is not None:
-        _send(context, strip, "Clear selection", state, jobs.clear_points)
+        _send(context, strip, "Clear selection", state, session_calls.clear_points)
 
 
 def nearest_point(points: list[tuple[float, float]], x: float, y: float,

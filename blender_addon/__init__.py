@@ -22,6 +22,7 @@ import bpy  # noqa: E402
 from . import (  # noqa: E402
     compat,
     live_sync,
+    ops_batch,
     ops_conform,
     ops_edit,
     ops_jobs,
@@ -45,6 +46,7 @@ _classes = (
     *ops_conform.classes,
     *ops_edit.classes,
     *ops_tasks.classes,
+    *ops_batch.classes,
     *ops_jobs.classes,
     *ui.classes,
 )

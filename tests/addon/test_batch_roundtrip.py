@@ -1,0 +1,182 @@
+"""Timeline -> farm -> timeline: Export Batch, ``kling-elements batch``, Import Batch Results.
+
+Four shots are marked the way an editor does (Start Editing, a click, the Edit panel): a
+whole clip; a trimmed strip of the same clip with a Swap and a reference image; a trimmed
+25 fps plate conformed by the add-on whose conformed clip is then gone (so the batch conforms
+the same span with the core and writes the plate-rate ``.source.mp4``); and a shot the
+sandbox refuses. The batch runs as a farm would (the CLI in another process), then the
+results come back above their strips, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import bpy, drain
+
+pytest.importorskip("av")
+
+CORE = Path(__file__).resolve().parents[2] / "core"
+
+
+@pytest.fixture(scope="module")
+def plate25(tmp_path_factory):
+    from kling_elements.sandbox.sample import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("roundtrip") / "plate25.mp4", width=640,
+                     height=360, fps=25, seconds=3.0, seed=8)
+
+
+@pytest.fixture(scope="module")
+def star(tmp_path_factory) -> str:
+    from kling_elements.sandbox.sample import make_reference_image
+
+    return str(make_reference_image(tmp_path_factory.mktemp("refs") / "star.png"))
+
+
+def _strip(editor, name: str, path, channel: int, frame: int, trim: tuple[int, int] = (0, 0)):
+    from blender_addon import compat
+
+    strip = compat.new_movie(editor, name, str(path), channel, frame)
+    left, right = trim
+    if left:
+        compat.set_timing(strip, "left_handle", compat.timing(strip, "left_handle") + left)
+    if right:
+        compat.set_timing(strip, "right_handle", compat.timing(strip, "right_handle") - right)
+    return strip
+
+
+def _mark(strip, frame: int, point) -> None:
+    from blender_addon import ops_select
+    from blender_addon.props import load_selection
+
+    bpy.context.scene.sequence_editor.active_strip = strip
+    assert bpy.ops.kling.start_session() == {"FINISHED"}
+    drain()
+    assert load_selection(strip) is not None, bpy.context.window_manager.kling.error
+    ops_select.request_add(bpy.context, strip, frame, [point])
+    drain()
+    assert load_selection(strip).frames() == [frame]
+
+
+def _run_batch(sandbox, manifest: Path, out: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KLINGAI_")}
+    env.update(KLINGAI_BASE_URL=sandbox.base_url, KLINGAI_ACCESS_KEY=sandbox.access_key,
+               KLINGAI_SECRET_KEY=sandbox.secret_key, PYTHONPATH=str(CORE))
+    command = [sys.executable, "-c", "import sys; from kling_elements.cli import main; "
+               "sys.exit(main())", "batch", str(manifest), "--out", str(out)]
+    dry = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    done = subprocess.run([*command, "--host-with", "sandbox", "--json"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr  # one shot is refused, on purpose
+    return json.loads(done.stdout)
+
+
+def _results(scene, strip) -> list:
+    from blender_addon import compat
+
+    return [s for s in compat.strips(scene.sequence_editor) if s.kling.source_strip == strip.name]
+
+
+def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_strips(
+        connected, clip, plate25, star, sandbox, tmp_path):
+    from blender_addon import compat, conform
+    from kling_elements import prompts
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = 1280, 720
+    scene.render.fps, scene.render.fps_base = 30, 1.0
+    editor = scene.sequence_editor_create()
+    whole = _strip(editor, "sh010", clip.path, 2, 1)
+    trimmed = _strip(editor, "sh020 swap", clip.path, 2, 80, trim=(10, 5))
+    plate = _strip(editor, "sh030", plate25.path, 2, 160, trim=(5, 0))
+    refused = _strip(editor, "sh040", clip.path, 2, 400)
+    unmarked = _strip(editor, "sh050", clip.path, 2, 300)
+
+    _mark(whole, 0, clip.center(0))
+    whole.kling.edit.prompt = "Delete the ball from <<<video_1>>>"
+    _mark(trimmed, 20, clip.center(20))
+    trimmed.kling.edit.edit_mode = "swap"
+    trimmed.kling.edit.image_1 = bpy.data.images.load(star, check_existing=True)
+    trimmed.kling.edit.prompt = prompts.template("swap").replace("[x]", "the ball")
+    editor.active_strip = plate
+    assert bpy.ops.kling.conform_source(duration="AUTO") == {"FINISHED"}
+    drain(timeout=300)
+    assert plate.kling.conformed_path, bpy.context.window_manager.kling.error
+    _mark(plate, 0, plate25.center(5))
+    plate.kling.edit.prompt = "Delete the ball from <<<video_1>>>"
+    conformed = Path(bpy.path.abspath(plate.kling.conformed_path))
+    plan = conform.read_record(str(conformed))
+    conformed.unlink()  # e.g. a temp folder cleaned: the batch must conform it itself
+    Path(f"{conformed}{conform.RECORD_SUFFIX}").unlink()
+    _mark(refused, 0, clip.center(0))
+    refused.kling.edit.prompt = "Delete the ball from <<<video_1>>> [[fail]]"
+
+    folder = tmp_path / "farm" / "batch"
+    for strip in compat.strips(editor):
+        strip.select = strip == unmarked
+    with pytest.raises(RuntimeError, match="sh050.*Start a session"):
+        bpy.ops.kling.export_batch(filepath=str(folder / "shots.jsonl"), selected_only=True)
+    assert not folder.exists()  # a bad strip: nothing written
+
+    assert bpy.ops.kling.export_batch(filepath=str(folder / "shots.jsonl")) == {"FINISHED"}
+    drain()
+    lines = [json.loads(x) for x in (folder / "shots.jsonl").read_text().splitlines()]
+    by_strip = {line["meta"]["strip"]: line for line in lines}
+    assert sorted(by_strip) == ["sh010", "sh020 swap", "sh030", "sh040"]  # sh050: no marks
+    assert by_strip["sh010"]["select"] == [{"frame": 0, "points": [list(clip.center(0))]}]
+    assert by_strip["sh020 swap"]["images"] == [
+        f"images/{by_strip['sh020 swap']['name']}-image1.png"]
+    assert (by_strip["sh030"]["conform"], by_strip["sh030"]["range"]) == (
+        True, [f"f{plan.first_frame}", f"f{plan.last_frame + 1}"])
+    assert by_strip["sh030"]["video"] == os.path.relpath(plate25.path, folder)
+
+    out = tmp_path / "farm" / "results"
+    report = _run_batch(sandbox, folder / "shots.jsonl", out)
+    status = {job["meta"]["strip"]: job["status"] for job in report["jobs"]}
+    assert status == {"sh010": "succeed", "sh020 swap": "succeed", "sh030": "succeed",
+                      "sh040": "failed"}
+
+    assert bpy.ops.kling.import_batch_results(directory=str(out)) == {"FINISHED"}
+    drain()
+    names = {line["meta"]["strip"]: line["name"] for line in lines}
+    for source in (whole, trimmed, plate):
+        placed = _results(scene, source)
+        assert len(placed) == 1, (source.name, bpy.context.window_manager.kling.status)
+        result = placed[0]
+        record = next(r for r in source.kling.tasks if r.imported_strip == result.name)
+        assert record.status == "succeed" and record.task_id == result.kling.task_id != ""
+        assert result.kling.video_id == record.video_id != ""  # chains the next edit
+        assert result.channel == source.channel + 1
+        for handle in ("left_handle", "right_handle"):
+            assert compat.timing(result, handle) == compat.timing(source, handle), source.name
+        expected = out / (f"{names[source.name]}.source.mp4" if source == plate
+                          else f"{names[source.name]}.mp4")
+        assert Path(bpy.path.abspath(result.filepath)).resolve() == expected.resolve()
+    # Generate's alignment: the session's clip starts where the movie does, or at the left
+    # handle for a conformed span (whose plate-rate result lies over the plate 1:1).
+    assert compat.timing(_results(scene, trimmed)[0], "content_start") == compat.timing(
+        trimmed, "content_start")
+    assert compat.timing(_results(scene, plate)[0], "content_start") == compat.timing(
+        plate, "left_handle")
+    failure = [r for r in refused.kling.tasks]
+    assert [r.status for r in failure] == ["failed"]
+    assert "content safety" in failure[0].message and not _results(scene, refused)
+
+    strips_before = len(list(compat.strips(editor)))
+    records_before = {s.name: len(s.kling.tasks) for s in (whole, trimmed, plate, refused)}
+    assert bpy.ops.kling.import_batch_results(directory=str(out)) == {"FINISHED"}
+    drain()
+    assert len(list(compat.strips(editor))) == strips_before
+    assert {s.name: len(s.kling.tasks) for s in (whole, trimmed, plate, refused)} == \
+        records_before
+    assert "3 already imported" in bpy.context.window_manager.kling.status

@@ -70,7 +70,7 @@ class Shot:
     scene: str
     strip: str
     key: str
-    source: str
+    source: str = ""
     video: str = ""
     video_id: str = ""
     conform_range: tuple[int, int] | None = None

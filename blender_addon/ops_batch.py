@@ -46,7 +46,7 @@ def _session_duration(state) -> str | None:
     return validate.duration_for(state.total_frames / state.fps)
 
 
-def _clip_of(scene, strip, duration: str | None) -> tuple[dict, list[str]]:
+def _clip_of(scene, strip, state) -> tuple[dict, list[str]]:
     """How the strip's session clip reaches the batch: Shot fields, and the problems."""
     kling = strip.kling
     if kling.video_id:
@@ -62,11 +62,13 @@ def _clip_of(scene, strip, duration: str | None) -> tuple[dict, list[str]]:
     if record is not None or (path and os.path.isfile(path)):
         return {}, [f"its conformed clip cannot be used ({problem or 'another range'}): its "
                     "marks refer to that clip; Reset the session, conform and mark again"]
+    duration = _session_duration(state) if state is not None else None
     try:  # the conformed clip is gone: the batch conforms the same span with the core
         plan = ops_conform.plan_for(scene, strip, duration or "AUTO", allow_load=True)
     except ops_conform.ConformError as exc:
         return {}, [str(exc)]
-    if plan.first_frame != kling.session_first_frame:
+    frames = state.total_frames if state is not None else None
+    if plan.first_frame != kling.session_first_frame or frames not in (None, plan.frame_count):
         return {}, ["the strip was trimmed since its session started: its marks refer to "
                     "other frames; Reset the session and mark again"]
     span = (plan.first_frame, plan.last_frame + 1)
@@ -80,7 +82,7 @@ def read_shot(scene, strip) -> batch_export.Shot:
     edit = strip.kling.edit
     problems = list(edit_problems_for(strip))
     duration = _session_duration(state) if state is not None else None
-    clip, clip_problems = _clip_of(scene, strip, duration)
+    clip, clip_problems = _clip_of(scene, strip, state)
     problems += clip_problems
     selections = ()
     if state is not None:

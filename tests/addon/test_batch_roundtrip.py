@@ -124,9 +124,15 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
     folder = tmp_path / "farm" / "batch"
     for strip in compat.strips(editor):
         strip.select = strip == unmarked
-    with pytest.raises(RuntimeError, match="sh050.*Start a session"):
+    with pytest.raises(RuntimeError, match=r"sh050.*Start a session"):
         bpy.ops.kling.export_batch(filepath=str(folder / "shots.jsonl"), selected_only=True)
     assert not folder.exists()  # a bad strip: nothing written
+    right = compat.timing(plate, "right_handle")
+    compat.set_timing(plate, "right_handle", right - 20)  # its marks no longer fit the span
+    with pytest.raises(RuntimeError, match=r"sh030.*trimmed since its session started"):
+        bpy.ops.kling.export_batch(filepath=str(folder / "shots.jsonl"))
+    assert not folder.exists()
+    compat.set_timing(plate, "right_handle", right)
 
     assert bpy.ops.kling.export_batch(filepath=str(folder / "shots.jsonl")) == {"FINISHED"}
     drain()

@@ -37,9 +37,10 @@ from kling_elements.batch_manifest import NAME_PATTERN, from_records
 from .task_jobs import ImagePixels
 
 __all__ = ["IMAGE_FOLDER", "META_SOURCES", "ExportError", "ExportResult", "Shot", "job_name",
-           "manifest_lines", "write_manifest"]
+           "manifest_lines", "precheck", "write_manifest"]
 
 IMAGE_FOLDER = "images"
+MANIFEST_SUFFIXES = (".jsonl", ".ndjson")
 META_SOURCES = ("file", "conformed", "conform", "video_id")
 """How a shot's clip reaches the batch: the strip's movie, the add-on's conformed clip, a
 conform the batch makes (``"conform": true``), or a Kling video id (a chained edit)."""
@@ -192,6 +193,18 @@ def _write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def precheck(shots: list[Shot], manifest_path: str | os.PathLike) -> list[str]:
+    """The problems known without touching the disk (the operator reports them at once)."""
+    problems = [f"{shot.label}: {problem}" for shot in shots for problem in shot.problems]
+    if not shots:
+        problems.append("no marked movie strip to export: mark an element on a strip first "
+                        "(Session > Start Editing, then Select Elements)")
+    name = Path(manifest_path).name
+    if not name.lower().endswith(MANIFEST_SUFFIXES):
+        problems.append(f"the manifest {name!r} must end in .jsonl (JSON Lines)")
+    return problems
+
+
 def write_manifest(shots: list[Shot], manifest_path: str | os.PathLike) -> ExportResult:
     """Write the manifest of ``shots`` and their images beside it, or nothing at all.
 
@@ -201,14 +214,9 @@ def write_manifest(shots: list[Shot], manifest_path: str | os.PathLike) -> Expor
     """
     path = Path(manifest_path).resolve()
     folder = path.parent
-    problems = [f"{shot.label}: {problem}" for shot in shots for problem in shot.problems]
-    if not shots:
-        problems.append("no marked movie strip to export: mark an element on a strip first "
-                        "(Session > Start Editing, then Select Elements)")
+    problems = precheck(shots, path)
     if problems:
         raise ExportError(problems)
-    if path.suffix.lower() not in (".jsonl", ".json", ".ndjson", ".txt"):
-        raise ExportError([f"the manifest {path.name!r} should end in .jsonl (JSON Lines)"])
     folder.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()
     names = [job_name(shot.strip, shot.key, taken) for shot in shots]

@@ -152,12 +152,10 @@ class KLING_OT_export_batch(bpy.types.Operator):
         if os.path.isdir(target):
             target = os.path.join(target, DEFAULT_MANIFEST)
         shots = _shots(context, self.selected_only)
-        try:  # the shots' own problems are known now: report them before any thread
-            if not shots or any(shot.problems for shot in shots):
-                batch_export.write_manifest(shots, target)
-        except batch_export.ExportError as exc:
-            runtime.error = str(exc)
-            self.report({"ERROR"}, str(exc))
+        problems = batch_export.precheck(shots, target)
+        if problems:  # known now: reported before any thread starts, nothing written
+            runtime.error = str(batch_export.ExportError(problems))
+            self.report({"ERROR"}, runtime.error)
             return {"CANCELLED"}
 
         def done(result: batch_export.ExportResult) -> None:

@@ -90,6 +90,7 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
         connected, clip, plate25, star, sandbox, tmp_path):
     from blender_addon import compat, conform
     from kling_elements import prompts
+    from kling_elements.batch_manifest import load
 
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
@@ -114,29 +115,41 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
     assert plate.kling.conformed_path, bpy.context.window_manager.kling.error
     _mark(plate, 0, plate25.center(5))
     plate.kling.edit.prompt = "Delete the ball from <<<video_1>>>"
-    conformed = Path(bpy.path.abspath(plate.kling.conformed_path))
-    plan = conform.read_record(str(conformed))
-    conformed.unlink()  # e.g. a temp folder cleaned: the batch must conform it itself
-    Path(f"{conformed}{conform.RECORD_SUFFIX}").unlink()
     _mark(refused, 0, clip.center(0))
     refused.kling.edit.prompt = "Delete the ball from <<<video_1>>> [[fail]]"
 
     folder = tmp_path / "farm" / "batch"
+    manifest = folder / "shots.jsonl"
     for strip in compat.strips(editor):
         strip.select = strip == unmarked
     with pytest.raises(RuntimeError, match=r"sh050.*Start a session"):
-        bpy.ops.kling.export_batch(filepath=str(folder / "shots.jsonl"), selected_only=True)
+        bpy.ops.kling.export_batch(filepath=str(manifest), selected_only=True)
     assert not folder.exists()  # a bad strip: nothing written
+
+    # The add-on's conformed clip is reused while it is there.
+    conformed = Path(bpy.path.abspath(plate.kling.conformed_path))
+    assert bpy.ops.kling.export_batch(filepath=str(manifest)) == {"FINISHED"}
+    drain()
+    first = {json.loads(x)["meta"]["strip"]: json.loads(x) for x in manifest.read_text()
+             .splitlines()}
+    assert first["sh030"]["video"] == os.path.relpath(conformed, folder).replace(os.sep, "/")
+    assert "conform" not in first["sh030"] and first["sh030"]["meta"]["source"] == "conformed"
+    assert load(manifest).problems == []
+    written = manifest.read_bytes()
+
+    plan = conform.read_record(str(conformed))
+    conformed.unlink()  # e.g. a temp folder cleaned: the batch must conform it itself
+    Path(f"{conformed}{conform.RECORD_SUFFIX}").unlink()
     right = compat.timing(plate, "right_handle")
     compat.set_timing(plate, "right_handle", right - 20)  # its marks no longer fit the span
     with pytest.raises(RuntimeError, match=r"sh030.*trimmed since its session started"):
-        bpy.ops.kling.export_batch(filepath=str(folder / "shots.jsonl"))
-    assert not folder.exists()
+        bpy.ops.kling.export_batch(filepath=str(manifest))
+    assert manifest.read_bytes() == written  # refused: the old manifest is untouched
     compat.set_timing(plate, "right_handle", right)
 
-    assert bpy.ops.kling.export_batch(filepath=str(folder / "shots.jsonl")) == {"FINISHED"}
+    assert bpy.ops.kling.export_batch(filepath=str(manifest)) == {"FINISHED"}
     drain()
-    lines = [json.loads(x) for x in (folder / "shots.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in manifest.read_text().splitlines()]
     by_strip = {line["meta"]["strip"]: line for line in lines}
     assert sorted(by_strip) == ["sh010", "sh020 swap", "sh030", "sh040"]  # sh050: no marks
     assert by_strip["sh010"]["select"] == [{"frame": 0, "points": [list(clip.center(0))]}]
@@ -144,10 +157,12 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
         f"images/{by_strip['sh020 swap']['name']}-image1.png"]
     assert (by_strip["sh030"]["conform"], by_strip["sh030"]["range"]) == (
         True, [f"f{plan.first_frame}", f"f{plan.last_frame + 1}"])
-    assert by_strip["sh030"]["video"] == os.path.relpath(plate25.path, folder)
+    assert by_strip["sh030"]["video"] == os.path.relpath(plate25.path, folder).replace(
+        os.sep, "/")
+    assert sorted(p.name for p in folder.iterdir()) == ["images", "shots.jsonl"]
 
     out = tmp_path / "farm" / "results"
-    report = _run_batch(sandbox, folder / "shots.jsonl", out)
+    report = _run_batch(sandbox, manifest, out)
     status = {job["meta"]["strip"]: job["status"] for job in report["jobs"]}
     assert status == {"sh010": "succeed", "sh020 swap": "succeed", "sh030": "succeed",
                       "sh040": "failed"}

@@ -118,6 +118,8 @@ def test_bad_shots_write_nothing_and_every_problem_names_its_strip(plate, star, 
                        folder / "shots.jsonl")
     with pytest.raises(ExportError, match="no marked movie strip"):
         write_manifest([], folder / "shots.jsonl")
+    with pytest.raises(ExportError, match=r"must end in \.jsonl"):
+        write_manifest([_shot(plate)], folder / "shots.json")
     assert _listing(folder) == ["shots.jsonl"]
 
 

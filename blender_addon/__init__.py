@@ -107,9 +107,13 @@ def register() -> None:
     # Enabled or reloaded with a file open: learn its sessions once data can be read.
     bpy.app.timers.register(live_sync.rebuild, first_interval=0.0)
     overlay.register()
+    for menu, entry in ops_batch.MENUS:
+        getattr(bpy.types, menu).append(entry)
 
 
 def unregister() -> None:
+    for menu, entry in ops_batch.MENUS:
+        getattr(bpy.types, menu).remove(entry)
     overlay.unregister()
     LONG.stop()  # cancels renders, uploads and slot waits; their callbacks are dropped
     ops_conform.unregister()

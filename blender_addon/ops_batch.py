@@ -35,7 +35,7 @@ from .ops_jobs import run_long_job
 from .props import load_selection
 from .source import missing_media
 
-__all__ = ["ImportSummary", "classes", "place_outcomes", "read_shot"]
+__all__ = ["MENUS", "ImportSummary", "classes", "place_outcomes", "read_shot"]
 
 DEFAULT_MANIFEST = "shots.jsonl"
 
@@ -323,3 +323,17 @@ class KLING_OT_import_batch_results(bpy.types.Operator):
 
 
 classes = (KLING_OT_export_batch, KLING_OT_import_batch_results)
+
+
+def menu_export(self, context) -> None:
+    """File > Export entry."""
+    self.layout.operator(KLING_OT_export_batch.bl_idname, text="Kling Batch Manifest (.jsonl)")
+
+
+def menu_import(self, context) -> None:
+    """File > Import entry."""
+    self.layout.operator(KLING_OT_import_batch_results.bl_idname,
+                         text="Kling Batch Results (folder)")
+
+
+MENUS = (("TOPBAR_MT_file_export", menu_export), ("TOPBAR_MT_file_import", menu_import))

@@ -201,3 +201,18 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
     assert {s.name: len(s.kling.tasks) for s in (whole, trimmed, plate, refused)} == \
         records_before
     assert "3 already imported" in bpy.context.window_manager.kling.status
+
+
+def test_the_operators_are_in_the_file_menus_and_a_folder_without_a_report_says_so(
+        addon, tmp_path):
+    from blender_addon import ops_batch
+
+    for menu, entry in ops_batch.MENUS:
+        assert entry in getattr(bpy.types, menu)._dyn_ui_initialize()
+    runtime = bpy.context.window_manager.kling
+    runtime.error = ""
+    assert bpy.ops.kling.import_batch_results(directory=str(tmp_path)) == {"FINISHED"}
+    drain()
+    assert "Import Batch Results failed" in runtime.error and "report.json" in runtime.error
+    with pytest.raises(RuntimeError, match="not a folder"):
+        bpy.ops.kling.import_batch_results(directory=str(tmp_path / "nope"))

@@ -218,13 +218,19 @@ def _plays_one_to_one(strip) -> bool:
 def _result_file(strip, outcome: batch_results.JobOutcome) -> tuple[str, int]:
     """Which result to place and the timeline frame of its first frame.
 
-    The ``.source.mp4`` is in the plate's frame rate over the conformed span, which starts
-    at the strip's left handle: it lies over the plate 1:1 when the strip is not retimed.
-    Otherwise Kling's result goes where Generate puts it.
+    A conformed clip starts at the movie's frame ``session_first_frame``. Where the strip
+    shows its movie 1:1 that frame is found on the timeline from the movie's start, so a
+    strip trimmed since the export still gets its result over the same picture; there the
+    ``.source.mp4`` (the plate's frame rate over the conformed span) lies over the plate
+    frame for frame. Otherwise Kling's result goes where Generate puts it.
     """
-    if (outcome.matched and outcome.meta.get("source") == "conform"
-            and _plays_one_to_one(strip)):
-        return outcome.matched, int(compat.timing(strip, "left_handle"))
+    kling = strip.kling
+    if kling.session_file_frames and _plays_one_to_one(strip):
+        start = int(compat.timing(strip, "content_start") + kling.session_first_frame
+                    - compat.timing(strip, "content_trim_start"))
+        if outcome.matched and outcome.meta.get("source") == "conform":
+            return outcome.matched, start
+        return outcome.output, start
     return outcome.output, _align_frame(strip)
 
 

@@ -167,6 +167,10 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
     assert status == {"sh010": "succeed", "sh020 swap": "succeed", "sh030": "succeed",
                       "sh040": "failed"}
 
+    # The editor trims the plate while the farm works: its result still lies over the same
+    # picture (its first frame over the conformed span's first frame), cut to what shows.
+    span_start = compat.timing(plate, "left_handle")
+    compat.set_timing(plate, "left_handle", span_start + 3)
     assert bpy.ops.kling.import_batch_results(directory=str(out)) == {"FINISHED"}
     drain()
     names = {line["meta"]["strip"]: line["name"] for line in lines}
@@ -187,8 +191,7 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
     # handle for a conformed span (whose plate-rate result lies over the plate 1:1).
     assert compat.timing(_results(scene, trimmed)[0], "content_start") == compat.timing(
         trimmed, "content_start")
-    assert compat.timing(_results(scene, plate)[0], "content_start") == compat.timing(
-        plate, "left_handle")
+    assert compat.timing(_results(scene, plate)[0], "content_start") == span_start
     failure = [r for r in refused.kling.tasks]
     assert [r.status for r in failure] == ["failed"]
     assert "content safety" in failure[0].message and not _results(scene, refused)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -179,6 +180,20 @@ def _stage_images(shots: list[Shot], names: list[str], stage: Path) -> list[str]
     return written
 
 
+def _can_plan_conform() -> bool:
+    """Whether the batch's conform planning (PyAV, the ``video`` extra) runs here.
+
+    Blender's extension bundles no PyAV: there a ``"conform": true`` line is checked like
+    any other except its conform plan, which the add-on already made with Blender's reading
+    of the movie and which the farm plans again with PyAV.
+    """
+    return importlib.util.find_spec("av") is not None
+
+
+def _unconformed(line: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in line.items() if k not in ("conform", "range", "match_source")}
+
+
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
@@ -224,7 +239,8 @@ def write_manifest(shots: list[Shot], manifest_path: str | os.PathLike) -> Expor
     try:
         images = _stage_images(shots, names, stage)
         staged = manifest_lines(shots, names, folder, _relative(str(stage), folder))
-        checked = from_records(enumerate(staged, start=1), folder, local_ok=True)
+        checkable = staged if _can_plan_conform() else [_unconformed(x) for x in staged]
+        checked = from_records(enumerate(checkable, start=1), folder, local_ok=True)
         if checked.problems:
             raise ExportError([f"{shots[p.line - 1].label}: {p.message}"
                                for p in checked.problems])

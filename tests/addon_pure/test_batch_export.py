@@ -168,3 +168,21 @@ def test_a_folder_without_a_report_is_refused_with_what_to_choose(tmp_path):
         read_results(tmp_path)
     with pytest.raises(ResultsError, match="not a folder"):
         read_results(tmp_path / "nope")
+
+
+def test_without_pyav_a_conform_line_is_checked_but_for_its_plan(plate, tmp_path,
+                                                                  monkeypatch):
+    """Blender's extension has no PyAV: the add-on planned the span, the farm plans it again."""
+    from blender_addon import batch_export
+
+    shot = _shot(plate, source="conform", conform_range=(0, 48))
+    bad = _shot(plate, strip="bad", key="k2", source="conform", conform_range=(0, 48),
+                prompt="")
+    monkeypatch.setattr(batch_export, "_can_plan_conform", lambda: False)
+    with pytest.raises(ExportError, match="strip 'bad'"):
+        write_manifest([shot, bad], tmp_path / "shots.jsonl")
+    write_manifest([shot], tmp_path / "shots.jsonl")
+    line = json.loads((tmp_path / "shots.jsonl").read_text())
+    assert (line["conform"], line["range"], line["match_source"]) == (True, ["f0", "f48"], True)
+    monkeypatch.undo()
+    assert load(tmp_path / "shots.jsonl").problems == []  # the farm, with PyAV, agrees

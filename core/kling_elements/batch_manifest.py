@@ -88,7 +88,9 @@ class BatchJob:
     spec: EditJob
     conform: ConformTarget | None = None
     match_source: bool = False
-    meta: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = field(default=None, compare=False)
+    """The line's ``meta`` object, for its report entry only: not part of the job's
+    identity (nor of its hash)."""
 
     def matched_path(self, out_dir: str | os.PathLike) -> Path:
         """``<out_dir>/<name>.source.mp4``: the result in the plate's rate, size and span."""

@@ -161,6 +161,15 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
         os.sep, "/")
     assert sorted(p.name for p in folder.iterdir()) == ["images", "shots.jsonl"]
 
+    for strip in compat.strips(editor):
+        strip.select = strip in (whole, trimmed)
+    picked = folder / "picked.jsonl"
+    assert bpy.ops.kling.export_batch(filepath=str(picked), selected_only=True) == {"FINISHED"}
+    drain()
+    assert [json.loads(x)["name"] for x in picked.read_text().splitlines()] == [
+        by_strip["sh010"]["name"], by_strip["sh020 swap"]["name"]]  # the same names
+    picked.unlink()
+
     out = tmp_path / "farm" / "results"
     report = _run_batch(sandbox, manifest, out)
     status = {job["meta"]["strip"]: job["status"] for job in report["jobs"]}

@@ -202,7 +202,9 @@ def _strip_for(meta: dict):
         return next((s for s in keyed if s.name == name), keyed[0])
     scene = bpy.data.scenes.get(str(meta.get("scene", "")))
     strip = compat.strip_by_name(scene, str(name or ""))
-    return strip if strip is not None and strip.type == "MOVIE" else None
+    if strip is None or strip.type != "MOVIE" or strip.kling.live_key not in ("", key):
+        return None  # gone, or another strip now carries that name
+    return strip
 
 
 def _plays_one_to_one(strip) -> bool:
@@ -248,7 +250,8 @@ def _place_one(outcome: batch_results.JobOutcome, summary: ImportSummary, folder
     if outcome.status == "failed":
         summary.failed += 1
         message = f"batch: {outcome.error}"
-        if record is None or record.status != "failed" or record.message != message:
+        if record is None or record.status not in ("failed", "succeed") \
+                or (record.status == "failed" and record.message != message):
             live_sync.deliver_task(live_sync.ref(strip), external, {
                 "status": "failed", "message": message,
                 "task_id": outcome.task_id, "edit_mode": _edit_mode(outcome, strip),

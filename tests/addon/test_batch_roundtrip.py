@@ -180,9 +180,11 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
     # picture (its first frame over the conformed span's first frame), cut to what shows.
     span_start = compat.timing(plate, "left_handle")
     compat.set_timing(plate, "left_handle", span_start + 3)
+    names = {line["meta"]["strip"]: line["name"] for line in lines}
+    names["sh020 renamed"] = names["sh020 swap"]
+    trimmed.name = "sh020 renamed"  # found again by its identity, not its name
     assert bpy.ops.kling.import_batch_results(directory=str(out)) == {"FINISHED"}
     drain()
-    names = {line["meta"]["strip"]: line["name"] for line in lines}
     for source in (whole, trimmed, plate):
         placed = _results(scene, source)
         assert len(placed) == 1, (source.name, bpy.context.window_manager.kling.status)
@@ -228,3 +230,20 @@ def test_the_operators_are_in_the_file_menus_and_a_folder_without_a_report_says_
     assert "Import Batch Results failed" in runtime.error and "report.json" in runtime.error
     with pytest.raises(RuntimeError, match="not a folder"):
         bpy.ops.kling.import_batch_results(directory=str(tmp_path / "nope"))
+
+
+def test_a_result_goes_to_its_strip_by_identity_never_to_another_strip_of_that_name(
+        addon, clip):
+    from blender_addon import compat, ops_batch
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    strip = compat.new_movie(scene.sequence_editor_create(), "sh010", str(clip.path), 1, 1)
+    meta = {"scene": scene.name, "strip": "sh010", "key": "exported-key"}
+    strip.kling.live_key = "another-strip"
+    assert ops_batch._strip_for(meta) is None  # the exported strip was deleted
+    strip.kling.live_key = ""
+    assert ops_batch._strip_for(meta) == strip  # a file saved without keys: by name
+    strip.kling.live_key = "exported-key"
+    strip.name = "renamed"
+    assert ops_batch._strip_for(meta) == strip

@@ -243,7 +243,7 @@ def test_a_result_goes_to_its_strip_by_identity_never_to_another_strip_of_that_n
     strip.kling.live_key = "another-strip"
     assert ops_batch._strip_for(meta) is None  # the exported strip was deleted
     strip.kling.live_key = ""
-    assert ops_batch._strip_for(meta) == strip  # a file saved without keys: by name
+    assert ops_batch._strip_for(meta) == strip  # a strip with no identity yet: by name
     strip.kling.live_key = "exported-key"
     strip.name = "renamed"
     assert ops_batch._strip_for(meta) == strip

@@ -25,7 +25,7 @@ import bpy  # noqa: E402
 
 from .bridge import context, live_sync, props, results  # noqa: E402
 from .bridge.prefs import KlingPreferences  # noqa: E402
-from .ops import conform, edit, long_jobs, select, session, tasks  # noqa: E402
+from .ops import batch, conform, edit, long_jobs, select, session, tasks  # noqa: E402
 from .ui import overlay, panels  # noqa: E402
 from .work.session_calls import close_clients  # noqa: E402
 from .work.worker import BACKGROUND, LONG, OVERLAY, WORKER  # noqa: E402
@@ -38,6 +38,7 @@ _classes = (
     *conform.classes,
     *edit.classes,
     *tasks.classes,
+    *batch.classes,
     *long_jobs.classes,
     *panels.classes,
 )
@@ -98,9 +99,13 @@ def register() -> None:
     # Enabled or reloaded with a file open: learn its sessions once data can be read.
     bpy.app.timers.register(live_sync.rebuild, first_interval=0.0)
     overlay.register()
+    for menu, entry in batch.MENUS:
+        getattr(bpy.types, menu).append(entry)
 
 
 def unregister() -> None:
+    for menu, entry in batch.MENUS:
+        getattr(bpy.types, menu).remove(entry)
     overlay.unregister()
     LONG.stop()  # cancels renders, uploads and slot waits; their callbacks are dropped
     conform.unregister()

@@ -55,7 +55,7 @@ def edit_problems_for(strip) -> list[str]:
     )
 
 
-def _align_frame(strip) -> int:
+def align_frame(strip) -> int:
     """Timeline frame of the session video's first frame (a conformed clip starts trimmed)."""
     name = "left_handle" if strip.kling.session_file_frames else "content_start"
     return int(compat.timing(strip, name))
@@ -90,7 +90,7 @@ def request_generate(context, strip) -> str:
     record.prompt = request.prompt
     record.watermark = request.watermark
     record.created = int(time.time())
-    record.align_frame = _align_frame(strip)
+    record.align_frame = align_frame(strip)
     strip.kling.active_task = len(strip.kling.tasks) - 1
     live_sync.remember_tasks(strip)  # Generate is no undo step: undo must not drop it
     CREATING.add(request.external_task_id)
@@ -275,7 +275,7 @@ class KLING_OT_preview_tracking(bpy.types.Operator):
         state = load_selection(strip)
         settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
         folder, where = results.result_folder(), live_sync.ref(strip)
-        stem, align = results.safe_stem(strip.name), _align_frame(strip)
+        stem, align = results.safe_stem(strip.name), align_frame(strip)
 
         def done(result) -> None:
             path, new_state = result

@@ -273,6 +273,17 @@ class KLING_PT_tasks(_KlingPanel, bpy.types.Panel):
                 box.label(text="Working in the background…", icon="SORTTIME")
 
 
+class KLING_PT_batch(_KlingPanel, bpy.types.Panel):
+    bl_label = "Batch (Farm)"
+    bl_parent_id = "KLING_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.operator("kling.export_batch", icon="EXPORT")
+        layout.operator("kling.import_batch_results", icon="IMPORT")
+
+
 class KLING_PT_account(_KlingPanel, bpy.types.Panel):
     bl_label = "Account Tasks"
     bl_parent_id = "KLING_PT_main"
@@ -291,4 +302,4 @@ class KLING_PT_account(_KlingPanel, bpy.types.Panel):
 
 classes = (KLING_PT_main, KLING_PT_source, KLING_PT_conform, KLING_PT_session, KLING_PT_select,
            KLING_PT_edit,
-           KLING_PT_preview, KLING_PT_tasks, KLING_PT_account)
+           KLING_PT_preview, KLING_PT_tasks, KLING_PT_batch, KLING_PT_account)

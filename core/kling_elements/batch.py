@@ -156,6 +156,7 @@ class JobReport:
     seconds: float = 0.0
     retries: int = 0
     cost: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass
@@ -620,7 +621,8 @@ def run(
     limit = _budget(budget if budget is not None else manifest.budget)
     selected, records_invalid = plan(manifest, shard)
     path = report_path(out, shard)
-    records = {job.name: JobReport(name=job.name, line=job.line) for job in selected}
+    records = {job.name: JobReport(name=job.name, line=job.line, meta=job.meta)
+               for job in selected}
     report = Report(sorted([*records.values(), *records_invalid], key=lambda r: r.line),
                     path, shard, limit)
     if manifest.problems and not skip_invalid:

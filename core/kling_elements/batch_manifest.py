@@ -41,7 +41,11 @@ __all__ = [
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,119}")
 FIELDS = ("name", "video", "select", "edit_mode", "prompt", "images", "negative_prompt",
-          "mode", "duration", "watermark", "model_name", "conform", "range", "match_source")
+          "mode", "duration", "watermark", "model_name", "conform", "range", "match_source",
+          "meta")
+META_MAX_BYTES = 4096
+"""``meta``: a free-form JSON object carried unchanged into the job's report entry (e.g. the
+timeline strip a shot came from), kept small because every report rewrite carries it."""
 SETTINGS_KEY = "batch"
 SETTINGS = ("budget",)
 _URL_PREFIXES = ("http://", "https://")
@@ -84,6 +88,9 @@ class BatchJob:
     spec: EditJob
     conform: ConformTarget | None = None
     match_source: bool = False
+    meta: dict[str, Any] | None = field(default=None, compare=False)
+    """The line's ``meta`` object, for its report entry only: not part of the job's
+    identity (nor of its hash)."""
 
     def matched_path(self, out_dir: str | os.PathLike) -> Path:
         """``<out_dir>/<name>.source.mp4``: the result in the plate's rate, size and span."""
@@ -294,6 +301,22 @@ def _optional_str(record: Mapping, key: str, check: _Checker) -> str | None:
     return value
 
 
+def _meta(record: Mapping, check: _Checker) -> dict[str, Any] | None:
+    """The line's ``meta`` object (``None`` when absent), checked to be a small JSON object."""
+    meta = record.get("meta")
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        check.add(f"meta must be a JSON object ({{...}}) or null, got {type(meta).__name__}")
+        return None
+    size = len(json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+    if size > META_MAX_BYTES:
+        check.add(f"meta is {size} bytes of JSON, over the limit of {META_MAX_BYTES}: keep "
+                  "only what identifies the shot (it is copied into every report)")
+        return None
+    return meta
+
+
 def _check_record(record: object, base: Path, probes: _Probes,
                   local_ok: bool) -> tuple[str | None, dict[str, Any], list[str]]:
     """``(name, EditJob-like fields, problems)`` of one parsed line."""
@@ -366,6 +389,7 @@ def _check_record(record: object, base: Path, probes: _Probes,
     if conform is not None:
         fields["conform"] = conform
         fields["match_source"] = match is True
+    fields["meta"] = _meta(record, check)
     return name, fields, check.messages
 
 
@@ -433,8 +457,9 @@ def from_records(
         if not messages and name is not None:
             conform = fields.pop("conform", None)
             match = fields.pop("match_source", False)
+            meta = fields.pop("meta", None)
             manifest.jobs.append(BatchJob(line=line, name=name, spec=EditJob(output="", **fields),
-                                          conform=conform, match_source=match))
+                                          conform=conform, match_source=match, meta=meta))
     return manifest
 
 

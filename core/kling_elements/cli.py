@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__, batch, cli_sessions, validate
-from .batch_display import BatchDisplay
+from .batch.display import BatchDisplay
 from .client import REGIONS, Client
 from .conform import cli as conform_cli
 from .cost import Cost, json_number

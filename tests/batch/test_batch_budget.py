@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from kling_elements import batch
-from kling_elements.batch_budget import Budget, BudgetHeld
-from kling_elements.batch_manifest import from_records
+from kling_elements.batch.budget import Budget, BudgetHeld
+from kling_elements.batch.manifest import from_records
 from kling_elements.cli import main
 from kling_elements.cost import SELECTION_UNITS, TASK_UNITS
 from kling_elements.hosting import SandboxHost

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from kling_elements import batch
-from kling_elements.batch_display import BatchDisplay
-from kling_elements.batch_manifest import in_shard, load, parse_shard
+from kling_elements.batch.display import BatchDisplay
+from kling_elements.batch.manifest import in_shard, load, parse_shard
 from kling_elements.errors import ValidationError
 from kling_elements.hosting import CachingHost
 from kling_elements.sandbox.sample import make_reference_image

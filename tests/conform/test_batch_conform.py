@@ -149,7 +149,7 @@ def test_a_batch_conforms_once_per_plate_and_span_and_never_again(
 
 
 def test_the_cache_follows_the_content_not_the_path(shots, plate, tmp_path):
-    from kling_elements.batch_manifest import load
+    from kling_elements.batch.manifest import load
 
     copy = shots / "copy-of-plate.mp4"
     shutil.copy(plate.path, copy)
@@ -166,7 +166,7 @@ def test_the_cache_follows_the_content_not_the_path(shots, plate, tmp_path):
 def test_the_display_shows_conform_progress_and_its_outcome():
     import io
 
-    from kling_elements.batch_display import BatchDisplay
+    from kling_elements.batch.display import BatchDisplay
 
     stream = io.StringIO()
     with BatchDisplay(stream, live=False) as display:

@@ -16,7 +16,9 @@ from kling_elements.cost import SELECTION_UNITS, TASK_UNITS
 from kling_elements.hosting import SandboxHost
 from kling_elements.sandbox.sample import make_clip
 
-from .batch_support import FRAMES, created_total, frame_count, job
+from ..support.batch import FRAMES, job
+from ..support.media import frame_count
+from ..support.sandbox import created_total
 
 D = Decimal
 # What one removal of the 2 s plates costs at the sandbox: init, one add, a std 5 s task.

@@ -9,7 +9,8 @@ import logging
 
 from kling_elements.cli import main
 
-from .batch_support import add_faults, assert_complete, write_manifest
+from ..support.batch import assert_complete, write_manifest
+from ..support.sandbox import add_faults
 
 
 def _task_queries(caplog) -> int:

@@ -14,20 +14,18 @@ from kling_elements.cli import main
 from kling_elements.hosting import SandboxHost
 from kling_elements.sandbox.sample import make_reference_image
 
-from .batch_support import (
+from ..support.batch import (
     FRAMES,
     REMOVE,
-    add_faults,
     assert_complete,
-    created_total,
-    frame_count,
     job,
-    pending_faults,
     saved_external_ids,
     tasks_by_external_id,
     uploads,
     write_manifest,
 )
+from ..support.media import frame_count
+from ..support.sandbox import add_faults, created_total, pending_faults
 
 TRIPWIRES = [{"route": route, "times": 1, "error": {"http": 500, "code": 5000}}
              for route in ("init-selection", "add-selection", "create", "get", "list",

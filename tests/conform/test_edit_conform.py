@@ -13,25 +13,20 @@ import pytest
 
 from kling_elements.cli import main
 from kling_elements.conform import read_record
-from kling_elements.sandbox import running
-from kling_elements.sandbox.sample import make_clip
 
+from ..support.fixtures import sandbox_fixture
 from .conftest import av
 
 PROMPT = "Delete the ball from <<<video_1>>>"
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with running(task_seconds=0.2) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=0.2)
 
 
 @pytest.fixture(scope="module")
-def plate(tmp_path_factory):
+def plate(make_plate):
     """A 25 fps, 640x360, 2.6 s plate with the sample's orange ball."""
-    return make_clip(tmp_path_factory.mktemp("plate") / "plate25.mp4", width=640, height=360,
-                     fps=25, seconds=2.6, seed=4)
+    return make_plate(640, 360, 25, 2.6, seed=4)
 
 
 @pytest.fixture

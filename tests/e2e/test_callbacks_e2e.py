@@ -20,7 +20,7 @@ import pytest
 from kling_elements.cli import main
 from kling_elements.sandbox import running
 
-from ..sandbox.sandbox_support import API, REMOVE_PROMPT, client, ok, upload
+from ..support.sandbox import API, REMOVE_PROMPT, client, ok, upload
 
 SECRET = "whsec_" + base64.b64encode(b"e2e-callbacks-secret-0123456789ab").decode()
 

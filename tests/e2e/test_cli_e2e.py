@@ -25,17 +25,19 @@ from kling_elements.cli import main
 from kling_elements.sandbox.sample import SampleClip, make_clip, make_reference_image
 from kling_elements.workflow import EditJob
 
-from ..sandbox.sandbox_support import ADD_PROMPT, REMOVE_PROMPT, decode_rle, iou, ok
-from .e2e_support import (
+from ..support.media import decode, frame_count, sha256
+from ..support.sandbox import (
+    ADD_PROMPT,
     JWT_PATTERN,
+    REMOVE_PROMPT,
     add_faults,
     advance,
     created,
-    decode,
-    frame_count,
+    decode_rle,
+    iou,
+    ok,
     pending_faults,
     set_tripwires,
-    sha256,
 )
 
 pytestmark = pytest.mark.filterwarnings(

@@ -17,19 +17,19 @@ from kling_elements.retry import MAX_BACKOFF_S
 from kling_elements.sandbox import RunningSandbox, running
 from kling_elements.sandbox.sample import SampleClip, make_reference_image
 
-from ..sandbox.sandbox_support import REMOVE_PROMPT, decode_rle, iou
-from ..sandbox.sandbox_support import client as admin_client
-from .e2e_support import (
+from ..support.media import decode, frame_count, sha256
+from ..support.sandbox import (
     REFUSED_PROMPT,
+    REMOVE_PROMPT,
     add_faults,
     advance,
     created,
-    decode,
-    frame_count,
+    decode_rle,
+    iou,
     pending_faults,
     set_tripwires,
-    sha256,
 )
+from ..support.sandbox import client as admin_client
 
 DAY_S = 24 * 3600
 pytestmark = pytest.mark.filterwarnings(

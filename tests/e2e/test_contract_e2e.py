@@ -16,8 +16,8 @@ from kling_elements.sandbox.jobs import RESULT_EXTRA_FRAMES
 from kling_elements.sandbox.sample import SampleClip, make_clip, make_reference_image
 from kling_elements.workflow import EditJob, run_edit
 
-from ..sandbox.sandbox_support import ADD_PROMPT, iou
-from .e2e_support import add_faults, advance, frame_count
+from ..support.media import frame_count
+from ..support.sandbox import ADD_PROMPT, add_faults, advance, iou
 
 FPS = 24
 

@@ -18,8 +18,7 @@ from kling_elements.hosting import SandboxHost
 from kling_elements.sandbox import running
 from kling_elements.workflow import restore_session
 
-from ..sandbox.sandbox_support import REMOVE_PROMPT
-from .e2e_support import advance
+from ..support.sandbox import REMOVE_PROMPT, advance
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation:DeprecationWarning"  # pycocotools on numpy 2

@@ -25,9 +25,9 @@ from kling_elements.cli import main
 from kling_elements.hosting import S3Host
 from kling_elements.sandbox import RunningSandbox, running
 
-from ..e2e.e2e_support import frame_count
-from ..sandbox.sandbox_support import REMOVE_PROMPT, ok
-from ..sandbox.sandbox_support import client as admin_client
+from ..support.media import frame_count
+from ..support.sandbox import REMOVE_PROMPT, ok
+from ..support.sandbox import client as admin_client
 
 SECRET = "moto-secret/for+the=cli"
 

@@ -30,8 +30,7 @@ import kling_elements as ke
 from kling_elements import cli
 from kling_elements.sandbox import RunningSandbox, SandboxConfig, running
 
-from ..e2e.e2e_support import JWT_PATTERN
-from ..sandbox.sandbox_support import ADD_PROMPT, REMOVE_PROMPT, ok, png_b64, upload
+from ..support.sandbox import ADD_PROMPT, JWT_PATTERN, REMOVE_PROMPT, ok, png_b64, upload
 
 ACCESS = "ak-" + secrets.token_hex(12)
 SECRET = "sk-" + secrets.token_urlsafe(24)

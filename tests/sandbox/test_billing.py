@@ -10,9 +10,9 @@ import pytest
 
 from kling_elements.cost import SELECTION_UNITS, TASK_UNITS
 from kling_elements.sandbox import running
-from kling_elements.sandbox.sample import make_clip
 
-from .sandbox_support import API, REMOVE_PROMPT, advance, client, ok, refused, upload, wait_task
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import API, REMOVE_PROMPT, advance, client, ok, refused, upload, wait_task
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 D = Decimal
@@ -21,15 +21,12 @@ YEAR_MS = 365 * 86400 * 1000
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    return make_clip(tmp_path_factory.mktemp("billing") / "clip.mp4", width=720, height=720,
-                     fps=24, seconds=2.0)
+def clip(make_plate):
+    return make_plate(720, 720, 24, 2.0)
 
 
-@pytest.fixture
-def sandbox():
-    with running(task_seconds=0.2, pack_units=PACK, max_concurrent_tasks=50) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="function", task_seconds=0.2, pack_units=PACK,
+                          max_concurrent_tasks=50)
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from PIL import Image
 from kling_elements.sandbox import running
 from kling_elements.sandbox.sample import make_clip, make_reference_image
 
-from .sandbox_support import (
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import (
     ADD_PROMPT,
     API,
     REMOVE_PROMPT,
@@ -55,8 +56,8 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def clip(files):
-    return make_clip(files / "clip.mp4", width=1280, height=720, fps=30, seconds=2.0)
+def clip(make_plate):
+    return make_plate(1280, 720, 30, 2.0)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +65,7 @@ def star(files):
     return b64(make_reference_image(files / "star.png", "star", (512, 512)))
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with running(task_seconds=1.0) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=1.0)
 
 
 @pytest.fixture(scope="module")

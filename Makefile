@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 BPY_CACHE ?= $(HOME)/.cache/kling-elements
 BPY_VERSIONS ?= 4.2.0 5.2.4 5.3.0
 BPY_MORE_VERSIONS ?= 4.5.15 5.0.1
-ADDON_DEPS := httpx pyjwt numpy pillow av starlette uvicorn python-multipart scipy pytest hypothesis
+# The extras (pyproject.toml) the add-on's tests need inside each Blender Python.
+ADDON_EXTRAS := sandbox video test
 
 # bpy 4.2-5.0 run on CPython 3.11, 5.1 and later on 3.13. The first candidate that really is
 # that version wins (a pyenv shim exists for every installed version but fails unless selected).
@@ -50,7 +51,8 @@ $(BPY_CACHE)/bpy-%/.installed:
 	fi; \
 	echo "== installing bpy $* with $$py"; \
 	rm -rf $(@D) && $$py -m venv $(@D) && \
-	$(@D)/bin/python -m pip install --quiet bpy==$* $(ADDON_DEPS)
+	deps=$$($(@D)/bin/python scripts/requirements.py $(ADDON_EXTRAS)) && \
+	$(@D)/bin/python -m pip install --quiet bpy==$* $$deps
 	touch $@
 .PRECIOUS: $(BPY_CACHE)/bpy-%/.installed
 

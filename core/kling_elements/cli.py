@@ -759,6 +759,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def sandbox_main(argv: Sequence[str] | None = None) -> int:
+    """``kling-elements-sandbox [options]``: the same as ``kling-elements sandbox [options]``."""
+    return main(["sandbox", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the process exit code (0 ok, 1 failure, 130 interrupted)."""
     args = _parser().parse_args(argv)

@@ -8,6 +8,8 @@ sandbox's fault rules are cleared.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -24,21 +26,27 @@ MakePlate = Callable[..., "SampleClip"]
 
 @pytest.fixture(scope="session")
 def make_plate(tmp_path_factory: pytest.TempPathFactory) -> MakePlate:
-    """``make_plate(width=1280, height=720, fps=30, seconds=2.0, seed=0)``: a sample clip
-    (a ball on a textured background, see ``kling_elements.sandbox.sample``), made once."""
+    """``make_plate(width=1280, height=720, fps=30, seconds=2.0, seed=0, name=None)``: a
+    sample clip (a ball on a textured background, see ``kling_elements.sandbox.sample``),
+    encoded once; ``name`` gives it that file name (a link of its own to the same bytes)."""
     from kling_elements.sandbox.sample import make_clip
 
     folder = tmp_path_factory.mktemp("plates")
     made: dict[tuple, SampleClip] = {}
 
     def get(width: int = 1280, height: int = 720, fps: float = 30, seconds: float = 2.0,
-            seed: int = 0) -> SampleClip:
+            seed: int = 0, name: str | None = None) -> SampleClip:
         key = (width, height, fps, seconds, seed)
         if key not in made:
-            name = f"plate-{width}x{height}-{fps}fps-{seconds}s-seed{seed}.mp4"
-            made[key] = make_clip(folder / name, width=width, height=height, fps=fps,
-                                  seconds=seconds, seed=seed)
-        return made[key]
+            made[key] = make_clip(folder / f"{width}x{height}-{fps}fps-{seconds}s-{seed}.mp4",
+                                  width=width, height=height, fps=fps, seconds=seconds,
+                                  seed=seed)
+        clip = made[key]
+        if name is None:
+            return clip
+        named = tmp_path_factory.mktemp("named") / name
+        os.link(clip.path, named)
+        return dataclasses.replace(clip, path=named)
 
     return get
 

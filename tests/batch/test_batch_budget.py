@@ -85,6 +85,7 @@ def test_the_manifest_can_set_a_default_budget_on_its_first_line(tmp_path, lines
 # -- against the sandbox ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_jobs_past_the_budget_are_held_before_anything_is_sent_and_continue_with_more(
         sandbox, admin, client, shots, plates, tmp_path):
     names = ["b1", "b2", "b3", "b4"]
@@ -128,6 +129,7 @@ def long_plate(tmp_path_factory):
     return make_clip(folder / "long.mp4", width=720, height=720, fps=24, seconds=7.0, seed=3)
 
 
+@pytest.mark.slow
 def test_a_job_whose_task_would_pass_the_budget_is_held_just_before_it_and_resumes(
         sandbox, admin, client, shots, long_plate, tmp_path):
     (shots / "plates" / "long.mp4").symlink_to(long_plate.path)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from kling_elements.cli import main
 
 from ..support.batch import assert_complete, write_manifest
@@ -23,6 +25,7 @@ def _tasks(sandbox, out) -> list:
     return [t for t in sandbox.state.all_tasks() if t.id in ids]
 
 
+@pytest.mark.slow
 def test_batch_listen_ends_each_wait_on_its_callback(sandbox, shots, plates, tmp_path,
                                                      monkeypatch, capsys, caplog):
     manifest, names = write_manifest(shots, plates, 4, name="callbacks.jsonl")

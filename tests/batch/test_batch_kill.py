@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import kling_elements as ke
 
 from ..support.batch import (
@@ -22,6 +24,8 @@ from ..support.batch import (
 )
 from ..support.sandbox import add_faults, created_total, pending_faults
 from .test_batch_run import TRIPWIRES
+
+pytestmark = pytest.mark.slow
 
 
 def _env(sandbox) -> dict[str, str]:

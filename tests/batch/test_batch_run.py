@@ -32,6 +32,7 @@ TRIPWIRES = [{"route": route, "times": 1, "error": {"http": 500, "code": 5000}}
                            "uploads", "files")]
 
 
+@pytest.mark.slow
 def test_thirty_jobs_on_three_farm_shards_with_faults_finish_once_each(
         sandbox, admin, shots, plates, tmp_path):
     """Three shards run at once like three farm machines sharing one account (3 slots), so
@@ -149,6 +150,7 @@ def test_skip_invalid_runs_the_rest_and_a_failed_job_makes_the_exit_code_1(
     assert captured.err.rstrip().splitlines()[-1].startswith("error: 2 of 3 job(s)")
 
 
+@pytest.mark.slow
 def test_chained_edits_by_video_id_with_watermarks_resume_truncated_downloads(
         sandbox, admin, client, shots, plates, tmp_path):
     (plate, clip), _ = sorted(plates.items())

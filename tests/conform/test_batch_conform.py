@@ -89,6 +89,7 @@ def test_dry_run_validates_conform_and_range(shots, plate, tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # a dry run renders nothing
 
 
+@pytest.mark.slow
 def test_a_batch_conforms_once_per_plate_and_span_and_never_again(
         sandbox, shots, plate, tmp_path):
     manifest = _manifest(shots, _job("a", plate, conform=True),

@@ -80,6 +80,7 @@ def test_start_without_conform_is_refused(run, plate, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_edit_conform_conforms_then_edits_and_reuses_the_clip(run, plate, tmp_path):
     code, out, err = run(*_edit(plate, "--conform", "--json"))
     assert code == 0, err
@@ -116,6 +117,7 @@ def _mask_iou(state: dict, frame: int, truth) -> float:
     return float((got & expected).sum() / (got | expected).sum())
 
 
+@pytest.mark.slow
 def test_a_point_in_source_terms_lands_on_the_object_in_the_session(run, plate, tmp_path):
     """Source frame 50 (2.0 s) of the 25 fps plate is session frame 48 of the 24 fps clip;
     the ball is there, so the sandbox's mask covers it."""

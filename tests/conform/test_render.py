@@ -91,6 +91,7 @@ def check_conformed(output: Path, source, expected_fps: int, size: tuple[int, in
     return plan
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_conform_matrix(name, sources, tmp_path):
     options, choice, (fps, width, height, seconds) = CASES[name]

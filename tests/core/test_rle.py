@@ -88,6 +88,7 @@ def test_encode_matches_pycocotools_and_round_trips(coco, strategy, name, mask):
     assert rle.area(ref, mask.shape) == int(mask.sum())
 
 
+@pytest.mark.slow
 def test_4k_mask(coco):
     rng = np.random.default_rng(4)
     m = blobs(rng, 2160, 3840, 5)
@@ -314,6 +315,7 @@ def sampled_cases(draw):
     return m, _ascending(draw, m.shape[0]), _ascending(draw, m.shape[1])
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(sampled_cases())
 def test_property_decode_sampled_is_the_full_decode_at_those_pixels(case):

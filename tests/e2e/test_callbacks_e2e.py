@@ -29,6 +29,7 @@ def _task_queries(caplog) -> int:
     return sum(r.getMessage().startswith("sandbox GET get ") for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_edit_with_listen_is_told_instead_of_polling(sandbox, clip, tmp_path, monkeypatch,
                                                       capsys, caplog):
     for name, value in (("KLINGAI_BASE_URL", sandbox.base_url),
@@ -71,6 +72,7 @@ def _receiver(tmp_path: Path, secret: str | None):
     return process, line.split(" on ")[1].strip()
 
 
+@pytest.mark.slow
 def test_callbacks_command_verifies_deduplicates_prints_and_records(signed_sandbox, clip,
                                                                       tmp_path):
     process, url = _receiver(tmp_path, SECRET)

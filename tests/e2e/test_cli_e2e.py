@@ -112,6 +112,7 @@ def _edit_argv(clip: SampleClip, output: str = "out.mp4", *extra: object) -> lis
 # ---------------------------------------------------------------- edit
 
 
+@pytest.mark.slow
 def test_edit_runs_the_whole_job_and_reports_it_as_json(cli, admin, clip, tmp_path):
     run = cli(*_edit_argv(clip, "out.mp4", "--watermark", "--json"))
     assert run.code == 0, run.err
@@ -135,6 +136,7 @@ def test_edit_runs_the_whole_job_and_reports_it_as_json(cli, admin, clip, tmp_pa
     assert "error" not in run.err and "created:" in run.err  # progress, on stderr
 
 
+@pytest.mark.slow
 def test_edit_interrupted_three_times_resumes_without_publishing_or_paying_twice(
     cli, admin, clip, tmp_path, monkeypatch
 ):
@@ -237,6 +239,7 @@ def test_damaged_state_file_is_named_in_one_error_line(cli, admin, clip, tmp_pat
 # ---------------------------------------------------------------- single steps
 
 
+@pytest.mark.slow
 def test_single_steps_from_session_to_downloaded_result(cli, admin, clip, tmp_path):
     started = cli("init", "--file", clip.path, "--json")
     assert started.code == 0, started.err
@@ -306,6 +309,7 @@ def seven_s(tmp_path_factory) -> SampleClip:
                      height=720, fps=24, seconds=7.0)
 
 
+@pytest.mark.slow
 def test_create_after_a_separate_init_sends_the_duration_the_session_needs(
     cli, sandbox, admin, seven_s, tmp_path, tmp_path_factory, monkeypatch
 ):

@@ -343,6 +343,7 @@ def slow_clip_url(slow_sandbox, clip) -> str:
         return SandboxHost(c.http).publish(clip.path)
 
 
+@pytest.mark.slow
 def test_wait_times_out_on_a_long_task_and_can_wait_again(
     slow_sandbox, slow_admin, slow_clip_url, clip
 ):

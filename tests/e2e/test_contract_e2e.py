@@ -57,6 +57,7 @@ def _finish(client: ke.Client, admin, task: ke.Task) -> ke.Task:
     return client.wait(task.task_id, poll_interval=0.05, timeout=120)
 
 
+@pytest.mark.slow
 def test_a_5_s_edits_result_is_edited_again_by_video_id_as_5(sandbox, admin, five_s, star):
     """Kling's "5" results run a few frames over 5 s: the chained edit stays a "5" task
     (not "10", which Kling would refuse for a 5 s input, nor refused by the client)."""

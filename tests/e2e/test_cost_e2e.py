@@ -55,6 +55,7 @@ def _point(clip, frame=0) -> str:
     return f"{frame}:{x!r},{y!r}"
 
 
+@pytest.mark.slow
 def test_edit_shows_each_step_and_the_total_and_the_account_agrees(cli, clip):
     code, out, err = cli("edit", clip.path, "--point", _point(clip, 0), "--point",
                          _point(clip, 30), "--edit", "removal", "--prompt", REMOVE_PROMPT,

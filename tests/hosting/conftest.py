@@ -35,4 +35,4 @@ def bucket(moto: str) -> str:
 @pytest.fixture(scope="package")
 def clip(make_plate) -> SampleClip:
     """The smallest valid clip: 720x720, 24 fps, 2 s (48 frames)."""
-    return make_plate(720, 720, 24, 2.0)
+    return make_plate(720, 720, 24, 2.0, name="clip.mp4")

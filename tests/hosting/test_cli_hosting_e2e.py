@@ -102,6 +102,7 @@ def _edit(clip, output: str, *hosting: object) -> list[object]:
             "--prompt", REMOVE_PROMPT, "-o", output, *hosting]
 
 
+@pytest.mark.slow
 def test_edit_with_s3_uploads_once_and_the_sandbox_fetches_the_presigned_url(
         cli, moto, bucket, clip, puts, tmp_path):
     s3 = ["--host-with", "s3", "--s3-endpoint", moto, "--s3-bucket", bucket,

@@ -36,6 +36,8 @@ from ..support.media import sha256
 from ..support.sandbox import client as admin_client
 from ..support.sandbox import ok
 
+pytestmark = pytest.mark.slow
+
 SEED = 20240606
 PROMPT = "Delete the ball from <<<video_1>>>"
 KILL_AFTER = ("publish", "session", "selection", "created", "task")

@@ -122,6 +122,7 @@ def _client(own: RunningSandbox, **kw) -> ke.Client:
                      max_retries=1, **keys)
 
 
+@pytest.mark.slow
 def test_library_calls_and_their_failures_leak_nothing(own, own_admin, valid_clip, evidence,
                                                        tmp_path):
     evidence.paths.append(tmp_path)
@@ -200,6 +201,7 @@ def run_cli(own, monkeypatch, capsys, tmp_path, evidence):
     return run
 
 
+@pytest.mark.slow
 def test_the_cli_with_verbose_leaks_nothing_in_output_logs_or_state(run_cli, evidence,
                                                                     valid_clip, tmp_path):
     code, out, err = run_cli("edit", str(valid_clip), "--point", "0:0.5,0.5", "--edit",
@@ -233,6 +235,7 @@ def test_the_sandbox_command_prints_only_its_public_demo_keys(monkeypatch, capsy
     assert SandboxConfig().secret_key in capsys.readouterr().out  # the public demo key
 
 
+@pytest.mark.slow
 def test_the_installed_command_with_verbose_leaks_nothing(own, tmp_path):
     env = {**os.environ, "KLINGAI_BASE_URL": own.base_url, "KLINGAI_ACCESS_KEY": ACCESS,
            "KLINGAI_SECRET_KEY": SECRET}

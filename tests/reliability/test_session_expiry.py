@@ -28,6 +28,8 @@ from ..support.fixtures import sandbox_fixture
 from ..support.sandbox import client as admin_client
 from ..support.sandbox import ok
 
+pytestmark = pytest.mark.slow
+
 DAY_S = 24 * 3600
 PROMPT = "Delete the ball from <<<video_1>>>"
 

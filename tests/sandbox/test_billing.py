@@ -78,6 +78,7 @@ def edit(api, clip, **create) -> tuple[list[Decimal], str]:
     return seen, ok(api.post(API, json=body))["task_id"]
 
 
+@pytest.mark.slow
 def test_every_answer_reports_its_deduction_and_the_account_adds_them_up(api, clip):
     assert D(repr(the_pack(api)["remaining_quantity"])) == D(repr(PACK))
     seen, task_id = edit(api, clip, mode="pro")
@@ -94,6 +95,7 @@ def test_every_answer_reports_its_deduction_and_the_account_adds_them_up(api, cl
         PACK, "online", "decreasing_total")
 
 
+@pytest.mark.slow
 def test_a_failed_task_is_refunded(api, clip):
     seen, task_id = edit(api, clip, prompt=REMOVE_PROMPT + " [[fail]]")
     advance(api, 1.0)

@@ -324,6 +324,7 @@ def test_add_refuses_bad_frames_and_sessions(api, session):
         "session_id": "nope", "frame_index": 0, "points": point}), 404, 1203)
 
 
+@pytest.mark.slow
 def test_points_and_frames_limits(api, session, clip):
     sid = session["session_id"]
     _clear(api, sid)
@@ -359,6 +360,7 @@ def test_clear_selection_then_preview_needs_points(api, session, clip):
             "nothing is selected")
 
 
+@pytest.mark.slow
 def test_preview_files(api, session, clip):
     sid = session["session_id"]
     _clear(api, sid)
@@ -474,6 +476,7 @@ def test_create_answer_and_external_id_reuse(api, session, star):
 # ---------------------------------------------------------------- lifecycle
 
 
+@pytest.mark.slow
 def test_removal_lifecycle_result_and_callbacks(sandbox, api, session, clip):
     sid = session["session_id"]
     _clear(api, sid)

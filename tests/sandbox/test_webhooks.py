@@ -166,6 +166,7 @@ def test_bad_callback_rules_are_refused(api, rule, words):
     assert ok(api.get("/sandbox/faults"))["rules"] == []
 
 
+@pytest.mark.slow
 def test_the_receiver_and_wait_ride_through_repeats_reorders_and_losses(
         sandbox, api, create_body, tmp_path):
     _faults(api, {"route": "callback", "status": "submitted", "repeat": 3},

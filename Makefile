@@ -24,7 +24,7 @@ PYTHON311 ?= $(call python_named,3.11,python3.11 /usr/bin/python3.11 /usr/local/
 PYTHON313 ?= $(call python_named,3.13,python3.13 /usr/bin/python3.13 /usr/local/bin/python3.13 \
   $(wildcard $(PYENV_ROOT_DIR)/versions/3.13*/bin/python3.13))
 
-.PHONY: test test-core test-addon test-addon-more test-addon-45 extension demo lint bench \
+.PHONY: test test-core check test-addon test-addon-more test-addon-45 extension demo lint bench \
   bench-polling bench-ui bench-click clean
 
 $(STAMP): pyproject.toml
@@ -35,9 +35,17 @@ $(STAMP): pyproject.toml
 
 test: test-core test-addon
 
+# Every test but the add-on's inside Blender (tests/addon skips itself without bpy), slow ones too.
 test-core: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# The edit-test loop (about 90 s on 2 cores): lint, then the tests without Blender and without
+# those marked slow, on CHECK_WORKERS processes (pytest-xdist). `make test` is the gate.
+CHECK_WORKERS ?= 2
+check: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" -n $(CHECK_WORKERS)
 
 # Blender as a module, installed once per version; its bl_pkg also builds and validates extensions.
 BPY_STAMPS := $(foreach v,$(BPY_VERSIONS),$(BPY_CACHE)/bpy-$(v)/.installed)

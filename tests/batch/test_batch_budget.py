@@ -159,6 +159,7 @@ def test_a_job_whose_task_would_pass_the_budget_is_held_just_before_it_and_resum
     assert D(repr(record.cost["units"])) == D("0.3") + TASK_UNITS[("std", "10")]
 
 
+@pytest.mark.slow
 def test_the_cli_takes_the_budget_from_the_manifest_or_the_command_line(
         sandbox, shots, plates, tmp_path, monkeypatch, capsys):
     path = manifest(shots, plates, ["c1", "c2"], header={"budget": 0})

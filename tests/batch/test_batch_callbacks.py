@@ -47,6 +47,7 @@ def test_batch_listen_ends_each_wait_on_its_callback(sandbox, shots, plates, tmp
     assert _task_queries(caplog) == 4  # one confirming query per task, no polling
 
 
+@pytest.mark.slow
 def test_lost_callbacks_fall_back_to_polling(sandbox, admin, shots, plates, tmp_path,
                                              monkeypatch):
     from kling_elements import batch

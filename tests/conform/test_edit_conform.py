@@ -159,6 +159,7 @@ def test_a_malformed_point_shows_the_forms(run, plate):
               "--prompt", PROMPT, "-o", "out.mp4"])
 
 
+@pytest.mark.slow
 def test_match_source_gives_back_the_plates_rate_size_and_span(run, plate, tmp_path):
     """The 25 fps 640x360 plate is edited at 24 fps 1280x720; --match-source writes the
     result at 25 fps, 640x360, the plate's own frame times; Kling's file is kept beside."""

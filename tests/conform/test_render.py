@@ -220,6 +220,7 @@ def test_a_source_that_changed_since_the_plan_is_refused(sources, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_seek_that_lands_past_the_span_falls_back_to_reading_from_the_start(
         sources, tmp_path, monkeypatch):
     """A container whose index sends the seek too far (or an open GOP whose leading frames

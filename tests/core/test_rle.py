@@ -141,6 +141,7 @@ def test_counts_helpers(coco):
     assert rle.decode_counts("").size == 0
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(hnp.arrays(np.bool_, hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=12)))
 def test_property_matches_pycocotools(coco, m):

@@ -190,6 +190,7 @@ def test_edit_interrupted_three_times_resumes_without_publishing_or_paying_twice
     assert created(admin)[ext] == 1
 
 
+@pytest.mark.slow
 def test_a_saved_session_the_server_forgot_is_replaced_not_fatal(cli, admin, clip, tmp_path):
     argv = _edit_argv(clip, "gone.mp4", "--quiet")
     add_faults(admin, {"route": "create", "times": 1, "error": {"http": 429, "code": 1102}})

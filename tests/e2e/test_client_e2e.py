@@ -122,6 +122,7 @@ def _remove_and_download(client: ke.Client, admin, sid: str, clip: SampleClip,
     return done
 
 
+@pytest.mark.slow
 def test_whole_edit_with_jwt_keys_select_preview_remove_download_chain(
     sandbox, admin, clip, tmp_path
 ):
@@ -363,6 +364,7 @@ def test_wait_times_out_on_a_long_task_and_can_wait_again(
         assert done.status == "succeed" and done.videos
 
 
+@pytest.mark.slow
 def test_session_expires_after_24_hours_and_the_next_click_restores_it(
     slow_sandbox, slow_admin, slow_clip_url, clip
 ):

@@ -83,6 +83,7 @@ def test_a_5_s_edits_result_is_edited_again_by_video_id_as_5(sandbox, admin, fiv
                                prompt=ADD_PROMPT, images=[star], duration="10")
 
 
+@pytest.mark.slow
 def test_run_edit_on_a_7_s_clip_asks_for_10_and_gets_every_frame(sandbox, admin, seven_s,
                                                                  star, tmp_path):
     """Without a duration the job's session decides it: Kling's default would cut to 5 s."""

@@ -93,6 +93,7 @@ def test_account_refuses_a_bad_date_before_sending(cli):
     assert usage.value.code == 2
 
 
+@pytest.mark.slow
 def test_restores_say_what_they_cost_or_are_refused(own, clip, caplog):
     reports = []
     with ke.Client(api_key=own.api_key, base_url=own.base_url,

@@ -148,6 +148,7 @@ def test_a_store_error_is_one_clear_line(cli, moto, clip):
     assert "create the bucket" in run.err
 
 
+@pytest.mark.slow
 def test_batch_with_s3_publishes_a_shared_plate_once(cli, moto, bucket, clip, puts, tmp_path):
     shots = tmp_path / "shots"
     shots.mkdir()

@@ -145,6 +145,7 @@ def test_account_query_filters_by_pack_name_and_time(api):
               )["resource_pack_subscribe_infos"] == []
 
 
+@pytest.mark.slow
 def test_the_remaining_quantity_lags_when_asked_to(clip):
     with running(task_seconds=0.2, pack_units=PACK, account_lag_s=3600) as sandbox, \
             client(sandbox) as api:

@@ -26,7 +26,8 @@ from ..support.sandbox import (
     wait_task,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
+              pytest.mark.slow]
 EIGHTEEN_DIGITS = re.compile(r"[1-9]\d{17}")
 
 
@@ -88,7 +89,6 @@ def _finish(api, task_id: str) -> dict:
 # ---------------------------------------------------------------- duration
 
 
-@pytest.mark.slow
 def test_a_create_without_duration_is_a_5_s_task_that_cuts_a_longer_input(api, seven_s, star):
     """Kling's default is "5": a 7-10 s input then gets 5 s (and a few frames), not 10 s."""
     made = ok(api.post(API, json=_addition(seven_s["session_id"], star,
@@ -102,7 +102,6 @@ def test_a_create_without_duration_is_a_5_s_task_that_cuts_a_longer_input(api, s
     assert task["final_unit_deduction"] == "1"  # priced as a 5 s std task
 
 
-@pytest.mark.slow
 def test_duration_10_keeps_a_7_s_input_whole(api, seven_s, star):
     made = ok(api.post(API, json=_addition(seven_s["session_id"], star, duration="10",
                                            external_task_id="ten")))
@@ -110,7 +109,6 @@ def test_duration_10_keeps_a_7_s_input_whole(api, seven_s, star):
     assert len(frames_of(api, video["url"])[0]) == 168 and video["duration"] == "7.0"
 
 
-@pytest.mark.slow
 def test_a_5_s_result_runs_a_few_frames_over_and_is_edited_again_as_5(api, files, star):
     """Kling-like result lengths, and the margin that lets a result start a new session."""
     five = _session(api, make_clip(files / "five.mp4", width=720, height=720, fps=24,
@@ -160,7 +158,6 @@ def test_tasks_limit_and_external_ids_are_the_accounts_not_the_keys(api, jwt_api
 # ---------------------------------------------------------------- rejections
 
 
-@pytest.mark.slow
 def test_a_reject_rule_answers_code_0_with_a_status_and_changes_nothing(sandbox, api,
                                                                          make_plate):
     clip = make_plate(1280, 720, 30, 2.0)

@@ -115,6 +115,7 @@ def test_error_rules_are_consumed_in_order(api):
     assert isinstance(ok(api.get(API)), list)
 
 
+@pytest.mark.slow
 def test_delay_does_not_block_the_server(api):
     """While one answer is held back, the server answers others: a request sent once the
     delayed one has reached the server (its rule is taken) is answered first."""

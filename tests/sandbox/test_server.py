@@ -579,6 +579,7 @@ def slow(clip):
         yield sb, c, session
 
 
+@pytest.mark.slow
 def test_concurrency_limit_frees_slots_when_tasks_end(slow, star):
     _, api, session = slow
     body = _create_body(session["session_id"], edit_mode="addition", image_list=[{"image": star}],
@@ -593,6 +594,7 @@ def test_concurrency_limit_frees_slots_when_tasks_end(slow, star):
     ok(api.post(API, json={**body, "external_task_id": "slot-3"}))
 
 
+@pytest.mark.slow
 def test_clock_expires_tokens_sessions_and_results(slow, clip, star):
     sandbox, api, session = slow
     sid = session["session_id"]

@@ -117,6 +117,7 @@ def test_a_variable_rate_clip_is_read_as_such(sources):
     assert plan.frame_map is not None and any("variable" in r for r in plan.reasons)
 
 
+@pytest.mark.slow
 def test_a_range_late_in_a_long_take_is_sought_by_time(sources, tmp_path):
     source = sources("25-272p-12s.mp4", **CASES["25-272p-12s.mp4"][0])
     media = probe_source(source.path)

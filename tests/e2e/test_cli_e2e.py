@@ -459,6 +459,7 @@ def script_env(sandbox) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_console_script_help_lists_the_commands():
     done = _script("--help")
     assert done.returncode == 0 and done.stderr == ""
@@ -467,6 +468,7 @@ def test_console_script_help_lists_the_commands():
         assert command in done.stdout
 
 
+@pytest.mark.slow
 def test_console_script_failure_is_exit_1_and_one_error_line(script_env, secrets):
     done = _script("status", "no-such-task", env=script_env)
     assert done.returncode == 1 and done.stdout == ""
@@ -475,6 +477,7 @@ def test_console_script_failure_is_exit_1_and_one_error_line(script_env, secrets
     assert "code 1203" in done.stderr
 
 
+@pytest.mark.slow
 def test_console_script_verbose_logs_without_secrets(script_env, secrets):
     done = _script("list", "--verbose", "--json", env=script_env)
     assert done.returncode == 0, done.stderr

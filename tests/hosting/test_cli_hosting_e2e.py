@@ -192,6 +192,7 @@ def web_root(tmp_path) -> Iterator[tuple[Path, str]]:
     thread.join()
 
 
+@pytest.mark.slow
 def test_edit_with_a_command_uses_the_url_it_prints(cli, clip, web_root, tmp_path):
     root, base = web_root
     script = tmp_path / "upload.py"

@@ -41,11 +41,12 @@ test-core: $(STAMP)
 	$(PY) -m pytest -q
 
 # The edit-test loop (about 90 s on 2 cores): lint, then the tests without Blender and without
-# those marked slow, on CHECK_WORKERS processes (pytest-xdist). `make test` is the gate.
+# those marked slow, on CHECK_WORKERS processes (pytest-xdist; a file stays on one, so its
+# module fixtures start once). `make test` is the gate.
 CHECK_WORKERS ?= 2
 check: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" -n $(CHECK_WORKERS)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" -n $(CHECK_WORKERS) --dist loadfile
 
 # Blender as a module, installed once per version; its bl_pkg also builds and validates extensions.
 BPY_STAMPS := $(foreach v,$(BPY_VERSIONS),$(BPY_CACHE)/bpy-$(v)/.installed)

@@ -17,6 +17,7 @@ from kling_elements.retry import MAX_BACKOFF_S
 from kling_elements.sandbox import RunningSandbox, running
 from kling_elements.sandbox.sample import SampleClip, make_reference_image
 
+from ..support.fixtures import sandbox_fixture
 from ..support.media import decode, frame_count, sha256
 from ..support.sandbox import (
     REFUSED_PROMPT,
@@ -324,12 +325,10 @@ def test_wait_polls_through_server_errors_to_the_real_outcome(admin, client, mar
 # ---------------------------------------------------------------- time
 
 
-@pytest.fixture(scope="module")
-def slow_sandbox() -> Iterator[RunningSandbox]:
-    """A second sandbox whose tasks take a minute and whose clock these tests move by days
-    (which would expire every token and session of the shared one)."""
-    with running(task_seconds=60.0, max_concurrent_tasks=50) as sb:
-        yield sb
+# A second sandbox whose tasks take a minute and whose clock these tests move by days
+# (which would expire every token and session of the shared one).
+slow_sandbox = sandbox_fixture(scope="module", name="slow_sandbox", task_seconds=60.0,
+                               max_concurrent_tasks=50)
 
 
 @pytest.fixture(scope="module")

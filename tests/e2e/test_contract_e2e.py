@@ -11,11 +11,11 @@ import pytest
 
 import kling_elements as ke
 from kling_elements.hosting import SandboxHost
-from kling_elements.sandbox import running
 from kling_elements.sandbox.jobs import RESULT_EXTRA_FRAMES
 from kling_elements.sandbox.sample import SampleClip, make_clip, make_reference_image
 from kling_elements.workflow import EditJob, run_edit
 
+from ..support.fixtures import sandbox_fixture
 from ..support.media import frame_count
 from ..support.sandbox import ADD_PROMPT, add_faults, advance, iou
 
@@ -138,11 +138,9 @@ def portrait(media) -> SampleClip:
     return make_clip(media / "portrait.mp4", width=720, height=1280, fps=30, seconds=2.0)
 
 
-@pytest.fixture(scope="module")
-def wh_sandbox():
-    """A sandbox that writes mask sizes as [w, h], as the docs' own example does."""
-    with running(task_seconds=0.5, mask_size_order="wh") as sb:
-        yield sb
+# A sandbox that writes mask sizes as [w, h], as the docs' own example does.
+wh_sandbox = sandbox_fixture(scope="module", name="wh_sandbox", task_seconds=0.5,
+                             mask_size_order="wh")
 
 
 @pytest.mark.parametrize("order", ["[h, w]", "[w, h]"])

@@ -15,9 +15,9 @@ import kling_elements as ke
 from kling_elements.cli import main
 from kling_elements.cost import SELECTION_UNITS, TASK_UNITS
 from kling_elements.hosting import SandboxHost
-from kling_elements.sandbox import running
 from kling_elements.workflow import restore_session
 
+from ..support.fixtures import sandbox_fixture
 from ..support.sandbox import REMOVE_PROMPT, advance
 
 pytestmark = pytest.mark.filterwarnings(
@@ -29,10 +29,7 @@ DAY_S = 24 * 3600
 INIT, ADD = SELECTION_UNITS["init-selection"], SELECTION_UNITS["add-selection"]
 
 
-@pytest.fixture
-def own():
-    with running(task_seconds=0.3, pack_units=PACK) as sandbox:
-        yield sandbox
+own = sandbox_fixture(scope="function", name="own", task_seconds=0.3, pack_units=PACK)
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ import pytest
 
 from kling_elements.cli import main
 from kling_elements.hosting import S3Host
-from kling_elements.sandbox import RunningSandbox, running
 
+from ..support.fixtures import sandbox_fixture
 from ..support.media import frame_count
 from ..support.sandbox import REMOVE_PROMPT, ok
 from ..support.sandbox import client as admin_client
@@ -39,10 +39,7 @@ class Run:
     err: str
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running(task_seconds=0.3) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=0.3)
 
 
 @pytest.fixture

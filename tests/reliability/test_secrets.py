@@ -30,6 +30,7 @@ import kling_elements as ke
 from kling_elements import cli
 from kling_elements.sandbox import RunningSandbox, SandboxConfig, running
 
+from ..support.fixtures import sandbox_fixture
 from ..support.sandbox import ADD_PROMPT, JWT_PATTERN, REMOVE_PROMPT, ok, png_b64, upload
 
 ACCESS = "ak-" + secrets.token_hex(12)
@@ -37,11 +38,8 @@ SECRET = "sk-" + secrets.token_urlsafe(24)
 API_KEY = "api-" + secrets.token_urlsafe(24)
 
 
-@pytest.fixture(scope="module")
-def own() -> Iterator[RunningSandbox]:
-    with running(access_key=ACCESS, secret_key=SECRET, api_key=API_KEY, task_seconds=0.2,
-                 max_concurrent_tasks=20) as sb:
-        yield sb
+own = sandbox_fixture(scope="module", name="own", access_key=ACCESS, secret_key=SECRET,
+                      api_key=API_KEY, task_seconds=0.2, max_concurrent_tasks=20)
 
 
 @pytest.fixture(scope="module")

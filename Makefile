@@ -40,9 +40,9 @@ test-core: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# The edit-test loop (about 90 s on 2 cores): lint, then the tests without Blender and without
-# those marked slow, on CHECK_WORKERS processes (pytest-xdist; a file stays on one, so its
-# module fixtures start once). `make test` is the gate.
+# The edit-test loop (about 110 CPU-s: about a minute on 2 idle cores): lint, then the tests
+# without Blender and without those marked slow, on CHECK_WORKERS processes (pytest-xdist; a
+# file stays on one, so its module fixtures start once). `make test` is the gate.
 CHECK_WORKERS ?= 2
 check: $(STAMP)
 	$(PY) -m ruff check .

@@ -143,6 +143,7 @@ wh_sandbox = sandbox_fixture(scope="module", name="wh_sandbox", task_seconds=0.5
                              mask_size_order="wh")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["[h, w]", "[w, h]"])
 def test_masks_land_on_the_clicked_object_whatever_the_size_order(
     request, sandbox, portrait, order

@@ -105,6 +105,7 @@ def test_a_failed_task_is_refunded(api, clip):
     assert D(repr(pack["remaining_quantity"])) == D(repr(PACK)) - sum(seen, D(0))
 
 
+@pytest.mark.slow
 def test_a_task_the_pack_cannot_pay_for_is_refused_with_1102(api, clip):
     url = upload(api, clip.path)
     sid = ok(api.post(f"{API}/init-selection", json={"video_url": url}))["session_id"]

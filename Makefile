@@ -40,7 +40,7 @@ test-core: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# The edit-test loop (about 110 CPU-seconds over 2 workers): lint, then the tests
+# The edit-test loop (about 85 CPU-seconds over 2 workers): lint, then the tests
 # without Blender and without those marked slow, on CHECK_WORKERS processes (pytest-xdist; a
 # file stays on one, so its module fixtures start once). `make test` is the gate.
 CHECK_WORKERS ?= 2

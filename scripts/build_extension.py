@@ -20,7 +20,9 @@ Guarantees, each checked before anything is written to ``dist/``:
   (``bl_pkg``'s ``_extensions_wheel_filter_for_this_system``), and 4.2.0's platform-only rule
   (``_extensions_wheel_filter_for_platform``) picks the very same wheels;
 - every dependency a bundled wheel declares for that Python and platform is bundled too, or
-  is numpy, which Blender ships.
+  is numpy, which Blender ships;
+- the core wheel carries ``py.typed`` and not the offline sandbox (``kling_elements.sandbox``,
+  a server the add-on never runs: it stays with ``pip install 'kling-elements[sandbox]'``).
 
 Downloads are cached in ``~/.cache/kling-elements/wheels`` (``KLING_WHEEL_CACHE``), so a rebuild
 with an unchanged lock file does not touch the network.
@@ -326,16 +328,41 @@ def _build_backend() -> Path:
     return folder
 
 
+# Left out of the extension's core wheel: folders of ``core/`` the add-on never imports.
+NOT_IN_EXTENSION = (Path("kling_elements") / "sandbox",)
+
+
+def _skip_for_extension(folder: str, names: list[str]) -> set[str]:
+    """``shutil.copytree``'s ignore: build litter anywhere, and ``NOT_IN_EXTENSION``."""
+    skipped = set(shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")(folder, names))
+    here = Path(folder).relative_to(ROOT / "core")
+    return skipped | {name for name in names if here / name in NOT_IN_EXTENSION}
+
+
+def check_core_wheel(wheel: Path) -> None:
+    """The core wheel says it is typed and carries nothing of ``NOT_IN_EXTENSION``."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    if "kling_elements/py.typed" not in names:
+        raise BuildError(f"{wheel.name} has no kling_elements/py.typed: type checkers would "
+                         "treat the core as untyped; list it in [tool.setuptools.package-data]")
+    extra = sorted(n for n in names for left_out in NOT_IN_EXTENSION
+                   if n.startswith(f"{left_out.as_posix()}/"))
+    if extra:
+        raise BuildError(f"{wheel.name} carries {len(extra)} file(s) the extension leaves out, "
+                         f"e.g. {extra[0]}")
+
+
 def build_core_wheel(out_dir: Path, version: str) -> Path:
-    """Build ``kling_elements`` from a clean copy of the sources, so stale files never ship."""
+    """Build ``kling_elements`` for the extension from a clean copy of the sources, so stale
+    files never ship, without the folders in ``NOT_IN_EXTENSION``."""
     backend = _build_backend()
     with tempfile.TemporaryDirectory(prefix="kling-core-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
         for name in ("pyproject.toml", "README.md"):
             shutil.copy2(ROOT / name, src / name)
-        shutil.copytree(ROOT / "core", src / "core",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        shutil.copytree(ROOT / "core", src / "core", ignore=_skip_for_extension)
         result = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
              "--no-deps", "--no-index", "--find-links", str(backend),
@@ -348,6 +375,7 @@ def build_core_wheel(out_dir: Path, version: str) -> Path:
     if not wheel.is_file():
         raise BuildError(f"expected {wheel.name} in {out_dir}, found "
                          f"{sorted(p.name for p in out_dir.glob('*.whl'))}")
+    check_core_wheel(wheel)
     return wheel
 
 

@@ -35,7 +35,7 @@ from ..pure.live_state import REGISTRY, LiveStrip, Place
 from .props_edit import KlingTaskRecord
 
 __all__ = ["SESSION_FIELDS", "StripRef", "deliver_session", "deliver_task", "find", "forget",
-           "rebuild", "reconcile", "ref", "remember_tasks", "resync", "task_values"]
+           "movie_strips", "rebuild", "reconcile", "ref", "remember_tasks", "resync", "task_values"]
 
 SESSION_FIELDS = ("selection_json", "published_url", "session_first_frame",
                   "session_file_frames")
@@ -55,11 +55,11 @@ def _place(strip: Any) -> Place:
     return Place(strip.id_data.name, strip.name, strip.filepath)
 
 
-def _movie_strips():
-    """Every movie strip of every scene, inside meta strips too."""
-    for scene in bpy.data.scenes:
-        if scene.sequence_editor is not None:
-            yield from (s for s in compat.strips(scene.sequence_editor) if s.type == "MOVIE")
+def movie_strips(scene=None):
+    """Every movie strip of ``scene`` (default: of every scene), inside meta strips too."""
+    for each in bpy.data.scenes if scene is None else (scene,):
+        if each.sequence_editor is not None:
+            yield from (s for s in compat.strips(each.sequence_editor) if s.type == "MOVIE")
 
 
 def _strip_at(place: Place, same_file: bool = False):
@@ -190,7 +190,7 @@ def find(where: StripRef):
     strip = _strip_at(place)
     if strip is not None and strip.kling.live_key == where.key:
         return strip
-    strip = next((s for s in _movie_strips() if s.kling.live_key == where.key), None)
+    strip = next((s for s in movie_strips() if s.kling.live_key == where.key), None)
     if strip is not None:
         return strip
     for known in dict.fromkeys((place, where.place)):
@@ -242,7 +242,7 @@ def reconcile(*_args) -> None:
         return
     holders: dict[str, Any] = {}
     unkeyed = []
-    for strip in _movie_strips():
+    for strip in movie_strips():
         key = strip.kling.live_key
         if not key or key in holders or _is_copy(strip, key):
             unkeyed.append(strip)  # a duplicate's key belongs to the strip at its place
@@ -272,7 +272,7 @@ def rebuild(*_args) -> None:
     to start from."""
     REGISTRY.clear()
     seen: set[str] = set()
-    for strip in _movie_strips():
+    for strip in movie_strips():
         kling = strip.kling
         if not (kling.live_key or kling.selection_json or len(kling.tasks)):
             continue
@@ -287,6 +287,6 @@ def rebuild(*_args) -> None:
 @bpy.app.handlers.persistent
 def resync(*_args) -> None:
     """``save_post``: saving moves result files next to the .blend; record the new paths."""
-    for strip in _movie_strips():
+    for strip in movie_strips():
         if strip.kling.live_key and REGISTRY.get(strip.kling.live_key) is not None:
             remember_tasks(strip)

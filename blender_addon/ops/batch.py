@@ -98,7 +98,7 @@ def read_shot(scene, strip) -> batch_export.Shot:
 def _shots(context, selected_only: bool) -> list[batch_export.Shot]:
     scene = compat.sequencer_scene(context)
     shots = []
-    for strip in compat.movie_strips(scene):
+    for strip in live_sync.movie_strips(scene):
         if selected_only:
             if strip.select:
                 shots.append(read_shot(scene, strip))
@@ -192,7 +192,7 @@ class ImportSummary:
 def _strip_for(meta: dict):
     """The movie strip a result belongs to: by its live key, else by scene and name."""
     key, name = meta.get("key"), meta.get("strip")
-    keyed = [strip for scene in bpy.data.scenes for strip in compat.movie_strips(scene)
+    keyed = [strip for scene in bpy.data.scenes for strip in live_sync.movie_strips(scene)
              if key and strip.kling.live_key == key]
     if keyed:  # a duplicate carries the same key until looked at: prefer the named one
         return next((s for s in keyed if s.name == name), keyed[0])

@@ -5,7 +5,7 @@ No ``bpy`` here: the operator reads each strip into a :class:`Shot` on the main 
 plates). What it guarantees:
 
 * **Passes** ``kling-elements batch --dry-run`` **unchanged**: the lines are checked with the
-  batch's own validation (``batch_manifest.from_records``) before anything is put in place.
+  batch's own validation (``batch.manifest.from_records``) before anything is put in place.
 * **All or nothing**: with any problem (a strip's or the manifest's) nothing is left in the
   folder, neither the manifest nor an image; otherwise images are renamed into
   ``images/`` and the manifest is written aside (fsync) and renamed over the old one, so a
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kling_elements.batch_manifest import NAME_PATTERN, from_records
+from kling_elements.batch.manifest import NAME_PATTERN, from_records
 
 from .task_calls import ImagePixels
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__, batch, cli_sessions, validate
-from .batch_display import BatchDisplay
+from .batch.display import BatchDisplay
 from .client import REGIONS, Client
 from .conform import cli as conform_cli
 from .cost import Cost, json_number
@@ -757,6 +757,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--callback-format", choices=("legacy", "new", "both"), default="legacy",
                    help="body format of task callbacks (default legacy, as Multi-Elements)")
     return parser
+
+
+def sandbox_main(argv: Sequence[str] | None = None) -> int:
+    """``kling-elements-sandbox [options]``: the same as ``kling-elements sandbox [options]``."""
+    return main(["sandbox", *(sys.argv[1:] if argv is None else argv)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,9 +53,10 @@ def _load(source: ImageInput, label: str) -> tuple[Image.Image, bytes | None]:
         except OSError:
             is_file = False
         if not is_file:
-            raise ValidationError(
-                f"{label} {str(path)[:80]!r} does not exist or is not a file"
-            )
+            # The end of a long path names the file; a long base64 string is cut either way.
+            text = str(path)
+            shown = text if len(text) <= 80 else "…" + text[-79:]
+            raise ValidationError(f"{label} {shown!r} does not exist or is not a file")
         data = path.read_bytes()
     try:
         image = Image.open(io.BytesIO(data))

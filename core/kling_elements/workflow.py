@@ -43,7 +43,7 @@ from .selection import SelectionState, check_add
 if TYPE_CHECKING:
     from .callbacks import TaskInbox
 
-__all__ = ["EditJob", "EditResult", "run_edit"]
+__all__ = ["EditHooks", "EditJob", "EditResult", "run_edit"]
 
 EventCallback = Callable[[str, dict[str, Any]], None]
 log = logging.getLogger("kling_elements")
@@ -85,6 +85,35 @@ class EditResult:
     extra: dict[str, Any] = field(default_factory=dict)
     cost: Cost = field(default_factory=Cost)
     cost_steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+class EditHooks:
+    """Where a scheduler of many edits (the batch) takes part in one edit; each default
+    does nothing, so a subclass overrides only what it needs. Called in the edit's thread.
+
+    ``before_create(body)`` runs just before the task is created, with the body about to be
+    sent: it may block (waiting for a slot) or raise, and then nothing is created.
+    ``created(task)`` follows an accepted create. ``resumed(task)`` is the task an earlier
+    run created, found again. ``poll_interval()`` is how often to poll the task (``None``:
+    the client's schedule); it is not asked when an inbox ends the wait.
+    ``waited(task)`` is called once the wait for the task ends, with the final task or
+    ``None`` when the wait raised; no wait happens for a task already done.
+    """
+
+    def before_create(self, body: dict[str, Any]) -> None:
+        """Hold or refuse a create; by default every create goes ahead."""
+
+    def created(self, task: Task) -> None:
+        """An accepted create."""
+
+    def resumed(self, task: Task) -> None:
+        """The task an earlier run created, found again."""
+
+    def poll_interval(self) -> float | None:
+        return None
+
+    def waited(self, task: Task | None) -> None:
+        """The wait for the task ended (``None``: it raised)."""
 
 
 def _ledger(state: dict[str, Any]) -> CostLedger:
@@ -264,7 +293,7 @@ def _restores_charged(state: dict[str, Any], emit: EventCallback,
 
 def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
             save: Callable[[], None], emit: EventCallback, wait_timeout: float,
-            callback_url: str | None = None) -> Task:
+            callback_url: str | None, hooks: EditHooks) -> Task:
     selection = _session(client, job, host, state, save, emit)
     body = client.build_task_body(
         session_id=selection.session_id, edit_mode=job.edit_mode, prompt=job.prompt,
@@ -276,10 +305,13 @@ def _create(client: Client, job: EditJob, host: Host | None, state: dict[str, An
     save()
     # All of the account's task slots taken (1303) clears as running tasks end: wait for one
     # as long as the task itself may take, rather than fail a job that only had to queue.
+    hooks.before_create(body)
     # A session that expired or is gone (1203) is restored by the client, and the same body
     # (same external_task_id) posted on the new one.
     with _restores_charged(state, emit, selection):
-        return client.submit_task(body, slot_wait_s=wait_timeout)
+        task = client.submit_task(body, slot_wait_s=wait_timeout)
+    hooks.created(task)
+    return task
 
 
 def run_edit(
@@ -293,6 +325,7 @@ def run_edit(
     overwrite: bool = False,
     callback_url: str | None = None,
     inbox: TaskInbox | None = None,
+    hooks: EditHooks | None = None,
 ) -> EditResult:
     """Run (or resume) ``job`` to a downloaded result file; events report each step.
 
@@ -301,7 +334,9 @@ def run_edit(
     goes into the create body (Kling POSTs status changes there); ``inbox`` (the receiver
     behind that URL, see ``kling_elements.callbacks``) lets the wait end on the final
     delivery instead of polling. Neither is part of the job: a resumed run may differ.
+    ``hooks`` let a scheduler hold the create and follow the task (see :class:`EditHooks`).
     """
+    hooks = hooks or EditHooks()
     path = Path(state_path) if state_path else None
     state = _load_state(path, job)
     _check_outputs(job, state, overwrite)
@@ -318,13 +353,15 @@ def run_edit(
     if state.get("external_task_id"):
         try:
             task = client.get_task(state["external_task_id"])
+            hooks.resumed(task)
             emit("resumed", {"task_id": task.task_id, "status": task.status})
         except NotFoundError:
             task = None
     if task is None:
         state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
         save()
-        task = _create(client, job, host, state, save, emit, wait_timeout, callback_url)
+        task = _create(client, job, host, state, save, emit, wait_timeout, callback_url,
+                       hooks)
         emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
     state["task_id"] = task.task_id
     _charge_task(state, emit, task)
@@ -335,8 +372,14 @@ def run_edit(
         _charge_task(state, emit, current)
 
     if not task.done:
-        task = client.wait(task.task_id, timeout=wait_timeout, on_update=on_update,
-                           **({"inbox": inbox} if inbox is not None else {}))
+        ended: Task | None = None
+        try:
+            ended = task = client.wait(
+                task.task_id, timeout=wait_timeout, on_update=on_update,
+                **({"inbox": inbox} if inbox is not None else
+                   {"poll_interval": hooks.poll_interval()}))
+        finally:
+            hooks.waited(ended)
         _charge_task(state, emit, task)
         save()
     elif task.status == "failed":

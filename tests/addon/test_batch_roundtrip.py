@@ -91,7 +91,7 @@ def test_marked_timeline_goes_to_the_farm_and_its_results_come_back_above_their_
     from blender_addon import compat
     from blender_addon.work import conform
     from kling_elements import prompts
-    from kling_elements.batch_manifest import load
+    from kling_elements.batch.manifest import load
 
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene

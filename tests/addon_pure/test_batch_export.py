@@ -13,7 +13,7 @@ import pytest
 from blender_addon.pure.batch_results import ResultsError, read_results
 from blender_addon.work.batch_export import ExportError, Shot, job_name, write_manifest
 from blender_addon.work.task_calls import ImagePixels
-from kling_elements.batch_manifest import NAME_PATTERN, load
+from kling_elements.batch.manifest import NAME_PATTERN, load
 from kling_elements.cli import main
 
 pytest.importorskip("av")

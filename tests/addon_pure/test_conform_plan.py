@@ -1,17 +1,15 @@
-"""Conform planning, the render command line and the render job, without Blender."""
+"""The add-on's side of conform, without Blender: the visible range of a strip, the render
+command line and the render job. The plan itself is the core's (tests/conform/test_plan.py)."""
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import textwrap
 import threading
 import time
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from blender_addon.work import conform
 from blender_addon.work.conform import (
@@ -21,7 +19,6 @@ from blender_addon.work.conform import (
     SourceClip,
     StripTimes,
 )
-from kling_elements import validate
 
 
 def _clip(**overrides) -> SourceClip:
@@ -37,142 +34,6 @@ def test_the_plan_is_the_cores():
     for name in ("plan_conform", "ConformPlan", "SourceClip", "ConformError", "read_record",
                  "nearest_fps", "conform_size", "duration_options", "DURATION_CHOICES"):
         assert getattr(conform, name) is getattr(core, name), name
-
-
-# ------------------------------------------------------------------ frame rate
-
-
-@pytest.mark.parametrize(("fps", "expected"), [
-    (25, 24), (23.976, 24), (24, 24), (29.97, 30), (30, 30), (50, 60), (59.94, 60),
-    (120, 60), (15, 24), (1, 24),
-    (27, 30), (45, 60),  # ties go to the higher rate: frames repeat rather than drop
-])
-def test_nearest_fps(fps, expected):
-    assert conform.nearest_fps(fps) == expected
-
-
-@pytest.mark.parametrize("fps", [0, -25, math.nan, math.inf])
-def test_nearest_fps_refuses_unreadable_rates(fps):
-    with pytest.raises(ConformError, match="frame rate"):
-        conform.nearest_fps(fps)
-
-
-# ------------------------------------------------------------------ size
-
-
-@pytest.mark.parametrize(("size", "expected"), [
-    ((640, 360), (1280, 720)),
-    ((360, 640), (720, 1280)),
-    ((1920, 1080), (1920, 1080)),
-    ((3840, 2160), (2160, 1216)),
-    ((2160, 720), (2160, 720)),
-    ((1281, 721), (1282, 722)),
-    ((700, 700), (720, 720)),
-])
-def test_conform_size(size, expected):
-    assert conform.conform_size(*size) == expected
-
-
-@pytest.mark.parametrize("size", [(4000, 500), (500, 4000), (2200, 700)])
-def test_an_aspect_beyond_3_to_1_is_refused_with_the_numbers(size):
-    with pytest.raises(ConformError) as info:
-        conform.conform_size(*size)
-    message = str(info.value)
-    assert f"{size[0]}x{size[1]}" in message and "720-2160" in message and "crop" in message
-
-
-@given(st.integers(16, 9000), st.integers(16, 9000))
-def test_conform_size_properties(width, height):
-    lo, hi = validate.VIDEO_SIDE_RANGE
-    if max(width, height) / min(width, height) > hi / lo:
-        with pytest.raises(ConformError):
-            conform.conform_size(width, height)
-        return
-    w, h = conform.conform_size(width, height)
-    assert lo <= w <= hi and lo <= h <= hi
-    assert w % 2 == 0 and h % 2 == 0
-    assert not validate.video_problems(validate.VideoInfo("mp4", 5.0, w, h, 24))
-    # The aspect is kept to within the even rounding (one pixel either way).
-    assert abs(w / h - width / height) <= 2.5 * (1 / h + width / height / h)
-    if lo <= width <= hi and lo <= height <= hi:
-        assert (abs(w - width), abs(h - height)) <= (1, 1)
-
-
-# ------------------------------------------------------------------ duration
-
-
-def test_six_seconds_at_25_fps_becomes_five_seconds_at_24():
-    plan = conform.plan_conform(_clip(), out_dir="/out")
-    assert (plan.fps, plan.width, plan.height) == (24, 1280, 720)
-    assert plan.frame_count == 120 and plan.duration_s == 5.0
-    assert plan.reasons == ("25 fps → 24 fps", "640×360 → 1280×720",
-                            "6.0 s → 5.0 s (keeps the start)",
-                            "only file frames 0-124 of 0-149")
-    assert (plan.first_frame, plan.last_frame) == (0, 124)
-    assert plan.output.startswith("/out/plate-") and plan.output.endswith(".mp4")
-    info = validate.VideoInfo("mp4", plan.duration_s, plan.width, plan.height, plan.fps)
-    assert validate.video_problems(info) == []
-
-
-@pytest.mark.parametrize(("seconds", "choice", "expected_s"), [
-    (3.0, "AUTO", 3.0), (3.0, "5", 3.0), (2.0, "AUTO", 2.0), (5.0, "AUTO", 5.0),
-    (6.0, "AUTO", 5.0), (6.96, "AUTO", 5.0), (7.0, "AUTO", 7.0), (8.0, "AUTO", 8.0),
-    (8.0, "5", 5.0), (8.0, "10", 8.0), (12.0, "AUTO", 10.0), (12.0, "10", 10.0),
-    (12.0, "5", 5.0),
-])
-def test_duration_choices(seconds, choice, expected_s):
-    clip = _clip(fps=30.0, width=1280, height=720, frame_count=round(seconds * 30),
-                 file_frames=None)
-    plan = conform.plan_conform(clip, choice)
-    assert plan.duration_s == pytest.approx(expected_s, abs=1 / 30)
-    assert not validate.video_problems(
-        validate.VideoInfo("mp4", plan.duration_s, plan.width, plan.height, plan.fps))
-
-
-def test_conforming_never_pads():
-    with pytest.raises(ConformError, match=r"1\.20 s.*at least 2 s.*does not pad"):
-        conform.plan_conform(_clip(frame_count=30))
-    with pytest.raises(ConformError, match=r"6\.00 s.*7 s.*choose 5 s"):
-        conform.plan_conform(_clip(), "10")
-    six = conform.duration_options(6.0)
-    assert (six["AUTO"], six["5"]) == ("", "") and "7 s" in six["10"]
-    assert all(conform.duration_options(1.0).values())
-    assert not any(conform.duration_options(7.5).values())
-
-
-def test_an_unknown_choice_is_refused():
-    with pytest.raises(ConformError, match="'7'"):
-        conform.plan_conform(_clip(), "7")
-
-
-def test_short_ranges_keep_their_length_within_one_output_frame():
-    # 87 frames at 25 fps (3.48 s) -> 83 frames at 24 fps (3.458 s): never longer than the
-    # content, never a "trim" reason.
-    plan = conform.plan_conform(_clip(frame_count=87, file_frames=87))
-    assert plan.frame_count == 83
-    assert not any("→" in r and " s" in r and "fps" not in r and "×" not in r
-                   for r in plan.reasons)
-
-
-# ------------------------------------------------------------------ time mapping
-
-
-def test_output_frames_show_the_nearest_file_frame_by_time():
-    plan = conform.plan_conform(_clip(first_frame=10, frame_count=140, file_frames=150))
-    for k in range(plan.frame_count):
-        shown = plan.source_frame(k)
-        assert abs((shown - 10) / 25 - k / 24) <= 0.5 / 25 + 1e-12
-    assert plan.source_frame(0) == 10
-    assert plan.source_frame(12) == 10 + 13  # 12.5 -> 13: a tie goes to the later frame
-    with pytest.raises(ValueError):
-        plan.source_frame(plan.frame_count)
-
-
-def test_upsampling_never_shows_a_frame_past_the_visible_range():
-    plan = conform.plan_conform(_clip(fps=10.0, width=1280, height=720, frame_count=30,
-                                      file_frames=40))
-    assert plan.fps == 24 and plan.frame_count == 72
-    assert max(plan.source_frame(k) for k in range(plan.frame_count)) <= 29 == plan.last_frame
 
 
 # ------------------------------------------------------------------ visible range
@@ -221,27 +82,9 @@ def test_a_strip_of_unknown_retiming_is_refused():
 # ------------------------------------------------------------------ output and records
 
 
-def test_the_output_name_follows_the_source_file_and_the_plan():
-    base = conform.plan_conform(_clip(), out_dir="/o")
-    assert conform.plan_conform(_clip(), out_dir="/o") == base
-    assert conform.plan_conform(_clip(stamp=(1000, 8)), out_dir="/o").output != base.output
-    assert conform.plan_conform(_clip(first_frame=1, frame_count=149),
-                                out_dir="/o").output != base.output
-    assert conform.plan_conform(_clip(name="a/b c?"), out_dir="/o").output.startswith(
-        "/o/a_b_c-")
-
-
 def test_conform_dir():
     assert conform.conform_dir("/proj/edit.blend", "/tmp") == "/proj/kling/conformed"
     assert conform.conform_dir("", "/tmp/unsaved") == "/tmp/unsaved/conformed"
-
-
-def test_needs_conform_lists_the_broken_rules():
-    problems = conform.needs_conform(_clip(path="/media/plate.mkv").info())
-    assert [p.split()[0] for p in problems] == ["container", "duration", "width", "height",
-                                                 "frame"]
-    ok = _clip(path="/m/ok.mp4", width=1280, height=720, fps=24.0, frame_count=120)
-    assert conform.needs_conform(ok.info()) == []
 
 
 # ------------------------------------------------------------------ command line

@@ -1,43 +1,26 @@
 """Fixtures of the batch tests: one sandbox (tasks of 0.3 s, 3 at once per key) and two
-short plates shared by every test (making clips is slow); each test writes its own
-manifest and output folder, and leaves no fault rule behind."""
+short plates shared by every test; each test writes its own manifest and output folder."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 import kling_elements as ke
-from kling_elements.sandbox import RunningSandbox, running
-from kling_elements.sandbox.sample import SampleClip, make_clip
+from kling_elements.sandbox import RunningSandbox
+from kling_elements.sandbox.sample import SampleClip
 
-from ..sandbox.sandbox_support import client as admin_client
-from ..sandbox.sandbox_support import ok
+from ..support.fixtures import sandbox_fixture
 
-
-@pytest.fixture(scope="package")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running(task_seconds=0.3) as sb:
-        yield sb
+sandbox = sandbox_fixture(task_seconds=0.3)
 
 
 @pytest.fixture(scope="package")
-def admin(sandbox: RunningSandbox) -> Iterator[httpx.Client]:
-    """Plain HTTP with the API key, for the ``/sandbox/*`` tools (faults, stats)."""
-    with admin_client(sandbox) as api:
-        yield api
-
-
-@pytest.fixture(scope="package")
-def plates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SampleClip]:
+def plates(make_plate) -> dict[str, SampleClip]:
     """Two of the smallest valid clips (720x720, 24 fps, 2 s = 48 frames), by file name."""
-    folder = tmp_path_factory.mktemp("plates")
-    return {f"plate{seed}.mp4": make_clip(folder / f"plate{seed}.mp4", width=720, height=720,
-                                          fps=24, seconds=2.0, seed=seed)
-            for seed in (0, 1)}
+    return {f"plate{seed}.mp4": make_plate(720, 720, 24, 2.0, seed) for seed in (0, 1)}
 
 
 @pytest.fixture
@@ -45,12 +28,6 @@ def client(sandbox: RunningSandbox) -> Iterator[ke.Client]:
     """A client with the JWT keys (the account the CLI subprocesses use too)."""
     with ke.Client(sandbox.access_key, sandbox.secret_key, base_url=sandbox.base_url) as c:
         yield c
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_faults(admin: httpx.Client) -> Iterator[None]:
-    yield
-    ok(admin.delete("/sandbox/faults"))
 
 
 @pytest.fixture

@@ -9,14 +9,16 @@ from decimal import Decimal
 import pytest
 
 from kling_elements import batch
-from kling_elements.batch_budget import Budget, BudgetHeld
-from kling_elements.batch_manifest import from_records
+from kling_elements.batch.budget import Budget, BudgetHeld
+from kling_elements.batch.manifest import from_records
 from kling_elements.cli import main
 from kling_elements.cost import SELECTION_UNITS, TASK_UNITS
 from kling_elements.hosting import SandboxHost
 from kling_elements.sandbox.sample import make_clip
 
-from .batch_support import FRAMES, created_total, frame_count, job
+from ..support.batch import FRAMES, job
+from ..support.media import frame_count
+from ..support.sandbox import created_total
 
 D = Decimal
 # What one removal of the 2 s plates costs at the sandbox: init, one add, a std 5 s task.
@@ -83,6 +85,7 @@ def test_the_manifest_can_set_a_default_budget_on_its_first_line(tmp_path, lines
 # -- against the sandbox ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_jobs_past_the_budget_are_held_before_anything_is_sent_and_continue_with_more(
         sandbox, admin, client, shots, plates, tmp_path):
     names = ["b1", "b2", "b3", "b4"]
@@ -126,6 +129,7 @@ def long_plate(tmp_path_factory):
     return make_clip(folder / "long.mp4", width=720, height=720, fps=24, seconds=7.0, seed=3)
 
 
+@pytest.mark.slow
 def test_a_job_whose_task_would_pass_the_budget_is_held_just_before_it_and_resumes(
         sandbox, admin, client, shots, long_plate, tmp_path):
     (shots / "plates" / "long.mp4").symlink_to(long_plate.path)
@@ -155,6 +159,7 @@ def test_a_job_whose_task_would_pass_the_budget_is_held_just_before_it_and_resum
     assert D(repr(record.cost["units"])) == D("0.3") + TASK_UNITS[("std", "10")]
 
 
+@pytest.mark.slow
 def test_the_cli_takes_the_budget_from_the_manifest_or_the_command_line(
         sandbox, shots, plates, tmp_path, monkeypatch, capsys):
     path = manifest(shots, plates, ["c1", "c2"], header={"budget": 0})

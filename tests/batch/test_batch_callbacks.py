@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from kling_elements.cli import main
 
-from .batch_support import add_faults, assert_complete, write_manifest
+from ..support.batch import assert_complete, write_manifest
+from ..support.sandbox import add_faults
 
 
 def _task_queries(caplog) -> int:
@@ -22,6 +25,7 @@ def _tasks(sandbox, out) -> list:
     return [t for t in sandbox.state.all_tasks() if t.id in ids]
 
 
+@pytest.mark.slow
 def test_batch_listen_ends_each_wait_on_its_callback(sandbox, shots, plates, tmp_path,
                                                      monkeypatch, capsys, caplog):
     manifest, names = write_manifest(shots, plates, 4, name="callbacks.jsonl")
@@ -43,6 +47,7 @@ def test_batch_listen_ends_each_wait_on_its_callback(sandbox, shots, plates, tmp
     assert _task_queries(caplog) == 4  # one confirming query per task, no polling
 
 
+@pytest.mark.slow
 def test_lost_callbacks_fall_back_to_polling(sandbox, admin, shots, plates, tmp_path,
                                              monkeypatch):
     from kling_elements import batch

@@ -11,19 +11,21 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import kling_elements as ke
 
-from .batch_support import (
-    add_faults,
+from ..support.batch import (
     assert_complete,
-    created_total,
-    pending_faults,
     saved_external_ids,
     tasks_by_external_id,
     uploads,
     write_manifest,
 )
+from ..support.sandbox import add_faults, created_total, pending_faults
 from .test_batch_run import TRIPWIRES
+
+pytestmark = pytest.mark.slow
 
 
 def _env(sandbox) -> dict[str, str]:

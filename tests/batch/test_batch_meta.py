@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from kling_elements import batch
-from kling_elements.batch_manifest import META_MAX_BYTES
+from kling_elements.batch.manifest import META_MAX_BYTES
 from kling_elements.hosting import SandboxHost
 
-from .batch_support import job
+from ..support.batch import job
 
 META = {"scene": "Scene", "strip": "plate.001", "key": "3f1c", "nested": {"frames": [1, 2]},
         "unicode": "été"}
@@ -56,7 +56,7 @@ def test_meta_does_not_change_a_jobs_identity(shots, plates):
     """Editing meta (a strip renamed) never makes a finished job's state refuse to apply."""
     (plate, clip), _ = sorted(plates.items())
 
-    from kling_elements.batch_manifest import from_records
+    from kling_elements.batch.manifest import from_records
 
     a = from_records([(1, job("s", plate, clip, meta={"strip": "a"}))], shots).jobs[0]
     b = from_records([(1, job("s", plate, clip, meta={"strip": "b"}))], shots).jobs[0]

@@ -16,14 +16,13 @@ from kling_elements import batch
 from kling_elements.hosting import SandboxHost
 from kling_elements.job_key import legacy_key
 
-from .batch_support import (
-    add_faults,
+from ..support.batch import (
     assert_complete,
-    created_total,
     saved_external_ids,
     tasks_by_external_id,
     write_manifest,
 )
+from ..support.sandbox import add_faults, created_total
 from .test_batch_kill import _created, _env
 
 SLOW_POLLS = {"route": "get", "times": 1000, "delay_s": 30}

@@ -16,16 +16,15 @@ from pathlib import Path
 import pytest
 
 import kling_elements as ke
-from kling_elements.batch_manifest import in_shard
+from kling_elements.batch.manifest import in_shard
 
-from .batch_support import (
-    add_faults,
+from ..support.batch import (
     assert_complete,
-    created_total,
     saved_external_ids,
     tasks_by_external_id,
     write_manifest,
 )
+from ..support.sandbox import add_faults, created_total
 from .test_batch_kill import _created, _env
 
 pytest.importorskip("openjd.model")

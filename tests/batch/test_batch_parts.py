@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 
 from kling_elements import batch
-from kling_elements.batch_display import BatchDisplay
-from kling_elements.batch_manifest import in_shard, load, parse_shard
+from kling_elements.batch.display import BatchDisplay
+from kling_elements.batch.manifest import in_shard, load, parse_shard
 from kling_elements.errors import ValidationError
-from kling_elements.hosting import CachingHost
+from kling_elements.hosting import CachingHost, SandboxHost
 from kling_elements.sandbox.sample import make_reference_image
+from kling_elements.workflow import EditHooks, EditJob, run_edit
 
-from .batch_support import job
+from ..support.batch import REMOVE, job
+from ..support.sandbox import created
 
 
 def _write(path: Path, lines: list[object]) -> Path:
@@ -192,16 +194,98 @@ def test_plain_display_writes_one_line_per_step_that_matters_and_no_escapes():
                      "sh020: failed: task failed: policy"]
 
 
+class _Frames(io.StringIO):
+    """A terminal stand-in that lets a test wait for the display's next redraws."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._written = threading.Condition()
+        self._count = 0
+
+    def write(self, text: str) -> int:
+        with self._written:
+            self._count += 1
+            self._written.notify_all()
+        return super().write(text)
+
+    def after_next(self, redraws: int = 2, timeout: float = 30.0) -> str:
+        """The screen after ``redraws`` more redraws: the second one began after this call,
+        so it shows every event fed before it."""
+        with self._written:
+            target = self._count + redraws
+            assert self._written.wait_for(lambda: self._count >= target, timeout)
+        return self.getvalue().rsplit("\033[J", 1)[-1]
+
+
 def test_live_display_redraws_running_jobs_with_percentages_and_a_total():
-    stream = io.StringIO()
+    stream = _Frames()
     with BatchDisplay(stream, live=True, refresh_s=0.02) as display:
         _feed(display)
-        time.sleep(0.1)
-        frame = stream.getvalue().rsplit("\033[J", 1)[-1]
+        frame = stream.after_next()
         assert "sh010  downloading  75%" in frame
         assert "0/2 done" in frame and "1 active" in frame and "limit 1" in frame
         display("sh010", "succeed", {"seconds": 2.5, "output": "out/sh010.mp4"})
-        time.sleep(0.1)
-    last = stream.getvalue().rsplit("\033[J", 1)[-1]
-    assert "sh010" not in last and "1/2 done (1 ok" in last
+        frame = stream.after_next()
+    assert "sh010" not in frame and "1/2 done (1 ok" in frame
     assert "sh010: succeeded in 2.5 s" in stream.getvalue()
+
+
+class _Refused(Exception):
+    pass
+
+
+class _Recorded(EditHooks):
+    """Hooks that note every call; ``refuse`` makes the create refused before it is sent."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.calls: list[tuple] = []
+        self.refuse = refuse
+
+    def before_create(self, body: dict) -> None:
+        self.calls.append(("before_create", body["external_task_id"]))
+        if self.refuse:
+            raise _Refused("held for the test")
+
+    def created(self, task) -> None:
+        self.calls.append(("created", task.external_task_id))
+
+    def resumed(self, task) -> None:
+        self.calls.append(("resumed", task.status))
+
+    def poll_interval(self) -> float:
+        self.calls.append(("poll_interval",))
+        return 0.05
+
+    def waited(self, task) -> None:
+        self.calls.append(("waited", task.status if task else None))
+
+
+def _edit(plates, out: Path) -> EditJob:
+    clip = plates["plate0.mp4"]
+    return EditJob(output=str(out), edit_mode="removal", prompt=REMOVE,
+                   video_path=str(clip.path), selections=((0, (clip.center(0),)),))
+
+
+def test_run_edit_calls_its_hooks_around_the_create_and_the_wait(client, admin, plates,
+                                                                 tmp_path):
+    hooks, state = _Recorded(), tmp_path / "edit.json"
+    result = run_edit(client, _edit(plates, tmp_path / "out.mp4"), host=SandboxHost(client.http),
+                      state_path=state, hooks=hooks)
+    ext = result.task.external_task_id
+    assert hooks.calls == [("before_create", ext), ("created", ext), ("poll_interval",),
+                           ("waited", "succeed")]
+    assert created(admin)[ext] == 1
+    again = _Recorded()
+    run_edit(client, _edit(plates, tmp_path / "out.mp4"), state_path=state, hooks=again)
+    assert again.calls == [("resumed", "succeed")]  # done: no create, no wait
+    assert created(admin)[ext] == 1
+
+
+def test_a_create_refused_by_a_hook_sends_no_task(client, admin, plates, tmp_path):
+    hooks, state = _Recorded(refuse=True), tmp_path / "edit.json"
+    with pytest.raises(_Refused):
+        run_edit(client, _edit(plates, tmp_path / "out.mp4"), host=SandboxHost(client.http),
+                 state_path=state, hooks=hooks)
+    ((kind, ext),) = hooks.calls
+    assert kind == "before_create" and ext not in created(admin)
+    assert json.loads(state.read_text())["external_task_id"] == ext  # kept for the next run

@@ -8,7 +8,6 @@ tests compare that with the record. Clips are small and short unless the case is
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -126,8 +125,3 @@ def sources(tmp_path_factory) -> Callable[..., Source]:
         return made[name]
 
     return get
-
-
-def leftovers(folder: Path) -> list[str]:
-    """Temporary files a render may have left in ``folder``."""
-    return sorted(p for p in os.listdir(folder) if ".part" in p or p.startswith("."))

@@ -14,25 +14,20 @@ import kling_elements as ke
 from kling_elements.cli import main
 from kling_elements.conform import read_record
 from kling_elements.hosting import SandboxHost
-from kling_elements.sandbox import running
-from kling_elements.sandbox.sample import make_clip
 
+from ..support.fixtures import sandbox_fixture
 from .conftest import av
 
 REMOVE = "Remove the ball from <<<video_1>>>"
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with running(task_seconds=0.2) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=0.2)
 
 
 @pytest.fixture(scope="module")
-def plate(tmp_path_factory):
+def plate(make_plate):
     """A 25 fps, 640x360 take of 3.2 s: not Kling's rate, size or (after 3 s) a span."""
-    return make_clip(tmp_path_factory.mktemp("batch-plate") / "plate25.mp4", width=640,
-                     height=360, fps=25, seconds=3.2, seed=5)
+    return make_plate(640, 360, 25, 3.2, seed=5)
 
 
 @pytest.fixture
@@ -94,6 +89,7 @@ def test_dry_run_validates_conform_and_range(shots, plate, tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # a dry run renders nothing
 
 
+@pytest.mark.slow
 def test_a_batch_conforms_once_per_plate_and_span_and_never_again(
         sandbox, shots, plate, tmp_path):
     manifest = _manifest(shots, _job("a", plate, conform=True),
@@ -149,7 +145,7 @@ def test_a_batch_conforms_once_per_plate_and_span_and_never_again(
 
 
 def test_the_cache_follows_the_content_not_the_path(shots, plate, tmp_path):
-    from kling_elements.batch_manifest import load
+    from kling_elements.batch.manifest import load
 
     copy = shots / "copy-of-plate.mp4"
     shutil.copy(plate.path, copy)
@@ -166,7 +162,7 @@ def test_the_cache_follows_the_content_not_the_path(shots, plate, tmp_path):
 def test_the_display_shows_conform_progress_and_its_outcome():
     import io
 
-    from kling_elements.batch_display import BatchDisplay
+    from kling_elements.batch.display import BatchDisplay
 
     stream = io.StringIO()
     with BatchDisplay(stream, live=False) as display:

@@ -57,6 +57,7 @@ def test_conform_prints_the_default_window_and_writes_clip_and_record(run, take,
     assert (plan.fps, plan.width, plan.height, plan.frame_count) == (24, 960, 720, 120)
 
 
+@pytest.mark.slow
 def test_conform_with_a_span_rate_and_json(run, take, tmp_path):
     code, out, err = run("conform", take.path, "-o", "k.mp4", "--start", "f25", "--end", "4",
                          "--fps", "30", "--json", "-q")

@@ -13,25 +13,20 @@ import pytest
 
 from kling_elements.cli import main
 from kling_elements.conform import read_record
-from kling_elements.sandbox import running
-from kling_elements.sandbox.sample import make_clip
 
+from ..support.fixtures import sandbox_fixture
 from .conftest import av
 
 PROMPT = "Delete the ball from <<<video_1>>>"
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with running(task_seconds=0.2) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=0.2)
 
 
 @pytest.fixture(scope="module")
-def plate(tmp_path_factory):
+def plate(make_plate):
     """A 25 fps, 640x360, 2.6 s plate with the sample's orange ball."""
-    return make_clip(tmp_path_factory.mktemp("plate") / "plate25.mp4", width=640, height=360,
-                     fps=25, seconds=2.6, seed=4)
+    return make_plate(640, 360, 25, 2.6, seed=4)
 
 
 @pytest.fixture
@@ -85,6 +80,7 @@ def test_start_without_conform_is_refused(run, plate, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_edit_conform_conforms_then_edits_and_reuses_the_clip(run, plate, tmp_path):
     code, out, err = run(*_edit(plate, "--conform", "--json"))
     assert code == 0, err
@@ -121,6 +117,7 @@ def _mask_iou(state: dict, frame: int, truth) -> float:
     return float((got & expected).sum() / (got | expected).sum())
 
 
+@pytest.mark.slow
 def test_a_point_in_source_terms_lands_on_the_object_in_the_session(run, plate, tmp_path):
     """Source frame 50 (2.0 s) of the 25 fps plate is session frame 48 of the 24 fps clip;
     the ball is there, so the sandbox's mask covers it."""
@@ -162,6 +159,7 @@ def test_a_malformed_point_shows_the_forms(run, plate):
               "--prompt", PROMPT, "-o", "out.mp4"])
 
 
+@pytest.mark.slow
 def test_match_source_gives_back_the_plates_rate_size_and_span(run, plate, tmp_path):
     """The 25 fps 640x360 plate is edited at 24 fps 1280x720; --match-source writes the
     result at 25 fps, 640x360, the plate's own frame times; Kling's file is kept beside."""

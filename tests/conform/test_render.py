@@ -91,6 +91,7 @@ def check_conformed(output: Path, source, expected_fps: int, size: tuple[int, in
     return plan
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_conform_matrix(name, sources, tmp_path):
     options, choice, (fps, width, height, seconds) = CASES[name]
@@ -116,6 +117,7 @@ def test_a_variable_rate_clip_is_read_as_such(sources):
     assert plan.frame_map is not None and any("variable" in r for r in plan.reasons)
 
 
+@pytest.mark.slow
 def test_a_range_late_in_a_long_take_is_sought_by_time(sources, tmp_path):
     source = sources("25-272p-12s.mp4", **CASES["25-272p-12s.mp4"][0])
     media = probe_source(source.path)
@@ -219,6 +221,7 @@ def test_a_source_that_changed_since_the_plan_is_refused(sources, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_seek_that_lands_past_the_span_falls_back_to_reading_from_the_start(
         sources, tmp_path, monkeypatch):
     """A container whose index sends the seek too far (or an open GOP whose leading frames

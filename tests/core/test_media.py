@@ -90,6 +90,7 @@ def test_an_oversized_png_is_reencoded_under_the_limit():
     assert image.format == "JPEG"
 
 
+@pytest.mark.slow
 def test_an_oversized_jpeg_is_shrunk_under_the_limit_keeping_its_aspect():
     noise = np.random.default_rng(2).integers(0, 256, (3400, 3500, 3), dtype=np.uint8)
     data = encode(Image.fromarray(noise, "RGB"), "JPEG", quality=95)
@@ -160,6 +161,13 @@ def test_a_base64_string_instead_of_a_path_is_refused_cleanly():
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(ValidationError, match="does not exist"):
         media.prepare_image(tmp_path / "nope.png")
+
+
+def test_a_missing_file_deep_in_folders_is_named_by_its_file_name(tmp_path):
+    deep = tmp_path.joinpath(*["a-long-folder-name"] * 8) / "star-reference.png"
+    with pytest.raises(ValidationError, match=r"star-reference\.png' does not exist") as exc:
+        media.prepare_image(deep)
+    assert len(str(exc.value)) < 140
 
 
 @pytest.mark.parametrize(("mode", "expected_format"), [("RGB", "JPEG"), ("RGBA", "PNG"),

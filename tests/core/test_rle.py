@@ -88,6 +88,7 @@ def test_encode_matches_pycocotools_and_round_trips(coco, strategy, name, mask):
     assert rle.area(ref, mask.shape) == int(mask.sum())
 
 
+@pytest.mark.slow
 def test_4k_mask(coco):
     rng = np.random.default_rng(4)
     m = blobs(rng, 2160, 3840, 5)
@@ -140,6 +141,7 @@ def test_counts_helpers(coco):
     assert rle.decode_counts("").size == 0
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(hnp.arrays(np.bool_, hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=12)))
 def test_property_matches_pycocotools(coco, m):
@@ -314,6 +316,7 @@ def sampled_cases(draw):
     return m, _ascending(draw, m.shape[0]), _ascending(draw, m.shape[1])
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(sampled_cases())
 def test_property_decode_sampled_is_the_full_decode_at_those_pixels(case):

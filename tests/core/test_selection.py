@@ -132,6 +132,7 @@ def test_expiry_is_a_day_after_start():
 coordinate = st.one_of(st.just(-0.0), st.floats(min_value=0.0, max_value=1.0))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(coordinate, coordinate), min_size=1, max_size=10))
 def test_any_valid_point_survives_send_store_and_reload_bit_exactly(points):

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 import kling_elements as ke
-from kling_elements import batch_manifest, validate
+from kling_elements import validate
+from kling_elements.batch import manifest as batch_manifest
 from kling_elements.workflow import EditJob, run_edit
 
 PROMPT = "Delete the cup from <<<video_1>>>"

@@ -22,7 +22,7 @@ from kling_elements.sandbox import RunningSandbox
 from kling_elements.sandbox.sample import SampleClip
 from kling_elements.selection import same_point
 
-from .e2e_support import add_faults
+from ..support.sandbox import add_faults
 
 PROMPT = "Delete the ball from <<<video_1>>>"
 

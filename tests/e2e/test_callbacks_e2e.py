@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from kling_elements.cli import main
-from kling_elements.sandbox import running
 
-from ..sandbox.sandbox_support import API, REMOVE_PROMPT, client, ok, upload
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import API, REMOVE_PROMPT, client, ok, upload
 
 SECRET = "whsec_" + base64.b64encode(b"e2e-callbacks-secret-0123456789ab").decode()
 
@@ -29,6 +29,7 @@ def _task_queries(caplog) -> int:
     return sum(r.getMessage().startswith("sandbox GET get ") for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_edit_with_listen_is_told_instead_of_polling(sandbox, clip, tmp_path, monkeypatch,
                                                       capsys, caplog):
     for name, value in (("KLINGAI_BASE_URL", sandbox.base_url),
@@ -50,10 +51,8 @@ def test_edit_with_listen_is_told_instead_of_polling(sandbox, clip, tmp_path, mo
     assert task.callback_url.startswith("http://127.0.0.1:")
 
 
-@pytest.fixture(scope="module")
-def signed_sandbox():
-    with running(task_seconds=0.5, webhook_secret=SECRET, callback_format="both") as sb:
-        yield sb
+signed_sandbox = sandbox_fixture(scope="module", name="signed_sandbox", task_seconds=0.5,
+                                 webhook_secret=SECRET, callback_format="both")
 
 
 def _receiver(tmp_path: Path, secret: str | None):
@@ -71,6 +70,7 @@ def _receiver(tmp_path: Path, secret: str | None):
     return process, line.split(" on ")[1].strip()
 
 
+@pytest.mark.slow
 def test_callbacks_command_verifies_deduplicates_prints_and_records(signed_sandbox, clip,
                                                                       tmp_path):
     process, url = _receiver(tmp_path, SECRET)

@@ -25,17 +25,19 @@ from kling_elements.cli import main
 from kling_elements.sandbox.sample import SampleClip, make_clip, make_reference_image
 from kling_elements.workflow import EditJob
 
-from ..sandbox.sandbox_support import ADD_PROMPT, REMOVE_PROMPT, decode_rle, iou, ok
-from .e2e_support import (
+from ..support.media import decode, frame_count, sha256
+from ..support.sandbox import (
+    ADD_PROMPT,
     JWT_PATTERN,
+    REMOVE_PROMPT,
     add_faults,
     advance,
     created,
-    decode,
-    frame_count,
+    decode_rle,
+    iou,
+    ok,
     pending_faults,
     set_tripwires,
-    sha256,
 )
 
 pytestmark = pytest.mark.filterwarnings(
@@ -110,6 +112,7 @@ def _edit_argv(clip: SampleClip, output: str = "out.mp4", *extra: object) -> lis
 # ---------------------------------------------------------------- edit
 
 
+@pytest.mark.slow
 def test_edit_runs_the_whole_job_and_reports_it_as_json(cli, admin, clip, tmp_path):
     run = cli(*_edit_argv(clip, "out.mp4", "--watermark", "--json"))
     assert run.code == 0, run.err
@@ -133,6 +136,7 @@ def test_edit_runs_the_whole_job_and_reports_it_as_json(cli, admin, clip, tmp_pa
     assert "error" not in run.err and "created:" in run.err  # progress, on stderr
 
 
+@pytest.mark.slow
 def test_edit_interrupted_three_times_resumes_without_publishing_or_paying_twice(
     cli, admin, clip, tmp_path, monkeypatch
 ):
@@ -186,6 +190,7 @@ def test_edit_interrupted_three_times_resumes_without_publishing_or_paying_twice
     assert created(admin)[ext] == 1
 
 
+@pytest.mark.slow
 def test_a_saved_session_the_server_forgot_is_replaced_not_fatal(cli, admin, clip, tmp_path):
     argv = _edit_argv(clip, "gone.mp4", "--quiet")
     add_faults(admin, {"route": "create", "times": 1, "error": {"http": 429, "code": 1102}})
@@ -235,6 +240,7 @@ def test_damaged_state_file_is_named_in_one_error_line(cli, admin, clip, tmp_pat
 # ---------------------------------------------------------------- single steps
 
 
+@pytest.mark.slow
 def test_single_steps_from_session_to_downloaded_result(cli, admin, clip, tmp_path):
     started = cli("init", "--file", clip.path, "--json")
     assert started.code == 0, started.err
@@ -304,6 +310,7 @@ def seven_s(tmp_path_factory) -> SampleClip:
                      height=720, fps=24, seconds=7.0)
 
 
+@pytest.mark.slow
 def test_create_after_a_separate_init_sends_the_duration_the_session_needs(
     cli, sandbox, admin, seven_s, tmp_path, tmp_path_factory, monkeypatch
 ):
@@ -452,6 +459,7 @@ def script_env(sandbox) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_console_script_help_lists_the_commands():
     done = _script("--help")
     assert done.returncode == 0 and done.stderr == ""
@@ -460,6 +468,7 @@ def test_console_script_help_lists_the_commands():
         assert command in done.stdout
 
 
+@pytest.mark.slow
 def test_console_script_failure_is_exit_1_and_one_error_line(script_env, secrets):
     done = _script("status", "no-such-task", env=script_env)
     assert done.returncode == 1 and done.stdout == ""
@@ -468,6 +477,7 @@ def test_console_script_failure_is_exit_1_and_one_error_line(script_env, secrets
     assert "code 1203" in done.stderr
 
 
+@pytest.mark.slow
 def test_console_script_verbose_logs_without_secrets(script_env, secrets):
     done = _script("list", "--verbose", "--json", env=script_env)
     assert done.returncode == 0, done.stderr

@@ -17,19 +17,20 @@ from kling_elements.retry import MAX_BACKOFF_S
 from kling_elements.sandbox import RunningSandbox, running
 from kling_elements.sandbox.sample import SampleClip, make_reference_image
 
-from ..sandbox.sandbox_support import REMOVE_PROMPT, decode_rle, iou
-from ..sandbox.sandbox_support import client as admin_client
-from .e2e_support import (
+from ..support.fixtures import sandbox_fixture
+from ..support.media import decode, frame_count, sha256
+from ..support.sandbox import (
     REFUSED_PROMPT,
+    REMOVE_PROMPT,
     add_faults,
     advance,
     created,
-    decode,
-    frame_count,
+    decode_rle,
+    iou,
     pending_faults,
     set_tripwires,
-    sha256,
 )
+from ..support.sandbox import client as admin_client
 
 DAY_S = 24 * 3600
 pytestmark = pytest.mark.filterwarnings(
@@ -122,6 +123,7 @@ def _remove_and_download(client: ke.Client, admin, sid: str, clip: SampleClip,
     return done
 
 
+@pytest.mark.slow
 def test_whole_edit_with_jwt_keys_select_preview_remove_download_chain(
     sandbox, admin, clip, tmp_path
 ):
@@ -323,12 +325,10 @@ def test_wait_polls_through_server_errors_to_the_real_outcome(admin, client, mar
 # ---------------------------------------------------------------- time
 
 
-@pytest.fixture(scope="module")
-def slow_sandbox() -> Iterator[RunningSandbox]:
-    """A second sandbox whose tasks take a minute and whose clock these tests move by days
-    (which would expire every token and session of the shared one)."""
-    with running(task_seconds=60.0, max_concurrent_tasks=50) as sb:
-        yield sb
+# A second sandbox whose tasks take a minute and whose clock these tests move by days
+# (which would expire every token and session of the shared one).
+slow_sandbox = sandbox_fixture(scope="module", name="slow_sandbox", task_seconds=60.0,
+                               max_concurrent_tasks=50)
 
 
 @pytest.fixture(scope="module")
@@ -343,6 +343,7 @@ def slow_clip_url(slow_sandbox, clip) -> str:
         return SandboxHost(c.http).publish(clip.path)
 
 
+@pytest.mark.slow
 def test_wait_times_out_on_a_long_task_and_can_wait_again(
     slow_sandbox, slow_admin, slow_clip_url, clip
 ):
@@ -362,6 +363,7 @@ def test_wait_times_out_on_a_long_task_and_can_wait_again(
         assert done.status == "succeed" and done.videos
 
 
+@pytest.mark.slow
 def test_session_expires_after_24_hours_and_the_next_click_restores_it(
     slow_sandbox, slow_admin, slow_clip_url, clip
 ):

@@ -11,13 +11,13 @@ import pytest
 
 import kling_elements as ke
 from kling_elements.hosting import SandboxHost
-from kling_elements.sandbox import running
 from kling_elements.sandbox.jobs import RESULT_EXTRA_FRAMES
 from kling_elements.sandbox.sample import SampleClip, make_clip, make_reference_image
 from kling_elements.workflow import EditJob, run_edit
 
-from ..sandbox.sandbox_support import ADD_PROMPT, iou
-from .e2e_support import add_faults, advance, frame_count
+from ..support.fixtures import sandbox_fixture
+from ..support.media import frame_count
+from ..support.sandbox import ADD_PROMPT, add_faults, advance, iou
 
 FPS = 24
 
@@ -57,6 +57,7 @@ def _finish(client: ke.Client, admin, task: ke.Task) -> ke.Task:
     return client.wait(task.task_id, poll_interval=0.05, timeout=120)
 
 
+@pytest.mark.slow
 def test_a_5_s_edits_result_is_edited_again_by_video_id_as_5(sandbox, admin, five_s, star):
     """Kling's "5" results run a few frames over 5 s: the chained edit stays a "5" task
     (not "10", which Kling would refuse for a 5 s input, nor refused by the client)."""
@@ -82,6 +83,7 @@ def test_a_5_s_edits_result_is_edited_again_by_video_id_as_5(sandbox, admin, fiv
                                prompt=ADD_PROMPT, images=[star], duration="10")
 
 
+@pytest.mark.slow
 def test_run_edit_on_a_7_s_clip_asks_for_10_and_gets_every_frame(sandbox, admin, seven_s,
                                                                  star, tmp_path):
     """Without a duration the job's session decides it: Kling's default would cut to 5 s."""
@@ -136,13 +138,12 @@ def portrait(media) -> SampleClip:
     return make_clip(media / "portrait.mp4", width=720, height=1280, fps=30, seconds=2.0)
 
 
-@pytest.fixture(scope="module")
-def wh_sandbox():
-    """A sandbox that writes mask sizes as [w, h], as the docs' own example does."""
-    with running(task_seconds=0.5, mask_size_order="wh") as sb:
-        yield sb
+# A sandbox that writes mask sizes as [w, h], as the docs' own example does.
+wh_sandbox = sandbox_fixture(scope="module", name="wh_sandbox", task_seconds=0.5,
+                             mask_size_order="wh")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["[h, w]", "[w, h]"])
 def test_masks_land_on_the_clicked_object_whatever_the_size_order(
     request, sandbox, portrait, order

@@ -15,10 +15,9 @@ import kling_elements as ke
 from kling_elements.cli import main
 from kling_elements.cost import SELECTION_UNITS, TASK_UNITS
 from kling_elements.hosting import SandboxHost
-from kling_elements.sandbox import running
 
-from ..sandbox.sandbox_support import REMOVE_PROMPT
-from .e2e_support import advance
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import REMOVE_PROMPT, advance
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation:DeprecationWarning"  # pycocotools on numpy 2
@@ -29,10 +28,7 @@ DAY_S = 24 * 3600
 INIT, ADD = SELECTION_UNITS["init-selection"], SELECTION_UNITS["add-selection"]
 
 
-@pytest.fixture
-def own():
-    with running(task_seconds=0.3, pack_units=PACK) as sandbox:
-        yield sandbox
+own = sandbox_fixture(scope="function", name="own", task_seconds=0.3, pack_units=PACK)
 
 
 @pytest.fixture
@@ -55,6 +51,7 @@ def _point(clip, frame=0) -> str:
     return f"{frame}:{x!r},{y!r}"
 
 
+@pytest.mark.slow
 def test_edit_shows_each_step_and_the_total_and_the_account_agrees(cli, clip):
     code, out, err = cli("edit", clip.path, "--point", _point(clip, 0), "--point",
                          _point(clip, 30), "--edit", "removal", "--prompt", REMOVE_PROMPT,
@@ -92,6 +89,7 @@ def test_account_refuses_a_bad_date_before_sending(cli):
     assert usage.value.code == 2
 
 
+@pytest.mark.slow
 def test_restores_say_what_they_cost_or_are_refused(own, clip, caplog):
     reports = []
     with ke.Client(api_key=own.api_key, base_url=own.base_url,

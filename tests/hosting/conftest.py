@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from kling_elements.sandbox.sample import SampleClip, make_clip
+from kling_elements.sandbox.sample import SampleClip
 
-from .moto_support import create_bucket, moto_server
+from ..support.moto import create_bucket, moto_server
 
 _buckets = itertools.count()
 
@@ -33,7 +33,6 @@ def bucket(moto: str) -> str:
 
 
 @pytest.fixture(scope="package")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> SampleClip:
+def clip(make_plate) -> SampleClip:
     """The smallest valid clip: 720x720, 24 fps, 2 s (48 frames)."""
-    return make_clip(tmp_path_factory.mktemp("hosting-clip") / "clip.mp4",
-                     width=720, height=720, fps=24, seconds=2.0)
+    return make_plate(720, 720, 24, 2.0, name="clip.mp4")

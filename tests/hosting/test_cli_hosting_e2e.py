@@ -23,11 +23,11 @@ import pytest
 
 from kling_elements.cli import main
 from kling_elements.hosting import S3Host
-from kling_elements.sandbox import RunningSandbox, running
 
-from ..e2e.e2e_support import frame_count
-from ..sandbox.sandbox_support import REMOVE_PROMPT, ok
-from ..sandbox.sandbox_support import client as admin_client
+from ..support.fixtures import sandbox_fixture
+from ..support.media import frame_count
+from ..support.sandbox import REMOVE_PROMPT, ok
+from ..support.sandbox import client as admin_client
 
 SECRET = "moto-secret/for+the=cli"
 
@@ -39,10 +39,7 @@ class Run:
     err: str
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running(task_seconds=0.3) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=0.3)
 
 
 @pytest.fixture
@@ -102,6 +99,7 @@ def _edit(clip, output: str, *hosting: object) -> list[object]:
             "--prompt", REMOVE_PROMPT, "-o", output, *hosting]
 
 
+@pytest.mark.slow
 def test_edit_with_s3_uploads_once_and_the_sandbox_fetches_the_presigned_url(
         cli, moto, bucket, clip, puts, tmp_path):
     s3 = ["--host-with", "s3", "--s3-endpoint", moto, "--s3-bucket", bucket,
@@ -147,6 +145,7 @@ def test_a_store_error_is_one_clear_line(cli, moto, clip):
     assert "create the bucket" in run.err
 
 
+@pytest.mark.slow
 def test_batch_with_s3_publishes_a_shared_plate_once(cli, moto, bucket, clip, puts, tmp_path):
     shots = tmp_path / "shots"
     shots.mkdir()
@@ -190,6 +189,7 @@ def web_root(tmp_path) -> Iterator[tuple[Path, str]]:
     thread.join()
 
 
+@pytest.mark.slow
 def test_edit_with_a_command_uses_the_url_it_prints(cli, clip, web_root, tmp_path):
     root, base = web_root
     script = tmp_path / "upload.py"

@@ -23,7 +23,7 @@ from kling_elements.hosting import (
 )
 from kling_elements.sigv4 import EMPTY_SHA256, Credentials, sign_headers, url_expiry
 
-from .moto_support import IamUser, iam_user, moto_server
+from ..support.moto import IamUser, iam_user, moto_server
 
 KEYS = Credentials("AKIAMOTOPLAINKEY0000", "plain-secret/never+shown")
 

@@ -8,6 +8,7 @@ and the headers botocore's S3 signer adds to the same request.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 from unittest import mock
 
@@ -50,13 +51,19 @@ def _frozen():
     return mock.patch.object(boto_auth, "get_current_datetime", return_value=fixed)
 
 
-def _boto_presigned(*, key: str, bucket: str, region: str, endpoint: str | None,
-                    addressing: str, token: str | None, expires: int) -> str:
-    client = Session().create_client(
+@functools.cache
+def _boto_client(region: str, endpoint: str | None, addressing: str, token: str | None):
+    """One botocore S3 client per case, shared by its keys (making one is the slow part)."""
+    return Session().create_client(
         "s3", region_name=region, endpoint_url=endpoint, aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET, aws_session_token=token,
         config=Config(signature_version="s3v4", s3={"addressing_style": addressing}),
     )
+
+
+def _boto_presigned(*, key: str, bucket: str, region: str, endpoint: str | None,
+                    addressing: str, token: str | None, expires: int) -> str:
+    client = _boto_client(region, endpoint, addressing, token)
     with _frozen():
         return client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)

@@ -13,10 +13,8 @@ import httpx
 import pytest
 
 import kling_elements as ke
-from kling_elements.sandbox import RunningSandbox, running
 
-from ..sandbox.sandbox_support import client as admin_client
-from ..sandbox.sandbox_support import ok
+from ..support.fixtures import sandbox_fixture
 
 API = "/v1/videos/multi-elements"
 API_KEY = "reliability-api-key-0123456789"
@@ -59,38 +57,22 @@ def client(recorder: Recorder) -> Iterator[ke.Client]:
         yield c
 
 
-@pytest.fixture(scope="package")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running(task_seconds=0.2, max_concurrent_tasks=50) as sb:
-        yield sb
-
-
-@pytest.fixture(scope="package")
-def admin(sandbox: RunningSandbox) -> Iterator[httpx.Client]:
-    """Plain HTTP with the API key, for API calls and the ``/sandbox/*`` tools."""
-    with admin_client(sandbox) as api:
-        yield api
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "admin" in request.fixturenames:
-        ok(request.getfixturevalue("admin").delete("/sandbox/faults"))
+sandbox = sandbox_fixture(task_seconds=0.2, max_concurrent_tasks=50)
 
 
 @pytest.fixture(scope="package")
 def valid_clip(tmp_path_factory: pytest.TempPathFactory):
     """The cheapest clip Kling accepts: 720x720, 24 fps, 2 s of flat grey."""
-    from .media_support import write_clip
+    from ..support.media import write_clip
 
     return write_clip(tmp_path_factory.mktemp("valid-clip") / "clip.mp4")
 
 
 @pytest.fixture(scope="package")
-def session_id(admin: httpx.Client, valid_clip) -> str:
+def session_id(sandbox, valid_clip) -> str:
     """One sandbox session on ``valid_clip`` (no points marked), for create-time checks."""
-    from ..sandbox.sandbox_support import upload
+    from ..support.sandbox import client, ok, upload
 
-    url = upload(admin, valid_clip)
-    return ok(admin.post(f"{API}/init-selection", json={"video_url": url}))["session_id"]
+    with client(sandbox) as api:
+        url = upload(api, valid_clip)
+        return ok(api.post(f"{API}/init-selection", json={"video_url": url}))["session_id"]

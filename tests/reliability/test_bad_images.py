@@ -17,9 +17,9 @@ from PIL import Image
 import kling_elements as ke
 from kling_elements.validate import IMAGE_MAX_BYTES
 
-from ..sandbox.sandbox_support import ok, refused
+from ..support.media import image_bytes
+from ..support.sandbox import ok, refused
 from .conftest import API, envelope
-from .media_support import image_bytes
 
 ADD = "Using the context of <<<video_1>>>, seamlessly add the star from <<<image_1>>>"
 ADD_TWO = ADD + " and the cube from <<<image_2>>>"

@@ -30,7 +30,7 @@ MASK = rle.encode(np.zeros((SIZE, SIZE), np.uint8))
 
 
 def _png(tmp_path) -> str:
-    from .media_support import image_bytes
+    from ..support.media import image_bytes
 
     path = tmp_path / "ref.png"
     path.write_bytes(image_bytes(400, 400))

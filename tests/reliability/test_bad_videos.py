@@ -17,9 +17,9 @@ from kling_elements.hosting import check_clip
 from kling_elements.media import probe
 from kling_elements.workflow import EditJob, run_edit
 
-from ..sandbox.sandbox_support import REMOVE_PROMPT, refused, upload
+from ..support.media import audio_only, write_clip
+from ..support.sandbox import REMOVE_PROMPT, refused, upload
 from .conftest import API
-from .media_support import audio_only, write_clip
 
 # id -> (how to make it, words the message must contain: value, limit, fix)
 CASES: dict[str, tuple] = {

@@ -14,6 +14,10 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = int(os.environ.get("KLING_CAMPAIGN_WORKFLOWS", "200"))
 SEED = 1

@@ -28,12 +28,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kling_elements.sandbox import RunningSandbox, running
-from kling_elements.sandbox.sample import SampleClip, make_clip
+from kling_elements.sandbox import RunningSandbox
+from kling_elements.sandbox.sample import SampleClip
 
-from ..e2e.e2e_support import sha256
-from ..sandbox.sandbox_support import client as admin_client
-from ..sandbox.sandbox_support import ok
+from ..support.fixtures import sandbox_fixture
+from ..support.media import sha256
+from ..support.sandbox import client as admin_client
+from ..support.sandbox import ok
+
+pytestmark = pytest.mark.slow
 
 SEED = 20240606
 PROMPT = "Delete the ball from <<<video_1>>>"
@@ -41,11 +44,8 @@ KILL_AFTER = ("publish", "session", "selection", "created", "task")
 RUN_TIMEOUT_S = 120.0
 
 
-@pytest.fixture(scope="module")
-def killbox() -> Iterator[RunningSandbox]:
-    """A sandbox of this module's own: tasks take 1.5 s, so a kill can land while one runs."""
-    with running(task_seconds=1.5, max_concurrent_tasks=50) as sb:
-        yield sb
+# A sandbox of this module's own: tasks take 1.5 s, so a kill can land while one runs.
+killbox = sandbox_fixture(scope="module", name="killbox", task_seconds=1.5, max_concurrent_tasks=50)
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,8 @@ def killbox_admin(killbox: RunningSandbox) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def plate(tmp_path_factory: pytest.TempPathFactory) -> SampleClip:
-    return make_clip(tmp_path_factory.mktemp("kill-plate") / "plate.mp4", width=720,
-                     height=720, fps=24, seconds=2.0)
+def plate(make_plate) -> SampleClip:
+    return make_plate(720, 720, 24, 2.0)
 
 
 def _env(sandbox: RunningSandbox) -> dict[str, str]:

@@ -8,7 +8,11 @@ docs/reliability.md.
 
 from __future__ import annotations
 
+import pytest
+
 from .test_campaign import _script
+
+pytestmark = pytest.mark.slow
 
 
 def test_short_load_then_twenty_edits_at_once(tmp_path):

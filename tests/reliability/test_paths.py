@@ -21,8 +21,7 @@ from kling_elements import batch
 from kling_elements.cli import main
 from kling_elements.workflow import EditJob, run_edit
 
-from ..e2e.e2e_support import add_faults, pending_faults
-from ..sandbox.sandbox_support import REMOVE_PROMPT, upload
+from ..support.sandbox import REMOVE_PROMPT, add_faults, pending_faults, upload
 from .conftest import API, envelope
 
 URL = "http://cdn.invalid/results/out.mp4"

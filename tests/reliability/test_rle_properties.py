@@ -59,6 +59,7 @@ def test_any_counts_string_decodes_exactly_like_pycocotools_or_raises(coco, coun
     assert np.array_equal(rle.decode(rle.encode(mask)["counts"], size), mask)
 
 
+@pytest.mark.slow
 @PROPS
 @given(st.one_of(st.text(max_size=30), st.binary(max_size=30)),
        st.tuples(st.integers(-2, 40), st.integers(-2, 40)))
@@ -134,6 +135,7 @@ def test_runs_must_cover_the_size_exactly(runs, pick):
             rle.area(counts, wrong)
 
 
+@pytest.mark.slow
 @PROPS
 @given(sparse_masks(), st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
        st.floats(0.004, 1))

@@ -27,7 +27,7 @@ from kling_elements.sandbox import SandboxConfig, server
 from kling_elements.sandbox.config import ApiError
 from kling_elements.sandbox.fetch import loopback_url
 
-from ..sandbox.sandbox_support import ADD_PROMPT, ok, png_b64, refused, upload
+from ..support.sandbox import ADD_PROMPT, ok, png_b64, refused, upload
 from .conftest import API
 
 

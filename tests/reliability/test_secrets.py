@@ -30,19 +30,16 @@ import kling_elements as ke
 from kling_elements import cli
 from kling_elements.sandbox import RunningSandbox, SandboxConfig, running
 
-from ..e2e.e2e_support import JWT_PATTERN
-from ..sandbox.sandbox_support import ADD_PROMPT, REMOVE_PROMPT, ok, png_b64, upload
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import ADD_PROMPT, JWT_PATTERN, REMOVE_PROMPT, ok, png_b64, upload
 
 ACCESS = "ak-" + secrets.token_hex(12)
 SECRET = "sk-" + secrets.token_urlsafe(24)
 API_KEY = "api-" + secrets.token_urlsafe(24)
 
 
-@pytest.fixture(scope="module")
-def own() -> Iterator[RunningSandbox]:
-    with running(access_key=ACCESS, secret_key=SECRET, api_key=API_KEY, task_seconds=0.2,
-                 max_concurrent_tasks=20) as sb:
-        yield sb
+own = sandbox_fixture(scope="module", name="own", access_key=ACCESS, secret_key=SECRET,
+                      api_key=API_KEY, task_seconds=0.2, max_concurrent_tasks=20)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +120,7 @@ def _client(own: RunningSandbox, **kw) -> ke.Client:
                      max_retries=1, **keys)
 
 
+@pytest.mark.slow
 def test_library_calls_and_their_failures_leak_nothing(own, own_admin, valid_clip, evidence,
                                                        tmp_path):
     evidence.paths.append(tmp_path)
@@ -201,6 +199,7 @@ def run_cli(own, monkeypatch, capsys, tmp_path, evidence):
     return run
 
 
+@pytest.mark.slow
 def test_the_cli_with_verbose_leaks_nothing_in_output_logs_or_state(run_cli, evidence,
                                                                     valid_clip, tmp_path):
     code, out, err = run_cli("edit", str(valid_clip), "--point", "0:0.5,0.5", "--edit",
@@ -234,6 +233,7 @@ def test_the_sandbox_command_prints_only_its_public_demo_keys(monkeypatch, capsy
     assert SandboxConfig().secret_key in capsys.readouterr().out  # the public demo key
 
 
+@pytest.mark.slow
 def test_the_installed_command_with_verbose_leaks_nothing(own, tmp_path):
     env = {**os.environ, "KLINGAI_BASE_URL": own.base_url, "KLINGAI_ACCESS_KEY": ACCESS,
            "KLINGAI_SECRET_KEY": SECRET}

@@ -19,23 +19,23 @@ import pytest
 
 import kling_elements as ke
 from kling_elements.hosting import SandboxHost
-from kling_elements.sandbox import RunningSandbox, running
-from kling_elements.sandbox.sample import SampleClip, make_clip
+from kling_elements.sandbox import RunningSandbox
+from kling_elements.sandbox.sample import SampleClip
 from kling_elements.selection import same_point
 from kling_elements.workflow import EditJob, run_edit
 
-from ..sandbox.sandbox_support import client as admin_client
-from ..sandbox.sandbox_support import ok
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import client as admin_client
+from ..support.sandbox import ok
+
+pytestmark = pytest.mark.slow
 
 DAY_S = 24 * 3600
 PROMPT = "Delete the ball from <<<video_1>>>"
 
 
-@pytest.fixture(scope="module")
-def daybox() -> Iterator[RunningSandbox]:
-    """A sandbox of this module's own: its clock moves by days."""
-    with running(task_seconds=0.3, max_concurrent_tasks=50) as sb:
-        yield sb
+# A sandbox of this module's own: its clock moves by days.
+daybox = sandbox_fixture(scope="module", name="daybox", task_seconds=0.3, max_concurrent_tasks=50)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,8 @@ def daybox_admin(daybox: RunningSandbox) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def plate(tmp_path_factory: pytest.TempPathFactory) -> SampleClip:
-    return make_clip(tmp_path_factory.mktemp("day-plate") / "plate.mp4", width=720,
-                     height=720, fps=24, seconds=2.0)
+def plate(make_plate) -> SampleClip:
+    return make_plate(720, 720, 24, 2.0)
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 
 from kling_elements.cost import SELECTION_UNITS, TASK_UNITS
 from kling_elements.sandbox import running
-from kling_elements.sandbox.sample import make_clip
 
-from .sandbox_support import API, REMOVE_PROMPT, advance, client, ok, refused, upload, wait_task
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import API, REMOVE_PROMPT, advance, client, ok, refused, upload, wait_task
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 D = Decimal
@@ -21,15 +21,12 @@ YEAR_MS = 365 * 86400 * 1000
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    return make_clip(tmp_path_factory.mktemp("billing") / "clip.mp4", width=720, height=720,
-                     fps=24, seconds=2.0)
+def clip(make_plate):
+    return make_plate(720, 720, 24, 2.0)
 
 
-@pytest.fixture
-def sandbox():
-    with running(task_seconds=0.2, pack_units=PACK, max_concurrent_tasks=50) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="function", task_seconds=0.2, pack_units=PACK,
+                          max_concurrent_tasks=50)
 
 
 @pytest.fixture
@@ -81,6 +78,7 @@ def edit(api, clip, **create) -> tuple[list[Decimal], str]:
     return seen, ok(api.post(API, json=body))["task_id"]
 
 
+@pytest.mark.slow
 def test_every_answer_reports_its_deduction_and_the_account_adds_them_up(api, clip):
     assert D(repr(the_pack(api)["remaining_quantity"])) == D(repr(PACK))
     seen, task_id = edit(api, clip, mode="pro")
@@ -97,6 +95,7 @@ def test_every_answer_reports_its_deduction_and_the_account_adds_them_up(api, cl
         PACK, "online", "decreasing_total")
 
 
+@pytest.mark.slow
 def test_a_failed_task_is_refunded(api, clip):
     seen, task_id = edit(api, clip, prompt=REMOVE_PROMPT + " [[fail]]")
     advance(api, 1.0)
@@ -106,6 +105,7 @@ def test_a_failed_task_is_refunded(api, clip):
     assert D(repr(pack["remaining_quantity"])) == D(repr(PACK)) - sum(seen, D(0))
 
 
+@pytest.mark.slow
 def test_a_task_the_pack_cannot_pay_for_is_refused_with_1102(api, clip):
     url = upload(api, clip.path)
     sid = ok(api.post(f"{API}/init-selection", json={"video_url": url}))["session_id"]
@@ -146,6 +146,7 @@ def test_account_query_filters_by_pack_name_and_time(api):
               )["resource_pack_subscribe_infos"] == []
 
 
+@pytest.mark.slow
 def test_the_remaining_quantity_lags_when_asked_to(clip):
     with running(task_seconds=0.2, pack_units=PACK, account_lag_s=3600) as sandbox, \
             client(sandbox) as api:

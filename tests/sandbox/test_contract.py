@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from kling_elements.sandbox import running
 from kling_elements.sandbox.jobs import RESULT_EXTRA_FRAMES
 from kling_elements.sandbox.sample import make_clip, make_reference_image
 
-from .sandbox_support import (
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import (
     ADD_PROMPT,
     API,
     advance,
@@ -26,7 +26,8 @@ from .sandbox_support import (
     wait_task,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
+              pytest.mark.slow]
 EIGHTEEN_DIGITS = re.compile(r"[1-9]\d{17}")
 
 
@@ -40,10 +41,7 @@ def star(files):
     return b64(make_reference_image(files / "star.png", "star", (400, 400)))
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with running(task_seconds=30.0, max_concurrent_tasks=2) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=30.0, max_concurrent_tasks=2)
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +158,9 @@ def test_tasks_limit_and_external_ids_are_the_accounts_not_the_keys(api, jwt_api
 # ---------------------------------------------------------------- rejections
 
 
-def test_a_reject_rule_answers_code_0_with_a_status_and_changes_nothing(sandbox, api, files):
-    clip = make_clip(files / "two.mp4", width=1280, height=720, fps=30, seconds=2.0)
+def test_a_reject_rule_answers_code_0_with_a_status_and_changes_nothing(sandbox, api,
+                                                                         make_plate):
+    clip = make_plate(1280, 720, 30, 2.0)
     url = upload(api, clip.path)
     ok(api.post("/sandbox/faults", json={"rules": [
         {"route": "init-selection", "reject": {"status": 3, "message": "video rejected"}},

@@ -10,20 +10,17 @@ import time
 import httpx
 import pytest
 
-from kling_elements.sandbox import running
-from kling_elements.sandbox.sample import make_clip, make_reference_image
+from kling_elements.sandbox.sample import make_reference_image
 
-from .sandbox_support import ADD_PROMPT, API, b64, client, ok, refused, upload
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import ADD_PROMPT, API, b64, client, ok, refused, upload
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
 CONNECTION_LOST = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with running(task_seconds=1.0, max_concurrent_tasks=50) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=1.0, max_concurrent_tasks=50)
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +48,10 @@ def blob_url(api, blob):
 
 
 @pytest.fixture(scope="module")
-def create_body(api, tmp_path_factory):
+def create_body(api, tmp_path_factory, make_plate):
     """An addition request (no render: the [[fail]] marker) on a fresh session."""
     folder = tmp_path_factory.mktemp("faults-clip")
-    clip = make_clip(folder / "clip.mp4", width=1280, height=720, fps=30, seconds=2.0)
+    clip = make_plate(1280, 720, 30, 2.0)
     session = ok(api.post(f"{API}/init-selection", json={"video_url": upload(api, clip.path)}))
     star = b64(make_reference_image(folder / "star.png"))
     return {"session_id": session["session_id"], "edit_mode": "addition",
@@ -118,23 +115,29 @@ def test_error_rules_are_consumed_in_order(api):
     assert isinstance(ok(api.get(API)), list)
 
 
+@pytest.mark.slow
 def test_delay_does_not_block_the_server(api):
-    _faults(api, {"route": "list", "delay_s": 1.0})
+    """While one answer is held back, the server answers others: a request sent once the
+    delayed one has reached the server (its rule is taken) is answered first."""
+    delay = 3.0
+    _faults(api, {"route": "list", "delay_s": delay})
     outcome = {}
 
     def slow_list():
         start = time.monotonic()
         outcome["data"] = ok(api.get(API))
-        outcome["took"] = time.monotonic() - start
+        outcome["answered"] = time.monotonic()
+        outcome["took"] = outcome["answered"] - start
 
     thread = threading.Thread(target=slow_list)
     thread.start()
-    time.sleep(0.2)
-    start = time.monotonic()
+    while ok(api.get("/sandbox/faults"))["rules"]:  # until the delayed request took its rule
+        assert thread.is_alive(), outcome
     ok(api.get("/sandbox/clock"))
-    assert time.monotonic() - start < 0.5 and thread.is_alive()
+    clock_answered = time.monotonic()
     thread.join(10)
-    assert outcome["took"] >= 1.0 and isinstance(outcome["data"], list)
+    assert clock_answered < outcome["answered"]
+    assert outcome["took"] >= delay and isinstance(outcome["data"], list)
 
 
 def test_drop_before_commit_creates_nothing(api, create_body):

@@ -21,7 +21,8 @@ from PIL import Image
 from kling_elements.sandbox import running
 from kling_elements.sandbox.sample import make_clip, make_reference_image
 
-from .sandbox_support import (
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import (
     ADD_PROMPT,
     API,
     REMOVE_PROMPT,
@@ -55,8 +56,8 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def clip(files):
-    return make_clip(files / "clip.mp4", width=1280, height=720, fps=30, seconds=2.0)
+def clip(make_plate):
+    return make_plate(1280, 720, 30, 2.0)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +65,7 @@ def star(files):
     return b64(make_reference_image(files / "star.png", "star", (512, 512)))
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with running(task_seconds=1.0) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -326,6 +324,7 @@ def test_add_refuses_bad_frames_and_sessions(api, session):
         "session_id": "nope", "frame_index": 0, "points": point}), 404, 1203)
 
 
+@pytest.mark.slow
 def test_points_and_frames_limits(api, session, clip):
     sid = session["session_id"]
     _clear(api, sid)
@@ -361,6 +360,7 @@ def test_clear_selection_then_preview_needs_points(api, session, clip):
             "nothing is selected")
 
 
+@pytest.mark.slow
 def test_preview_files(api, session, clip):
     sid = session["session_id"]
     _clear(api, sid)
@@ -476,6 +476,7 @@ def test_create_answer_and_external_id_reuse(api, session, star):
 # ---------------------------------------------------------------- lifecycle
 
 
+@pytest.mark.slow
 def test_removal_lifecycle_result_and_callbacks(sandbox, api, session, clip):
     sid = session["session_id"]
     _clear(api, sid)
@@ -578,6 +579,7 @@ def slow(clip):
         yield sb, c, session
 
 
+@pytest.mark.slow
 def test_concurrency_limit_frees_slots_when_tasks_end(slow, star):
     _, api, session = slow
     body = _create_body(session["session_id"], edit_mode="addition", image_list=[{"image": star}],
@@ -592,6 +594,7 @@ def test_concurrency_limit_frees_slots_when_tasks_end(slow, star):
     ok(api.post(API, json={**body, "external_task_id": "slot-3"}))
 
 
+@pytest.mark.slow
 def test_clock_expires_tokens_sessions_and_results(slow, clip, star):
     sandbox, api, session = slow
     sid = session["session_id"]

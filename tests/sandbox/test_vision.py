@@ -151,6 +151,7 @@ def test_tracking_from_the_first_frame_follows_the_object(small, tracked):
     assert min(scores) >= 0.9, scores
 
 
+@pytest.mark.slow
 def test_tracking_from_middle_and_several_key_frames(small):
     clip, frames = small
     key = vision.segment(frames[30], [clip.center(30)])[0]
@@ -262,6 +263,7 @@ def test_watermark_marks_the_corner_only(small):
 # ---------------------------------------------------------------- demo size, end to end
 
 
+@pytest.mark.slow
 def test_demo_size_clip_end_to_end(tmp_path):
     clip = make_clip(tmp_path / "demo.mp4")  # 1280x720, 30 fps, 5 s
     frames, fps = read_frames(clip.path)

@@ -16,10 +16,10 @@ import standardwebhooks
 
 import kling_elements as ke
 from kling_elements.callbacks import CallbackInbox, CallbackServer, parse
-from kling_elements.sandbox import running
-from kling_elements.sandbox.sample import make_clip, make_reference_image
+from kling_elements.sandbox.sample import make_reference_image
 
-from .sandbox_support import ADD_PROMPT, API, CallbackSink, b64, client, ok, refused, upload
+from ..support.fixtures import sandbox_fixture
+from ..support.sandbox import ADD_PROMPT, API, CallbackSink, b64, client, ok, refused, upload
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
@@ -27,11 +27,9 @@ SECRET = "whsec_" + base64.b64encode(b"sandbox-webhook-test-secret-00001").decod
 RETRIES = (0.3, 0.6, 1.0)
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with running(task_seconds=1.0, max_concurrent_tasks=50, webhook_secret=SECRET,
-                 callback_format="both", callback_retry_s=RETRIES) as sb:
-        yield sb
+sandbox = sandbox_fixture(scope="module", task_seconds=1.0, max_concurrent_tasks=50,
+                          webhook_secret=SECRET, callback_format="both",
+                          callback_retry_s=RETRIES)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +45,11 @@ def no_leftover_rules(api):
 
 
 @pytest.fixture(scope="module")
-def create_body(api, tmp_path_factory):
+def create_body(api, tmp_path_factory, make_plate):
     """An addition the sandbox refuses without rendering (the [[fail]] marker): three
     status changes (submitted, processing, failed) a second apart, at no CPU cost."""
     folder = tmp_path_factory.mktemp("webhooks-clip")
-    clip = make_clip(folder / "clip.mp4", width=1280, height=720, fps=30, seconds=2.0)
+    clip = make_plate(1280, 720, 30, 2.0)
     session = ok(api.post(f"{API}/init-selection", json={"video_url": upload(api, clip.path)}))
     star = b64(make_reference_image(folder / "star.png"))
     return {"session_id": session["session_id"], "edit_mode": "addition",
@@ -168,6 +166,7 @@ def test_bad_callback_rules_are_refused(api, rule, words):
     assert ok(api.get("/sandbox/faults"))["rules"] == []
 
 
+@pytest.mark.slow
 def test_the_receiver_and_wait_ride_through_repeats_reorders_and_losses(
         sandbox, api, create_body, tmp_path):
     _faults(api, {"route": "callback", "status": "submitted", "repeat": 3},

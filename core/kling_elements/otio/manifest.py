@@ -6,7 +6,7 @@ default, brings the result back to the media's frame rate (``"match_source": tru
 ``add-results`` can lay it over the clip 1:1. A marker's frame becomes the frame of the
 conformed clip showing it (the conform keeps real time: ``k = round(seconds * fps)``).
 
-The lines are validated exactly as ``kling-elements batch`` will (``batch_manifest``), and
+The lines are validated exactly as ``kling-elements batch`` will (``batch.manifest``), and
 every problem is reported against its clip and marker; with any problem nothing is
 written. Paths in the manifest are relative to its folder, so the farm can mount the
 project anywhere.
@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from ..batch_manifest import Manifest, from_records
+from ..batch.manifest import Manifest, from_records
 from ..conform.plan import ConformPlan
 from . import require_otio
 from .markers import MarkedClip, TimelineError, marked_clips, where

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
-from .cost import PriceBook
+from ..cost import PriceBook
 
 __all__ = ["Budget", "BudgetHeld"]
 

@@ -1,4 +1,4 @@
-"""Tiny, fast test media for the bad-input corpus: clips and images made in ``tmp_path``.
+"""Test media: tiny, fast clips and images for the bad-input corpus, and decoding checks.
 
 Kling's rules force real sizes (720-2160 px), so clips are kept cheap instead: flat grey
 frames (they compress to almost nothing) and libx264's fastest preset. Odd sides need a
@@ -7,6 +7,7 @@ chroma format without subsampling (yuv444p); everything else is plain yuv420p H.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +18,7 @@ from PIL import Image
 
 from kling_elements.sandbox.video import fps_fraction
 
-__all__ = ["audio_only", "image_bytes", "write_clip"]
+__all__ = ["audio_only", "decode", "frame_count", "image_bytes", "sha256", "write_clip"]
 
 
 def write_clip(
@@ -80,3 +81,23 @@ def image_bytes(width: int, height: int, fmt: str = "PNG", *, noise: bool = Fals
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, fmt)
     return buffer.getvalue()
+
+
+def decode(path: Path, keep: tuple[int, ...] = ()) -> tuple[int, dict[int, np.ndarray]]:
+    """Decode every frame of ``path`` with PyAV (which raises on a damaged file): the frame
+    count, and the frames numbered in ``keep`` as RGB arrays."""
+    count, kept = 0, {}
+    with av.open(str(path)) as container:
+        for count, frame in enumerate(container.decode(video=0), start=1):
+            if count - 1 in keep:
+                kept[count - 1] = frame.to_ndarray(format="rgb24")
+    return count, kept
+
+
+def frame_count(path: Path) -> int:
+    """Frames decoded by PyAV (which raises on a damaged file)."""
+    return decode(path)[0]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

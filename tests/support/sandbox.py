@@ -1,4 +1,5 @@
-"""Helpers shared by the sandbox's HTTP tests: signing, envelopes, media checks, a callback sink.
+"""Talking to a test sandbox over plain HTTP: signing, envelopes, uploads, its tools (faults,
+clock, stats), mask checks and a callback sink.
 
 Everything goes through HTTP (httpx) and PyJWT, the way any client would; nothing here
 imports the project's client.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import tempfile
 import threading
 import time
@@ -21,10 +23,15 @@ import numpy as np
 from PIL import Image
 
 from kling_elements.sandbox import RunningSandbox, video
+from kling_elements.sandbox.faults import ROUTES
 
 API = "/v1/videos/multi-elements"
 REMOVE_PROMPT = "Delete the ball from <<<video_1>>>"
 ADD_PROMPT = "Using the context of <<<video_1>>>, seamlessly add the star from <<<image_1>>>"
+# The sandbox refuses such a task as a content-policy violation, without rendering it.
+REFUSED_PROMPT = REMOVE_PROMPT + " [[fail]]"
+# A JWT as the client sends it: base64url of '{"' starts both header and payload.
+JWT_PATTERN = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{16,}")
 
 
 def sign(
@@ -122,7 +129,33 @@ def wait_task(api: httpx.Client, ident: str, statuses: tuple[str, ...], timeout:
 
 
 def advance(api: httpx.Client, seconds: float) -> float:
+    """Move the sandbox's clock on; its new time."""
     return ok(api.post("/sandbox/clock", json={"advance_s": seconds}))["now"]
+
+
+def add_faults(admin: httpx.Client, *rules: dict) -> list[dict]:
+    """Append fault rules (see ``kling_elements.sandbox.faults``); every rule now pending."""
+    return ok(admin.post("/sandbox/faults", json={"rules": list(rules)}))["rules"]
+
+
+def pending_faults(admin: httpx.Client) -> list[dict]:
+    return ok(admin.get("/sandbox/faults"))["rules"]
+
+
+def set_tripwires(admin: httpx.Client) -> list[dict]:
+    """One error rule on every route: any request that reaches the sandbox consumes one."""
+    return add_faults(admin, *({"route": route, "times": 1,
+                                "error": {"http": 500, "code": 5000}} for route in ROUTES))
+
+
+def created(admin: httpx.Client) -> dict[str, int]:
+    """How many tasks each external_task_id created, as the sandbox counted them."""
+    return ok(admin.get("/sandbox/stats"))["created"]
+
+
+def created_total(admin: httpx.Client) -> int:
+    """How many tasks the sandbox has created so far (all external ids)."""
+    return sum(created(admin).values())
 
 
 class CallbackSink:

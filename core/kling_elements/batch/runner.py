@@ -1,24 +1,11 @@
-"""Batch edits: run a manifest of edits with bounded concurrency, resumably, shardably.
+"""The batch runner: many ``workflow.run_edit`` calls at once, within slots and a budget.
 
-``run(jobs, out_dir, ...)`` drives many ``workflow.run_edit`` calls at once and reuses their
-guarantees rather than adding new ones: each job's progress is in ``DIR/.state/jobs/
-<name>.json`` (written atomically), so a process killed at any moment and started again
-never creates a second task (the saved ``external_task_id`` is looked up first) and
-continues downloads with ``Range``. Unchanged clips are published once
-(``hosting.CachingHost``, ``DIR/.state/uploads.json``), also across runs.
-
-Concurrency is bounded where Kling counts it: a job holds one of the batch's slots from
-just before its task is created until the task ends. Uploads, sessions and clicks of the
-next jobs run ahead meanwhile, so a slot is filled again as soon as it frees. On 1303 (the
-account's concurrency is used up, e.g. by other machines of a farm) the limit halves, and
-it grows by one after a few accepted creates, up to ``concurrency`` (AIMD): a burst of
-refusals never becomes a storm of retries.
-
-With a budget (``budget=`` units, or the manifest's ``{"batch": {"budget": N}}`` first
-line), a job is held back, before anything is sent for it or just before its task is
-created, when the units reported so far plus what it is expected to cost would pass the
-budget (see ``batch_budget``); held jobs are reported as ``held`` and a run with a larger
-budget continues them. ``report.json`` carries each job's cost and the total.
+``run`` reuses the edit's guarantees rather than adding new ones: each job's progress is in
+``DIR/.state/jobs/<name>.json`` (written atomically), so a process killed at any moment and
+started again never creates a second task and continues downloads with ``Range``. A job
+takes part in the batch through ``run_edit``'s hooks (``_JobSlot``): it holds one of the
+``Limiter``'s slots from just before its task is created until the wait for it ends, and
+the ``Budget`` may hold it back before anything is sent or before the create.
 """
 
 from __future__ import annotations
@@ -31,26 +18,16 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from .batch_budget import Budget, BudgetHeld
-from .batch_manifest import (
-    BatchJob,
-    Manifest,
-    ManifestError,
-    from_records,
-    in_shard,
-    load,
-    parse_shard,
-)
-from .client import Client
-from .conform.cache import progress_events
-from .conform.match import match_source
-from .cost import Cost, PriceBook, json_number, task_kind
-from .errors import (
+from ..client import Client
+from ..conform.cache import progress_events
+from ..conform.match import match_source
+from ..cost import Cost, PriceBook, task_kind
+from ..errors import (
     AccountError,
     AuthError,
     ConnectionFailed,
@@ -59,153 +36,35 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
-from .hosting import CachingHost, Host
-from .job_key import match_state
-from .ledger import CostLedger
-from .models import Task
-from .retry import RetryPolicy
-from .workflow import run_edit, write_json_atomic
+from ..hosting import CachingHost, Host
+from ..job_key import match_state
+from ..ledger import CostLedger
+from ..models import Task
+from ..retry import RetryPolicy
+from ..workflow import EditHooks, run_edit, write_json_atomic
+from .budget import Budget, BudgetHeld
+from .limiter import Limiter
+from .manifest import (
+    BatchJob,
+    Manifest,
+    ManifestError,
+    from_records,
+    in_shard,
+    load,
+    parse_shard,
+)
+from .report import JobReport, Report, report_path
 
 if TYPE_CHECKING:
-    from .callbacks import TaskInbox
+    from ..callbacks import TaskInbox
 
-__all__ = [
-    "BudgetHeld", "JobReport", "Limiter", "Manifest", "ManifestError", "Report", "load",
-    "parse_shard", "plan", "run",
-]
+__all__ = ["BatchEvent", "plan", "run"]
 
 log = logging.getLogger("kling_elements.batch")
 
 BatchEvent = Callable[[str | None, str, dict[str, Any]], None]
 _TRANSIENT = (ConnectionFailed, ServerError, RateLimitError)
 _FATAL = (AuthError, AccountError, PermissionDeniedError)
-
-
-class Limiter:
-    """A counting semaphore whose limit follows AIMD between 1 and ``maximum``.
-
-    ``pressure()`` (a 1303) halves the limit, at most once per ``cooldown_s`` so the
-    refusals of one burst count once; ``succeeded()`` (an accepted create) raises it by one
-    after ``increase_after`` successes. Lowering the limit never interrupts a holder: new
-    acquisitions wait until fewer than ``limit`` are held.
-    """
-
-    def __init__(self, maximum: int, *, increase_after: int = 3, cooldown_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if maximum < 1:
-            raise ValueError(f"concurrency {maximum} must be at least 1")
-        self.maximum = maximum
-        self.limit = maximum
-        self.in_use = 0
-        self._increase_after = increase_after
-        self._cooldown_s = cooldown_s
-        self._clock = clock
-        self._streak = 0
-        self._last_cut = -float("inf")
-        self._cond = threading.Condition()
-
-    def acquire(self, *, force: bool = False) -> None:
-        """Take a slot, waiting while the limit is reached (``force``: take it regardless,
-        for a task that already runs at Kling)."""
-        with self._cond:
-            while not force and self.in_use >= self.limit:
-                self._cond.wait()
-            self.in_use += 1
-
-    def release(self) -> None:
-        with self._cond:
-            self.in_use -= 1
-            self._cond.notify_all()
-
-    def pressure(self) -> int | None:
-        """Halve the limit (min 1); the new limit, or ``None`` if unchanged."""
-        with self._cond:
-            now = self._clock()
-            self._streak = 0
-            if now - self._last_cut < self._cooldown_s or self.limit == 1:
-                return None
-            self._last_cut = now
-            self.limit = max(1, self.limit // 2)
-            return self.limit
-
-    def succeeded(self) -> int | None:
-        """Count an accepted create; the raised limit, or ``None`` if unchanged."""
-        with self._cond:
-            self._streak += 1
-            if self.limit >= self.maximum or self._streak < self._increase_after:
-                return None
-            self._streak = 0
-            self.limit += 1
-            self._cond.notify_all()
-            return self.limit
-
-
-@dataclass
-class JobReport:
-    """One line of ``report.json``; ``status`` is succeed, failed, invalid, held (by the
-    budget) or pending; ``cost`` is what Kling reported deducting for the job, every run
-    counted (``Cost.to_dict``)."""
-
-    name: str | None
-    line: int
-    status: str = "pending"
-    task_id: str | None = None
-    external_task_id: str | None = None
-    output: str | None = None
-    error: str | None = None
-    seconds: float = 0.0
-    retries: int = 0
-    cost: dict[str, Any] | None = None
-    meta: dict[str, Any] | None = None
-
-
-@dataclass
-class Report:
-    """The outcome of one run (one shard): every job of the shard, in manifest order."""
-
-    jobs: list[JobReport]
-    path: Path
-    shard: tuple[int, int] | None
-    budget: Decimal | None = None
-
-    @property
-    def ok(self) -> bool:
-        return all(job.status == "succeed" for job in self.jobs)
-
-    def counts(self) -> dict[str, int]:
-        counts = {"succeed": 0, "failed": 0, "invalid": 0, "held": 0, "pending": 0}
-        for job in self.jobs:
-            counts[job.status] = counts.get(job.status, 0) + 1
-        return counts
-
-    def cost(self) -> Cost:
-        """What Kling reported deducting for the jobs of this report, in all."""
-        return sum((Cost.from_dict(job.cost) for job in self.jobs), Cost())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
-                "counts": self.counts(), "cost": self.cost().to_dict(),
-                "budget": json_number(self.budget),
-                "jobs": [asdict(job) for job in self.jobs]}
-
-    def summary(self) -> str:
-        """A few lines for humans: the counts, then each job that did not succeed."""
-        c = self.counts()
-        retries = sum(job.retries for job in self.jobs)
-        budget = f" of a budget of {json_number(self.budget)}" if self.budget is not None else ""
-        lines = [f"{len(self.jobs)} job(s): {c['succeed']} succeeded, {c['failed']} failed, "
-                 f"{c['invalid']} invalid, {c['held']} held, {c['pending']} pending; "
-                 f"{retries} retried request(s); cost: {self.cost()}{budget}; "
-                 f"report: {self.path}"]
-        lines += [f"  {job.name or f'line {job.line}'}: {job.status}"
-                  + (f": {job.error}" if job.error else "")
-                  for job in self.jobs if job.status != "succeed"]
-        return "\n".join(lines)
-
-
-def report_path(out_dir: Path, shard: tuple[int, int] | None) -> Path:
-    """``report.json``, or ``report.I-of-N.json`` so shards sharing a folder never clash."""
-    return out_dir / ("report.json" if shard is None else f"report.{shard[0]}-of-{shard[1]}.json")
 
 
 _write_json = write_json_atomic
@@ -219,50 +78,39 @@ def _read_state(path: Path) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
-class _JobClient:
-    """The shared client as one job sees it: creating a task takes a batch slot, held until
-    the wait for that task ends (or the job ends). Everything else is the shared client."""
+class _JobSlot(EditHooks):
+    """One job's part in the batch's concurrency and budget, as ``run_edit`` hooks: a batch
+    slot is taken just before the task is created (after the budget allowed it) and given
+    back when the wait for that task ends, or when the attempt ends, whichever is first."""
 
-    def __init__(self, client: Client, runner: _Runner) -> None:
-        self._client = client
+    def __init__(self, runner: _Runner) -> None:
         self._runner = runner
         self._held = False
         self._created_at: float | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def get_task(self, task_id: str) -> Task:
-        task = self._client.get_task(task_id)
+    def resumed(self, task: Task) -> None:
         if not task.done and not self._held:  # resumed while running: it occupies a slot
             self._runner.limiter.acquire(force=True)
             self._held = True
-        return task
 
-    def submit_task(self, body: dict[str, Any], **options: Any) -> Task:
+    def before_create(self, body: dict[str, Any]) -> None:
         self._runner.reserve_task(body)  # BudgetHeld: nothing is sent
         if not self._held:
             self._runner.emit_current("waiting_slot", {})
             self._runner.limiter.acquire()
             self._held = True
-        task = self._client.submit_task(body, **options)
+
+    def created(self, task: Task) -> None:
         self._created_at = time.monotonic()
         self._runner.accepted()
-        return task
 
-    def wait(self, task_id: str, timeout: float = 900.0, poll_interval: float | None = None,
-             on_update: Callable[[Task], None] | None = None,
-             inbox: TaskInbox | None = None) -> Task:
-        if inbox is None:
-            poll_interval = poll_interval or self._runner.poll_interval()
-        try:
-            task = self._client.wait(task_id, timeout=timeout, poll_interval=poll_interval,
-                                     on_update=on_update, inbox=inbox)
-            if self._created_at is not None:
-                self._runner.observe(time.monotonic() - self._created_at)
-            return task
-        finally:
-            self.release()
+    def poll_interval(self) -> float | None:
+        return self._runner.poll_interval()
+
+    def waited(self, task: Task | None) -> None:
+        if task is not None and self._created_at is not None:
+            self._runner.observe(time.monotonic() - self._created_at)
+        self.release()
 
     def release(self) -> None:
         if self._held:
@@ -459,13 +307,13 @@ class _Runner:
             return
         tries, failures, throttled_since = 0, 0, None
         while True:
-            proxy = _JobClient(self.client, self)
+            slot = _JobSlot(self)
             try:
                 result = run_edit(
-                    cast(Client, proxy), edit, host=self.host, state_path=self.state_path(job),
+                    self.client, edit, host=self.host, state_path=self.state_path(job),
                     wait_timeout=self.wait_timeout,
                     on_event=lambda kind, info: self.job_event(job.name, kind, info),
-                    callback_url=self.callback_url, inbox=self.inbox,
+                    callback_url=self.callback_url, inbox=self.inbox, hooks=slot,
                 )
             except _TRANSIENT as exc:
                 tries += 1
@@ -502,7 +350,7 @@ class _Runner:
                 record.status, record.output = "succeed", str(result.output)
                 return
             finally:
-                proxy.release()
+                slot.release()
 
     def _matched(self, job: BatchJob, result: Path, record: JobReport) -> bool:
         """Write ``<name>.source.mp4`` (see ``conform.match``); False when it failed."""
@@ -611,7 +459,7 @@ def run(
     ``report.json`` (``report.I-of-N.json`` for a shard); it is returned.
 
     ``budget`` (units; default: the manifest's, else none) holds back jobs that would pass
-    it (status ``held``, see ``batch_budget``); it covers this shard's jobs over every run.
+    it (status ``held``, see ``batch.budget``); it covers this shard's jobs over every run.
     ``sleep`` waits between a job's own retries (``retry.RetryPolicy``; a test's clock).
     """
     out = Path(out_dir).resolve()

@@ -22,11 +22,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from . import validate
-from .conform.cache import ConformTarget
-from .errors import ValidationError
-from .selection import SelectionState
-from .workflow import EditJob
+from .. import validate
+from ..conform.cache import ConformTarget
+from ..errors import ValidationError
+from ..selection import SelectionState
+from ..workflow import EditJob
 
 __all__ = [
     "BatchJob",
@@ -180,7 +180,7 @@ class _Probes:
     def video(self, path: Path) -> tuple[validate.VideoInfo | None, list[str]]:
         if path not in self.videos:
             try:
-                from .media import probe
+                from ..media import probe
                 info = probe(path)
                 self.videos[path] = (info, validate.video_problems(info))
             except ImportError:  # without PyAV only existence can be checked
@@ -195,13 +195,13 @@ class _Probes:
                 ) -> tuple[ConformTarget | None, list[str]]:
         key = (path, json.dumps(span), str(duration))
         if key not in self.conforms:
-            from .conform.cache import conform_target
+            from ..conform.cache import conform_target
             self.conforms[key] = conform_target(path, span, duration)
         return self.conforms[key]
 
     def image(self, path: Path, label: str) -> str | None:
         if path not in self.images:
-            from .media import prepare_image
+            from ..media import prepare_image
             try:
                 prepare_image(path, label=label)
                 self.images[path] = None

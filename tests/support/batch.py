@@ -1,4 +1,4 @@
-"""Helpers of the batch tests: manifests, the sandbox's counters, output checks."""
+"""Helpers of the batch tests: manifests, what a run left on disk and at the sandbox."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import av
-import httpx
-
 import kling_elements as ke
 from kling_elements.sandbox.sample import SampleClip
 
-from ..sandbox.sandbox_support import ok
+from .media import frame_count
 
 FRAMES = 48  # the plates: 24 fps, 2 s
 REMOVE = "Remove the ball from <<<video_1>>>"
@@ -34,19 +31,6 @@ def write_manifest(folder: Path, plates: dict[str, SampleClip], count: int,
     return path, [j["name"] for j in jobs]
 
 
-def created_total(admin: httpx.Client) -> int:
-    """How many tasks the sandbox has created so far (all external ids)."""
-    return sum(ok(admin.get("/sandbox/stats"))["created"].values())
-
-
-def add_faults(admin: httpx.Client, *rules: dict) -> None:
-    ok(admin.post("/sandbox/faults", json={"rules": list(rules)}))
-
-
-def pending_faults(admin: httpx.Client) -> list[dict]:
-    return ok(admin.get("/sandbox/faults"))["rules"]
-
-
 def tasks_by_external_id(client: ke.Client) -> Counter[str]:
     return Counter(task.external_task_id for task in client.list_tasks(page_size=500))
 
@@ -55,12 +39,6 @@ def saved_external_ids(out: Path) -> dict[str, str]:
     """Each job's external_task_id, from its state file."""
     return {path.stem: json.loads(path.read_text())["external_task_id"]
             for path in sorted((out / ".state" / "jobs").glob("*.json"))}
-
-
-def frame_count(path: Path) -> int:
-    """Frames decoded by PyAV (which raises on a damaged file)."""
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 def assert_complete(out: Path, names: list[str]) -> None:

@@ -71,6 +71,13 @@ class BackgroundModel:
     def foreground(self, frame: np.ndarray, where: Box | tuple[slice, slice] | None = None):
         return self.difference(frame, where) > self.threshold
 
+    def explains(self, frame: np.ndarray) -> bool:
+        """Whether the frame was shot from the model's still camera: under 30% of it (on a
+        sparse grid) differs from the background. A pan or a shake makes most of it differ,
+        and then no foreground of this model is an object."""
+        grid = (slice(None, None, 4), slice(None, None, 4))
+        return float(np.mean(self.foreground(frame, grid))) < 0.3
+
 
 def background_model(frames: np.ndarray, samples: int = _BG_SAMPLES) -> BackgroundModel:
     """Build the temporal-median background of a video from up to ``samples`` frames spread

@@ -1,8 +1,13 @@
 """Click segmentation: the masks of the objects under normalized points on one frame.
 
-A moving object is the background model's foreground component under the click (when the
-whole video is given as context); a still one is a colour region grown in Lab from the
-click until it would leak into its surroundings.
+With the whole video as context, what moves under the click (against the still camera's
+background, or once a pan is compensated) is a hint that GrabCut turns into the object:
+the hint trains the colour models, the cut finds the outline, and a hint that was only
+part of the object (a mouth chewing on a still face) grows to the whole. Unless the cut
+stands out from its surroundings clearly more than the still camera's foreground (it
+filled a hole, dropped a shadow), that foreground and its sharper outline are kept. A
+still object (or no context) is cut by appearance alone, from squares around the click;
+a flat-coloured region grown from the click competes with those cuts.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import grabcut, motion
 from ._checks import _check_frame
 from ._morph import Box, _bbox, _component_at, _dilate, _fill_holes, _open, _pad_box, _sl
 from .background import BackgroundModel, _context_model, _half_contrast
@@ -33,29 +39,42 @@ def segment(
 ) -> list[np.ndarray]:
     """Masks of the objects under normalized ``points`` on ``frame``.
 
-    Each point grows one region: with ``context`` (the whole video, same resolution) the
-    moving foreground component under the point when there is one; otherwise (or for a still
-    object) a colour region grown in Lab from the seed with the tolerance chosen where the
-    region's area is stable (before it leaks into the background). Regions that overlap are
-    merged into one object; the result lists disjoint objects in the order of the first point
-    that produced each. Every point yields a non-empty region; no points yields ``[]``.
+    Each point yields one region: with ``context`` (the whole video, same resolution) the
+    object that moves under the point, cut by GrabCut from that motion; otherwise (or for a
+    still object) the best of GrabCut's cuts around the point and a colour region grown in
+    Lab from it, by how much each stands out from its surroundings. Regions that overlap are
+    merged into one object; the result lists disjoint objects in the order of the first
+    point that produced each. Every point yields a non-empty region containing it; no points
+    yield ``[]``. Deterministic: the same frame, points and context give the same masks.
     """
     frame = _check_frame(frame)
     if len(points) == 0:
         return []
     h, w = frame.shape[:2]
-    model = _context_model(None if context is None else np.asarray(context), frame.shape)
+    clip = None if context is None else np.asarray(context)
+    model = _context_model(clip, frame.shape)
+    still = model is not None and model.explains(frame)
+    work = grabcut.Working.of(frame)
     lab: np.ndarray | None = None
     regions = []
     for x, y in points:
         col, row = point_to_pixel(x, y, w, h)
-        region = _motion_region(frame, model, row, col) if model else None
-        if region is None:
+        precise = _motion_region(frame, model, row, col) if still else None
+        hint = precise
+        if hint is None and model is not None and not still:
+            hint = motion.moving_region(frame, clip, row, col)
+        if hint is not None:
+            region = grabcut.from_hint(frame, hint, row, col, work)
+            if precise is not None and not grabcut.sharper(work, region, precise):
+                region = precise
+        else:
             if lab is None:
                 lab = _lab(_blur(frame))
-            region = _colour_region(lab, row, col)
+            grown = _colour_region(lab, row, col)
+            region = grabcut.from_click(frame, row, col, work, extra=[grown])
         regions.append(region)
     return _merge_overlapping(regions)
+
 
 
 def _merge_overlapping(regions: list[np.ndarray]) -> list[np.ndarray]:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -157,16 +158,27 @@ def _res(frame_index: int, masks: list[np.ndarray], size_order: str = "hw") -> d
     return {"status": 0, "res": {"frame_index": frame_index, "rle_mask_list": items}}
 
 
+_SEGMENTING = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+"""At most one segmentation per core at a time (all sessions and sandboxes of the process):
+a burst of clicks waits its turn for a core instead of every click, and every other request
+of the server (a task poll, a download), slowing down together."""
+
+
 def _segment(state: State, session: Session, index: int, points: list,
              timings: dict[str, float] | None = None) -> list[np.ndarray]:
-    """The frame's masks; ``timings["seg"]`` gets the seconds the segmentation took."""
+    """The frame's masks; ``timings["seg"]`` gets the seconds the segmentation took and
+    ``timings["segq"]`` those it waited for a free core (``_SEGMENTING``)."""
     if not points:
         return []
     frames, _ = state.frames.get(session.video_path)
-    started = time.perf_counter()
-    masks = vision.segment(frames[index], list(points), context=frames)
+    queued = time.perf_counter()
+    with _SEGMENTING:
+        started = time.perf_counter()
+        masks = vision.segment(frames[index], list(points), context=frames)
+        done = time.perf_counter()
     if timings is not None:
-        timings["seg"] = time.perf_counter() - started
+        timings["segq"] = started - queued
+        timings["seg"] = done - started
     return [np.asarray(mask, dtype=bool) for mask in masks]
 
 

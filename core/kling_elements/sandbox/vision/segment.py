@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import grabcut, motion
+from . import _clicks, grabcut, motion
 from ._checks import _check_frame
 from ._morph import Box, _bbox, _component_at, _dilate, _fill_holes, _open, _pad_box, _sl
 from .background import BackgroundModel, _context_model, _half_contrast
@@ -50,31 +50,61 @@ def segment(
     frame = _check_frame(frame)
     if len(points) == 0:
         return []
-    h, w = frame.shape[:2]
     clip = None if context is None else np.asarray(context)
     model = _context_model(clip, frame.shape)
-    still = model is not None and model.explains(frame)
-    work = grabcut.Working.of(frame)
-    lab: np.ndarray | None = None
+    memory = _clicks.memory(clip)
+    index = None if memory is None else _clicks.frame_index(frame, clip)
+    features = {} if memory is None or index is None else memory.features(index)
     regions = []
     for x, y in points:
-        col, row = point_to_pixel(x, y, w, h)
-        precise = _motion_region(frame, model, row, col) if still else None
-        hint = precise
-        if hint is None and model is not None and not still:
-            hint = motion.moving_region(frame, clip, row, col)
-        if hint is not None:
-            region = grabcut.from_hint(frame, hint, row, col, work)
-            if precise is not None and not grabcut.sharper(work, region, precise):
-                region = precise
+        def cut(x: float = x, y: float = y) -> np.ndarray:
+            return _point_region(frame, (x, y), clip, model, features)
+
+        if memory is None or index is None:
+            regions.append(cut())
         else:
-            if lab is None:
-                lab = _lab(_blur(frame))
-            grown = _colour_region(lab, row, col)
-            region = grabcut.from_click(frame, row, col, work, extra=[grown])
-        regions.append(region)
+            regions.append(memory.region(index, (x, y), cut))
     return _merge_overlapping(regions)
 
+
+def _point_region(
+    frame: np.ndarray,
+    point: tuple[float, float],
+    clip: np.ndarray | None,
+    model: BackgroundModel | None,
+    features: dict,
+) -> np.ndarray:
+    """The region of one point (see ``segment``); ``features`` holds what the frame's
+    points share, filled as needed."""
+    h, w = frame.shape[:2]
+    col, row = point_to_pixel(*point, w, h)
+    work = _clicks.feature(features, "work", lambda: grabcut.Working.of(frame))
+    still = model is not None and _clicks.feature(
+        features, "still", lambda: model.explains(frame))
+    moving = None
+    if still:
+        foreground = _clicks.feature(
+            features, "foreground", lambda: _open(model.foreground(frame)))
+        moving = _motion_region(frame, model, foreground, row, col)
+    hint = None if moving is None else moving[0]
+    precise = hint if moving is not None and moving[1] else None
+    if hint is None and model is not None and not still:
+        hint = motion.moving_region(frame, clip, row, col)
+    if hint is not None:
+        region = grabcut.from_hint(frame, hint, row, col, work)
+        if precise is not None and not grabcut.sharper(work, region, precise):
+            return precise
+        if precise is not None or moving is None or _kept(region, hint):
+            return region
+    lab = _clicks.feature(features, "lab", lambda: _lab(_blur(frame)))
+    grown = _colour_region(lab, row, col)
+    return grabcut.from_click(frame, row, col, work, extra=[grown])
+
+
+def _kept(region: np.ndarray, hint: np.ndarray) -> bool:
+    """Whether a cut kept at least half of the motion hint it grew from: a cut that
+    shrank below that (a sliver moving on a large still object) found no object there."""
+    return np.count_nonzero(region & hint) >= 0.5 * np.count_nonzero(hint)
 
 
 def _merge_overlapping(regions: list[np.ndarray]) -> list[np.ndarray]:
@@ -95,20 +125,27 @@ def _min_area(h: int, w: int) -> int:
     return max(16, int(2e-4 * h * w))
 
 
-def _motion_region(frame: np.ndarray, model: BackgroundModel, row: int, col: int):
-    """Foreground component under the seed, holes filled; None if the seed is not moving."""
+def _motion_region(
+    frame: np.ndarray, model: BackgroundModel, foreground: np.ndarray, row: int, col: int
+) -> tuple[np.ndarray, bool] | None:
+    """The component of ``foreground`` (the model's, opened) at the seed, holes filled,
+    and whether it is the object's outline (``True``) or only a hint of it; None if
+    nothing credible moves there.
+
+    An object crossing its own place in the background median (the frames where it sits
+    over where it spends most of the clip) shows as a crescent with the click in its gap:
+    that crescent is still the object's colour, a hint for the cut, not its outline."""
     h, w = frame.shape[:2]
-    fg = _open(model.foreground(frame))
-    region = _component_at(fg, row, col, search=max(2, round(min(h, w) / 240)))
+    region = _component_at(foreground, row, col, search=max(2, round(min(h, w) / 240)))
     if region is None:
         return None
     box = _pad_box(_bbox(region), 4, region.shape)
     diff = model.difference(frame, box)
     region[_sl(box)] = _half_contrast(diff, region[_sl(box)], model.threshold)
     area = np.count_nonzero(region)
-    if area < _min_area(h, w) or area > 0.5 * h * w or not region[row, col]:
+    if area < _min_area(h, w) or area > 0.5 * h * w:
         return None
-    return region
+    return region, bool(region[row, col])
 
 
 def _seed_colour(lab: np.ndarray, row: int, col: int) -> np.ndarray:

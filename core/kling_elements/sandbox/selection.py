@@ -158,7 +158,8 @@ def _res(frame_index: int, masks: list[np.ndarray], size_order: str = "hw") -> d
     return {"status": 0, "res": {"frame_index": frame_index, "rle_mask_list": items}}
 
 
-_SEGMENTING = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+SEGMENTATIONS_AT_ONCE = max(1, os.cpu_count() or 1)
+_SEGMENTING = threading.BoundedSemaphore(SEGMENTATIONS_AT_ONCE)
 """At most one segmentation per core at a time (all sessions and sandboxes of the process):
 a burst of clicks waits its turn for a core instead of every click, and every other request
 of the server (a task poll, a download), slowing down together."""

@@ -95,18 +95,25 @@ def test_an_object_crossing_its_own_place_is_cut_from_its_crescent(clip_frames, 
     mask = vision.segment(writable[20], [clip.center(20)], context=writable)[0]
     assert not by_appearance
     assert iou(mask, clip.mask(20)) >= 0.95
+    # Frame 24: clicks in the gap, one on a speck of foreground, one a few pixels from it.
+    for row, col in ((476, 176), (479, 174)):
+        assert clip.mask(24)[row, col]
+        mask = vision.segment(writable[24], [(col / 719, row / 719)], context=writable)[0]
+        assert not by_appearance
+        assert iou(mask, clip.mask(24)) >= 0.95, (row, col)
 
 
 def test_at_most_one_segmentation_per_core_runs_at_once(monkeypatch):
     running, most, lock = [0], [0], threading.Lock()
 
-    def slow_segment(frame, points, context=None):
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.02)
-        with lock:
-            running[0] -= 1
+    def slow_segment(frame, points, context=None, gate=None):
+        with gate:
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.02)
+            with lock:
+                running[0] -= 1
         return [np.ones(frame.shape[:2], bool)]
 
     class Frames:
@@ -129,3 +136,37 @@ def test_at_most_one_segmentation_per_core_runs_at_once(monkeypatch):
     for thread in threads:
         thread.join()
     assert most[0] == limit
+
+
+def test_a_point_already_cut_does_not_wait_for_a_core(clip_frames):
+    """Every core busy with other clicks' cuts: a click whose points were all cut before
+    answers at once (its look-ups take no turn); a new point waits for a free core."""
+    clip, frames = clip_frames
+    point = clip.center(5)
+    first = vision.segment(frames[5], [point], context=frames)
+    taken = 0
+    answers: dict[str, list] = {}
+
+    def click(name: str, index: int, at: tuple[float, float]) -> threading.Thread:
+        def run() -> None:
+            answers[name] = vision.segment(frames[index], [at], context=frames,
+                                           gate=selection._Turn())
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    try:
+        for _ in range(selection.SEGMENTATIONS_AT_ONCE):
+            assert selection._SEGMENTING.acquire(timeout=10)
+            taken += 1
+        known = click("known", 5, point)
+        new = click("new", 6, clip.center(6))
+        known.join(timeout=20)
+        assert "known" in answers and np.array_equal(answers["known"][0], first[0])
+        new.join(timeout=0.5)
+        assert new.is_alive() and "new" not in answers  # waiting for a core
+    finally:
+        for _ in range(taken):
+            selection._SEGMENTING.release()
+    new.join(timeout=60)
+    assert iou(answers["new"][0], clip.mask(6)) >= 0.95

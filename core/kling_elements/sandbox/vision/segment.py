@@ -12,14 +12,17 @@ a flat-coloured region grown from the click competes with those cuts.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 import numpy as np
+from scipy import ndimage
 
 from . import _clicks, grabcut, motion
 from ._checks import _check_frame
-from ._morph import Box, _bbox, _component_at, _dilate, _fill_holes, _open, _pad_box, _sl
+from ._morph import _EIGHT, Box, _bbox, _component_at, _dilate, _fill_holes, _open, _pad_box, _sl
 from .background import BackgroundModel, _context_model, _half_contrast
 from .colour import _blur, _lab
 
@@ -36,6 +39,7 @@ def segment(
     points: Sequence[tuple[float, float]],
     *,
     context: np.ndarray | None = None,
+    gate: AbstractContextManager | None = None,
 ) -> list[np.ndarray]:
     """Masks of the objects under normalized ``points`` on ``frame``.
 
@@ -46,6 +50,11 @@ def segment(
     merged into one object; the result lists disjoint objects in the order of the first
     point that produced each. Every point yields a non-empty region containing it; no points
     yield ``[]``. Deterministic: the same frame, points and context give the same masks.
+    When ``frame`` is a view of a read-only ``context`` (as the sandbox passes them), each
+    point's region and the frame's features are remembered (``_clicks``): a point cut
+    before on that frame costs a look-up, so a click pays for its new points only.
+    ``gate`` (a semaphore, say) is held around each point actually cut, never around a
+    look-up: a caller can bound how many cuts run at once without queueing look-ups.
     """
     frame = _check_frame(frame)
     if len(points) == 0:
@@ -58,7 +67,8 @@ def segment(
     regions = []
     for x, y in points:
         def cut(x: float = x, y: float = y) -> np.ndarray:
-            return _point_region(frame, (x, y), clip, model, features)
+            with gate if gate is not None else contextlib.nullcontext():
+                return _point_region(frame, (x, y), clip, model, features)
 
         if memory is None or index is None:
             regions.append(cut())
@@ -137,8 +147,10 @@ def _motion_region(
     that crescent is still the object's colour, a hint for the cut, not its outline."""
     h, w = frame.shape[:2]
     region = _component_at(foreground, row, col, search=max(2, round(min(h, w) / 240)))
-    if region is None:
-        return None
+    if region is None or np.count_nonzero(region) < _min_area(h, w):
+        region = _around(foreground, row, col, round(_GAP * min(h, w)), _min_area(h, w))
+        if region is None:
+            return None
     box = _pad_box(_bbox(region), 4, region.shape)
     diff = model.difference(frame, box)
     region[_sl(box)] = _half_contrast(diff, region[_sl(box)], model.threshold)
@@ -146,6 +158,32 @@ def _motion_region(
     if area < _min_area(h, w) or area > 0.5 * h * w:
         return None
     return region, bool(region[row, col])
+
+
+_GAP = 0.05
+"""Farthest a click in the gap of a crescent may be from it, as a fraction of the frame's
+short side."""
+
+
+def _around(
+    foreground: np.ndarray, row: int, col: int, reach: int, least: int
+) -> np.ndarray | None:
+    """The largest component of ``foreground`` of at least ``least`` pixels that comes
+    within ``reach`` pixels of ``(row, col)`` and whose bounding box holds it (a ring or a
+    crescent around the click), or None."""
+    sl = _sl(_pad_box((row, row + 1, col, col + 1), reach, foreground.shape))
+    if not foreground[sl].any():
+        return None
+    labels, _ = ndimage.label(foreground, structure=_EIGHT)
+    sizes = np.bincount(labels.ravel())
+    for label in sorted(set(np.unique(labels[sl])) - {0}, key=lambda k: -sizes[k]):
+        if sizes[label] < least:
+            break
+        region = labels == label
+        r0, r1, c0, c1 = _bbox(region)
+        if r0 <= row < r1 and c0 <= col < c1:
+            return region
+    return None
 
 
 def _seed_colour(lab: np.ndarray, row: int, col: int) -> np.ndarray:

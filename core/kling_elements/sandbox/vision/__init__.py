@@ -14,6 +14,8 @@ Import from this package; its modules are where each part lives:
 - ``grabcut``: the appearance model: a cut from a click, from a rough hint, or in a band
   around a tracked outline;
 - ``motion``: what moves once the camera's own motion is compensated (a hint for a cut);
+- ``_clicks``: each point's region and each frame's features, remembered per read-only
+  clip, so a click pays only for its new points;
 - ``track``: key-frame masks propagated to every frame, re-cut in each (``track``);
 - ``fill``: the remove edit, by temporal fill and inpainting (``remove``);
 - ``composite``: the swap and add edits, pasting a reference image's subject;

@@ -5,7 +5,7 @@ editor clicks the same frames again: a second point, a point deleted, the same s
 made again in another session. Segmentation is deterministic and each point's region
 depends only on the frame, the point and the clip, so a point already cut is looked up,
 not cut again, and a frame's features (its working-resolution copy for GrabCut, whether the
-still camera explains it, its foreground, its blurred Lab) are computed once per frame.
+still camera explains it, its foreground) are computed once per frame.
 
 Only a read-only clip is remembered (the sandbox's decoded clips are): its pixels cannot
 change under the cache. Entries live while the clip's array does, at most ``FRAMES``

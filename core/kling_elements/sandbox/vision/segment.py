@@ -106,8 +106,7 @@ def _point_region(
             return precise
         if precise is not None or moving is None or _kept(region, hint):
             return region
-    lab = _clicks.feature(features, "lab", lambda: _lab(_blur(frame)))
-    grown = _colour_region(lab, row, col)
+    grown = _colour_region(_lab(_blur(frame)), row, col)  # float32 Lab: too big to keep
     return grabcut.from_click(frame, row, col, work, extra=[grown])
 
 

@@ -13,6 +13,9 @@ BPY_VERSIONS ?= 4.2.0 5.2.4 5.3.0
 BPY_MORE_VERSIONS ?= 4.5.15 5.0.1
 # The extras (pyproject.toml) the add-on's tests need inside each Blender Python.
 ADDON_EXTRAS := sandbox video test
+# A venv made before those requirements changed gets the new ones (with its bpy pinned, so pip
+# keeps the numpy that bpy needs) without reinstalling bpy.
+ADDON_DEPS_ID := $(shell $(PYTHON) scripts/requirements.py $(ADDON_EXTRAS) | cksum | cut -d' ' -f1)
 
 # bpy 4.2-5.0 run on CPython 3.11, 5.1 and later on 3.13. The first candidate that really is
 # that version wins (a pyenv shim exists for every installed version but fails unless selected).
@@ -49,7 +52,7 @@ check: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" -n $(CHECK_WORKERS) --dist loadfile
 
 # Blender as a module, installed once per version; its bl_pkg also builds and validates extensions.
-BPY_STAMPS := $(foreach v,$(BPY_VERSIONS),$(BPY_CACHE)/bpy-$(v)/.installed)
+BPY_STAMPS := $(foreach v,$(BPY_VERSIONS),$(BPY_CACHE)/bpy-$(v)/.deps-$(ADDON_DEPS_ID))
 BPY_NEWEST := $(BPY_CACHE)/bpy-$(lastword $(BPY_VERSIONS))
 
 $(BPY_CACHE)/bpy-%/.installed:
@@ -64,6 +67,12 @@ $(BPY_CACHE)/bpy-%/.installed:
 	$(@D)/bin/python -m pip install --quiet bpy==$* $$deps
 	touch $@
 .PRECIOUS: $(BPY_CACHE)/bpy-%/.installed
+
+$(BPY_CACHE)/bpy-%/.deps-$(ADDON_DEPS_ID): $(BPY_CACHE)/bpy-%/.installed
+	deps=$$($(@D)/bin/python scripts/requirements.py $(ADDON_EXTRAS)) && \
+	$(@D)/bin/python -m pip install --quiet bpy==$* $$deps
+	touch $@
+.PRECIOUS: $(BPY_CACHE)/bpy-%/.deps-$(ADDON_DEPS_ID)
 
 # dist/<id>-<version>-blender-4.2-to-5.0.zip and -blender-5.1-and-later.zip for "Install from
 # Disk": add-on, manifest, wheels for every platform, one zip per Blender Python. Wheels are

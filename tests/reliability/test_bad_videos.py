@@ -2,7 +2,7 @@
 published, with a message naming the value, the limit and the fix; the sandbox refuses the
 same clips (1201) without opening a session.
 
-Clips are made once per module with PyAV (flat frames, fastest preset): see media_support.
+Clips are made once per module with PyAV (flat frames, fastest preset): see tests/support/media.py.
 """
 
 from __future__ import annotations

@@ -254,8 +254,9 @@ def test_selection_answers_say_how_long_the_segmentation_took(api, session, clip
                             json={"session_id": sid, "frame_index": 3, "points": sent})
         ok(response)
         timing = _server_timing(response)
-        assert set(timing) == ({"seg", "app"} if segmented else {"app"})
+        assert set(timing) == ({"seg", "segq", "app"} if segmented else {"app"})
         assert 0 < timing.get("seg", 1e-9) <= timing["app"]
+        assert 0 <= timing.get("segq", 0) <= timing["app"]
     listing = api.get(API)
     ok(listing)
     assert set(_server_timing(listing)) == {"app"}

@@ -270,10 +270,10 @@ def test_demo_size_clip_end_to_end(tmp_path):
     assert frames.shape == (150, 720, 1280, 3) and fps == 30
     for index in (0, 40, 80, 120, 149):
         mask = vision.segment(frames[index], [clip.center(index)], context=frames)[0]
-        assert iou(mask, clip.mask(index)) >= 0.9, index
+        assert iou(mask, clip.mask(index)) >= 0.97, index
     started = time.perf_counter()
     masks = vision.track(frames, {0: clip.mask(0)})
-    assert time.perf_counter() - started < 20  # budget ~10 s on 2 cores; typically ~1 s
-    assert min(iou(masks[i], clip.mask(i)) for i in range(150)) >= 0.9
+    assert time.perf_counter() - started < 20  # budget ~10 s on 2 cores; typically ~3 s
+    assert min(iou(masks[i], clip.mask(i)) for i in range(150)) >= 0.97
     result = vision.remove(frames, masks)
     assert max(removal_error(result[i], clip, i) for i in range(150)) < 8

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -157,16 +158,42 @@ def _res(frame_index: int, masks: list[np.ndarray], size_order: str = "hw") -> d
     return {"status": 0, "res": {"frame_index": frame_index, "rle_mask_list": items}}
 
 
+SEGMENTATIONS_AT_ONCE = max(1, os.cpu_count() or 1)
+_SEGMENTING = threading.BoundedSemaphore(SEGMENTATIONS_AT_ONCE)
+"""At most one cut per core at a time (all sessions and sandboxes of the process): a burst
+of clicks waits its turn for a core instead of every click, and every other request of the
+server (a task poll, a download), slowing down together. Points already cut on a frame are
+looked up without waiting (``vision.segment``'s ``gate``)."""
+
+
+class _Turn:
+    """``_SEGMENTING`` as one request takes it, point by point: how long it waited."""
+
+    def __init__(self) -> None:
+        self.waited = 0.0
+
+    def __enter__(self) -> None:
+        started = time.perf_counter()
+        _SEGMENTING.acquire()
+        self.waited += time.perf_counter() - started
+
+    def __exit__(self, *exc: object) -> None:
+        _SEGMENTING.release()
+
+
 def _segment(state: State, session: Session, index: int, points: list,
              timings: dict[str, float] | None = None) -> list[np.ndarray]:
-    """The frame's masks; ``timings["seg"]`` gets the seconds the segmentation took."""
+    """The frame's masks; ``timings["seg"]`` gets the seconds the segmentation took and
+    ``timings["segq"]`` those it waited for a free core (``_SEGMENTING``)."""
     if not points:
         return []
     frames, _ = state.frames.get(session.video_path)
+    turn = _Turn()
     started = time.perf_counter()
-    masks = vision.segment(frames[index], list(points), context=frames)
+    masks = vision.segment(frames[index], list(points), context=frames, gate=turn)
     if timings is not None:
-        timings["seg"] = time.perf_counter() - started
+        timings["segq"] = turn.waited
+        timings["seg"] = time.perf_counter() - started - turn.waited
     return [np.asarray(mask, dtype=bool) for mask in masks]
 
 

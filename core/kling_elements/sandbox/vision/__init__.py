@@ -1,15 +1,22 @@
 """Classical image processing behind the sandbox: click segmentation, tracking and the edits.
 
-No learned models: colour statistics in CIE Lab, a temporal-median background model,
-connected components, template matching and temporal fill. It is meant for clips like the
-ones Kling edits in the sandbox demo (static camera, a distinct moving element), where it
-is accurate; on hard footage it degrades to plausible rather than correct masks, never to
-an exception.
+No learned models: GrabCut (OpenCV's colour mixtures and graph cut) seeded by the click and
+by what moves under it, a temporal-median background model (camera-compensated when the
+camera pans), connected components, template matching and temporal fill. It is meant to
+select the clicked object on ordinary footage (a mask that follows it from frame to
+frame), not to rival Kling's segmentation; on hard footage (thin parts, an object touching
+something of its colour) it degrades to plausible rather than correct masks, never to an
+exception. Everything is deterministic: OpenCV's random generator is seeded per call.
 
 Import from this package; its modules are where each part lives:
 
 - ``segment``: clicks to masks on one frame (``segment``, ``point_to_pixel``);
-- ``track``: key-frame masks propagated to every frame (``track``);
+- ``grabcut``: the appearance model: a cut from a click, from a rough hint, or in a band
+  around a tracked outline;
+- ``motion``: what moves once the camera's own motion is compensated (a hint for a cut);
+- ``_clicks``: each point's region and each frame's features, remembered per read-only
+  clip, so a click pays only for its new points;
+- ``track``: key-frame masks propagated to every frame, re-cut in each (``track``);
 - ``fill``: the remove edit, by temporal fill and inpainting (``remove``);
 - ``composite``: the swap and add edits, pasting a reference image's subject;
 - ``draw``: selection previews and the watermark (``draw_masks``, ``watermark``);

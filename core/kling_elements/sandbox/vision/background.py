@@ -11,6 +11,7 @@ import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from ._checks import _check_video
@@ -65,11 +66,22 @@ class BackgroundModel:
         crop = (slice(None), slice(None)) if where is None else where
         if len(crop) == 4:
             crop = _sl(crop)
-        diff = np.abs(frame[crop].astype(np.int16) - self.image[crop].astype(np.int16))
-        return diff.sum(axis=2, dtype=np.int16)
+        per_channel = cv2.absdiff(np.ascontiguousarray(frame[crop]),
+                                  np.ascontiguousarray(self.image[crop]))
+        total = per_channel[..., 0].astype(np.int16)
+        total += per_channel[..., 1]
+        total += per_channel[..., 2]
+        return total
 
     def foreground(self, frame: np.ndarray, where: Box | tuple[slice, slice] | None = None):
         return self.difference(frame, where) > self.threshold
+
+    def explains(self, frame: np.ndarray) -> bool:
+        """Whether the frame was shot from the model's still camera: under 30% of it (on a
+        sparse grid) differs from the background. A pan or a shake makes most of it differ,
+        and then no foreground of this model is an object."""
+        grid = (slice(None, None, 4), slice(None, None, 4))
+        return float(np.mean(self.foreground(frame, grid))) < 0.3
 
 
 def background_model(frames: np.ndarray, samples: int = _BG_SAMPLES) -> BackgroundModel:

@@ -1,19 +1,28 @@
 """Click segmentation: the masks of the objects under normalized points on one frame.
 
-A moving object is the background model's foreground component under the click (when the
-whole video is given as context); a still one is a colour region grown in Lab from the
-click until it would leak into its surroundings.
+With the whole video as context, what moves under the click (against the still camera's
+background, or once a pan is compensated) is a hint that GrabCut turns into the object:
+the hint trains the colour models, the cut finds the outline, and a hint that was only
+part of the object (a mouth chewing on a still face) grows to the whole. Unless the cut
+stands out from its surroundings clearly more than the still camera's foreground (it
+filled a hole, dropped a shadow), that foreground and its sharper outline are kept. A
+still object (or no context) is cut by appearance alone, from squares around the click;
+a flat-coloured region grown from the click competes with those cuts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 import numpy as np
+from scipy import ndimage
 
+from . import _clicks, grabcut, motion
 from ._checks import _check_frame
-from ._morph import Box, _bbox, _component_at, _dilate, _fill_holes, _open, _pad_box, _sl
+from ._morph import _EIGHT, Box, _bbox, _component_at, _dilate, _fill_holes, _open, _pad_box, _sl
 from .background import BackgroundModel, _context_model, _half_contrast
 from .colour import _blur, _lab
 
@@ -30,32 +39,81 @@ def segment(
     points: Sequence[tuple[float, float]],
     *,
     context: np.ndarray | None = None,
+    gate: AbstractContextManager | None = None,
 ) -> list[np.ndarray]:
     """Masks of the objects under normalized ``points`` on ``frame``.
 
-    Each point grows one region: with ``context`` (the whole video, same resolution) the
-    moving foreground component under the point when there is one; otherwise (or for a still
-    object) a colour region grown in Lab from the seed with the tolerance chosen where the
-    region's area is stable (before it leaks into the background). Regions that overlap are
-    merged into one object; the result lists disjoint objects in the order of the first point
-    that produced each. Every point yields a non-empty region; no points yields ``[]``.
+    Each point yields one region: with ``context`` (the whole video, same resolution) the
+    object that moves under the point, cut by GrabCut from that motion; otherwise (or for a
+    still object) the best of GrabCut's cuts around the point and a colour region grown in
+    Lab from it, by how much each stands out from its surroundings. Regions that overlap are
+    merged into one object; the result lists disjoint objects in the order of the first
+    point that produced each. Every point yields a non-empty region containing it; no points
+    yield ``[]``. Deterministic: the same frame, points and context give the same masks.
+    When ``frame`` is a view of a read-only ``context`` (as the sandbox passes them), each
+    point's region and the frame's features are remembered (``_clicks``): a point cut
+    before on that frame costs a look-up, so a click pays for its new points only.
+    ``gate`` (a semaphore, say) is held around each point actually cut, never around a
+    look-up: a caller can bound how many cuts run at once without queueing look-ups.
     """
     frame = _check_frame(frame)
     if len(points) == 0:
         return []
-    h, w = frame.shape[:2]
-    model = _context_model(None if context is None else np.asarray(context), frame.shape)
-    lab: np.ndarray | None = None
+    clip = None if context is None else np.asarray(context)
+    model = _context_model(clip, frame.shape)
+    memory = _clicks.memory(clip)
+    index = None if memory is None else _clicks.frame_index(frame, clip)
+    features = {} if memory is None or index is None else memory.features(index)
     regions = []
     for x, y in points:
-        col, row = point_to_pixel(x, y, w, h)
-        region = _motion_region(frame, model, row, col) if model else None
-        if region is None:
-            if lab is None:
-                lab = _lab(_blur(frame))
-            region = _colour_region(lab, row, col)
-        regions.append(region)
+        def cut(x: float = x, y: float = y) -> np.ndarray:
+            with gate if gate is not None else contextlib.nullcontext():
+                return _point_region(frame, (x, y), clip, model, features)
+
+        if memory is None or index is None:
+            regions.append(cut())
+        else:
+            regions.append(memory.region(index, (x, y), cut))
     return _merge_overlapping(regions)
+
+
+def _point_region(
+    frame: np.ndarray,
+    point: tuple[float, float],
+    clip: np.ndarray | None,
+    model: BackgroundModel | None,
+    features: dict,
+) -> np.ndarray:
+    """The region of one point (see ``segment``); ``features`` holds what the frame's
+    points share, filled as needed."""
+    h, w = frame.shape[:2]
+    col, row = point_to_pixel(*point, w, h)
+    work = _clicks.feature(features, "work", lambda: grabcut.Working.of(frame))
+    still = model is not None and _clicks.feature(
+        features, "still", lambda: model.explains(frame))
+    moving = None
+    if still:
+        foreground = _clicks.feature(
+            features, "foreground", lambda: _open(model.foreground(frame)))
+        moving = _motion_region(frame, model, foreground, row, col)
+    hint = None if moving is None else moving[0]
+    precise = hint if moving is not None and moving[1] else None
+    if hint is None and model is not None and not still:
+        hint = motion.moving_region(frame, clip, row, col)
+    if hint is not None:
+        region = grabcut.from_hint(frame, hint, row, col, work)
+        if precise is not None and not grabcut.sharper(work, region, precise):
+            return precise
+        if precise is not None or moving is None or _kept(region, hint):
+            return region
+    grown = _colour_region(_lab(_blur(frame)), row, col)  # float32 Lab: too big to keep
+    return grabcut.from_click(frame, row, col, work, extra=[grown])
+
+
+def _kept(region: np.ndarray, hint: np.ndarray) -> bool:
+    """Whether a cut kept at least half of the motion hint it grew from: a cut that
+    shrank below that (a sliver moving on a large still object) found no object there."""
+    return np.count_nonzero(region & hint) >= 0.5 * np.count_nonzero(hint)
 
 
 def _merge_overlapping(regions: list[np.ndarray]) -> list[np.ndarray]:
@@ -76,20 +134,55 @@ def _min_area(h: int, w: int) -> int:
     return max(16, int(2e-4 * h * w))
 
 
-def _motion_region(frame: np.ndarray, model: BackgroundModel, row: int, col: int):
-    """Foreground component under the seed, holes filled; None if the seed is not moving."""
+def _motion_region(
+    frame: np.ndarray, model: BackgroundModel, foreground: np.ndarray, row: int, col: int
+) -> tuple[np.ndarray, bool] | None:
+    """The component of ``foreground`` (the model's, opened) at the seed, holes filled,
+    and whether it is the object's outline (``True``) or only a hint of it; None if
+    nothing credible moves there.
+
+    An object crossing its own place in the background median (the frames where it sits
+    over where it spends most of the clip) shows as a crescent with the click in its gap:
+    that crescent is still the object's colour, a hint for the cut, not its outline."""
     h, w = frame.shape[:2]
-    fg = _open(model.foreground(frame))
-    region = _component_at(fg, row, col, search=max(2, round(min(h, w) / 240)))
-    if region is None:
-        return None
+    region = _component_at(foreground, row, col, search=max(2, round(min(h, w) / 240)))
+    if region is None or np.count_nonzero(region) < _min_area(h, w):
+        region = _around(foreground, row, col, round(_GAP * min(h, w)), _min_area(h, w))
+        if region is None:
+            return None
     box = _pad_box(_bbox(region), 4, region.shape)
     diff = model.difference(frame, box)
     region[_sl(box)] = _half_contrast(diff, region[_sl(box)], model.threshold)
     area = np.count_nonzero(region)
-    if area < _min_area(h, w) or area > 0.5 * h * w or not region[row, col]:
+    if area < _min_area(h, w) or area > 0.5 * h * w:
         return None
-    return region
+    return region, bool(region[row, col])
+
+
+_GAP = 0.05
+"""Farthest a click in the gap of a crescent may be from it, as a fraction of the frame's
+short side."""
+
+
+def _around(
+    foreground: np.ndarray, row: int, col: int, reach: int, least: int
+) -> np.ndarray | None:
+    """The largest component of ``foreground`` of at least ``least`` pixels that comes
+    within ``reach`` pixels of ``(row, col)`` and whose bounding box holds it (a ring or a
+    crescent around the click), or None."""
+    sl = _sl(_pad_box((row, row + 1, col, col + 1), reach, foreground.shape))
+    if not foreground[sl].any():
+        return None
+    labels, _ = ndimage.label(foreground, structure=_EIGHT)
+    sizes = np.bincount(labels.ravel())
+    for label in sorted(set(np.unique(labels[sl])) - {0}, key=lambda k: -sizes[k]):
+        if sizes[label] < least:
+            break
+        region = labels == label
+        r0, r1, c0, c1 = _bbox(region)
+        if r0 <= row < r1 and c0 <= col < c1:
+            return region
+    return None
 
 
 def _seed_colour(lab: np.ndarray, row: int, col: int) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage, signal
 
+from . import grabcut
 from ._checks import _check_video, _resize_mask
 from ._morph import (
     _EIGHT,
@@ -30,6 +31,11 @@ from ._morph import (
 )
 from .background import _MIN_MODEL_FRAMES, BackgroundModel, _half_contrast, background_model
 from .colour import _reduced_gray
+
+_REPRODUCED = 0.9
+"""IoU between a key mask and its own re-cut above which the mask is an outline GrabCut
+agrees with, so re-cutting it in other frames follows the object rather than reshaping
+an arbitrary region."""
 
 
 def track(frames: np.ndarray, key_masks: dict[int, np.ndarray]) -> np.ndarray:
@@ -53,14 +59,16 @@ def track(frames: np.ndarray, key_masks: dict[int, np.ndarray]) -> np.ndarray:
         return out
     model = background_model(frames) if n >= _MIN_MODEL_FRAMES else None
     order = sorted(keys)
+    recut = {}
     for k in order:
         out[k] = keys[k]
-    _propagate(frames, model, out, order[0], 0, -1)
+        recut[k] = _iou(grabcut.refine(frames[k], keys[k]), keys[k]) >= _REPRODUCED
+    _propagate(frames, model, out, order[0], 0, -1, recut[order[0]])
     for a, b in itertools.pairwise(order):
         middle = (a + b) // 2
-        _propagate(frames, model, out, a, middle, 1)
-        _propagate(frames, model, out, b, middle + 1, -1)
-    _propagate(frames, model, out, order[-1], n - 1, 1)
+        _propagate(frames, model, out, a, middle, 1, recut[a])
+        _propagate(frames, model, out, b, middle + 1, -1, recut[b])
+    _propagate(frames, model, out, order[-1], n - 1, 1, recut[order[-1]])
     return out
 
 
@@ -71,11 +79,17 @@ def _propagate(
     start: int,
     stop: int,
     step: int,
+    recut: bool = True,
 ) -> None:
     """Fill ``out[start + step .. stop]`` (inclusive) from ``out[start]``.
 
-    Shift-mode frames match the *anchor* (the last frame whose mask came from a key or from
-    background subtraction) rather than the previous frame, so errors do not accumulate."""
+    With ``recut``, each frame's mask is re-cut by GrabCut in a band around its outline
+    (``grabcut.refine``), which follows deformations and undoes slips; the re-cut replaces
+    the still camera's foreground only when it stands out clearly more (``sharper``).
+    Without it (a key mask the cut does not reproduce: a region that is no object's
+    outline), shift-mode frames match the *anchor* (the last frame whose mask came from a
+    key or from background subtraction) rather than the previous frame, so errors do not
+    accumulate."""
     velocity = np.zeros(2)
     anchor, anchor_mask, offset = start, out[start].copy(), np.zeros(2)
     for t in range(start + step, stop + step, step):
@@ -84,15 +98,36 @@ def _propagate(
             return
         dy, dx = np.round(velocity).astype(int)
         predicted = _shift_mask(previous, dy, dx) if dy or dx else previous
-        candidate = _motion_candidate(frames[t], model, predicted, previous) if model else None
+        still = model is not None and model.explains(frames[t])
+        candidate = _motion_candidate(frames[t], model, predicted, previous) if still else None
+        found_moving = candidate is not None
         if candidate is None:
             offset = _displacement(frames[anchor], frames[t], anchor_mask, offset + velocity)
             whole = np.round(offset).astype(int)
             candidate = _shift_mask(anchor_mask, int(whole[0]), int(whole[1]))
-        else:
+        elif not recut:
+            anchor, anchor_mask, offset = t, candidate, np.zeros(2)
+        if recut:
+            candidate = _recut(frames[t], model if still else None, candidate, found_moving)
             anchor, anchor_mask, offset = t, candidate, np.zeros(2)
         out[t] = candidate
         velocity = _centroid(candidate) - _centroid(previous) if candidate.any() else velocity
+
+
+def _recut(
+    frame: np.ndarray, model: BackgroundModel | None, mask: np.ndarray, moving: bool
+) -> np.ndarray:
+    """``mask`` re-cut in a band (with the still camera's motion when ``model`` is given);
+    a foreground mask (``moving``) is kept unless the re-cut is clearly sharper."""
+    work = grabcut.Working.of(frame)
+    motion = None
+    if model is not None:
+        stride = max(1, int(work.factor))
+        motion = model.foreground(frame, (slice(None, None, stride),) * 2)
+    refined = grabcut.refine(frame, mask, work, motion)
+    if moving and not grabcut.sharper(work, refined, mask):
+        return mask
+    return refined
 
 
 def _motion_candidate(

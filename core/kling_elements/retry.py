@@ -13,7 +13,9 @@ import email.utils
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "MAX_RETRY_AFTER_S",
     "RetryPolicy",
     "backoff",
+    "notify_retry_observers",
+    "observe_retries",
     "parse_retry_after",
     "retry_wait",
 ]
@@ -133,3 +137,30 @@ class RetryPolicy:
             self.on_retry(error, wait)
         self.sleep(wait)
         return True
+
+
+RetryObserver = Callable[[Exception, float], None]
+_observers: ContextVar[tuple[RetryObserver, ...]] = ContextVar(
+    "kling_elements_retry_observers", default=())
+
+
+@contextmanager
+def observe_retries(observer: RetryObserver) -> Iterator[None]:
+    """Within the block, ``observer(error, wait_s)`` hears every retry a client makes on
+    behalf of this thread (or this asyncio task), besides the client's own ``on_retry``.
+
+    Why: one client serves many concurrent edits (the batch); each edit's retries belong to
+    that edit, and swapping the shared client's ``on_retry`` for it would mix them up.
+    Observers nest; an observer that raises stops the request it was told about.
+    """
+    token = _observers.set((*_observers.get(), observer))
+    try:
+        yield
+    finally:
+        _observers.reset(token)
+
+
+def notify_retry_observers(error: Exception, wait: float) -> None:
+    """Tell the observers of the current context about a coming retry (the drivers call it)."""
+    for observer in _observers.get():
+        observer(error, wait)

@@ -38,6 +38,7 @@ from .hosting import Host, check_clip, url_usable
 from .job_key import content_key, match_state
 from .ledger import CostLedger
 from .models import Task
+from .retry import observe_retries
 from .selection import SelectionState, check_add
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class EditHooks:
     the client's schedule); it is not asked when an inbox ends the wait.
     ``waited(task)`` is called once the wait for the task ends, with the final task or
     ``None`` when the wait raised; no wait happens for a task already done.
+    ``retried(error, wait_s)`` hears each retry of this edit's own requests (not those of
+    other edits sharing the client, see ``retry.observe_retries``).
     """
 
     def before_create(self, body: dict[str, Any]) -> None:
@@ -114,6 +117,9 @@ class EditHooks:
 
     def waited(self, task: Task | None) -> None:
         """The wait for the task ended (``None``: it raised)."""
+
+    def retried(self, error: Exception, wait: float) -> None:
+        """One of this edit's requests is about to be retried after ``wait`` seconds."""
 
 
 def _ledger(state: dict[str, Any]) -> CostLedger:
@@ -337,82 +343,83 @@ def run_edit(
     ``hooks`` let a scheduler hold the create and follow the task (see :class:`EditHooks`).
     """
     hooks = hooks or EditHooks()
-    path = Path(state_path) if state_path else None
-    state = _load_state(path, job)
-    _check_outputs(job, state, overwrite)
-    _check_job(job, state)
+    with observe_retries(hooks.retried):
+        path = Path(state_path) if state_path else None
+        state = _load_state(path, job)
+        _check_outputs(job, state, overwrite)
+        _check_job(job, state)
 
-    def save() -> None:
-        _save_state(path, state)
+        def save() -> None:
+            _save_state(path, state)
 
-    def emit(kind: str, info: dict[str, Any]) -> None:
-        if on_event:
-            on_event(kind, info)
+        def emit(kind: str, info: dict[str, Any]) -> None:
+            if on_event:
+                on_event(kind, info)
 
-    task: Task | None = None
-    if state.get("external_task_id"):
-        try:
-            task = client.get_task(state["external_task_id"])
-            hooks.resumed(task)
-            emit("resumed", {"task_id": task.task_id, "status": task.status})
-        except NotFoundError:
-            task = None
-    if task is None:
-        state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
-        save()
-        task = _create(client, job, host, state, save, emit, wait_timeout, callback_url,
-                       hooks)
-        emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
-    state["task_id"] = task.task_id
-    _charge_task(state, emit, task)
-    save()
-
-    def on_update(current: Task) -> None:
-        emit("status", {"status": current.status})
-        _charge_task(state, emit, current)
-
-    if not task.done:
-        ended: Task | None = None
-        try:
-            ended = task = client.wait(
-                task.task_id, timeout=wait_timeout, on_update=on_update,
-                **({"inbox": inbox} if inbox is not None else
-                   {"poll_interval": hooks.poll_interval()}))
-        finally:
-            hooks.waited(ended)
+        task: Task | None = None
+        if state.get("external_task_id"):
+            try:
+                task = client.get_task(state["external_task_id"])
+                hooks.resumed(task)
+                emit("resumed", {"task_id": task.task_id, "status": task.status})
+            except NotFoundError:
+                task = None
+        if task is None:
+            state.setdefault("external_task_id", f"ke-{uuid.uuid4().hex}")
+            save()
+            task = _create(client, job, host, state, save, emit, wait_timeout, callback_url,
+                           hooks)
+            emit("created", {"task_id": task.task_id, "external_task_id": task.external_task_id})
+        state["task_id"] = task.task_id
         _charge_task(state, emit, task)
         save()
-    elif task.status == "failed":
-        raise TaskFailedError(
-            f"task {task.task_id} failed: {task.status_msg or 'no reason given'}", task=task
-        )
-    if not task.videos:
-        raise ResponseFormatError(f"task {task.task_id} succeeded but lists no result video")
-    video = task.videos[0]
-    output = Path(job.output)
-    progress = lambda done, total: emit("download_progress", {"done": done, "total": total})  # noqa: E731
-    # From here on a file at an output path is this job's (it appears only complete), so a
-    # resumed run keeps it instead of refusing it.
-    ours = bool(state.get("downloading") or state.get("done"))
-    if not state.get("downloading"):
-        state["downloading"] = True
+
+        def on_update(current: Task) -> None:
+            emit("status", {"status": current.status})
+            _charge_task(state, emit, current)
+
+        if not task.done:
+            ended: Task | None = None
+            try:
+                ended = task = client.wait(
+                    task.task_id, timeout=wait_timeout, on_update=on_update,
+                    **({"inbox": inbox} if inbox is not None else
+                       {"poll_interval": hooks.poll_interval()}))
+            finally:
+                hooks.waited(ended)
+            _charge_task(state, emit, task)
+            save()
+        elif task.status == "failed":
+            raise TaskFailedError(
+                f"task {task.task_id} failed: {task.status_msg or 'no reason given'}", task=task
+            )
+        if not task.videos:
+            raise ResponseFormatError(f"task {task.task_id} succeeded but lists no result video")
+        video = task.videos[0]
+        output = Path(job.output)
+        progress = lambda done, total: emit("download_progress", {"done": done, "total": total})  # noqa: E731
+        # From here on a file at an output path is this job's (it appears only complete), so a
+        # resumed run keeps it instead of refusing it.
+        ours = bool(state.get("downloading") or state.get("done"))
+        if not state.get("downloading"):
+            state["downloading"] = True
+            save()
+
+        def fetch(url: str, dest: Path) -> None:
+            if ours and not overwrite and os.path.lexists(dest):
+                return
+            client.download(url, dest, on_progress=progress, overwrite=overwrite)
+
+        fetch(video.url, output)
+        watermarked = None
+        if job.watermark and video.watermark_url:
+            watermarked = _watermarked_path(output)
+            fetch(video.watermark_url, watermarked)
+        state["done"] = True
+        state["video_id"] = video.id
         save()
-
-    def fetch(url: str, dest: Path) -> None:
-        if ours and not overwrite and os.path.lexists(dest):
-            return
-        client.download(url, dest, on_progress=progress, overwrite=overwrite)
-
-    fetch(video.url, output)
-    watermarked = None
-    if job.watermark and video.watermark_url:
-        watermarked = _watermarked_path(output)
-        fetch(video.watermark_url, watermarked)
-    state["done"] = True
-    state["video_id"] = video.id
-    save()
-    ledger = _ledger(state)
-    emit("done", {"output": str(output), "video_id": video.id, "cost": ledger.total()})
-    return EditResult(task=task, output=output, watermarked_output=watermarked,
-                      cost=ledger.total(), cost_steps=ledger.steps())
+        ledger = _ledger(state)
+        emit("done", {"output": str(output), "video_id": video.id, "cost": ledger.total()})
+        return EditResult(task=task, output=output, watermarked_output=watermarked,
+                          cost=ledger.total(), cost_steps=ledger.steps())
 

@@ -20,7 +20,7 @@ from kling_elements.sandbox.sample import make_reference_image
 from kling_elements.workflow import EditHooks, EditJob, run_edit
 
 from ..support.batch import REMOVE, job
-from ..support.sandbox import created
+from ..support.sandbox import add_faults, created
 
 
 def _write(path: Path, lines: list[object]) -> Path:
@@ -289,3 +289,55 @@ def test_a_create_refused_by_a_hook_sends_no_task(client, admin, plates, tmp_pat
     ((kind, ext),) = hooks.calls
     assert kind == "before_create" and ext not in created(admin)
     assert json.loads(state.read_text())["external_task_id"] == ext  # kept for the next run
+
+
+class _Retries(EditHooks):
+    def __init__(self) -> None:
+        self.heard: list[int | None] = []
+
+    def retried(self, error, wait: float) -> None:
+        self.heard.append(getattr(error, "code", None))
+
+
+BUSY = {"http": 429, "code": 1303, "message": "all slots taken"}
+
+
+def test_an_edits_hooks_hear_its_own_retries_and_the_clients_hook_is_left_alone(
+        client, admin, plates, tmp_path):
+    told: list[int] = []
+    hook = lambda error, wait: told.append(error.code)  # noqa: E731
+    client.on_retry = hook
+    try:
+        add_faults(admin, {"route": "create", "times": 1, "error": BUSY})
+        hooks = _Retries()
+        run_edit(client, _edit(plates, tmp_path / "out.mp4"), host=SandboxHost(client.http),
+                 state_path=tmp_path / "edit.json", hooks=hooks)
+        assert hooks.heard == [1303] and told == [1303]
+        assert client.on_retry is hook
+    finally:
+        client.on_retry = None
+
+
+def test_retries_are_heard_only_by_the_thread_that_made_them(client, admin):
+    """One client shared by two edits' threads: each hears its own retries, never the
+    other's (the batch's jobs share one client)."""
+    from kling_elements.retry import observe_retries
+
+    heard: dict[str, list] = {"quiet": [], "busy": []}
+    inside = threading.Barrier(2)
+
+    def run(name: str, faulty: bool) -> None:
+        with observe_retries(lambda error, wait: heard[name].append(error.code)):
+            inside.wait(10)  # both threads observe at once
+            if faulty:
+                add_faults(admin, {"route": "list", "times": 1, "error": BUSY})
+                client.list_tasks(page_size=1)
+            inside.wait(10)
+
+    threads = [threading.Thread(target=run, args=("quiet", False)),
+               threading.Thread(target=run, args=("busy", True))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert heard == {"quiet": [], "busy": [1303]}

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from ..errors import KlingError
+from ..retry import notify_retry_observers
 from .protocol import Answer, BodyCap, Command, Flow, Listen, Pause, Restore, Send, Sleep
 
 __all__ = ["AsyncDriver", "SyncDriver"]
@@ -75,6 +76,7 @@ class SyncDriver:
         hook = self.on_retry
         if hook is not None:
             hook(error, wait)
+        notify_retry_observers(error, wait)
         if cancel is not None and self._sleep is time.sleep:
             return cancel.wait(wait)
         self._sleep(wait)
@@ -115,6 +117,7 @@ class AsyncDriver:
             hook = self.on_retry
             if hook is not None:
                 hook(command.error, command.seconds)
+            notify_retry_observers(command.error, command.seconds)
             await self._sleep(command.seconds)
             return command.cancel is not None and command.cancel.is_set()
         if isinstance(command, Sleep):

@@ -112,6 +112,9 @@ class _JobSlot(EditHooks):
             self._runner.observe(time.monotonic() - self._created_at)
         self.release()
 
+    def retried(self, error: Exception, wait: float) -> None:
+        self._runner.on_retry(error, wait)
+
     def release(self) -> None:
         if self._held:
             self._held = False
@@ -161,13 +164,14 @@ class _Runner:
         self.emit(record.name if record else None, "retry",
                   {"error": str(error), "wait_s": wait, "job": True})
 
-    def on_retry(self, error: KlingError, wait: float) -> None:
+    def on_retry(self, error: Exception, wait: float) -> None:
+        """A retry of a job's own request (its ``run_edit`` hooks tell it, in its thread)."""
         record = getattr(self._local, "record", None)
         if record is not None:
             record.retries += 1
         self.emit(record.name if record else None, "retry",
-                  {"code": error.code, "error": str(error), "wait_s": wait})
-        if error.code == 1303:
+                  {"code": getattr(error, "code", None), "error": str(error), "wait_s": wait})
+        if getattr(error, "code", None) == 1303:
             limit = self.limiter.pressure()
             if limit is not None:
                 self.emit(None, "limit", {"limit": limit, "reason": "1303"})
@@ -486,14 +490,6 @@ def run(
     runner = _Runner(client, host, out, limiter, on_event, wait_timeout, poll_interval,
                      attempts, Budget(limit, PriceBook()), callback_url, inbox, sleep)
     runner.load_costs(selected)
-    previous_hook = client.on_retry
-
-    def chained(error: KlingError, wait: float) -> None:
-        runner.on_retry(error, wait)
-        if previous_hook is not None:
-            previous_hook(error, wait)
-
-    client.on_retry = chained
     todo: queue.Queue[BatchJob] = queue.Queue()
     for job in selected:
         todo.put(job)
@@ -528,7 +524,6 @@ def run(
                 thread.join(0.2)
     finally:
         runner.stop.set()
-        client.on_retry = previous_hook
         write_report()
         if own_client:
             client.close()

@@ -21,7 +21,6 @@ plates). What it guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kling_elements.atomic import write_text_atomic
 from kling_elements.batch.manifest import NAME_PATTERN, from_records
 
 from .task_calls import ImagePixels
@@ -194,20 +194,6 @@ def _unconformed(line: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in line.items() if k not in ("conform", "range", "match_source")}
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def precheck(shots: list[Shot], manifest_path: str | os.PathLike) -> list[str]:
     """The problems known without touching the disk (the operator reports them at once)."""
     problems = [f"{shot.label}: {problem}" for shot in shots for problem in shot.problems]
@@ -249,8 +235,9 @@ def write_manifest(shots: list[Shot], manifest_path: str | os.PathLike) -> Expor
             (folder / IMAGE_FOLDER).mkdir(exist_ok=True)
         for image in images:
             os.replace(stage / image, folder / IMAGE_FOLDER / image)
-        _write_text_atomic(path, "".join(json.dumps(line, ensure_ascii=False) + "\n"
-                                         for line in final))
+        # Farm machines read the manifest as other users: not a private file.
+        write_text_atomic(path, "".join(json.dumps(line, ensure_ascii=False) + "\n"
+                                        for line in final), private=False)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return ExportResult(str(path), tuple(names),

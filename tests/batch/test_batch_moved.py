@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import kling_elements as ke
 from kling_elements import batch
 from kling_elements.hosting import SandboxHost
@@ -25,6 +27,7 @@ from ..support.batch import (
 from ..support.sandbox import add_faults, created_total
 from .test_batch_kill import _created, _env
 
+pytestmark = pytest.mark.slow  # batches killed and resumed through the CLI
 SLOW_POLLS = {"route": "get", "times": 1000, "delay_s": 30}
 
 

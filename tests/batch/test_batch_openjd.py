@@ -32,8 +32,9 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "farm" / "kling-batch.openjd.ya
 BIN = Path(sys.executable).parent
 OPENJD = shutil.which("openjd", path=str(BIN)) or shutil.which("openjd")
 EXECUTABLE = shutil.which("kling-elements", path=str(BIN))
-pytestmark = pytest.mark.skipif(not (OPENJD and EXECUTABLE),
-                                reason="openjd-cli and an installed kling-elements are needed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (OPENJD and EXECUTABLE),
+                                 reason="openjd-cli and an installed kling-elements are needed")]
 
 
 def _openjd(manifest: Path, out: Path, *extra: str) -> list[str]:

@@ -22,6 +22,8 @@ from kling_elements.otio.results import add_results
 
 from .timelines import RATE, three_shots, write
 
+pytestmark = pytest.mark.slow  # a whole batch against the sandbox
+
 SHOTS = {"sh010": "sh010.mov", "sh030": "sh030", "sh020_boom": "sh020"}
 
 

@@ -18,6 +18,8 @@ from kling_elements.sandbox.vision import grabcut
 
 from .photo_composites import CASES, build
 
+pytestmark = pytest.mark.slow  # real photographs through GrabCut: seconds per case
+
 CLICKED_IOU = 0.8
 TRACKED_IOU = 0.7
 

@@ -23,6 +23,7 @@ __all__ = ["MAX_BODY_BYTES", "CallbackServer", "is_loopback", "parse_listen"]
 
 log = logging.getLogger("kling_elements.callbacks")
 MAX_BODY_BYTES = 1024 * 1024  # a callback is a few KB; a result list fits many times over
+DISCARD_BYTES = 8 * MAX_BODY_BYTES  # read and dropped from a refused body before closing
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -57,18 +58,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:  # else a kept-alive sender reuses a socket we close
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+
+    def _refuse_body(self, status: int, message: str, declared: int) -> None:
+        """Answer without reading the body, then close. Up to ``DISCARD_BYTES`` of the body
+        are read and dropped first: closing a socket with unread bytes resets it, and the
+        sender could lose the answer that says why."""
+        self.close_connection = True
+        self._answer(status, {"error": message})
+        left = min(declared, DISCARD_BYTES)
+        try:
+            while left > 0:
+                chunk = self.rfile.read(min(left, 65536))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:  # the sender gave up, or the connection's timeout
+            pass
 
     def do_POST(self) -> None:
         declared = self.headers.get("Content-Length", "")
         if not declared.isdigit():
-            self.close_connection = True
-            self._answer(411, {"error": "Content-Length is required"})
+            self._refuse_body(411, "Content-Length is required", 0)
             return
         if int(declared) > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._answer(413, {"error": f"the body is over {MAX_BODY_BYTES} bytes"})
+            self._refuse_body(413, f"the body is over {MAX_BODY_BYTES} bytes", int(declared))
             return
         body = self.rfile.read(int(declared))
         try:

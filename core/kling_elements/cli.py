@@ -126,8 +126,9 @@ def _client(args: argparse.Namespace) -> Client:
 def _selection_text(result: Any) -> str:
     lines = [f"frame {result.frame_index}: {len(result.masks)} object(s); cost: {result.cost}"]
     for mask in result.masks:
+        height, width = mask.size  # Kling's order; shown width x height as editors read it
         area = int(mask.to_array().sum())
-        lines.append(f"  object {mask.object_id}: {area} px of {mask.size[0]}x{mask.size[1]}")
+        lines.append(f"  object {mask.object_id}: {area} px of a {width}x{height} frame")
     return "\n".join(lines)
 
 

@@ -266,7 +266,10 @@ def test_single_steps_from_session_to_downloaded_result(cli, admin, clip, tmp_pa
     twice = cli("unselect", sid, "0", point)
     assert twice.code == 1 and "not selected" in twice.error_line()
 
-    assert cli("select", sid, "0", point).out.startswith("frame 0: 1 object(s)")
+    again = cli("select", sid, "0", point).out
+    assert again.startswith("frame 0: 1 object(s)")
+    # sizes read as editors read them: width x height of this landscape clip
+    assert f"px of a {clip.width}x{clip.height} frame" in again, again
     cleared = cli("clear", sid)
     assert cleared.code == 0 and cleared.out.strip() == "selection cleared; cost: 0 units"
     empty = cli("preview", sid)

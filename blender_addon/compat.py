@@ -22,6 +22,7 @@ __all__ = [
     "STRIP_TYPE",
     "extension_user_dir",
     "invoke_confirm",
+    "meta_strips",
     "movie_strip_add_options",
     "new_movie",
     "online_access_allowed",
@@ -54,6 +55,11 @@ def strips(editor: bpy.types.SequenceEditor, *, recursive: bool = True):
     if hasattr(editor, "strips_all"):
         return editor.strips_all if recursive else editor.strips
     return editor.sequences_all if recursive else editor.sequences
+
+
+def meta_strips(meta):
+    """The strips directly inside a meta strip."""
+    return meta.strips if hasattr(meta, "strips") else meta.sequences
 
 
 def top_level(editor: bpy.types.SequenceEditor):

@@ -365,3 +365,31 @@ def test_undo_after_import_batch_results_keeps_the_result_once(editing, clip, tm
     assert [r.external_task_id for r in plate().kling.tasks] == ["ke-farm-sh010"]
     assert len(_results("farm-task-1")) == 1
     assert not editing, editing
+
+
+def test_a_click_in_flight_survives_a_rename_and_a_delete_then_undo(editing, clip, sandbox):
+    """The answer finds its strip by identity (renamed meanwhile); a strip deleted
+    meanwhile takes nothing and raises nothing, and undoing the delete brings it back with
+    the point Kling holds."""
+    from blender_addon import compat
+
+    a = clip.center(0)
+    b = (a[0] + 0.02, a[1] + 0.01)
+    click(a)
+    plate().name = "renamed"
+    push("Rename")
+    drain()
+    renamed = compat.strip_by_name(bpy.context.scene, "renamed")
+    assert renamed is not None and plate() is None
+    renamed.name = NAME
+    push("Rename back")
+    click(b)
+    editor = bpy.context.scene.sequence_editor
+    compat.top_level(editor).remove(plate())
+    push("Delete")
+    drain()
+    assert not editing, editing
+    undo()  # the strip comes back: with both points, as Kling has them
+    settle()
+    assert shown() == _bits([a, b]) == at_kling(sandbox)
+    assert not editing, editing

@@ -5,6 +5,7 @@ Only this module knows both sides: which Blender properties feed which mapping i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from kling_elements import SelectionState
@@ -110,7 +111,11 @@ def scene_frame(scene: Any, strip: Any, state: SelectionState, index: int) -> in
     return mapping.session_to_scene_frame(timing, session, index)
 
 
-_COVERING_TYPES = ("MOVIE", "IMAGE", "META", "COLOR")
+# Effects that draw one input strip's picture (processed, or at another time) in its place:
+# in the Preview the input is seen only through them, whether or not the input is muted.
+_ONE_INPUT_EFFECTS = ("SPEED", "GLOW", "GAUSSIAN_BLUR", "TRANSFORM")
+_CANVAS_TYPES = ("META", "COLOR", *_ONE_INPUT_EFFECTS)  # each draws a canvas-sized picture
+_COVERING_TYPES = ("MOVIE", "IMAGE", *_CANVAS_TYPES)
 # Image formats that cannot carry alpha; any other image strip may be see-through. Movies
 # count as opaque (an alpha channel in a movie is rare: mute such an overlay to click under).
 _OPAQUE_IMAGES = (".jpg", ".jpeg", ".bmp")
@@ -129,27 +134,37 @@ def _drawn(level: Any, frame: int):
     return drawn
 
 
+def _content(scene: Any, strip: Any, frame: int) -> tuple[cover.Layer, ...] | None:
+    """What a canvas-sized strip composites: a meta's drawn strips; an effect's input, alone
+    on the canvas at full opacity; None for a strip that shows a picture of its own."""
+    if strip.type == "META":
+        drawn = _drawn(strip, frame)
+        return tuple(_layer(scene, inner, frame) for inner in compat.meta_strips(strip)
+                     if drawn(inner))
+    if strip.type in _ONE_INPUT_EFFECTS:
+        source = getattr(strip, "input_1", None)
+        if source is None or source.type not in _COVERING_TYPES:
+            return ()
+        return (replace(_layer(scene, source, frame), blend="ALPHA_OVER", opacity=1.0),)
+    return None
+
+
 def _layer(scene: Any, strip: Any, frame: int) -> cover.Layer:
-    """``strip`` as ``cover`` sees it; a meta with its drawn strips, a colour strip as an
-    opaque canvas-sized picture."""
-    content = None
+    """``strip`` as ``cover`` sees it: a meta or an effect with what it composites, a colour
+    strip as an opaque canvas-sized picture."""
     try:
-        if strip.type in ("META", "COLOR"):
+        if strip.type in _CANVAS_TYPES:
             geom = _placed(scene, strip, int(scene.render.resolution_x),
                            int(scene.render.resolution_y))
         else:
             geom = strip_geometry(scene, strip)
     except (ValueError, IndexError):
         geom = None
-    if strip.type == "META":
-        drawn = _drawn(strip, frame)
-        content = tuple(_layer(scene, inner, frame) for inner in compat.meta_strips(strip)
-                        if drawn(inner))
-    opaque = strip.type in ("MOVIE", "META", "COLOR") or (
+    opaque = strip.type == "MOVIE" or strip.type in _CANVAS_TYPES or (
         len(strip.elements) > 0 and strip.elements[0].filename.lower().endswith(_OPAQUE_IMAGES))
     return cover.Layer(name=strip.name, channel=int(strip.channel), blend=strip.blend_type,
                        opacity=float(strip.blend_alpha), opaque=opaque, geometry=geom,
-                       content=content)
+                       content=_content(scene, strip, frame))
 
 
 def _containers(editor: Any, strip: Any) -> list[Any]:
@@ -176,8 +191,8 @@ def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float) -> 
     """The name of a strip drawn over ``strip`` at view point ``(vx, vy)`` on scene
     ``frame`` (see ``cover``), or None. Inside a meta strip: its strips above ``strip``,
     then whatever hides the meta at its own level, up to the level the Preview shows; the
-    point follows each meta's crop and transform. Movie, image, colour and meta strips can
-    hide."""
+    point follows each meta's crop and transform. Movie, image, colour, meta strips and
+    effects that show one input strip (Speed, Glow, Blur) can hide."""
     editor = scene.sequence_editor
     chain = _containers(editor, strip) if editor else None
     if chain is None:

@@ -21,6 +21,9 @@ the top channel down; measured with real renders in 4.2 and 5.0):
   as for any strip), and its ``REPLACE`` / ``CROSS`` hide the whole frame (measured: 4.2.0,
   5.3). A strip inside a meta is hidden by the meta's strips above it and, one level up,
   by whatever hides the meta (the caller walks the levels: ``covering_layer`` per level).
+* An effect that shows one input strip (Speed, Glow, Blur; 4.2's Transform) is drawn like
+  a meta holding that input alone: the input itself, muted or not, is seen only through
+  it (measured: 4.2.0, 5.3).
 
 Whether an image is opaque is the caller's estimate (the render checks the decoded
 frame's planes, which only decoding tells): see ``geometry.covering_strip``.
@@ -46,7 +49,8 @@ class Layer:
 
     ``opacity`` is ``blend_alpha`` (0..1); ``geometry`` is None when the strip's image size
     is unknown (then only a whole-frame blend can hide). ``content`` is a meta strip's
-    drawn strips (its ``geometry`` then places a canvas-sized picture); None for any other.
+    drawn strips, or an effect's input (its ``geometry`` then places a canvas-sized
+    picture); None for a strip with a picture of its own.
     """
 
     name: str

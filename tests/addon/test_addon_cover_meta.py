@@ -1,10 +1,11 @@
-"""Meta strips and colour strips hide a marked strip as the sequencer renders them.
+"""Meta, colour and effect strips hide a marked strip as the sequencer renders them.
 
 Reference: a real render of the scene, as for the other cover tests. A strip is hidden at a
 point when the rendered pixel there is the same with the marked strip drawn and muted; the
 add-on must name a covering strip exactly then. Cases: a meta strip above the marked one
 (its content decides where it is opaque), the marked strip inside a meta (strips above it
-in the meta, and strips above the meta at the top), and a colour strip above.
+in the meta, and strips above the meta at the top), a colour strip above, and effects that
+show one input strip (the marked one: it is seen only through the effect).
 """
 
 from __future__ import annotations
@@ -71,15 +72,31 @@ def sibling_in_meta(scene, plate, over):
     _meta(scene, 2, plate, over)
 
 
-def colour_above(scene, plate, over):
+def _effect(scene, kind: str, channel: int, source=None):
     from blender_addon import compat
 
-    over.mute = True
     strips = compat.top_level(scene.sequence_editor)
     takes = strips.bl_rna.functions["new_effect"].parameters.keys()
-    span = {"length": 10} if "length" in takes else {"frame_end": 10}  # renamed in 5.0
-    colour = strips.new_effect("colour", "COLOR", 6, 1, **span)
+    options = {"length": 10} if "length" in takes else {"frame_end": 10}  # renamed in 5.0
+    if source is not None:
+        options["input1" if "input1" in takes else "seq1"] = source
+    return strips.new_effect("fx", kind, channel, 1, **options)
+
+
+def colour_above(scene, plate, over):
+    over.mute = True
+    colour = _effect(scene, "COLOR", 6)
     colour.transform.scale_x = colour.transform.scale_y = 0.25
+
+
+def effect_on_plate(scene, plate, over, kind):
+    over.mute = True
+    _effect(scene, kind, 6, plate)
+
+
+def effect_on_inset(scene, plate, over, kind):
+    over.transform.scale_x = over.transform.scale_y = 0.25
+    _effect(scene, kind, 6, over)
 
 
 CASES = {
@@ -94,6 +111,9 @@ CASES = {
     "in meta, strip below the meta": (plate_in_meta, {"over_channel": 3, "meta_channel": 5}),
     "in meta, sibling above": (sibling_in_meta, {}),
     "colour strip above": (colour_above, {}),
+    "glow on the plate": (effect_on_plate, {"kind": "GLOW"}),
+    "speed control on the plate": (effect_on_plate, {"kind": "SPEED"}),
+    "blur of an inset above": (effect_on_inset, {"kind": "GAUSSIAN_BLUR"}),
 }
 
 

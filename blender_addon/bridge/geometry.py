@@ -21,7 +21,7 @@ def bpy_abspath(path: str) -> str:
     return bpy.path.abspath(path)
 
 __all__ = ["click_to_normalized", "covering_strip", "normalized_to_view", "scene_frame",
-           "session_frame", "strip_geometry"]
+           "session_frame", "shown_channel", "strip_geometry"]
 
 
 def strip_geometry(scene: Any, strip: Any) -> mapping.StripGeometry:
@@ -187,12 +187,24 @@ def _containers(editor: Any, strip: Any) -> list[Any]:
     return chain
 
 
-def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float) -> str | None:
+def shown_channel(scene: Any, strip: Any) -> int:
+    """The channel ``strip`` is drawn on at the level the Preview shows: its own, or that of
+    the meta strip holding it there (0 when that level does not hold it)."""
+    editor = scene.sequence_editor
+    chain = _containers(editor, strip) if editor else None
+    if chain is None:
+        return 0
+    return int((chain[-1] if chain else strip).channel)
+
+
+def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float, *,
+                   display_channel: int = 0) -> str | None:
     """The name of a strip drawn over ``strip`` at view point ``(vx, vy)`` on scene
     ``frame`` (see ``cover``), or None. Inside a meta strip: its strips above ``strip``,
     then whatever hides the meta at its own level, up to the level the Preview shows; the
     point follows each meta's crop and transform. Movie, image, colour, meta strips and
-    effects that show one input strip (Speed, Glow, Blur) can hide."""
+    effects that show one input strip (Speed, Glow, Blur) can hide. ``display_channel``:
+    the Preview's Channel (0: all); strips above it are not drawn there."""
     editor = scene.sequence_editor
     chain = _containers(editor, strip) if editor else None
     if chain is None:
@@ -205,8 +217,10 @@ def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float) -> 
         siblings = compat.meta_strips(level) if level is not editor else compat.strips(
             editor, recursive=False)
         drawn = _drawn(level, frame)
+        top = display_channel if container is None and display_channel else None
         layers = [_layer(scene, other, frame) for other in siblings
-                  if other.channel > element.channel and drawn(other)]
+                  if other.channel > element.channel and drawn(other)
+                  and (top is None or other.channel <= top)]
         found = cover.covering_layer(int(element.channel), layers, *point,
                                      alpha_over_whole_frame=compat.ALPHA_OVER_HIDES_WHOLE_FRAME)
         if found is not None:

@@ -5,6 +5,7 @@ Only this module knows both sides: which Blender properties feed which mapping i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from kling_elements import SelectionState
@@ -20,16 +21,21 @@ def bpy_abspath(path: str) -> str:
     return bpy.path.abspath(path)
 
 __all__ = ["click_to_normalized", "covering_strip", "normalized_to_view", "scene_frame",
-           "session_frame", "strip_geometry"]
+           "session_frame", "shown_channel", "strip_geometry"]
 
 
 def strip_geometry(scene: Any, strip: Any) -> mapping.StripGeometry:
     element = strip.elements[0]
+    return _placed(scene, strip, int(element.orig_width), int(element.orig_height))
+
+
+def _placed(scene: Any, strip: Any, image_w: int, image_h: int) -> mapping.StripGeometry:
+    """Where ``strip``'s picture of ``image_w`` x ``image_h`` px lies in the Preview."""
     crop, transform = strip.crop, strip.transform
     render = scene.render
     return mapping.StripGeometry(
-        image_w=int(element.orig_width),
-        image_h=int(element.orig_height),
+        image_w=image_w,
+        image_h=image_h,
         crop=(float(crop.min_x), float(crop.max_x), float(crop.min_y), float(crop.max_y)),
         offset=(float(transform.offset_x), float(transform.offset_y)),
         scale=(float(transform.scale_x), float(transform.scale_y)),
@@ -105,32 +111,19 @@ def scene_frame(scene: Any, strip: Any, state: SelectionState, index: int) -> in
     return mapping.session_to_scene_frame(timing, session, index)
 
 
-_COVERING_TYPES = ("MOVIE", "IMAGE")
+# Effects that draw one input strip's picture (processed, or at another time) in its place:
+# in the Preview the input is seen only through them, whether or not the input is muted.
+_ONE_INPUT_EFFECTS = ("SPEED", "GLOW", "GAUSSIAN_BLUR", "TRANSFORM")
+_CANVAS_TYPES = ("META", "COLOR", *_ONE_INPUT_EFFECTS)  # each draws a canvas-sized picture
+_COVERING_TYPES = ("MOVIE", "IMAGE", *_CANVAS_TYPES)
 # Image formats that cannot carry alpha; any other image strip may be see-through. Movies
 # count as opaque (an alpha channel in a movie is rare: mute such an overlay to click under).
 _OPAQUE_IMAGES = (".jpg", ".jpeg", ".bmp")
 
 
-def _layer(scene: Any, strip: Any) -> cover.Layer:
-    try:
-        geom = strip_geometry(scene, strip)
-    except (ValueError, IndexError):
-        geom = None
-    opaque = strip.type == "MOVIE" or (
-        len(strip.elements) > 0 and strip.elements[0].filename.lower().endswith(_OPAQUE_IMAGES))
-    return cover.Layer(name=strip.name, channel=int(strip.channel), blend=strip.blend_type,
-                       opacity=float(strip.blend_alpha), opaque=opaque, geometry=geom)
-
-
-def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float) -> str | None:
-    """The name of a strip drawn over ``strip`` at view point ``(vx, vy)`` on scene
-    ``frame`` (see ``cover``), or None. Only strips at the same level (outside meta strips)
-    are compared; movie and image strips can hide."""
-    editor = scene.sequence_editor
-    siblings = list(compat.strips(editor, recursive=False)) if editor else []
-    if strip not in siblings:
-        return None
-    channels = getattr(editor, "channels", None)
+def _drawn(level: Any, frame: int):
+    """A test for whether a strip of ``level`` (an editor or a meta) draws at ``frame``."""
+    channels = getattr(level, "channels", None)
 
     def drawn(other: Any) -> bool:
         muted = other.mute or (channels is not None and channels[other.channel].mute)
@@ -138,8 +131,109 @@ def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float) -> 
                 and compat.timing(other, "left_handle") <= frame
                 < compat.timing(other, "right_handle"))
 
-    layers = [_layer(scene, other) for other in siblings
-              if other.channel > strip.channel and drawn(other)]
-    found = cover.covering_layer(int(strip.channel), layers, vx, vy,
-                                 alpha_over_whole_frame=compat.ALPHA_OVER_HIDES_WHOLE_FRAME)
-    return found.name if found is not None else None
+    return drawn
+
+
+def _content(scene: Any, strip: Any, frame: int) -> tuple[cover.Layer, ...] | None:
+    """What a canvas-sized strip composites: a meta's drawn strips; an effect's input, alone
+    on the canvas at full opacity; None for a strip that shows a picture of its own."""
+    if strip.type == "META":
+        drawn = _drawn(strip, frame)
+        return tuple(_layer(scene, inner, frame) for inner in compat.meta_strips(strip)
+                     if drawn(inner))
+    if strip.type in _ONE_INPUT_EFFECTS:
+        source = getattr(strip, "input_1", None)
+        if source is None or source.type not in _COVERING_TYPES:
+            return ()
+        return (replace(_layer(scene, source, frame), blend="ALPHA_OVER", opacity=1.0),)
+    return None
+
+
+def _layer(scene: Any, strip: Any, frame: int) -> cover.Layer:
+    """``strip`` as ``cover`` sees it: a meta or an effect with what it composites, a colour
+    strip as an opaque canvas-sized picture."""
+    try:
+        if strip.type in _CANVAS_TYPES:
+            geom = _placed(scene, strip, int(scene.render.resolution_x),
+                           int(scene.render.resolution_y))
+        else:
+            geom = strip_geometry(scene, strip)
+    except (ValueError, IndexError):
+        geom = None
+    opaque = strip.type == "MOVIE" or strip.type in _CANVAS_TYPES or (
+        len(strip.elements) > 0 and strip.elements[0].filename.lower().endswith(_OPAQUE_IMAGES))
+    return cover.Layer(name=strip.name, channel=int(strip.channel), blend=strip.blend_type,
+                       opacity=float(strip.blend_alpha), opaque=opaque, geometry=geom,
+                       content=_content(scene, strip, frame))
+
+
+def _containers(editor: Any, strip: Any) -> list[Any]:
+    """The meta strips ``strip`` lies in, innermost first, up to the level the Preview shows
+    (the meta being edited, else the top); None when that level does not hold ``strip``."""
+    parent = {}
+    for meta in compat.strips(editor):
+        if meta.type == "META":
+            for inner in compat.meta_strips(meta):
+                parent[inner.as_pointer()] = meta
+    stack = list(getattr(editor, "meta_stack", ()))
+    shown = stack[-1].as_pointer() if stack else None
+    chain: list[Any] = []
+    current = parent.get(strip.as_pointer())
+    while current is not None and current.as_pointer() != shown:
+        chain.append(current)
+        current = parent.get(current.as_pointer())
+    if shown is not None and current is None:
+        return None
+    return chain
+
+
+def shown_channel(scene: Any, strip: Any) -> int:
+    """The channel ``strip`` is drawn on at the level the Preview shows: its own, or that of
+    the meta strip holding it there (0 when that level does not hold it)."""
+    editor = scene.sequence_editor
+    chain = _containers(editor, strip) if editor else None
+    if chain is None:
+        return 0
+    return int((chain[-1] if chain else strip).channel)
+
+
+def covering_strip(scene: Any, strip: Any, frame: int, vx: float, vy: float, *,
+                   display_channel: int = 0) -> str | None:
+    """The name of a strip drawn over ``strip`` at view point ``(vx, vy)`` on scene
+    ``frame`` (see ``cover``), or None. Inside a meta strip: its strips above ``strip``,
+    then whatever hides the meta at its own level, up to the level the Preview shows; the
+    point follows each meta's crop and transform. Movie, image, colour, meta strips and
+    effects that show one input strip (Speed, Glow, Blur) can hide. ``display_channel``:
+    the Preview's Channel (0: all); strips above it are not drawn there."""
+    editor = scene.sequence_editor
+    chain = _containers(editor, strip) if editor else None
+    if chain is None:
+        return None
+    element, point = strip, (vx, vy)
+    for container in [*chain, None]:
+        level = container if container is not None else editor
+        if container is None and getattr(editor, "meta_stack", None):
+            level = editor.meta_stack[-1]
+        siblings = compat.meta_strips(level) if level is not editor else compat.strips(
+            editor, recursive=False)
+        drawn = _drawn(level, frame)
+        top = display_channel if container is None and display_channel else None
+        layers = [_layer(scene, other, frame) for other in siblings
+                  if other.channel > element.channel and drawn(other)
+                  and (top is None or other.channel <= top)]
+        found = cover.covering_layer(int(element.channel), layers, *point,
+                                     alpha_over_whole_frame=compat.ALPHA_OVER_HIDES_WHOLE_FRAME)
+        if found is not None:
+            return found.name
+        if container is None:
+            return None
+        try:
+            outer = _placed(scene, container, int(scene.render.resolution_x),
+                            int(scene.render.resolution_y))
+        except ValueError:
+            return None
+        point = cover.canvas_to_view(outer, *point)
+        if point is None:  # cut away by the meta: nothing shows the strip there
+            return None
+        element = container
+    return None

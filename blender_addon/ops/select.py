@@ -71,8 +71,15 @@ def _refuse_if_covered(context, strip, state, frame_index: int,
     """Refuse points another strip is drawn over: the editor meant what the Preview shows.
 
     Checked at the playhead's frame when it shows ``frame_index`` (a click), else at the
-    scene frame that shows it."""
+    scene frame that shows it. A Preview set to show channels up to N (its Channel, not 0)
+    draws nothing above N: strips there do not hide, and a strip there is not shown."""
     scene = compat.sequencer_scene(context)
+    shown = int(getattr(getattr(context, "space_data", None), "display_channel", 0) or 0)
+    channel = geometry.shown_channel(scene, strip)
+    if shown and channel > shown:
+        raise ValidationError(
+            f"this Preview shows channels up to {shown} only, and {strip.name!r} is drawn on "
+            f"channel {channel}: set the Preview's Channel to 0 (all) or {channel}")
     frame = scene.frame_current
     if geometry.session_frame(scene, strip, state, frame) != frame_index:
         frame = geometry.scene_frame(scene, strip, state, frame_index)
@@ -83,7 +90,7 @@ def _refuse_if_covered(context, strip, state, frame_index: int,
             view = geometry.normalized_to_view(scene, strip, *point)
         except ValueError:  # no image size (a missing movie): _send says why
             return
-        other = geometry.covering_strip(scene, strip, frame, *view)
+        other = geometry.covering_strip(scene, strip, frame, *view, display_channel=shown)
         if other is not None:
             raise ValidationError(
                 f"the strip is covered by {other!r} at this frame: mute {other!r} or move it "

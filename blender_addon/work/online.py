@@ -13,6 +13,9 @@ Who does what:
   httpx request hook: API calls, uploads, downloads and every redirect hop). It reads the
   flag at that moment, so turning online access off stops a session mid-way: the next
   request is refused with :class:`OnlineAccessRefused` and nothing is sent.
+* A request goes where it is addressed unless a proxy from the environment (``HTTP_PROXY``,
+  ``HTTPS_PROXY``, ``ALL_PROXY``, not bypassed by ``NO_PROXY``: what httpx reads) carries
+  it; then the proxy is where it leaves to, and the proxy's host is what must be loopback.
 * Name resolution happens only there, on a worker thread. ``refusal_cached`` (for
   ``poll()`` and the main thread) never resolves: it answers from IP literals and recent
   resolutions, treats a host it has not resolved yet as not local, and starts a background
@@ -25,14 +28,17 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["GATE", "MESSAGE", "OnlineAccessRefused", "OnlineGate", "system_resolve"]
+__all__ = ["GATE", "MESSAGE", "OnlineAccessRefused", "OnlineGate", "proxy_for",
+           "system_resolve"]
 
 MESSAGE = ("Online access is disabled: enable Preferences > System > Network > "
            "Allow Online Access, or use a local sandbox")
@@ -89,6 +95,27 @@ def host_of(url: str) -> str:
         return ""
 
 
+def proxy_for(url: str, environ: Mapping[str, str] | None = None) -> str:
+    """The proxy URL the environment routes a request to ``url`` through, or "".
+
+    The variables httpx honours (``trust_env``, its default): ``<scheme>_PROXY`` then
+    ``ALL_PROXY``, either case, unless ``NO_PROXY`` names the host (or is ``*``).
+    """
+    variables = os.environ if environ is None else environ
+    proxies: dict[str, str] = {}
+    for name, value in variables.items():
+        lowered = name.lower()
+        if value and lowered.endswith("_proxy"):
+            proxies.setdefault(lowered[:-len("_proxy")], value)
+    if not proxies:
+        return ""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host and urllib.request.proxy_bypass_environment(host, proxies):
+        return ""
+    return proxies.get(parts.scheme.lower()) or proxies.get("all") or ""
+
+
 class OnlineGate:
     """The flag, the per-host loopback answers, and the checks built on them.
 
@@ -142,7 +169,12 @@ class OnlineGate:
 
     def check_url(self, url: str) -> None:
         """Raise :class:`OnlineAccessRefused` unless a request to ``url`` may be sent now."""
+        if self.online:
+            return
         self.check_host(host_of(url))
+        proxy = proxy_for(url)
+        if proxy:
+            self.check_host(host_of(proxy))
 
     def check_host(self, host: str) -> None:
         if self.online:
@@ -152,7 +184,7 @@ class OnlineGate:
 
     def check_request(self, request: Any) -> None:
         """The httpx request hook: runs in the sending thread before the request leaves."""
-        self.check_host(request.url.host)
+        self.check_url(str(request.url))
 
     def refusal_cached(self, url: str) -> str:
         """``MESSAGE`` when a request to ``url`` would be refused now, else "" (no lookup).
@@ -162,11 +194,14 @@ class OnlineGate:
         """
         if self.online:
             return ""
-        host = host_of(url)
-        local = self.cached_local(host) if host else False
-        if local is None:
-            self._look_up_later(host)
-        return "" if local else MESSAGE
+        proxy = proxy_for(url)
+        for host in (host_of(url), *([host_of(proxy)] if proxy else [])):
+            local = self.cached_local(host) if host else False
+            if local is None:
+                self._look_up_later(host)
+            if not local:
+                return MESSAGE
+        return ""
 
     def _look_up_later(self, host: str) -> None:
         with self._lock:

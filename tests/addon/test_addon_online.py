@@ -122,6 +122,7 @@ SENDERS = {
     "poll and download": _poll_tasks,
     "test connection": lambda strip: bpy.ops.kling.test_connection(),
     "account tasks": lambda strip: bpy.ops.kling.refresh_account_tasks(),
+    "check balance": lambda strip: bpy.ops.kling.refresh_account_costs(),
     "start editing": lambda strip: bpy.ops.kling.start_session(),
 }
 

@@ -197,6 +197,36 @@ def test_the_select_tool_refuses_a_click_on_a_covered_strip(covered):
     assert _sent(covered.sandbox) == before
 
 
+class _PreviewContext:
+    """Blender's context as seen from a Preview whose Channel is set to ``channel``."""
+
+    def __init__(self, channel: int) -> None:
+        self.space_data = SimpleNamespace(display_channel=channel)
+
+    def __getattr__(self, name):
+        return getattr(bpy.context, name)
+
+
+def test_a_preview_showing_channels_up_to_the_strip_takes_the_click(covered):
+    """A Preview set to channel 2 draws nothing above it: the overlay on channel 3 hides
+    nothing there, and set to channel 1 the marked strip itself is not on screen."""
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
+    from kling_elements import ValidationError
+
+    before = _sent(covered.sandbox)
+    with pytest.raises(ValidationError, match=r"shows channels up to 1 only.*channel 2"):
+        ops_select.request_add(_PreviewContext(1), covered.strip, 0, [(0.5, 0.5)])
+    with pytest.raises(ValidationError, match="covered by 'overlay'"):
+        ops_select.request_add(_PreviewContext(0), covered.strip, 0, [(0.5, 0.5)])
+    drain()
+    assert _sent(covered.sandbox) == before
+    ops_select.request_add(_PreviewContext(2), covered.strip, 0, [(0.5, 0.5)])
+    drain()
+    assert len(load_selection(covered.strip).points.get(0, [])) == 1, \
+        bpy.context.window_manager.kling.error
+
+
 def _render_at(scene, folder, vx: float, vy: float):
     """The rendered sequencer frame's pixel at view point (vx, vy) (rows go bottom-up)."""
     import numpy as np

@@ -322,3 +322,74 @@ def test_a_duplicated_strip_keeps_its_own_tasks(editing, clip):
     assert [r.external_task_id for r in copy.kling.tasks] == [second]
     assert copy.kling.live_key != plate().kling.live_key
     assert not editing, editing
+
+
+def _batch_outcome(clip, folder, status="succeed"):
+    """A finished batch job for the plate, as Import Batch Results reads it from a report."""
+    import shutil
+
+    from blender_addon.bridge import live_sync
+    from blender_addon.pure.batch_results import JobOutcome
+
+    result = folder / "sh010.mp4"
+    shutil.copyfile(clip.path, result)
+    meta = {"scene": bpy.context.scene.name, "strip": NAME,
+            "key": live_sync.ref(plate()).key, "edit_mode": "removal"}
+    return JobOutcome(name="sh010", status=status, meta=meta, output=str(result),
+                      task_id="farm-task-1", external_task_id="ke-farm-sh010",
+                      error="" if status == "succeed" else "refused")
+
+
+def test_undo_after_import_batch_results_keeps_the_result_once(editing, clip, tmp_path):
+    """Import Batch Results pushes no undo step (what the farm paid for cannot be taken
+    back): undoing to before it keeps the record and its strip, and importing the same
+    folder again adds nothing."""
+    from blender_addon.ops import batch as ops_batch
+
+    outcome = _batch_outcome(clip, tmp_path)
+    summary = ops_batch.place_outcomes([outcome], str(tmp_path))
+    assert summary.imported == 1
+    assert len(_results("farm-task-1")) == 1
+    hand_edit(20.0)
+    undo()
+    undo()  # to before the import: the record and the strip were in no undo step
+    settle()
+    records = [r.external_task_id for r in plate().kling.tasks]
+    assert records == ["ke-farm-sh010"]
+    assert [s.name for s in _results("farm-task-1")] == [plate().kling.tasks[0].imported_strip]
+    again = ops_batch.place_outcomes([outcome], str(tmp_path))
+    assert (again.imported, again.already) == (0, 1)
+    redo()
+    redo()
+    settle()
+    assert [r.external_task_id for r in plate().kling.tasks] == ["ke-farm-sh010"]
+    assert len(_results("farm-task-1")) == 1
+    assert not editing, editing
+
+
+def test_a_click_in_flight_survives_a_rename_and_a_delete_then_undo(editing, clip, sandbox):
+    """The answer finds its strip by identity (renamed meanwhile); a strip deleted
+    meanwhile takes nothing and raises nothing, and undoing the delete brings it back with
+    the point Kling holds."""
+    from blender_addon import compat
+
+    a = clip.center(0)
+    b = (a[0] + 0.02, a[1] + 0.01)
+    click(a)
+    plate().name = "renamed"
+    push("Rename")
+    drain()
+    renamed = compat.strip_by_name(bpy.context.scene, "renamed")
+    assert renamed is not None and plate() is None
+    renamed.name = NAME
+    push("Rename back")
+    click(b)
+    editor = bpy.context.scene.sequence_editor
+    compat.top_level(editor).remove(plate())
+    push("Delete")
+    drain()
+    assert not editing, editing
+    undo()  # the strip comes back: with both points, as Kling has them
+    settle()
+    assert shown() == _bits([a, b]) == at_kling(sandbox)
+    assert not editing, editing

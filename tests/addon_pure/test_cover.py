@@ -75,3 +75,46 @@ def test_blender_4_2_0_rule_an_opaque_alpha_over_hides_the_whole_frame():
     top = layer(name="inset")
     assert covering_layer(1, [top], *OUTSIDE) is None
     assert covering_layer(1, [top], *OUTSIDE, alpha_over_whole_frame=True) is top
+
+
+FULL = mapping.StripGeometry(image_w=1280, image_h=720, **CANVAS)
+
+
+def meta(content, blend="ALPHA_OVER", geometry=FULL, opacity=1.0):
+    return Layer(name="meta", channel=5, blend=blend, opacity=opacity, opaque=True,
+                 geometry=geometry, content=tuple(content))
+
+
+def test_a_meta_hides_where_its_content_is_opaque():
+    assert hides(meta([layer()]), *INSIDE)
+    assert not hides(meta([layer()]), *OUTSIDE)  # transparent where its strips draw nothing
+    assert not hides(meta([]), *INSIDE)
+    assert not hides(meta([layer(opacity=0.5)]), *INSIDE)
+    assert not hides(meta([layer(blend="ADD")]), *INSIDE)
+    # Inside the meta, Replace stops its stack but leaves the canvas transparent outside it.
+    assert not hides(meta([layer(blend="REPLACE"), layer(geometry=FULL, channel=1)]), *OUTSIDE)
+    assert hides(meta([layer(blend="ADD"), layer(geometry=FULL, channel=1)]), *OUTSIDE)
+    assert hides(meta([layer()], blend="REPLACE"), *OUTSIDE)  # the meta's own blend
+    assert hides(meta([layer()]), *OUTSIDE, alpha_over_whole_frame=True)
+
+
+def test_a_meta_moves_its_content_with_its_transform():
+    half_left = mapping.StripGeometry(image_w=1280, image_h=720, scale=(0.5, 0.5),
+                                      offset=(-320.0, 0.0), **CANVAS)
+    full_inside = meta([layer(geometry=FULL)], geometry=half_left)
+    assert hides(full_inside, -320.0, 0.0) and not hides(full_inside, 320.0, 0.0)
+    # The inset at view x 160..480 of the meta's canvas shows at x -240..-80 in the scene.
+    inset_inside = meta([layer()], geometry=half_left)
+    assert hides(inset_inside, -160.0, 0.0) and not hides(inset_inside, *INSIDE)
+
+
+def test_a_point_of_a_meta_canvas_follows_the_meta_up():
+    from blender_addon.pure.cover import canvas_to_view
+
+    half = mapping.StripGeometry(image_w=1280, image_h=720, scale=(0.5, 0.5),
+                                 offset=(320.0, 180.0), **CANVAS)
+    assert canvas_to_view(half, 200.0, 100.0) == pytest.approx((420.0, 230.0))
+    cropped = mapping.StripGeometry(image_w=1280, image_h=720, crop=(640.0, 0.0, 0.0, 0.0),
+                                    **CANVAS)
+    assert canvas_to_view(cropped, -320.0, 0.0) is None  # the meta's crop cut it away
+    assert canvas_to_view(cropped, 320.0, 0.0) == pytest.approx((320.0, 0.0))

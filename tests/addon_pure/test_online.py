@@ -153,3 +153,53 @@ def test_nothing_is_published_while_kling_is_refused(tmp_path, monkeypatch):
         jobs.start_session(settings, str(tmp_path / "clip.mp4"), hosting=hosting)
     assert not marker.exists()
     assert GATE.resolve.lookups == ["kling.example.test"]
+
+
+@pytest.mark.parametrize(("environ", "url", "proxy"), [
+    ({}, "http://127.0.0.1:8000/v1", ""),
+    ({"HTTP_PROXY": "http://proxy.test:3128"}, "http://127.0.0.1:8000/v1",
+     "http://proxy.test:3128"),
+    ({"https_proxy": "http://p.test:1"}, "http://127.0.0.1:8000/v1", ""),  # other scheme
+    ({"ALL_PROXY": "socks5://p.test:1"}, "https://a.test/v1", "socks5://p.test:1"),
+    ({"HTTP_PROXY": "http://p.test:1", "NO_PROXY": "127.0.0.1,localhost"},
+     "http://127.0.0.1:8000/v1", ""),
+    ({"HTTP_PROXY": "http://p.test:1", "no_proxy": "*"}, "http://a.test/v1", ""),
+])
+def test_the_proxy_a_request_takes_is_the_environments(environ, url, proxy):
+    from blender_addon.work.online import proxy_for
+
+    assert proxy_for(url, environ) == proxy
+
+
+def test_offline_a_loopback_url_through_a_remote_proxy_is_refused(monkeypatch):
+    """A local sandbox reached through a proxy from the environment leaves the computer: the
+    proxy's host decides. The proxy here is a socket on this computer that the gate's DNS
+    calls remote, so a leak would show as a connection to it."""
+    import socket
+
+    from kling_elements import Client
+
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(4)
+    proxy.settimeout(0.3)
+    port = proxy.getsockname()[1]
+    gate = OnlineGate(resolve=Resolver({"localhost": ["203.0.113.7"]}))
+    monkeypatch.setenv("HTTP_PROXY", f"http://localhost:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = Client("ak", "s" * 32, base_url="http://127.0.0.1:9",
+                    before_request=gate.check_request,
+                    max_retries=0)
+    try:
+        with pytest.raises(OnlineAccessRefused):
+            client.list_tasks(page=1, page_size=1)
+        assert gate.refusal_cached("http://127.0.0.1:9") == MESSAGE
+        with pytest.raises(TimeoutError):
+            proxy.accept()  # nothing connected to the proxy
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert gate.refusal_cached("http://127.0.0.1:9") == ""
+        gate.check_url("http://127.0.0.1:9/v1")
+    finally:
+        client.close()
+        proxy.close()

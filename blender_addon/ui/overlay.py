@@ -68,6 +68,8 @@ def plan(context) -> Plan | None:
     """The Python half of the draw callback (timed by ``scripts/bench_ui_thread.py``).
 
     Asks the overlay worker for the frame's buffer when it is neither uploaded nor ready.
+    Nothing is drawn where the Preview does not show the strip (its Channel set below the
+    strip's): a mask over another picture would mislead, and clicks there are refused.
     """
     scene = compat.sequencer_scene(context)
     settings = getattr(scene, "kling", None) if scene else None
@@ -77,6 +79,9 @@ def plan(context) -> Plan | None:
         return None
     state = load_selection(strip)
     if state is None:
+        return None
+    shown = getattr(getattr(context, "space_data", None), "display_channel", 0)
+    if shown and geometry.shown_channel(scene, strip) > shown:
         return None
     frame = geometry.session_frame(scene, strip, state, scene.frame_current)
     if frame is None or frame not in state.masks:

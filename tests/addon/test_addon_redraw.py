@@ -195,3 +195,25 @@ def test_redraws_stat_the_movie_at_most_once_a_second(movie_strip, clip, monkeyp
     now[0] += source.STAT_TTL_S
     geometry.session_frame(scene, movie_strip, state, scene.frame_current)
     assert stats.count(path) == 2  # a file changed on disk is seen within a second
+
+
+def test_no_overlay_where_the_previews_channel_hides_the_strip(movie_strip, clip, preview):
+    """A Preview set to show channels below the marked strip's draws another picture: the
+    strip's mask is not laid over it (clicks there are refused as well)."""
+    from types import SimpleNamespace
+
+    from blender_addon.ui import overlay
+
+    _session_with_a_mask(movie_strip, clip)
+
+    class Seen:
+        def __init__(self, channel: int) -> None:
+            self.space_data = SimpleNamespace(display_channel=channel)
+
+        def __getattr__(self, name):
+            return getattr(bpy.context, name)
+
+    channel = movie_strip.channel
+    assert overlay.plan(Seen(channel - 1)) is None
+    assert overlay.plan(Seen(channel)) is not None
+    assert overlay.plan(Seen(0)) is not None  # 0: every channel

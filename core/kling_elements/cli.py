@@ -127,7 +127,8 @@ def _selection_text(result: Any) -> str:
     lines = [f"frame {result.frame_index}: {len(result.masks)} object(s); cost: {result.cost}"]
     for mask in result.masks:
         area = int(mask.to_array().sum())
-        lines.append(f"  object {mask.object_id}: {area} px of {mask.size[0]}x{mask.size[1]}")
+        height, width = mask.size
+        lines.append(f"  object {mask.object_id}: {area} px of a {width}x{height} mask")
     return "\n".join(lines)
 
 
@@ -202,8 +203,17 @@ def cmd_init(args: argparse.Namespace, client: Client, progress: _Progress) -> N
 
 
 def cmd_select(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    """Mark or remove points; the masks shown are read with the session's frame size.
+
+    The client knows the frame only of sessions it opened itself; for one ``init`` opened in
+    an earlier process, its record gives the frame, so a ``size`` Kling wrote as ``[w, h]``
+    is read as ``[h, w]`` here too (docs/kling-api.md, "size order").
+    """
     call = client.add_selection if args.command == "select" else client.delete_selection
     result = call(args.session_id, args.frame, args.points)
+    record = None if args.session_id in client.sessions else cli_sessions.load(args.session_id)
+    if record is not None and record.width and record.height:
+        result = result.fit_frame((record.height, record.width))
     _emit(args, result, _selection_text(result))
 
 

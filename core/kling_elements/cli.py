@@ -278,8 +278,20 @@ def cmd_list(args: argparse.Namespace, client: Client, progress: _Progress) -> N
 
 
 def cmd_wait(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
-    task = client.wait(args.task_id, timeout=args.wait_timeout,
-                       on_update=lambda t: progress.line(f"task {t.task_id}: {t.status}"))
+    """Wait until the task ends; with ``--listen``, on its callbacks (polling as fallback).
+
+    The task may have ended, or passed the status changes it calls back for, before this
+    receiver started: it is looked up once first, so a finished task is not waited on for
+    the callback grace period.
+    """
+    def on_update(task: Any) -> None:
+        progress.line(f"task {task.task_id}: {task.status}")
+
+    with _callback_receiver(args, progress) as (_, inbox):
+        if inbox is not None and client.get_task(args.task_id).done:
+            inbox = None
+        task = client.wait(args.task_id, timeout=args.wait_timeout, on_update=on_update,
+                           inbox=inbox)
     _emit(args, task, _task_text(task))
 
 
@@ -630,6 +642,21 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def callback_options(p: argparse.ArgumentParser, *, url: bool = True,
+                         listen: bool = True) -> None:
+        g = p.add_argument_group(
+            "callbacks", "end waits on Kling's callbacks instead of polling (polling stays "
+            "the fallback); see docs/kling-api.md" if listen else "see docs/kling-api.md")
+        if url:
+            g.add_argument("--callback-url", metavar="URL",
+                           help="sent as callback_url (default with --listen: its address)")
+        if listen:
+            g.add_argument("--listen", metavar="HOST:PORT",
+                           help="receive callbacks here while waiting (port 0: any free one)")
+        g.add_argument("--webhook-secret", action="append", metavar="whsec_...",
+                       help=f"require deliveries signed with it (repeat during a key "
+                            f"rotation; default ${WEBHOOK_SECRET_ENV})")
+
     p = add("init", cmd_init, "start a selection session on a video")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video-url", help="a URL Kling can download")
@@ -674,6 +701,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("wait", cmd_wait, "wait until a task ends")
     p.add_argument("task_id")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
+    callback_options(p, url=False)
     p = add("account", cmd_account,
             "the account's resource packs and what they have left (free; 1 query a second)")
     p.add_argument("--start", type=_when, metavar="WHEN",
@@ -700,19 +728,6 @@ def _parser() -> argparse.ArgumentParser:
     conform_cli.add_edit_options(p)
     conform_cli.add_parser(sub, common)
     otio_cli.add_parser(sub, common)
-
-    def callback_options(p: argparse.ArgumentParser, *, url: bool = True) -> None:
-        g = p.add_argument_group(
-            "callbacks", "end waits on Kling's callbacks instead of polling (polling stays "
-            "the fallback); see docs/kling-api.md" if url else "see docs/kling-api.md")
-        if url:
-            g.add_argument("--callback-url", metavar="URL",
-                           help="sent as callback_url (default with --listen: its address)")
-            g.add_argument("--listen", metavar="HOST:PORT",
-                           help="receive callbacks here while waiting (port 0: any free one)")
-        g.add_argument("--webhook-secret", action="append", metavar="whsec_...",
-                       help=f"require deliveries signed with it (repeat during a key "
-                            f"rotation; default ${WEBHOOK_SECRET_ENV})")
 
     callback_options(p)
 
@@ -745,7 +760,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="address to listen on, e.g. 127.0.0.1:8766 or 0.0.0.0:8766")
     p.add_argument("--record", metavar="DIR",
                    help="write each delivery there as a JSON file (atomically)")
-    callback_options(p, url=False)
+    callback_options(p, url=False, listen=False)
 
     p = sub.add_parser("sandbox", help="run the local API sandbox")
     p.set_defaults(func=None)

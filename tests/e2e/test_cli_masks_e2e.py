@@ -15,6 +15,7 @@ from .test_cli_e2e import cli, secrets  # noqa: F401 - fixtures
 sandbox = sandbox_fixture(scope="module", mask_size_order="wh", task_seconds=0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("width", "height"), [(720, 1280), (1280, 720)],
                          ids=["portrait", "landscape"])
 def test_select_after_a_separate_init_reads_a_wh_size_with_the_session_frame(

@@ -25,7 +25,7 @@ from .batch.display import BatchDisplay
 from .client import REGIONS, Client
 from .conform import cli as conform_cli
 from .cost import Cost, json_number
-from .errors import KlingError
+from .errors import KlingError, RestoreDisabledError
 from .hosting import KINDS, Host, HostingSettings, UrlHost, default_cache_dir, make_host
 from .hosting.settings import ADDRESSING
 from .otio import cli as otio_cli
@@ -120,7 +120,8 @@ def _client(args: argparse.Namespace) -> Client:
         env["KLINGAI_ACCESS_KEY"] = args.access_key
     if args.secret_key:
         env["KLINGAI_SECRET_KEY"] = args.secret_key
-    return Client.from_env(env, timeout=args.timeout)
+    return Client.from_env(env, timeout=args.timeout,
+                           auto_restore=not getattr(args, "no_restore", False))
 
 
 def _selection_text(result: Any) -> str:
@@ -642,6 +643,12 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def restore_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--no-restore", action="store_true",
+                       help="never replace an expired, vanished or doubtful session by itself "
+                            "(that re-runs init and every add, which Kling charges again): "
+                            "stop with an error naming what a restore would replay")
+
     def callback_options(p: argparse.ArgumentParser, *, url: bool = True,
                          listen: bool = True) -> None:
         g = p.add_argument_group(
@@ -725,6 +732,7 @@ def _parser() -> argparse.ArgumentParser:
     _hosting_options(p, cache=True)
     p.add_argument("--state", help="resume file (default: OUTPUT.kling.json)")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
+    restore_option(p)
     conform_cli.add_edit_options(p)
     conform_cli.add_parser(sub, common)
     otio_cli.add_parser(sub, common)
@@ -749,6 +757,7 @@ def _parser() -> argparse.ArgumentParser:
                         '{"batch": {"budget": UNITS}}, else no limit)')
     _hosting_options(p, cache=False)
     p.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds per task")
+    restore_option(p)
     callback_options(p)
 
     text = "receive Kling's task callbacks: verify, deduplicate, print, record"
@@ -817,6 +826,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RestoreDisabledError as exc:
+        print(f"error: {exc}; on the command line: run again without --no-restore to let it "
+              "restore", file=sys.stderr)
+        return 1
     except (KlingError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -29,7 +30,7 @@ from .errors import KlingError, RestoreDisabledError
 from .hosting import KINDS, Host, HostingSettings, UrlHost, default_cache_dir, make_host
 from .hosting.settings import ADDRESSING
 from .otio import cli as otio_cli
-from .workflow import EditJob, run_edit
+from .workflow import EditJob, clip_frame_size, run_edit
 
 __all__ = ["main"]
 
@@ -191,8 +192,12 @@ def cmd_init(args: argparse.Namespace, client: Client, progress: _Progress) -> N
         progress.line(f"publishing {args.file}")
         url = host.publish(args.file, on_progress=lambda d, t: progress.bytes("upload", d, t))
     init = client.init_selection(video_url=url, video_id=args.video_id)
-    try:  # so that a later `create` knows the session's length
-        cli_sessions.save(cli_sessions.SessionRecord.of(init))
+    record = cli_sessions.SessionRecord.of(init)
+    if init.frame_size is None and args.file:  # Kling may leave them out ("unused")
+        height, width = clip_frame_size(args.file) or (0, 0)
+        record = dataclasses.replace(record, width=width, height=height)
+    try:  # so that a later `create` knows the session's length (and `select` its frame)
+        cli_sessions.save(record)
     except OSError as exc:
         progress.line(f"warning: the session's length could not be remembered ({exc}); "
                       "pass --duration to create")

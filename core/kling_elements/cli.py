@@ -26,7 +26,7 @@ from .batch.display import BatchDisplay
 from .client import REGIONS, Client
 from .conform import cli as conform_cli
 from .cost import Cost, json_number
-from .errors import KlingError, RestoreDisabledError
+from .errors import KlingError
 from .hosting import KINDS, Host, HostingSettings, UrlHost, default_cache_dir, make_host
 from .hosting.settings import ADDRESSING
 from .otio import cli as otio_cli
@@ -831,10 +831,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except RestoreDisabledError as exc:
-        print(f"error: {exc}; on the command line: run again without --no-restore to let it "
-              "restore", file=sys.stderr)
-        return 1
     except (KlingError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

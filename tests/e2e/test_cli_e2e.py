@@ -222,7 +222,7 @@ def test_no_restore_stops_instead_of_paying_for_a_new_session(cli, admin, clip, 
     refused = cli(*argv, "--no-restore")
     assert refused.code == 1
     line = refused.error_line()
-    assert "replay 1 marked frame(s)" in line and "without --no-restore" in line
+    assert "replay 1 marked frame(s)" in line and "--no-restore" in line
     assert ok(admin.get("/sandbox/stats"))["requests"].get(INIT_ROUTE, 0) == inits
     assert json.loads(state_file.read_text())["selection"]["session_id"] == "no-such-session"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -29,7 +30,7 @@ from .errors import KlingError
 from .hosting import KINDS, Host, HostingSettings, UrlHost, default_cache_dir, make_host
 from .hosting.settings import ADDRESSING
 from .otio import cli as otio_cli
-from .workflow import EditJob, run_edit
+from .workflow import EditJob, clip_frame_size, run_edit
 
 __all__ = ["main"]
 
@@ -120,7 +121,8 @@ def _client(args: argparse.Namespace) -> Client:
         env["KLINGAI_ACCESS_KEY"] = args.access_key
     if args.secret_key:
         env["KLINGAI_SECRET_KEY"] = args.secret_key
-    return Client.from_env(env, timeout=args.timeout)
+    return Client.from_env(env, timeout=args.timeout,
+                           auto_restore=not getattr(args, "no_restore", False))
 
 
 def _selection_text(result: Any) -> str:
@@ -190,8 +192,12 @@ def cmd_init(args: argparse.Namespace, client: Client, progress: _Progress) -> N
         progress.line(f"publishing {args.file}")
         url = host.publish(args.file, on_progress=lambda d, t: progress.bytes("upload", d, t))
     init = client.init_selection(video_url=url, video_id=args.video_id)
-    try:  # so that a later `create` knows the session's length
-        cli_sessions.save(cli_sessions.SessionRecord.of(init))
+    record = cli_sessions.SessionRecord.of(init)
+    if init.frame_size is None and args.file:  # Kling may leave them out ("unused")
+        height, width = clip_frame_size(args.file) or (0, 0)
+        record = dataclasses.replace(record, width=width, height=height)
+    try:  # so that a later `create` knows the session's length (and `select` its frame)
+        cli_sessions.save(record)
     except OSError as exc:
         progress.line(f"warning: the session's length could not be remembered ({exc}); "
                       "pass --duration to create")
@@ -203,8 +209,17 @@ def cmd_init(args: argparse.Namespace, client: Client, progress: _Progress) -> N
 
 
 def cmd_select(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
+    """Mark or remove points; the masks shown are read with the session's frame size.
+
+    The client knows the frame only of sessions it opened itself; for one ``init`` opened in
+    an earlier process, its record gives the frame, so a ``size`` Kling wrote as ``[w, h]``
+    is read as ``[h, w]`` here too (docs/kling-api.md, "size order").
+    """
     call = client.add_selection if args.command == "select" else client.delete_selection
     result = call(args.session_id, args.frame, args.points)
+    record = None if args.session_id in client.sessions else cli_sessions.load(args.session_id)
+    if record is not None and record.width and record.height:
+        result = result.fit_frame((record.height, record.width))
     _emit(args, result, _selection_text(result))
 
 
@@ -269,8 +284,20 @@ def cmd_list(args: argparse.Namespace, client: Client, progress: _Progress) -> N
 
 
 def cmd_wait(args: argparse.Namespace, client: Client, progress: _Progress) -> None:
-    task = client.wait(args.task_id, timeout=args.wait_timeout,
-                       on_update=lambda t: progress.line(f"task {t.task_id}: {t.status}"))
+    """Wait until the task ends; with ``--listen``, on its callbacks (polling as fallback).
+
+    The task may have ended, or passed the status changes it calls back for, before this
+    receiver started: it is looked up once first, so a finished task is not waited on for
+    the callback grace period.
+    """
+    def on_update(task: Any) -> None:
+        progress.line(f"task {task.task_id}: {task.status}")
+
+    with _callback_receiver(args, progress) as (_, inbox):
+        if inbox is not None and client.get_task(args.task_id).done:
+            inbox = None
+        task = client.wait(args.task_id, timeout=args.wait_timeout, on_update=on_update,
+                           inbox=inbox)
     _emit(args, task, _task_text(task))
 
 
@@ -621,6 +648,27 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def restore_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--no-restore", action="store_true",
+                       help="never replace an expired, vanished or doubtful session by itself "
+                            "(that re-runs init and every add, which Kling charges again): "
+                            "stop with an error naming what a restore would replay")
+
+    def callback_options(p: argparse.ArgumentParser, *, url: bool = True,
+                         listen: bool = True) -> None:
+        g = p.add_argument_group(
+            "callbacks", "end waits on Kling's callbacks instead of polling (polling stays "
+            "the fallback); see docs/kling-api.md" if listen else "see docs/kling-api.md")
+        if url:
+            g.add_argument("--callback-url", metavar="URL",
+                           help="sent as callback_url (default with --listen: its address)")
+        if listen:
+            g.add_argument("--listen", metavar="HOST:PORT",
+                           help="receive callbacks here while waiting (port 0: any free one)")
+        g.add_argument("--webhook-secret", action="append", metavar="whsec_...",
+                       help=f"require deliveries signed with it (repeat during a key "
+                            f"rotation; default ${WEBHOOK_SECRET_ENV})")
+
     p = add("init", cmd_init, "start a selection session on a video")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video-url", help="a URL Kling can download")
@@ -665,6 +713,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("wait", cmd_wait, "wait until a task ends")
     p.add_argument("task_id")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
+    callback_options(p, url=False)
     p = add("account", cmd_account,
             "the account's resource packs and what they have left (free; 1 query a second)")
     p.add_argument("--start", type=_when, metavar="WHEN",
@@ -688,22 +737,10 @@ def _parser() -> argparse.ArgumentParser:
     _hosting_options(p, cache=True)
     p.add_argument("--state", help="resume file (default: OUTPUT.kling.json)")
     p.add_argument("--wait-timeout", type=float, default=1800.0)
+    restore_option(p)
     conform_cli.add_edit_options(p)
     conform_cli.add_parser(sub, common)
     otio_cli.add_parser(sub, common)
-
-    def callback_options(p: argparse.ArgumentParser, *, url: bool = True) -> None:
-        g = p.add_argument_group(
-            "callbacks", "end waits on Kling's callbacks instead of polling (polling stays "
-            "the fallback); see docs/kling-api.md" if url else "see docs/kling-api.md")
-        if url:
-            g.add_argument("--callback-url", metavar="URL",
-                           help="sent as callback_url (default with --listen: its address)")
-            g.add_argument("--listen", metavar="HOST:PORT",
-                           help="receive callbacks here while waiting (port 0: any free one)")
-        g.add_argument("--webhook-secret", action="append", metavar="whsec_...",
-                       help=f"require deliveries signed with it (repeat during a key "
-                            f"rotation; default ${WEBHOOK_SECRET_ENV})")
 
     callback_options(p)
 
@@ -725,6 +762,7 @@ def _parser() -> argparse.ArgumentParser:
                         '{"batch": {"budget": UNITS}}, else no limit)')
     _hosting_options(p, cache=False)
     p.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds per task")
+    restore_option(p)
     callback_options(p)
 
     text = "receive Kling's task callbacks: verify, deduplicate, print, record"
@@ -736,7 +774,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="address to listen on, e.g. 127.0.0.1:8766 or 0.0.0.0:8766")
     p.add_argument("--record", metavar="DIR",
                    help="write each delivery there as a JSON file (atomically)")
-    callback_options(p, url=False)
+    callback_options(p, url=False, listen=False)
 
     p = sub.add_parser("sandbox", help="run the local API sandbox")
     p.set_defaults(func=None)

@@ -273,11 +273,15 @@ def image_geometry(width: int, height: int, label: str = "image") -> None:
         )
 
 
-def prompt(text: object, image_total: int, *, field: str = "prompt") -> str:
+def prompt(text: object, image_total: int, *, field: str = "prompt",
+           placeholders: bool = True) -> str:
     """Prompt length and placeholders: no image or video beyond those given.
 
     A prompt without ``<<<video_1>>>`` is not refused: Kling's docs recommend the placeholder
-    but do not require it (see :func:`prompt_advice`).
+    but do not require it (see :func:`prompt_advice`). ``placeholders=False`` checks only
+    what Kling documents (present, at most 2500 characters): the sandbox's reading, since
+    Kling does not say it refuses a reference to an input that was not given; the client
+    refuses one (it can only be a mistake).
     """
     if not isinstance(text, str) or not text.strip():
         raise ValidationError(f"{field} is required: describe the edit, e.g. "
@@ -287,7 +291,7 @@ def prompt(text: object, image_total: int, *, field: str = "prompt") -> str:
             f"{field} has {len(text)} characters, over the limit of {PROMPT_MAX_CHARS}: "
             "shorten it"
         )
-    refs = _PLACEHOLDER.findall(text)
+    refs = _PLACEHOLDER.findall(text) if placeholders else []
     for kind, number in refs:
         n = int(number)
         if kind == "video" and n != 1:

@@ -237,6 +237,22 @@ def _check_job(job: EditJob, state: dict[str, Any]) -> None:
         check_clip(job.video_path)
 
 
+def clip_frame_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(height, width)`` of a local clip, or ``None`` (unreadable, or no PyAV).
+
+    For a session whose init answer left out ``width``/``height`` (documented as unused):
+    Kling's normalized copy has the clip's orientation and aspect, which is all the client
+    needs to read a mask ``size`` given as ``[w, h]`` (``SelectionResult.fit_frame``).
+    """
+    try:
+        from .media import probe
+
+        info = probe(path)
+    except (ImportError, ValueError, OSError):
+        return None
+    return (info.height, info.width) if info.width and info.height else None
+
+
 def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, Any],
              save: Callable[[], None], emit: EventCallback) -> SelectionState:
     saved = state.get("selection")
@@ -273,6 +289,8 @@ def _session(client: Client, job: EditJob, host: Host | None, state: dict[str, A
     _charge(state, emit, "init-selection", init.cost, session_id=init.session_id)
     save()
     selection = client.sessions[init.session_id]
+    if selection.frame_size is None and job.video_path and not job.video_id:
+        selection.height, selection.width = clip_frame_size(job.video_path) or (None, None)
     for frame, points in job.selections:
         with _restores_charged(state, emit, selection):
             result = client.add_selection(init.session_id, frame, list(points))

@@ -130,11 +130,29 @@ def long_plate(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_job_whose_task_would_pass_the_budget_is_held_just_before_it_and_resumes(
+def test_a_local_clip_s_length_sets_its_task_estimate_before_anything_is_sent(
         sandbox, admin, client, shots, long_plate, tmp_path):
     (shots / "plates" / "long.mp4").symlink_to(long_plate.path)
-    path = shots / "long.jsonl"
+    path = shots / "long-local.jsonl"
     path.write_text(json.dumps(job("long", "long.mp4", long_plate)) + "\n")
+    out = tmp_path / "out"
+    before = created_total(admin)
+    # The manifest measured the clip: 7 s makes a "10" task (2 units), so 0.3 of clicks + 2
+    # does not fit in 2, and the job is held before its clicks are paid for.
+    held = batch.run(path, out, client=client, host=SandboxHost(client.http), budget=D("2"))
+    (record,) = held.jobs
+    assert record.status == "held" and "about 2.3 more" in record.error
+    assert record.cost is None and created_total(admin) == before
+    assert not (out / ".state" / "jobs" / "long.json").exists()
+
+
+@pytest.mark.slow
+def test_a_job_whose_task_would_pass_the_budget_is_held_just_before_it_and_resumes(
+        sandbox, admin, client, shots, long_plate, tmp_path):
+    # Given as a URL, the clip's length is known only once its session says.
+    url = SandboxHost(client.http).publish(long_plate.path)
+    path = shots / "long.jsonl"
+    path.write_text(json.dumps(job("long", "unused", long_plate, video=url)) + "\n")
     out = tmp_path / "out"
     events = []
     before = created_total(admin)

@@ -127,7 +127,11 @@ def test_timestamps_beyond_five_minutes_either_way_are_stale(offset, accepted):
     {"webhook-id": "m", "webhook-timestamp": "1e9", "webhook-signature": "v1,AAAA"},
     {"webhook-id": "m", "webhook-timestamp": "-5", "webhook-signature": "v1,AAAA"},
     {"webhook-id": "m", "webhook-timestamp": str(NOW), "webhook-signature": "v1"},
-], ids=["none", "no-signature", "float-stamp", "negative-stamp", "no-comma"])
+    # HTTP headers arrive as Latin-1: "²" and "١" are str.isdigit() but not Unix seconds
+    {"webhook-id": "m", "webhook-timestamp": "17\u00b2", "webhook-signature": "v1,AAAA"},
+    {"webhook-id": "m", "webhook-timestamp": "\u0661\u0662", "webhook-signature": "v1,AAAA"},
+], ids=["none", "no-signature", "float-stamp", "negative-stamp", "no-comma",
+        "superscript-digit", "arabic-indic-digits"])
 def test_malformed_headers_raise_signature_error_only(headers):
     with pytest.raises(SignatureError):
         verify([SECRET], headers, b"{}", now=NOW)
@@ -302,6 +306,8 @@ def test_receiver_answers_each_case_over_http(tmp_path):
         # sender does not send its next request into a closed socket.
         assert too_big.status_code == 413 and too_big.headers["connection"] == "close"
         assert http.get(server.url).status_code == 405
+        odd_stamp = {**headers, "webhook-id": "msg_odd", "webhook-timestamp": b"17\xb2"}
+        assert http.post(server.url, content=raw, headers=odd_stamp).status_code == 401
         assert box.latest("ext-1").status == "processing"
 
 

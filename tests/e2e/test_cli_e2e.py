@@ -43,6 +43,7 @@ from ..support.sandbox import (
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation:DeprecationWarning"  # pycocotools on numpy 2
 )
+INIT_ROUTE = "POST /v1/videos/multi-elements/init-selection"
 SWAP_PROMPT = "swap the star from <<<image_1>>> for the ball from <<<video_1>>>"
 
 
@@ -205,6 +206,27 @@ def test_a_saved_session_the_server_forgot_is_replaced_not_fatal(cli, admin, cli
     saved = json.loads(state_file.read_text())
     assert saved["selection"]["session_id"] != "no-such-session"
     assert created(admin)[saved["external_task_id"]] == 1
+
+
+@pytest.mark.slow
+def test_no_restore_stops_instead_of_paying_for_a_new_session(cli, admin, clip, tmp_path):
+    argv = _edit_argv(clip, "strict.mp4", "--quiet")
+    add_faults(admin, {"route": "create", "times": 1, "error": {"http": 429, "code": 1102}})
+    assert cli(*argv).code == 1
+    state_file = tmp_path / "strict.mp4.kling.json"
+    state = json.loads(state_file.read_text())
+    state["selection"]["session_id"] = "no-such-session"
+    state_file.write_text(json.dumps(state))
+    inits = ok(admin.get("/sandbox/stats"))["requests"].get(INIT_ROUTE, 0)
+
+    refused = cli(*argv, "--no-restore")
+    assert refused.code == 1
+    line = refused.error_line()
+    assert "replay 1 marked frame(s)" in line and "--no-restore" in line
+    assert ok(admin.get("/sandbox/stats"))["requests"].get(INIT_ROUTE, 0) == inits
+    assert json.loads(state_file.read_text())["selection"]["session_id"] == "no-such-session"
+
+    assert cli(*argv).code == 0  # allowed, the same edit restores and finishes
 
 
 def test_state_file_of_another_edit_is_refused(cli, admin, clip, tmp_path):

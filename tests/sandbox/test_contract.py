@@ -199,6 +199,20 @@ def test_reject_rules_are_validated(api, rule, words):
 # ---------------------------------------------------------------- ids and envelopes
 
 
+@pytest.mark.parametrize("prompt", [
+    "Delete the ball", "Add the star from <<<image_2>>> to <<<video_1>>>",
+    "Add the star from <<<image_1>>> to <<<video_2>>>",
+], ids=["no-video_1", "image_2-of-1", "video_2"])
+def test_prompt_placeholders_are_not_refused_by_the_sandbox(api, seven_s, star, prompt):
+    """Kling documents the placeholders as the way to refer to inputs, not a refusal of
+    other ones: the sandbox takes the prompt (the client refuses the last two itself)."""
+    advance(api, 60.0)  # the tasks of other tests have ended: a slot is free
+    # [[fail]]: no render; being created is the point
+    made = ok(api.post(API, json=_addition(seven_s["session_id"], star,
+                                           prompt=prompt + " [[fail]]", duration="10")))
+    assert made["task_status"] == "submitted"
+
+
 def test_ids_object_ids_and_error_envelopes_look_like_klings(api, seven_s, star):
     assert EIGHTEEN_DIGITS.fullmatch(seven_s["session_id"])
     advance(api, 60.0)

@@ -151,8 +151,9 @@ class SessionFlows(Transport):
             raise RestoreDisabledError(
                 f"session {state.session_id} {reason}; restoring it would start a new session "
                 f"and replay {frames} marked frame(s) (init + {frames} add(s), charged again), "
-                "but this client was made with auto_restore=False: call client.restore(session) "
-                "to restore it anyway, or start a new session with init_selection"
+                "but restores are turned off for this client (auto_restore=False; on the "
+                "command line --no-restore): allow them, call client.restore(session) to "
+                "restore it anyway, or start a new session with init_selection"
             )
 
     def _auto_restore(self, state: SelectionState, reason: str) -> Flow[None]:

@@ -91,6 +91,11 @@ class BatchJob:
     meta: dict[str, Any] | None = field(default=None, compare=False)
     """The line's ``meta`` object, for its report entry only: not part of the job's
     identity (nor of its hash)."""
+    expected_duration: str | None = field(default=None, compare=False)
+    """The task ``duration`` the job will send as far as the manifest can tell: the line's
+    own, else the one its local clip's length calls for (``None``: known only once its
+    session says). For the budget's estimate before anything is sent; the body itself is
+    still built from the session."""
 
     def matched_path(self, out_dir: str | os.PathLike) -> Path:
         """``<out_dir>/<name>.source.mp4``: the result in the plate's rate, size and span."""
@@ -390,6 +395,8 @@ def _check_record(record: object, base: Path, probes: _Probes,
         fields["conform"] = conform
         fields["match_source"] = match is True
     fields["meta"] = _meta(record, check)
+    fields["expected_duration"] = duration or (
+        validate.duration_for(clip_s) if clip_s is not None else None)
     return name, fields, check.messages
 
 
@@ -458,8 +465,10 @@ def from_records(
             conform = fields.pop("conform", None)
             match = fields.pop("match_source", False)
             meta = fields.pop("meta", None)
+            expected = fields.pop("expected_duration", None)
             manifest.jobs.append(BatchJob(line=line, name=name, spec=EditJob(output="", **fields),
-                                          conform=conform, match_source=match, meta=meta))
+                                          conform=conform, match_source=match, meta=meta,
+                                          expected_duration=expected))
     return manifest
 
 

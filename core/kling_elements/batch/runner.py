@@ -209,7 +209,8 @@ class _Runner:
         if state.get("external_task_id"):
             return
         prices, spec = self.budget.prices, job.spec
-        needed = prices.estimate(("task", *task_kind(spec.mode, spec.duration)))
+        duration = spec.duration or job.expected_duration
+        needed = prices.estimate(("task", *task_kind(spec.mode, duration)))
         if not state.get("selection"):
             needed += prices.estimate(("init-selection",))
             needed += prices.estimate(("add-selection",)) * len(spec.selections)

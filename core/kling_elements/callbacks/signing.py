@@ -88,7 +88,8 @@ def verify(
     if not (msg_id and stamp and entries):
         raise SignatureError("unsigned: webhook-id, webhook-timestamp and webhook-signature "
                              "are all required")
-    if not stamp.isdigit() or len(stamp) > 12:
+    # isdigit() alone takes "²" and other non-ASCII digits, which int() refuses or misreads
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
         raise SignatureError(f"webhook-timestamp {stamp[:20]!r} is not Unix seconds")
     timestamp = int(stamp)
     if abs(now - timestamp) > tolerance_s:

@@ -42,6 +42,8 @@ class SandboxConfig:
     ``callback_retry_s`` (sandbox seconds) while the receiver fails.
     ``mask_size_order`` is how masks give their ``size``: ``"hw"`` as
     documented, or ``"wh"`` as in the docs' own example (clients must read both).
+    ``init_frame_size`` False leaves ``width``/``height`` out of init answers (the docs call
+    them "currently unused": clients must not depend on them).
     """
 
     host: str = "127.0.0.1"
@@ -56,6 +58,7 @@ class SandboxConfig:
     pack_units: float = 10000.0
     account_lag_s: float = 0.0
     mask_size_order: str = "hw"
+    init_frame_size: bool = True
     webhook_secret: str | None = None
     callback_format: str = "legacy"
     callback_retry_s: tuple[float, ...] = (2.0, 10.0, 30.0)

@@ -109,12 +109,15 @@ def init_session(state: State, config: SandboxConfig, body: dict, base_url: str)
         duration_s=info.duration_s, original_duration=round(info.duration_s * 1000),
     )
     state.add_session(session)
-    return {
+    answer = {
         "status": 0, "session_id": session_id, "fps": known.fps,
         "original_duration": session.original_duration, "width": known.width,
         "height": known.height,
         "total_frame": session.total_frame, "normalized_video": state.file_url(name, base_url),
     }
+    if not config.init_frame_size:
+        del answer["width"], answer["height"]
+    return answer
 
 
 def parse_points(raw: object) -> list[tuple[float, float]]:

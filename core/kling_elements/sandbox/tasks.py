@@ -185,7 +185,7 @@ def _options(body: dict) -> dict:
         raise ApiError(1201, 'image_list must be a list of {"image": str}')
     try:
         validate.image_count(edit_mode, len(images))
-        prompt = validate.prompt(body.get("prompt"), len(images))
+        prompt = validate.prompt(body.get("prompt"), len(images), placeholders=False)
         negative = validate.negative_prompt(_string(body, "negative_prompt"))
         mode = validate.mode(_string(body, "mode", "std"))
     except ValidationError as exc:

@@ -110,13 +110,14 @@ class KLING_OT_start_session(bpy.types.Operator):
             self.report({"ERROR"}, conform.conform_status(scene, strip)[2])
             return {"CANCELLED"}
         path = found[0] if found else bpy.path.abspath(strip.filepath)
+        info = source.clip_info(strip, path)
+        frame_size = (found[1].height, found[1].width) if found else (info.height, info.width)
         first_frame, file_frames = 0, 0
         if found:
             first_frame = found[1].first_frame
             file_frames = source.source_file_frames(strip, bpy.path.abspath(strip.filepath))
         if not strip.kling.video_id and not found:
-            problems = [c for c in source.source_checks(source.clip_info(strip, path))
-                        if not c.ok]
+            problems = [c for c in source.source_checks(info) if not c.ok]
             if problems:
                 self.report({"ERROR"}, "; ".join(c.detail for c in problems)
                             + " (Conform renders a compliant copy of the visible range)")
@@ -141,7 +142,7 @@ class KLING_OT_start_session(bpy.types.Operator):
         run_long_job(context, start_key(scene_name, name), f"Start editing {name}",
                      lambda cancel: session_calls.start_session(
                          settings, path, manual_url, video_id, hosting, cache, progress.update,
-                         cancel),
+                         cancel, frame_size),
                      done, progress=progress)
         return {"FINISHED"}
 

@@ -147,7 +147,8 @@ def test_connection(settings: ClientSettings) -> int:
 def start_session(settings: ClientSettings, clip_path: str, manual_url: str = "",
                   video_id: str = "", hosting: HostingSettings | None = None,
                   cache_dir: str | None = None, on_progress: Any = None,
-                  cancel: threading.Event | None = None
+                  cancel: threading.Event | None = None,
+                  frame_size: tuple[int, int] | None = None,
                   ) -> tuple[SessionSource, dict[str, Any]]:
     """Publish the clip (the strip's own URL, else the chosen host) and start a session.
 
@@ -156,7 +157,9 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
     online gate refuses Kling: an upload command is the user's own program, whose
     connections the gate cannot see, so it runs only when Kling itself may be reached.
     A ``cancel`` set during the upload stops it at its next progress report; once set, no
-    session is started.
+    session is started. ``frame_size`` is the sent clip's ``(height, width)`` as Blender
+    reads it: when Kling's answer leaves its own out (documented as unused), it is what
+    tells a mask ``size`` given as ``[w, h]`` from one given as ``[h, w]``.
     """
     client = client_for(settings)
     if video_id:
@@ -185,7 +188,10 @@ def start_session(settings: ClientSettings, clip_path: str, manual_url: str = ""
         source = SessionSource(video_url=url)
         _stop_if(cancel)
         init = client.init_selection(video_url=url)
-    return source, client.sessions[init.session_id].to_dict()
+    state = client.sessions[init.session_id]
+    if state.frame_size is None and frame_size and all(frame_size):
+        state.height, state.width = frame_size
+    return source, state.to_dict()
 
 
 def _stop_if(cancel: threading.Event | None) -> None:

@@ -125,11 +125,18 @@ def video_problems(info: VideoInfo, *, generated: bool = False) -> list[str]:
     over = RESULT_OVERRUN_S if generated else 0.0
     if not any(lo - DURATION_TOLERANCE_S <= d <= hi + over + DURATION_TOLERANCE_S
                for lo, hi in VIDEO_DURATION_RANGES_S):
-        problems.append(
+        problem = (
             f"duration {d:.3f} s is outside 2-5 s and 7-10 s: trim the clip to at most 5 s "
             "(or 7-10 s)" if d > 5 else
             f"duration {d:.3f} s is outside 2-5 s and 7-10 s: use a clip of at least 2 s"
         )
+        if not generated and any(hi < d <= hi + RESULT_OVERRUN_S + DURATION_TOLERANCE_S
+                                 for _, hi in VIDEO_DURATION_RANGES_S):
+            # Kling's own results run a few frames long: the downloaded file is refused as
+            # an upload, while the same video by its id is not.
+            problem += ("; if it is a Kling result, edit it again by its video id "
+                        "(video_id) instead of uploading the file")
+        problems.append(problem)
     lo, hi = VIDEO_SIDE_RANGE
     for name, side in (("width", info.width), ("height", info.height)):
         if not lo <= side <= hi:

@@ -89,6 +89,14 @@ def test_kling_results_a_few_frames_over_their_duration_are_accepted(seconds):
     assert validate.video_problems(with_(duration_s=seconds), generated=True) == []
 
 
+@pytest.mark.parametrize(("seconds", "hint"), [(5.1, True), (10.3, True), (6.2, False),
+                                               (11.5, False), (1.5, False)])
+def test_a_file_as_long_as_a_kling_result_is_told_to_use_its_video_id(seconds, hint):
+    """A downloaded result (5.1 s) uploaded again is refused; the way that works is named."""
+    (problem,) = validate.video_problems(with_(duration_s=seconds))
+    assert ("edit it again by its video id" in problem) is hint, problem
+
+
 @pytest.mark.parametrize("seconds", [6.1, 6.9, 11.1, 1.9])
 def test_generated_videos_still_keep_out_of_the_gap(seconds):
     assert validate.video_problems(with_(duration_s=seconds), generated=True) != []

@@ -107,7 +107,8 @@ class RetryPolicy:
     scheduler) sees and controls every wait. A loop asks :meth:`pause` after a retryable
     failure: it returns False (nothing waited, nobody told) when the retries are used up or
     the server asked for a wait beyond ``MAX_RETRY_AFTER_S``, else it reports the wait to
-    ``on_retry``, sleeps it, and returns True. The client's flows, which must not sleep
+    ``on_retry`` and to the context's observers (``observe_retries``: an edit hears the
+    retries of its downloads and uploads too), sleeps it, and returns True. The client's flows, which must not sleep
     themselves, ask :meth:`wait_before` and hand the wait to their driver.
     """
 
@@ -135,6 +136,7 @@ class RetryPolicy:
             return False
         if self.on_retry is not None:
             self.on_retry(error, wait)
+        notify_retry_observers(error, wait)
         self.sleep(wait)
         return True
 
@@ -161,6 +163,7 @@ def observe_retries(observer: RetryObserver) -> Iterator[None]:
 
 
 def notify_retry_observers(error: Exception, wait: float) -> None:
-    """Tell the observers of the current context about a coming retry (the drivers call it)."""
+    """Tell the observers of the current context about a coming retry (the client's drivers
+    and :meth:`RetryPolicy.pause` call it)."""
     for observer in _observers.get():
         observer(error, wait)

@@ -145,6 +145,20 @@ def test_download_resumes_with_range_after_cuts(server, client, sleeps, tmp_path
     assert not (tmp_path / "result.mp4.part.etag").exists()
 
 
+def test_a_downloads_retries_are_heard_by_the_edit_observing_them(server, client, tmp_path):
+    """An edit's hooks (``observe_retries``) hear its download's retries, as they hear its
+    API calls' (a batch job counts and reports them)."""
+    from kling_elements.retry import observe_retries
+
+    server.cuts_left = 2
+    heard: list[float] = []
+    with observe_retries(lambda error, wait: heard.append(wait)):
+        client.download(server.url, tmp_path / "result.mp4")
+    assert len(heard) == 2 and all(wait > 0 for wait in heard)
+    client.download(server.url, tmp_path / "again.mp4", overwrite=True)
+    assert len(heard) == 2  # outside the block: nobody is told
+
+
 def test_bytes_received_before_a_cut_are_kept_however_few(server, client, tmp_path):
     """A cut 10 kB into the body still resumes from 10 kB (nothing held back in a buffer)."""
     server.cuts_left, server.cut_after = 1, 10_000

@@ -6,10 +6,15 @@ What it guarantees:
   strip shows the registry's session (all points sent, the latest masks) and every task
   record, including one the undo removed; a result strip the undo removed along with its
   record is imported again by the task poller.
-* What the user forgot on purpose stays undoable. Reset and Forget Task add the forgotten
-  session id or ``external_task_id`` to the strip's ``kling.forgotten``, an ordinary
-  property: undoing them brings the session or record back (Kling still has it), redoing
-  forgets it again, and nothing here revives what the restored strip says was forgotten.
+* A conformed clip is never orphaned by an undo. The Conform render ends after the last
+  undo step, so its path is delivered like a Kling answer (registry first, then the strip)
+  and shown again after every undo and redo, as are the paths a save moved it to.
+* What the user forgot on purpose stays undoable. Reset, Forget Task and Clear Conform add
+  the forgotten session id, ``external_task_id`` or ``conformed:<token>`` (one Conform's
+  delivery) to the strip's ``kling.forgotten``, an ordinary property: undoing them brings
+  the session, record or clip back (Kling, or the disk, still has it), redoing forgets it
+  again, and nothing here revives what the restored strip says was forgotten. A new Conform
+  is a new delivery: forgetting an earlier one (even of the same file) does not hide it.
 * No ``bpy`` object crosses a worker round trip. Operators capture a ``StripRef`` (plain
   strings); the answer is written to the registry first, then to the strip found again by
   its key, or at its last place when an undo took the key off (undo of Start Editing).
@@ -34,8 +39,9 @@ from .. import compat
 from ..pure.live_state import REGISTRY, LiveStrip, Place
 from .props_edit import KlingTaskRecord
 
-__all__ = ["SESSION_FIELDS", "StripRef", "deliver_session", "deliver_task", "find", "forget",
-           "movie_strips", "rebuild", "reconcile", "ref", "remember_tasks", "resync", "task_values"]
+__all__ = ["SESSION_FIELDS", "StripRef", "deliver_conformed", "deliver_session", "deliver_task",
+           "find", "forget", "forget_conformed", "movie_strips", "rebuild", "reconcile", "ref",
+           "remember_tasks", "resync", "task_values"]
 
 SESSION_FIELDS = ("selection_json", "published_url", "session_first_frame",
                   "session_file_frames")
@@ -98,6 +104,8 @@ def _adopt(strip: Any, key: str) -> None:
     if text:
         REGISTRY.set_session(key, place, json.loads(text).get("session_id", ""),
                              {name: getattr(strip.kling, name) for name in SESSION_FIELDS})
+    if strip.kling.conformed_path:
+        REGISTRY.set_conformed(key, place, strip.kling.conformed_path, uuid.uuid4().hex)
     remember_tasks(strip)
 
 
@@ -134,12 +142,30 @@ def forget(strip: Any, ident: str) -> None:
         strip.kling.forgotten = f"{strip.kling.forgotten} {ident}".strip()
 
 
+def _conformed_mark(token: str) -> str:
+    return f"conformed:{token}"
+
+
+def forget_conformed(strip: Any) -> None:
+    """Clear Conform: the strip stops using its conformed clip (an undoable edit)."""
+    entry = REGISTRY.get(strip.kling.live_key) if strip.kling.live_key else None
+    if entry is not None and entry.conformed_token:
+        forget(strip, _conformed_mark(entry.conformed_token))
+    strip.kling.conformed_path = ""
+
+
 # --- from the registry to strips -------------------------------------------------------
 
 
 def _write_session(strip: Any, entry: LiveStrip) -> None:
     if entry.session and entry.session_id not in _forgotten(strip):
         _set(strip.kling, entry.session)
+
+
+def _write_conformed(strip: Any, entry: LiveStrip) -> None:
+    if entry.conformed_token and _conformed_mark(entry.conformed_token) not in \
+            _forgotten(strip):
+        _set(strip.kling, {"conformed_path": entry.conformed_path})
 
 
 def _write_task(strip: Any, values: dict[str, Any]):
@@ -175,6 +201,7 @@ def _order_tasks(strip: Any, externals: list[str]) -> None:
 
 def _restore(strip: Any, entry: LiveStrip) -> None:
     _write_session(strip, entry)
+    _write_conformed(strip, entry)
     for values in entry.tasks.values():
         _write_task(strip, values)
     _order_tasks(strip, list(entry.tasks))
@@ -211,6 +238,17 @@ def deliver_session(where: StripRef, session_id: str, values: dict[str, Any]):
     strip = find(where)
     if strip is not None:
         _write_session(strip, entry)
+    return strip
+
+
+def deliver_conformed(where: StripRef, path: str):
+    """Store the clip a Conform rendered for the strip; show it there. Returns the strip."""
+    if where.epoch != REGISTRY.epoch:
+        return None
+    entry = REGISTRY.set_conformed(where.key, where.place, path, uuid.uuid4().hex)
+    strip = find(where)
+    if strip is not None:
+        _write_conformed(strip, entry)
     return strip
 
 
@@ -286,7 +324,14 @@ def rebuild(*_args) -> None:
 
 @bpy.app.handlers.persistent
 def resync(*_args) -> None:
-    """``save_post``: saving moves result files next to the .blend; record the new paths."""
+    """``save_post``: saving moves result files and conformed clips next to the .blend;
+    record the new paths."""
     for strip in movie_strips():
-        if strip.kling.live_key and REGISTRY.get(strip.kling.live_key) is not None:
-            remember_tasks(strip)
+        entry = REGISTRY.get(strip.kling.live_key) if strip.kling.live_key else None
+        if entry is None:
+            continue
+        remember_tasks(strip)
+        path = strip.kling.conformed_path
+        if path and entry.conformed_token and path != entry.conformed_path:
+            REGISTRY.set_conformed(strip.kling.live_key, _place(strip), path,
+                                   entry.conformed_token)

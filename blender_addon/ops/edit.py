@@ -77,6 +77,7 @@ def request_generate(context, strip) -> str:
     Refused (``ValueError``, no record, nothing queued) while online access refuses Kling
     or the strip's movie is missing.
     """
+    live_sync.split_if_copy(strip)  # a copy's session is its original's: never send it
     problems = edit_problems_for(strip)
     if problems:
         raise ValueError(problems[0])
@@ -302,6 +303,7 @@ def request_preview(context, strip) -> str:
     imports nothing. Refused (``ValueError``, nothing queued) while online access refuses
     Kling, the strip's movie is missing, or a preview of the strip is already running.
     """
+    live_sync.split_if_copy(strip)  # a copy's session is its original's: never send it
     refusal = refusal_for(context, strip)
     if refusal:
         raise ValueError(refusal)
@@ -310,6 +312,9 @@ def request_preview(context, strip) -> str:
         raise ValueError(f"the tracking preview of {strip.name!r} is already being made: "
                          "wait for it, or Cancel it in the Kling panel")
     state = load_selection(strip)
+    if state is None or not state.frames():
+        raise ValueError(f"{strip.name!r} has no marked element: start a session and click "
+                         "on the element first")
     settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
     folder, where = results.result_folder(), live_sync.ref(strip)
     stem, align = results.safe_stem(strip.name), align_frame(strip)

@@ -9,7 +9,7 @@ import bpy
 from kling_elements import validate
 
 from .. import compat
-from ..bridge import geometry, source
+from ..bridge import geometry, live_sync, source
 from ..bridge.context import active_movie_strip
 from ..bridge.prefs import HOST_CHOICES, get_prefs
 from ..bridge.props import load_selection
@@ -103,6 +103,11 @@ class KLING_PT_session(_KlingPanel, bpy.types.Panel):
         strip = active_movie_strip(context)
         state = load_selection(strip) if strip else None
         if state is None:
+            original = live_sync.copied_from(strip) if strip else ""
+            if original:
+                layout.label(text=f"A copy of {original}: its session and tasks stay there",
+                             icon="DUPLICATE")
+                layout.label(text="Start Editing gives this copy a session of its own")
             layout.operator("kling.start_session", icon="PLAY")
             return
         hours = max(state.seconds_left(time.time()), 0) / 3600

@@ -152,6 +152,14 @@ def ref(strip: Any) -> StripRef:
 
 # --- duplicates ------------------------------------------------------------------------
 
+_COPY_CLEARS = {"selection_json": "", "published_url": "", "session_first_frame": 0,
+                "session_file_frames": 0, "preview_strip": "", "forgotten": "",
+                "active_task": 0}
+"""What a duplicate does not inherit: the session, and what only the original may use."""
+_undoing = {"now": False}
+"""Set from ``undo_pre``/``redo_pre`` until ``reconcile``: an undo's depsgraph updates leave
+copies to it."""
+
 
 def split_if_copy(strip: Any) -> None:
     """Split ``strip`` from its original if it is a duplicate nobody split yet (call before
@@ -159,12 +167,6 @@ def split_if_copy(strip: Any) -> None:
     key = strip.kling.live_key
     if key and _is_copy(strip, key):
         split_copies()
-
-_COPY_CLEARS = {"selection_json": "", "published_url": "", "session_first_frame": 0,
-                "session_file_frames": 0, "preview_strip": "", "forgotten": "",
-                "active_task": 0}
-"""What a duplicate does not inherit: the session, and what only the original may use."""
-_undoing = {"now": False}
 
 
 def copied_from(strip: Any) -> str:

@@ -320,10 +320,20 @@ def request_preview(context, strip) -> str:
     stem, align = results.safe_stem(strip.name), align_frame(strip)
     label = f"Preview tracking {strip.name}"
 
+    def session_known(state: dict | None) -> None:
+        if state is not None:
+            live_sync.deliver_session(where, state["session_id"],
+                                      {"selection_json": selection_text(state)})
+
     def done(result) -> None:
         path, new_state = result
-        target = live_sync.deliver_session(where, new_state["session_id"],
-                                           {"selection_json": selection_text(new_state)})
+        # The session (restored, or with the preview's cost) is read again in the click
+        # queue: a click answered meanwhile holds a newer one that must not be replaced.
+        session_id = new_state["session_id"]
+        WORKER.submit("Preview tracking: the session as Kling has it",
+                      lambda: task_calls.session_snapshot(settings, session_id),
+                      session_known, _ignore)
+        target = live_sync.find(where)
         if target is None:
             return
         scene = target.id_data

@@ -29,7 +29,7 @@ from .worker import JobCancelled
 
 __all__ = ["EditRequest", "ImagePixels", "ResultFiles", "TaskNotSent", "TaskUpdate",
            "account_costs", "create_task", "fetch_result", "list_account_tasks", "poll_task",
-           "preview_tracking"]
+           "preview_tracking", "session_snapshot"]
 
 
 SLOT_WAIT_S = 600.0
@@ -230,6 +230,13 @@ def preview_tracking(settings: ClientSettings, source: SessionSource, stored: di
             partial.unlink(missing_ok=True)
         raise
     return str(path), client.sessions[state.session_id].to_dict()
+
+
+def session_snapshot(settings: ClientSettings, session_id: str) -> dict[str, Any] | None:
+    """The session as this add-on's client last knew it (None if unknown): run on the click
+    worker, so it is ordered with the clicks' own answers."""
+    state = client_for(settings).sessions.get(session_id)
+    return None if state is None else state.to_dict()
 
 
 def _stop_if(stop: threading.Event, kept: str) -> None:

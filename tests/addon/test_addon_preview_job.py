@@ -138,3 +138,36 @@ def test_the_preview_lands_on_the_strip_an_undo_brought_back(movie_strip, clip, 
     preview = compat.strip_by_name(bpy.context.scene, plate.kling.preview_strip)
     assert preview is not None and preview.mute, bpy.context.window_manager.kling.error
     assert plate.kling.selection_json  # the session survived the undo too
+
+
+def test_a_click_answered_before_the_preview_is_applied_is_kept(movie_strip, clip, faults):
+    """The preview's answer carries the session as it was when the preview ended; a click on
+    the same strip answered later, but applied first, must not be replaced by that older
+    session (the point would vanish from the strip while Kling has it)."""
+    import time
+
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
+    from blender_addon.ops.edit import preview_key
+    from blender_addon.work.worker import LONG, WORKER
+
+    _clean_folder()
+    _marked(movie_strip, clip)
+    held_s = 2 * HELD_S  # time enough for the preview to end while the click is held
+    faults({"route": "add-selection", "times": 1, "delay_s": held_s})
+    assert bpy.ops.kling.preview_tracking() == {"FINISHED"}
+    ops_select.request_add(bpy.context, movie_strip, 7, [clip.center(7)])  # held by Kling
+    key = preview_key(bpy.context.scene.name, "plate")
+    deadline = time.monotonic() + held_s
+    while not [n for n in _tracking_files() if n.endswith(".mp4")]:
+        assert time.monotonic() < deadline, "the preview did not end before the click"
+        time.sleep(0.02)
+    time.sleep(0.2)  # the preview's job returns: its answer waits in the long jobs' queue
+    while WORKER.busy:  # the click is answered and applied first
+        WORKER.drain()
+        time.sleep(0.01)
+    assert sorted(load_selection(movie_strip).frames()) == [0, 7]
+    pump(lambda: LONG.get(key) is None, what="the preview's answer")
+    drain()
+    assert sorted(load_selection(movie_strip).frames()) == [0, 7]
+    assert movie_strip.kling.preview_strip in _tracking_strips(bpy.context.scene)

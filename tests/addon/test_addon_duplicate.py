@@ -43,8 +43,9 @@ def _generated(clip) -> tuple[str, str]:
     return _session_id(plate()), record.task_id
 
 
-def duplicate():
-    """Shift+D on the plate, as the Sequencer's operator does it; returns the copy."""
+def duplicate(*operators: str):
+    """Shift+D on the plate (or the Sequencer ``operators`` given, in turn, with only the
+    plate selected), as the Sequencer's operators do it; returns the copy."""
     from blender_addon import compat
 
     scene = bpy.context.scene
@@ -61,7 +62,8 @@ def duplicate():
     old_type, area.type = area.type, "SEQUENCE_EDITOR"
     region = next(r for r in area.regions if r.type == "WINDOW")
     with bpy.context.temp_override(window=window, area=area, region=region, scene=scene):
-        assert bpy.ops.sequencer.duplicate() == {"FINISHED"}
+        for name in operators or ("duplicate",):
+            assert getattr(bpy.ops.sequencer, name)() == {"FINISHED"}
     area.type = old_type
     (copy,) = [s for s in compat.strips(editor) if s.select and s.name != "plate"]
     copy.channel = 6  # clear of the plate and of the result above it
@@ -130,6 +132,20 @@ def test_a_duplicate_has_no_session_nor_tasks_and_gets_its_own(connected, movie_
     settle()
     assert len(_results(task_id)) == 1
     assert sandbox.state.created[external] == 1
+
+
+def test_a_pasted_copy_starts_empty_and_the_result_is_imported_once(connected, movie_strip,
+                                                                    clip, sandbox):
+    from blender_addon.bridge import live_sync
+
+    session, task_id = _generated(clip)
+    copy = duplicate("copy", "paste")
+    assert copy.name == "plate.001"
+    assert copy.kling.selection_json == "" and len(copy.kling.tasks) == 0
+    assert live_sync.copied_from(copy) == "plate"
+    assert _session_id(plate()) == session and len(plate().kling.tasks) == 1
+    settle()
+    assert len(_results(task_id)) == 1
 
 
 def _copy_by_hand(keep_key: bool):

@@ -333,6 +333,9 @@ def request_preview(context, strip) -> str:
         WORKER.submit("Preview tracking: the session as Kling has it",
                       lambda: task_calls.session_snapshot(settings, session_id),
                       session_known, _ignore)
+        if job.cancel.is_set():  # asked after the download ended: still nothing is added
+            bpy.context.window_manager.kling.error = f"{label} cancelled"
+            return
         target = live_sync.find(where)
         if target is None:
             return
@@ -350,11 +353,11 @@ def request_preview(context, strip) -> str:
     after = threading.Event()
     progress = session_calls.Progress(label)
     sync_online_access()
-    run_long_job(context, key, label,
-                 lambda cancel: task_calls.preview_tracking(
-                     settings, source, stored, folder, stem, cancel=cancel, after=after,
-                     progress=progress),
-                 done, failed, progress=progress)
+    job = run_long_job(context, key, label,
+                       lambda cancel: task_calls.preview_tracking(
+                           settings, source, stored, folder, stem, cancel=cancel,
+                           after=after, progress=progress),
+                       done, failed, progress=progress)
     WORKER.submit("Preview tracking: after the queued clicks", after.set, _ignore, _ignore)
     return key
 

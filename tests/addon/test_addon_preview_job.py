@@ -171,3 +171,27 @@ def test_a_click_answered_before_the_preview_is_applied_is_kept(movie_strip, cli
     drain()
     assert sorted(load_selection(movie_strip).frames()) == [0, 7]
     assert movie_strip.kling.preview_strip in _tracking_strips(bpy.context.scene)
+
+
+def test_cancel_after_the_download_ended_still_adds_no_strip(movie_strip, clip):
+    """Cancel pressed between the end of the download and the answer being applied (the
+    job is still listed with its Cancel button until then)."""
+    import time
+
+    from blender_addon.ops.edit import preview_key
+    from blender_addon.work.worker import LONG
+
+    _clean_folder()
+    _marked(movie_strip, clip)
+    assert bpy.ops.kling.preview_tracking() == {"FINISHED"}
+    key = preview_key(bpy.context.scene.name, "plate")
+    deadline = time.monotonic() + 30
+    while not [n for n in _tracking_files() if n.endswith(".mp4")]:
+        assert time.monotonic() < deadline, "the preview did not end"
+        time.sleep(0.02)
+    time.sleep(0.2)  # the job has returned; its answer waits to be applied
+    assert bpy.ops.kling.cancel_job(key=key) == {"FINISHED"}
+    pump(lambda: LONG.get(key) is None, what="the preview's answer")
+    drain()
+    assert bpy.context.window_manager.kling.error == "Preview tracking plate cancelled"
+    assert movie_strip.kling.preview_strip == "" and _tracking_strips(bpy.context.scene) == []

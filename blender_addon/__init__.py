@@ -47,8 +47,11 @@ _handlers = (
     (bpy.app.handlers.load_post, tasks.on_load),
     (bpy.app.handlers.save_pre, results.move_to_blend_folder),
     (bpy.app.handlers.save_post, live_sync.resync),
+    (bpy.app.handlers.undo_pre, live_sync.undo_started),
+    (bpy.app.handlers.redo_pre, live_sync.undo_started),
     (bpy.app.handlers.undo_post, live_sync.reconcile),
     (bpy.app.handlers.redo_post, live_sync.reconcile),
+    (bpy.app.handlers.depsgraph_update_post, live_sync.split_new_copies),
     (bpy.app.handlers.save_post, results.finish_moves),
 )
 CLICK_INTERVAL_S = 0.01  # a click's mask shows within ~10 ms of its answer

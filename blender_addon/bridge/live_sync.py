@@ -6,10 +6,15 @@ What it guarantees:
   strip shows the registry's session (all points sent, the latest masks) and every task
   record, including one the undo removed; a result strip the undo removed along with its
   record is imported again by the task poller.
-* What the user forgot on purpose stays undoable. Reset and Forget Task add the forgotten
-  session id or ``external_task_id`` to the strip's ``kling.forgotten``, an ordinary
-  property: undoing them brings the session or record back (Kling still has it), redoing
-  forgets it again, and nothing here revives what the restored strip says was forgotten.
+* A conformed clip is never orphaned by an undo. The Conform render ends after the last
+  undo step, so its path is delivered like a Kling answer (registry first, then the strip)
+  and shown again after every undo and redo, as are the paths a save moved it to.
+* What the user forgot on purpose stays undoable. Reset, Forget Task and Clear Conform add
+  the forgotten session id, ``external_task_id`` or ``conformed:<token>`` (one Conform's
+  delivery) to the strip's ``kling.forgotten``, an ordinary property: undoing them brings
+  the session, record or clip back (Kling, or the disk, still has it), redoing forgets it
+  again, and nothing here revives what the restored strip says was forgotten. A new Conform
+  is a new delivery: forgetting an earlier one (even of the same file) does not hide it.
 * No ``bpy`` object crosses a worker round trip. Operators capture a ``StripRef`` (plain
   strings); the answer is written to the registry first, then to the strip found again by
   its key, or at its last place when an undo took the key off (undo of Start Editing).
@@ -17,8 +22,15 @@ What it guarantees:
   requests made before the load are dropped (their file is gone; a saved task record
   resumes from its ``external_task_id``).
 
-Duplicating a strip copies its key; the copy gets a key of its own the next time it is
-looked at, so one strip's answers never land on the other.
+* Never two strips on one Kling session. Duplicating a strip (Shift+D, copy and paste, a
+  scene copy) copies every property, Kling's too. The strip the key was given to (the one
+  at the key's known place) is the original: it keeps the session, the marks, every task
+  record and the tracking preview, so a paid result is imported once, on it, and nothing
+  paid is lost. Each copy gets a key of its own and none of those: it needs Start Editing
+  (the panel says it is a copy; its marks are not replayed, as each add may cost), and
+  keeps its edit settings and conformed clip. Copies are split on the depsgraph update
+  after the operator that made them, after undo/redo (a redo brings a copy back with the
+  key and state it had) and on file load; ``ref`` splits one nobody split yet.
 """
 
 from __future__ import annotations
@@ -34,8 +46,11 @@ from .. import compat
 from ..pure.live_state import REGISTRY, LiveStrip, Place
 from .props_edit import KlingTaskRecord
 
-__all__ = ["SESSION_FIELDS", "StripRef", "deliver_session", "deliver_task", "find", "forget",
-           "movie_strips", "rebuild", "reconcile", "ref", "remember_tasks", "resync", "task_values"]
+__all__ = ["SESSION_FIELDS", "StripRef", "copied_from", "deliver_conformed", "deliver_session",
+           "deliver_task", "find", "forget", "forget_conformed", "movie_strips", "rebuild",
+           "reconcile", "ref", "remember_tasks", "resync", "split_copies", "split_if_copy",
+           "split_new_copies",
+           "task_values", "undo_started"]
 
 SESSION_FIELDS = ("selection_json", "published_url", "session_first_frame",
                   "session_file_frames")
@@ -98,6 +113,8 @@ def _adopt(strip: Any, key: str) -> None:
     if text:
         REGISTRY.set_session(key, place, json.loads(text).get("session_id", ""),
                              {name: getattr(strip.kling, name) for name in SESSION_FIELDS})
+    if strip.kling.conformed_path:
+        REGISTRY.set_conformed(key, place, strip.kling.conformed_path, uuid.uuid4().hex)
     remember_tasks(strip)
 
 
@@ -117,9 +134,14 @@ def _is_copy(strip: Any, key: str) -> bool:
 
 
 def ref(strip: Any) -> StripRef:
-    """Key the strip if it has no key of its own yet; capture it for a worker answer."""
+    """Key the strip if it has no key of its own yet; capture it for a worker answer.
+
+    A duplicate not split yet (made through Python, with no depsgraph update since) is
+    split first, so read the strip's session *after* calling this.
+    """
+    split_if_copy(strip)
     key = strip.kling.live_key
-    if not key or _is_copy(strip, key):
+    if not key:
         key = _rekey(strip)
     elif REGISTRY.get(key) is None:
         _adopt(strip, key)
@@ -128,10 +150,110 @@ def ref(strip: Any) -> StripRef:
     return StripRef(key, place, REGISTRY.epoch)
 
 
+# --- duplicates ------------------------------------------------------------------------
+
+_COPY_CLEARS = {"selection_json": "", "published_url": "", "session_first_frame": 0,
+                "session_file_frames": 0, "preview_strip": "", "forgotten": "",
+                "active_task": 0}
+"""What a duplicate does not inherit: the session, and what only the original may use."""
+_undoing = {"now": False}
+"""Set from ``undo_pre``/``redo_pre`` until ``reconcile``: an undo's depsgraph updates leave
+copies to it."""
+
+
+def split_if_copy(strip: Any) -> None:
+    """Split ``strip`` from its original if it is a duplicate nobody split yet (call before
+    reading its session to send anything)."""
+    key = strip.kling.live_key
+    if key and _is_copy(strip, key):
+        split_copies()
+
+
+def copied_from(strip: Any) -> str:
+    """The name of the strip ``strip`` was split from as a duplicate, or ``""`` (read only:
+    the panel asks on redraw)."""
+    entry = REGISTRY.get(strip.kling.live_key) if strip.kling.live_key else None
+    return entry.copy_of if entry is not None else ""
+
+
+def _original(key: str, holders: list[Any]) -> Any:
+    """Of the strips holding ``key``, the one it was given to: the one at its known place."""
+    entry = REGISTRY.get(key)
+    if entry is not None:
+        for strip in holders:
+            if _place(strip) == entry.place:
+                return strip
+        for strip in holders:
+            if (strip.id_data.name, strip.name) == (entry.place.scene, entry.place.strip):
+                return strip
+    return holders[0]
+
+
+def _split(copy: Any, original: Any, held: set[str], reuse: bool) -> None:
+    """Give ``copy`` its own key and no session, task or preview of ``original``.
+
+    ``reuse``: an undo or redo brought back a copy as Blender duplicated it; the key it
+    was given at its place (if still free) is its own, with what Kling holds for it.
+    """
+    kling = copy.kling
+    _set(kling, _COPY_CLEARS)
+    kling.tasks.clear()
+    own = REGISTRY.key_at(_place(copy)) if reuse else None
+    entry = REGISTRY.get(own) if own else None
+    if entry is not None and own not in held and entry.copy_of:
+        kling.live_key = own
+        _restore(copy, entry)
+    else:
+        own = uuid.uuid4().hex
+        kling.live_key = own
+        _adopt(copy, own)
+        REGISTRY.get(own).copy_of = original.name
+    held.add(own)
+
+
+def split_copies(reuse: bool = False) -> list[str]:
+    """Split every duplicated strip from its original; returns the copies' names.
+
+    Rule (never two strips on one Kling session; a paid result imported once, on the
+    original; nothing paid lost): Shift+D, copy and paste or a scene copy copy every
+    property, Kling's too. The strip the key was given to keeps its session, marks, task
+    records and tracking preview; each copy gets a key of its own and starts with none of
+    them (the panel says it is a copy: Start Editing gives it its own session; its marks
+    are not replayed, as each add may cost). Its edit settings and conformed clip stay.
+    """
+    holders: dict[str, list[Any]] = {}
+    for strip in movie_strips():
+        if strip.kling.live_key:
+            holders.setdefault(strip.kling.live_key, []).append(strip)
+    held = set(holders)
+    names = []
+    for key, strips in holders.items():
+        if len(strips) < 2:
+            continue
+        original = _original(key, strips)
+        for strip in strips:
+            if strip.as_pointer() != original.as_pointer():
+                _split(strip, original, held, reuse)
+                names.append(strip.name)
+    return names
+
+
 def forget(strip: Any, ident: str) -> None:
     """Mark a session id or task id as forgotten here on purpose (an undoable edit)."""
     if ident and ident not in _forgotten(strip):
         strip.kling.forgotten = f"{strip.kling.forgotten} {ident}".strip()
+
+
+def _conformed_mark(token: str) -> str:
+    return f"conformed:{token}"
+
+
+def forget_conformed(strip: Any) -> None:
+    """Clear Conform: the strip stops using its conformed clip (an undoable edit)."""
+    entry = REGISTRY.get(strip.kling.live_key) if strip.kling.live_key else None
+    if entry is not None and entry.conformed_token:
+        forget(strip, _conformed_mark(entry.conformed_token))
+    strip.kling.conformed_path = ""
 
 
 # --- from the registry to strips -------------------------------------------------------
@@ -140,6 +262,12 @@ def forget(strip: Any, ident: str) -> None:
 def _write_session(strip: Any, entry: LiveStrip) -> None:
     if entry.session and entry.session_id not in _forgotten(strip):
         _set(strip.kling, entry.session)
+
+
+def _write_conformed(strip: Any, entry: LiveStrip) -> None:
+    if entry.conformed_token and _conformed_mark(entry.conformed_token) not in \
+            _forgotten(strip):
+        _set(strip.kling, {"conformed_path": entry.conformed_path})
 
 
 def _write_task(strip: Any, values: dict[str, Any]):
@@ -175,6 +303,7 @@ def _order_tasks(strip: Any, externals: list[str]) -> None:
 
 def _restore(strip: Any, entry: LiveStrip) -> None:
     _write_session(strip, entry)
+    _write_conformed(strip, entry)
     for values in entry.tasks.values():
         _write_task(strip, values)
     _order_tasks(strip, list(entry.tasks))
@@ -214,6 +343,17 @@ def deliver_session(where: StripRef, session_id: str, values: dict[str, Any]):
     return strip
 
 
+def deliver_conformed(where: StripRef, path: str):
+    """Store the clip a Conform rendered for the strip; show it there. Returns the strip."""
+    if where.epoch != REGISTRY.epoch:
+        return None
+    entry = REGISTRY.set_conformed(where.key, where.place, path, uuid.uuid4().hex)
+    strip = find(where)
+    if strip is not None:
+        _write_conformed(strip, entry)
+    return strip
+
+
 def deliver_task(where: StripRef, external: str, values: dict[str, Any]):
     """Store what is known of a task; returns ``(strip, record)`` or None if not shown."""
     if where.epoch != REGISTRY.epoch:
@@ -236,27 +376,42 @@ def task_values(where: StripRef, external: str) -> dict[str, Any] | None:
 
 
 @bpy.app.handlers.persistent
+def undo_started(*_args) -> None:
+    """``undo_pre`` / ``redo_pre``: duplicates are split by ``reconcile`` once it is over."""
+    _undoing["now"] = True
+
+
+@bpy.app.handlers.persistent
+def split_new_copies(*_args) -> None:
+    """``depsgraph_update_post``: runs after every operator (Shift+D, paste, scene copy), so
+    a duplicate is split before anything can send for it. Costs one property read per movie
+    strip; writes only when a copy is found."""
+    if not _undoing["now"] and len(REGISTRY):
+        split_copies()
+
+
+@bpy.app.handlers.persistent
 def reconcile(*_args) -> None:
     """``undo_post`` / ``redo_post``: show on every strip what Kling holds."""
+    _undoing["now"] = False
     if not len(REGISTRY):
         return
+    split_copies(reuse=True)  # a redo can bring a copy back as Blender duplicated it
     holders: dict[str, Any] = {}
     unkeyed = []
     for strip in movie_strips():
         key = strip.kling.live_key
-        if not key or key in holders or _is_copy(strip, key):
-            unkeyed.append(strip)  # a duplicate's key belongs to the strip at its place
-        else:
+        if key:
             holders[key] = strip
+        else:
+            unkeyed.append(strip)
     for strip in unkeyed:
-        # Undo went back to before this strip was keyed (Start Editing) or re-keyed (a
-        # duplicate's first answer): the key last seen at its place is its own.
+        # Undo went back to before this strip was keyed (Start Editing): the key last seen
+        # at its place is its own.
         key = REGISTRY.key_at(_place(strip))
         if key and key not in holders and REGISTRY.get(key) is not None:
             strip.kling.live_key = key
             holders[key] = strip
-        elif strip.kling.live_key:
-            holders[_rekey(strip)] = strip
     for key, strip in holders.items():
         entry = REGISTRY.get(key)
         if entry is None:
@@ -269,24 +424,60 @@ def reconcile(*_args) -> None:
 @bpy.app.handlers.persistent
 def rebuild(*_args) -> None:
     """``load_post`` (and once after the add-on is enabled): the file's strips are the state
-    to start from."""
+    to start from.
+
+    A file saved by an earlier version may hold copies that share their original's key,
+    session or task records: the first strip holding each is the original, the others are
+    split from it (``split_copies``' rule).
+    """
     REGISTRY.clear()
-    seen: set[str] = set()
+    _undoing["now"] = False
+    split_copies()
+    sessions: dict[str, str] = {}
+    externals: set[str] = set()
     for strip in movie_strips():
         kling = strip.kling
         if not (kling.live_key or kling.selection_json or len(kling.tasks)):
             continue
-        key = kling.live_key
-        if not key or key in seen:
-            key = _rekey(strip)
+        original = _drop_shared(strip, sessions, externals)
+        if kling.live_key:
+            _adopt(strip, kling.live_key)
         else:
-            _adopt(strip, key)
-        seen.add(key)
+            _rekey(strip)
+        if original:
+            REGISTRY.get(kling.live_key).copy_of = original
+
+
+def _drop_shared(strip: Any, sessions: dict[str, str], externals: set[str]) -> str:
+    """Clear what ``strip`` shares with a strip seen before it (an older version's copy);
+    returns that strip's name if the session was shared, else ``""``."""
+    kling = strip.kling
+    session_id = json.loads(kling.selection_json).get("session_id", "") \
+        if kling.selection_json else ""
+    original = sessions.get(session_id, "") if session_id else ""
+    if original:
+        _set(kling, _COPY_CLEARS)
+    elif session_id:
+        sessions[session_id] = strip.name
+    for index in reversed(range(len(kling.tasks))):
+        external = kling.tasks[index].external_task_id
+        if external in externals:
+            kling.tasks.remove(index)
+        else:
+            externals.add(external)
+    return original
 
 
 @bpy.app.handlers.persistent
 def resync(*_args) -> None:
-    """``save_post``: saving moves result files next to the .blend; record the new paths."""
+    """``save_post``: saving moves result files and conformed clips next to the .blend;
+    record the new paths."""
     for strip in movie_strips():
-        if strip.kling.live_key and REGISTRY.get(strip.kling.live_key) is not None:
-            remember_tasks(strip)
+        entry = REGISTRY.get(strip.kling.live_key) if strip.kling.live_key else None
+        if entry is None:
+            continue
+        remember_tasks(strip)
+        path = strip.kling.conformed_path
+        if path and entry.conformed_token and path != entry.conformed_path:
+            REGISTRY.set_conformed(strip.kling.live_key, _place(strip), path,
+                                   entry.conformed_token)

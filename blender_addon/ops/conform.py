@@ -5,7 +5,12 @@ The render runs in a child Blender process (``conform_render.py``) driven by a
 :class:`conform.ConformRender` on a long-job thread of its own (``worker.LONG``), so clicks on
 other strips are served while it renders: the operator reads the strip into plain data and
 plans on the main thread, the thread only waits on the child and parses its progress lines,
-and the result is stored on the strip by the drain on the main thread. A timer of this
+and the result is stored on the strip by the drain on the main thread.
+
+The conformed clip's path is kept with the strip's live state (``live_sync``), outside
+Blender's undo: the render ends after the last undo step, so an undo right after it would
+otherwise clear the path and orphan the file. Clear Conform is an ordinary undoable step
+(undo brings the clip back, redo clears it again). A timer of this
 module copies the job's progress into the status line while it runs (``Conforming plate…
 37%``); it stops by itself once no render is running.
 """
@@ -20,7 +25,7 @@ from typing import Any
 import bpy
 
 from .. import compat
-from ..bridge import results, source
+from ..bridge import live_sync, results, source
 from ..bridge.context import active_movie_strip
 from ..work import conform
 from ..work.worker import LONG
@@ -229,11 +234,10 @@ class KLING_OT_conform_source(bpy.types.Operator):
                                     python=sys.executable)
         key, name = _key(scene, strip), strip.name
         _renders[key] = job
+        where = live_sync.ref(strip)
 
         def done(path: str) -> None:
-            target = compat.strip_by_name(bpy.data.scenes.get(key[0]), name)
-            if target is not None:
-                target.kling.conformed_path = _stored_path(path)
+            live_sync.deliver_conformed(where, _stored_path(path))
             bpy.context.window_manager.kling.status = f"Conformed {name}: {Path(path).name}"
 
         run_long_job(context, long_key(scene, strip), f"Conform {name}",
@@ -280,7 +284,7 @@ class KLING_OT_clear_conform(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        active_movie_strip(context).kling.conformed_path = ""
+        live_sync.forget_conformed(active_movie_strip(context))
         return {"FINISHED"}
 
 

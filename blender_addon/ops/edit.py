@@ -5,6 +5,10 @@ queued. The call runs on a long-job thread of its own, so a wait for a free task
 ``task_calls.SLOT_WAIT_S``) never holds up clicks, and it can be cancelled. It starts once the
 clicks queued before Generate are sent, and clicks on the strip are refused until it is
 sent (``long_jobs.marks_locked``), so the task is made from exactly the marks the user saw.
+
+Preview Tracking runs on a long-job thread too (a ``preview-selection`` call and a video
+download can take long), after the clicks queued before it; Cancel stops it with no file
+kept and no strip added.
 """
 
 
@@ -24,18 +28,24 @@ from kling_elements import (
 
 from .. import compat
 from ..bridge import live_sync, reference_images, results
-from ..bridge.context import active_movie_strip, poll_online, refusal_for, session_source
+from ..bridge.context import (
+    active_movie_strip,
+    poll_online,
+    refusal_for,
+    session_source,
+    sync_online_access,
+)
 from ..bridge.prefs import client_settings
 from ..bridge.props import load_selection, selection_text
 from ..bridge.props_edit import MODE_LABELS
 from ..pure import edit_check
 from ..work import session_calls, task_calls
 from ..work.online import OnlineAccessRefused
-from ..work.worker import WORKER
-from .long_jobs import generate_key, run_long_job
-from .session import run_job
+from ..work.worker import LONG, WORKER
+from .long_jobs import generate_key, run_long_job, strip_key
 
-__all__ = ["CREATING", "classes", "edit_problems_for", "request_generate"]
+__all__ = ["CREATING", "classes", "edit_problems_for", "preview_key", "request_generate",
+           "request_preview"]
 
 CREATING: set[str] = set()
 """External ids whose create call is queued or running in this Blender session."""
@@ -67,6 +77,7 @@ def request_generate(context, strip) -> str:
     Refused (``ValueError``, no record, nothing queued) while online access refuses Kling
     or the strip's movie is missing.
     """
+    live_sync.split_if_copy(strip)  # a copy's session is its original's: never send it
     problems = edit_problems_for(strip)
     if problems:
         raise ValueError(problems[0])
@@ -264,34 +275,91 @@ class KLING_OT_preview_tracking(bpy.types.Operator):
         if state is None or not state.frames():
             cls.poll_message_set("Mark an element first")
             return False
+        if LONG.get(preview_key(compat.sequencer_scene(context).name, strip.name)):
+            cls.poll_message_set("This strip's tracking preview is being made")
+            return False
         return poll_online(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        strip = active_movie_strip(context)
-        refusal = refusal_for(context, strip)
-        if refusal:
-            self.report({"ERROR"}, refusal)
+        try:
+            request_preview(context, active_movie_strip(context))
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        state = load_selection(strip)
-        settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
-        folder, where = results.result_folder(), live_sync.ref(strip)
-        stem, align = results.safe_stem(strip.name), align_frame(strip)
-
-        def done(result) -> None:
-            path, new_state = result
-            target = live_sync.deliver_session(where, new_state["session_id"],
-                                               {"selection_json": selection_text(new_state)})
-            if target is None:
-                return
-            scene = target.id_data
-            remove_preview(scene, target)
-            preview = results.import_movie(scene, target, path, "tracking", align)
-            preview.mute = True
-            target.kling.preview_strip = preview.name
-
-        run_job(context, "Preview tracking", lambda: task_calls.preview_tracking(
-            settings, source, stored, folder, stem), done)
         return {"FINISHED"}
+
+
+def preview_key(scene_name: str, strip_name: str) -> str:
+    """The key of the strip's tracking preview among the long jobs."""
+    return strip_key("preview", scene_name, strip_name)
+
+
+def request_preview(context, strip) -> str:
+    """Queue the strip's tracking preview on a long-job thread; returns the job's key.
+
+    It runs after the clicks queued before it (Kling tracks the marks the user saw), never
+    holds up a click, and shows its progress and Cancel in the panel. Its answer goes to the
+    strip found again by key (an undo or a rename meanwhile); a cancelled or refused preview
+    imports nothing. Refused (``ValueError``, nothing queued) while online access refuses
+    Kling, the strip's movie is missing, or a preview of the strip is already running.
+    """
+    live_sync.split_if_copy(strip)  # a copy's session is its original's: never send it
+    refusal = refusal_for(context, strip)
+    if refusal:
+        raise ValueError(refusal)
+    key = preview_key(compat.sequencer_scene(context).name, strip.name)
+    if LONG.get(key) is not None:
+        raise ValueError(f"the tracking preview of {strip.name!r} is already being made: "
+                         "wait for it, or Cancel it in the Kling panel")
+    state = load_selection(strip)
+    if state is None or not state.frames():
+        raise ValueError(f"{strip.name!r} has no marked element: start a session and click "
+                         "on the element first")
+    settings, source, stored = client_settings(context), session_source(strip), state.to_dict()
+    folder, where = results.result_folder(), live_sync.ref(strip)
+    stem, align = results.safe_stem(strip.name), align_frame(strip)
+    label = f"Preview tracking {strip.name}"
+
+    def session_known(state: dict | None) -> None:
+        if state is not None:
+            live_sync.deliver_session(where, state["session_id"],
+                                      {"selection_json": selection_text(state)})
+
+    def done(result) -> None:
+        path, new_state = result
+        # The session (restored, or with the preview's cost) is read again in the click
+        # queue: a click answered meanwhile holds a newer one that must not be replaced.
+        session_id = new_state["session_id"]
+        WORKER.submit("Preview tracking: the session as Kling has it",
+                      lambda: task_calls.session_snapshot(settings, session_id),
+                      session_known, _ignore)
+        if job.cancel.is_set():  # asked after the download ended: still nothing is added
+            bpy.context.window_manager.kling.error = f"{label} cancelled"
+            return
+        target = live_sync.find(where)
+        if target is None:
+            return
+        scene = target.id_data
+        remove_preview(scene, target)
+        preview = results.import_movie(scene, target, path, "tracking", align)
+        preview.mute = True
+        target.kling.preview_strip = preview.name
+        context_status(f"Tracking preview of {target.name} ready (muted: Show to see it)")
+
+    def failed(exc: BaseException) -> None:
+        if isinstance(exc, OnlineAccessRefused):
+            bpy.context.window_manager.kling.error = f"{label} was not sent: {exc}"
+
+    after = threading.Event()
+    progress = session_calls.Progress(label)
+    sync_online_access()
+    job = run_long_job(context, key, label,
+                       lambda cancel: task_calls.preview_tracking(
+                           settings, source, stored, folder, stem, cancel=cancel,
+                           after=after, progress=progress),
+                       done, failed, progress=progress)
+    WORKER.submit("Preview tracking: after the queued clicks", after.set, _ignore, _ignore)
+    return key
 
 
 def remove_preview(scene, strip) -> None:

@@ -155,6 +155,7 @@ def tick(force: bool = False) -> None:
     if _poll["busy"] or (not force and now - _poll["last"] < POLL_INTERVAL_S):
         return
     _poll["last"] = now
+    live_sync.split_copies()  # a copy's records are its original's: never polled twice
     items = []
     folder = None
     for scene, strip, record in _all_records():

@@ -1,11 +1,13 @@
 """The add-on's copy of what Kling holds for each strip, kept out of Blender's undo.
 
 A selection session with its points, and the tasks a create call paid for, live at Kling:
-Ctrl+Z cannot take them back. Blender's undo restores strips from snapshots, which would
-show an older session (or none) while Kling keeps every point, and could drop the record of
-a paid task. So the latest known state is kept here, outside the undo system: every answer
-from Kling is written here first and then onto the strip, and after each undo or redo the
-strips are brought back to it (``live_sync``). Only a file load starts it afresh.
+Ctrl+Z cannot take them back. A conformed clip is kept here for the same reason: it is the
+result of a render that ran after the last undo step, and an undo must not orphan it.
+Blender's undo restores strips from snapshots, which would show an older session (or none)
+while Kling keeps every point, and could drop the record of a paid task. So the latest
+known state is kept here, outside the undo system: every answer from Kling is written here
+first and then onto the strip, and after each undo or redo the strips are brought back to
+it (``live_sync``). Only a file load starts it afresh.
 
 Entries hold plain values (strip property names and values) keyed by the strip's
 ``kling.live_key``, with the strip's last known place (scene, strip name, movie path) to
@@ -37,12 +39,19 @@ class LiveStrip:
     ``session`` maps strip property names to values (empty: no session known);
     ``session_id`` is the id inside its selection JSON. ``tasks`` maps each task's
     ``external_task_id`` to its record's property values, in the order they were made.
+    ``conformed_path`` is the clip a Conform rendered for the strip (as stored on it), and
+    ``conformed_token`` names that delivery (``""``: none known), so that forgetting it
+    (Clear Conform, an undoable step) is told apart from a later Conform of the same file.
+    ``copy_of`` names the strip this one was split from as a duplicate (``""``: none).
     """
 
     place: Place
     session_id: str = ""
     session: dict[str, Any] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    conformed_path: str = ""
+    conformed_token: str = ""
+    copy_of: str = ""
 
 
 class Registry:
@@ -95,6 +104,12 @@ class Registry:
         record = entry.tasks.setdefault(external, {"external_task_id": external})
         record.update(values)
         return record
+
+    def set_conformed(self, key: str, place: Place, path: str, token: str) -> LiveStrip:
+        """Record the strip's conformed clip, delivered as ``token``."""
+        entry = self._entries.get(key) or self.place(key, place)
+        entry.conformed_path, entry.conformed_token = path, token
+        return entry
 
     def task(self, key: str, external: str) -> dict[str, Any] | None:
         entry = self._entries.get(key)

@@ -9,16 +9,17 @@ import bpy
 from kling_elements import validate
 
 from .. import compat
-from ..bridge import geometry, source
+from ..bridge import geometry, live_sync, source
 from ..bridge.context import active_movie_strip
 from ..bridge.prefs import HOST_CHOICES, get_prefs
 from ..bridge.props import load_selection
 from ..bridge.props_edit import ACTIVE_STATUSES, MODE_LABELS
 from ..bridge.reference_images import image_facts
 from ..ops import long_jobs
-from ..ops.edit import edit_problems_for
+from ..ops.edit import edit_problems_for, preview_key
 from ..pure import cost_text
 from ..pure.edit_check import image_notes
+from ..work.worker import LONG
 from . import conform_panel
 
 __all__ = ["classes"]
@@ -102,6 +103,11 @@ class KLING_PT_session(_KlingPanel, bpy.types.Panel):
         strip = active_movie_strip(context)
         state = load_selection(strip) if strip else None
         if state is None:
+            original = live_sync.copied_from(strip) if strip else ""
+            if original:
+                layout.label(text=f"A copy of {original}: its session and tasks stay there",
+                             icon="DUPLICATE")
+                layout.label(text="Start Editing gives this copy a session of its own")
             layout.operator("kling.start_session", icon="PLAY")
             return
         hours = max(state.seconds_left(time.time()), 0) / 3600
@@ -219,8 +225,16 @@ class KLING_PT_preview(_KlingPanel, bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        layout.operator("kling.preview_tracking", icon="TRACKER")
         strip = active_movie_strip(context)
+        job = LONG.get(preview_key(compat.sequencer_scene(context).name, strip.name)) \
+            if strip else None
+        if job is not None:
+            row = layout.row(align=True)
+            row.label(text=job.text(), icon="SORTTIME")
+            sub = row.row(align=True)
+            sub.enabled = not job.cancel.is_set()
+            sub.operator("kling.cancel_job", text="", icon="CANCEL").key = job.key
+        layout.operator("kling.preview_tracking", icon="TRACKER")
         preview = compat.strip_by_name(compat.sequencer_scene(context),
                                        strip.kling.preview_strip) if strip else None
         if preview is not None:

@@ -4,7 +4,8 @@ Creation runs on a long-job thread of its own (``worker.LONG``): on 1303 it wait
 ``SLOT_WAIT_S`` for a free task slot, and no click may wait behind that. It starts only once
 the clicks queued before Generate are done (``after``), so the task is made from the marks
 the user saw. Polling and downloads run on the background worker, so a long download never
-delays a click.
+delays a click. A tracking preview (a ``preview-selection`` call and a video download) runs on
+a long-job thread too, after the clicks queued before it, and can be cancelled.
 Downloads go through the core's resumable, atomic download: a file at its final path is
 always complete, so an existing one is reused rather than fetched again.
 """
@@ -24,10 +25,11 @@ from kling_elements import AccountCosts, CreateCancelled, KlingError, NotFoundEr
 from ..pure.settings import ClientSettings
 from .online import GATE, OnlineAccessRefused
 from .session_calls import Progress, SessionSource, client_for, retries_reported_to, working_session
+from .worker import JobCancelled
 
 __all__ = ["EditRequest", "ImagePixels", "ResultFiles", "TaskNotSent", "TaskUpdate",
            "account_costs", "create_task", "fetch_result", "list_account_tasks", "poll_task",
-           "preview_tracking"]
+           "preview_tracking", "session_snapshot"]
 
 
 SLOT_WAIT_S = 600.0
@@ -175,28 +177,71 @@ def fetch_result(settings: ClientSettings, task: Task, folder: str, stem: str,
     return ResultFiles(str(path), marked)
 
 
-def _download_once(client: Any, url: str, path: Path) -> None:
+def _download_once(client: Any, url: str, path: Path, on_progress: Any = None) -> None:
     if path.is_file():  # the core writes atomically: a file at its final path is complete
         return
     os.makedirs(path.parent, exist_ok=True)
-    client.download(url, path)
+    client.download(url, path, on_progress)
 
 
 def preview_tracking(settings: ClientSettings, source: SessionSource, stored: dict[str, Any],
-                     folder: str, stem: str) -> tuple[str, dict[str, Any]]:
+                     folder: str, stem: str, *, cancel: threading.Event | None = None,
+                     after: threading.Event | None = None,
+                     progress: Progress | None = None) -> tuple[str, dict[str, Any]]:
     """Ask for the tracked-mask video of the current marks and download it.
+
+    Runs on a long-job thread: it waits for ``after`` (set once the clicks queued before it
+    are sent, so Kling tracks the marks the user saw), then sends ``preview-selection`` and
+    streams the video. ``cancel`` is seen before the request, after its answer and at every
+    chunk of the download; a cancelled preview raises :class:`JobCancelled` and leaves no
+    file behind, not even the partial ``.part`` the core keeps for resuming.
 
     The file name carries a digest of the marks, so the same marks reuse the file and new
     marks never overwrite the preview an editor may still be looking at.
     """
+    stop = cancel or threading.Event()
+    if progress is not None:
+        progress.say("waiting for the clicks sent before it")
+    while after is not None and not after.wait(0.05):
+        if stop.is_set():
+            raise JobCancelled("Preview tracking was cancelled before anything was sent")
+    _stop_if(stop, "before anything was sent")
     client = client_for(settings)
     state = working_session(client, source, stored)
+    if progress is not None:
+        progress.say("Kling is tracking the marks")
     result = client.preview_selection(state.session_id)
+    _stop_if(stop, "nothing was downloaded")
     marks = json.dumps({str(f): state.points[f] for f in state.frames()}, sort_keys=True)
     digest = hashlib.sha256(marks.encode()).hexdigest()[:8]
     path = Path(folder) / f"{stem}-tracking-{digest}.mp4"
-    _download_once(client, result.video_url, path)
+
+    def downloaded(done: int, total: int | None) -> None:
+        _stop_if(stop, "the partial download was deleted")
+        if progress is not None:
+            progress.say("")
+            progress.update(done, total)
+
+    try:
+        _download_once(client, result.video_url, path, downloaded)
+    except JobCancelled:
+        for partial in (path.with_name(path.name + ".part"),
+                        path.with_name(path.name + ".part.etag")):
+            partial.unlink(missing_ok=True)
+        raise
     return str(path), client.sessions[state.session_id].to_dict()
+
+
+def session_snapshot(settings: ClientSettings, session_id: str) -> dict[str, Any] | None:
+    """The session as this add-on's client last knew it (None if unknown): run on the click
+    worker, so it is ordered with the clicks' own answers."""
+    state = client_for(settings).sessions.get(session_id)
+    return None if state is None else state.to_dict()
+
+
+def _stop_if(stop: threading.Event, kept: str) -> None:
+    if stop.is_set():
+        raise JobCancelled(f"Preview tracking was cancelled: {kept}")
 
 
 def list_account_tasks(settings: ClientSettings, page_size: int = 30) -> list[Task]:

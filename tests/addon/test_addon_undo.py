@@ -300,8 +300,11 @@ def test_undo_after_save_keeps_the_results_where_the_save_moved_them(
 
 
 def test_a_duplicated_strip_keeps_its_own_tasks(editing, clip):
-    """Shift+D copies every property, the live key too; each copy must stay its own."""
+    """Shift+D copies every property, the live key too; each copy must stay its own. The
+    copy starts without the plate's session (``live_sync.split_copies``; Shift+D itself
+    in test_addon_duplicate.py), so it gets one of its own before its Generate."""
     from blender_addon import compat
+    from blender_addon.ops import select as ops_select
 
     external = _marked_and_generated(clip)
     settle()
@@ -312,6 +315,12 @@ def test_a_duplicated_strip_keeps_its_own_tasks(editing, clip):
         setattr(copy.kling, name, getattr(original.kling, name))
     editor.active_strip = copy
     push("Duplicate")
+    assert not bpy.ops.kling.generate.poll()  # not on the plate's session
+    assert bpy.ops.kling.start_session() == {"FINISHED"}
+    drain()
+    copy = compat.strip_by_name(bpy.context.scene, "plate copy")
+    ops_select.request_add(bpy.context, copy, 0, [clip.center(0)])
+    drain()
     generate_removal(copy)
     second = copy.kling.tasks[-1].external_task_id
     settle()

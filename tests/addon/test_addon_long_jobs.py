@@ -186,7 +186,7 @@ def _add_plate25(scene, clip25, offset: int):
     # After the plate on the timeline: above it at the same frames it would hide the plate
     # (Blender 4.2.0 draws an opaque Alpha Over strip over the whole frame).
     strip = compat.new_movie(scene.sequence_editor, "plate25", str(clip25.path), 6, 200)
-    strip.animation_offset_start = offset  # a plan no other test rendered: a real render
+    compat.set_timing(strip, "content_trim_start", offset)  # a plan no other test rendered
     scene.sequence_editor.active_strip = strip
     return strip
 
@@ -221,13 +221,15 @@ def test_a_click_is_served_while_a_conform_renders(movie_strip, clip, clip25):
 
 def test_a_clip_conformed_before_the_first_save_moves_next_to_the_blend(
         movie_strip, clip25, tmp_path):
+    from blender_addon import compat
     from blender_addon.bridge import results
     from blender_addon.ops import conform as ops_conform
     from blender_addon.work import conform
 
     scene = bpy.context.scene
     plate25 = _add_plate25(scene, clip25, offset=2)
-    plate25.frame_final_end = plate25.frame_final_start + 55  # 2.2 s: a short render
+    compat.set_timing(plate25, "right_handle",
+                      compat.timing(plate25, "left_handle") + 55)  # 2.2 s: a short render
     assert bpy.ops.kling.conform_source() == {"FINISHED"}
     drain(timeout=300)
     made = Path(plate25.kling.conformed_path)

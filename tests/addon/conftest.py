@@ -139,3 +139,34 @@ def pytest_unconfigure(config):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status["code"])
+
+
+@pytest.fixture
+def faults(sandbox):
+    """``faults(rule, ...)`` adds sandbox fault rules for this test; cleared after it."""
+    from kling_elements.sandbox.faults import parse_rules
+
+    def add(*rules: dict) -> None:
+        sandbox.state.faults.add(parse_rules({"rules": list(rules)}))
+
+    yield add
+    sandbox.state.faults.clear()
+
+
+def render_pixels(scene, folder, *points):
+    """The rendered sequencer frame's RGBA at each view point (one render for all; view
+    units are scene pixels, rows go bottom-up)."""
+    import numpy as np
+
+    scene.render.resolution_percentage = 25  # view units stay scene pixels at 100 %
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"
+    scene.render.filepath = str(folder / "frame.png")
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(scene.render.filepath)
+    try:
+        w, h = image.size
+        pixels = np.array(image.pixels[:]).reshape(h, w, 4)
+    finally:
+        bpy.data.images.remove(image)
+    return [pixels[int(vy / 4 + h / 2), int(vx / 4 + w / 2)] for vx, vy in points]

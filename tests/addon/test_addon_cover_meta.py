@@ -12,29 +12,11 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import bpy, drain
+from .conftest import bpy, drain, render_pixels
 from .test_addon_sources import _sent, _start
 
 W, H = 1280, 720
 CENTRE, CORNER = (0.0, 0.0), (-500.0, -300.0)
-
-
-def _render_at(scene, folder, *points):
-    """The rendered sequencer frame's pixels at view points (one render for all)."""
-    import numpy as np
-
-    scene.render.resolution_percentage = 25  # view units stay scene pixels at 100 %
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.image_settings.color_mode = "RGBA"
-    scene.render.filepath = str(folder / "frame.png")
-    bpy.ops.render.render(write_still=True)
-    image = bpy.data.images.load(scene.render.filepath)
-    try:
-        w, h = image.size
-        pixels = np.array(image.pixels[:]).reshape(h, w, 4)
-    finally:
-        bpy.data.images.remove(image)
-    return [pixels[int(vy / 4 + h / 2), int(vx / 4 + w / 2)] for vx, vy in points]
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +128,9 @@ def test_hidden_means_what_the_sequencer_renders(addon, clips, tmp_path, case):
     over = _movie(scene, "over", clips[1], 4, scale=0.25 if "in meta" in case else 1.0)
     build, options = CASES[case]
     build(scene, plate, over, **options)
-    shown = _render_at(scene, tmp_path, CENTRE, CORNER)
+    shown = render_pixels(scene, tmp_path, CENTRE, CORNER)
     plate.mute = True
-    without = _render_at(scene, tmp_path, CENTRE, CORNER)
+    without = render_pixels(scene, tmp_path, CENTRE, CORNER)
     plate.mute = False
     for point, pixel, pixel_without in zip((CENTRE, CORNER), shown, without, strict=True):
         hidden = bool(np.allclose(pixel, pixel_without, atol=1 / 255))
@@ -180,9 +162,9 @@ def test_the_point_follows_a_transformed_meta(addon, clips, tmp_path):
         (W / 4, True), (-W / 4, False))
     for offset_x, expected in placements:  # over the point, then beside it
         over.transform.offset_x = offset_x
-        [shown] = _render_at(scene, tmp_path, outer)
+        [shown] = render_pixels(scene, tmp_path, outer)
         plate.mute = True
-        [without] = _render_at(scene, tmp_path, outer)
+        [without] = render_pixels(scene, tmp_path, outer)
         hidden = bool(np.allclose(shown, without, atol=1 / 255))
         plate.mute = False
         assert hidden is expected

@@ -38,17 +38,6 @@ def pump(until, timeout: float = 60.0, what: str = "") -> float:
     return time.monotonic() - started
 
 
-@pytest.fixture
-def faults(sandbox):
-    from kling_elements.sandbox.faults import parse_rules
-
-    def add(*rules: dict) -> None:
-        sandbox.state.faults.add(parse_rules({"rules": list(rules)}))
-
-    yield add
-    sandbox.state.faults.clear()
-
-
 class _Panel:
     """Records what ``long_jobs.draw_jobs`` draws: [label, operator, its properties] per row."""
 

@@ -10,25 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from .conftest import bpy, drain
 from .test_addon_edit import _marked
 from .test_addon_long_jobs import _Panel, _second_strip, pump
 from .test_addon_undo import hand_edit, push, undo
 
 HELD_S = 3.0
-
-
-@pytest.fixture
-def faults(sandbox):
-    from kling_elements.sandbox.faults import parse_rules
-
-    def add(*rules: dict) -> None:
-        sandbox.state.faults.add(parse_rules({"rules": list(rules)}))
-
-    yield add
-    sandbox.state.faults.clear()
 
 
 def _tracking_files() -> list[str]:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from .conftest import bpy, drain
+from .conftest import bpy, drain, render_pixels
 
 
 def _sent(sandbox) -> int:
@@ -227,24 +227,6 @@ def test_a_preview_showing_channels_up_to_the_strip_takes_the_click(covered):
         bpy.context.window_manager.kling.error
 
 
-def _render_at(scene, folder, vx: float, vy: float):
-    """The rendered sequencer frame's pixel at view point (vx, vy) (rows go bottom-up)."""
-    import numpy as np
-
-    scene.render.resolution_percentage = 25  # view units stay scene pixels at 100 %
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.image_settings.color_mode = "RGBA"
-    scene.render.filepath = str(folder / "frame.png")
-    bpy.ops.render.render(write_still=True)
-    image = bpy.data.images.load(scene.render.filepath)
-    try:
-        w, h = image.size
-        pixels = np.array(image.pixels[:]).reshape(h, w, 4)
-    finally:
-        bpy.data.images.remove(image)
-    return pixels[int(vy / 4 + h / 2), int(vx / 4 + w / 2)]
-
-
 @pytest.mark.parametrize(("blend", "alpha", "scale", "point"), [
     ("ALPHA_OVER", 1.0, 1.0, (0.3, 0.6)),
     ("ALPHA_OVER", 1.0, 0.25, (0.5, 0.5)),    # inside the inset
@@ -267,9 +249,9 @@ def test_hidden_means_what_the_sequencer_renders(covered, tmp_path, blend, alpha
     over.blend_type, over.blend_alpha = blend, alpha
     over.transform.scale_x = over.transform.scale_y = scale
     view = geometry.normalized_to_view(scene, strip, *point)
-    shown = _render_at(scene, tmp_path, *view)
+    [shown] = render_pixels(scene, tmp_path, view)
     strip.mute = True
-    without = _render_at(scene, tmp_path, *view)
+    [without] = render_pixels(scene, tmp_path, view)
     strip.mute = False
     hidden = bool(np.allclose(shown, without, atol=1 / 255))
     found = geometry.covering_strip(scene, strip, scene.frame_current, *view)

@@ -191,15 +191,22 @@ def test_edit_interrupted_three_times_resumes_without_publishing_or_paying_twice
     assert created(admin)[ext] == 1
 
 
-@pytest.mark.slow
-def test_a_saved_session_the_server_forgot_is_replaced_not_fatal(cli, admin, clip, tmp_path):
-    argv = _edit_argv(clip, "gone.mp4", "--quiet")
+def _stopped_with_a_forgotten_session(cli, admin, clip, folder, name: str):
+    """An edit stopped before its create (1102), whose saved session Kling no longer knows:
+    its argv and state file."""
+    argv = _edit_argv(clip, name, "--quiet")
     add_faults(admin, {"route": "create", "times": 1, "error": {"http": 429, "code": 1102}})
     assert cli(*argv).code == 1
-    state_file = tmp_path / "gone.mp4.kling.json"
+    state_file = folder / f"{name}.kling.json"
     state = json.loads(state_file.read_text())
     state["selection"]["session_id"] = "no-such-session"
     state_file.write_text(json.dumps(state))
+    return argv, state_file
+
+
+@pytest.mark.slow
+def test_a_saved_session_the_server_forgot_is_replaced_not_fatal(cli, admin, clip, tmp_path):
+    argv, state_file = _stopped_with_a_forgotten_session(cli, admin, clip, tmp_path, "gone.mp4")
 
     run = cli(*argv)
     assert run.code == 0, run.err
@@ -210,13 +217,8 @@ def test_a_saved_session_the_server_forgot_is_replaced_not_fatal(cli, admin, cli
 
 @pytest.mark.slow
 def test_no_restore_stops_instead_of_paying_for_a_new_session(cli, admin, clip, tmp_path):
-    argv = _edit_argv(clip, "strict.mp4", "--quiet")
-    add_faults(admin, {"route": "create", "times": 1, "error": {"http": 429, "code": 1102}})
-    assert cli(*argv).code == 1
-    state_file = tmp_path / "strict.mp4.kling.json"
-    state = json.loads(state_file.read_text())
-    state["selection"]["session_id"] = "no-such-session"
-    state_file.write_text(json.dumps(state))
+    argv, state_file = _stopped_with_a_forgotten_session(cli, admin, clip, tmp_path,
+                                                         "strict.mp4")
     inits = ok(admin.get("/sandbox/stats"))["requests"].get(INIT_ROUTE, 0)
 
     refused = cli(*argv, "--no-restore")

@@ -1,0 +1,78 @@
+"""Answers that meet in one timer tick: the strip ends with the latest session, and a click
+is never held up by a slow account query.
+
+The timer drains the click worker, the background worker and the long jobs one after the
+other, each within a small time budget (at least one answer per drain), so a long job's
+answer can land between two click answers queued before it. These tests drive the drains
+in that order by hand, with the sandbox's faults to make Kling slow or forgetful.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from .conftest import bpy, drain
+from .test_addon_edit import _marked, generate_removal, settle
+
+
+@pytest.fixture
+def faults(sandbox):
+    from kling_elements.sandbox.faults import parse_rules
+
+    def add(*rules: dict) -> None:
+        sandbox.state.faults.add(parse_rules({"rules": list(rules)}))
+
+    yield add
+    sandbox.state.faults.clear()
+
+
+def _session_id(strip) -> str:
+    return json.loads(strip.kling.selection_json)["session_id"]
+
+
+def _wait(until, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_generate_that_restored_the_session_is_not_undone_by_a_click_answer(
+        movie_strip, clip, sandbox, faults):
+    """Kling says the session is gone when the create call arrives (1203): the create
+    restores it (a new session, the same points, charged again) and makes the task there.
+    Two clicks queued before Generate were answered on the old session; when the second
+    one's answer is drained after Generate's (the click drain's budget ran out after the
+    first), the strip must still end on the restored session: the old one is gone at
+    Kling, and a later restore from it would be charged again."""
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
+    from blender_addon.ops.long_jobs import generate_key
+    from blender_addon.work.worker import LONG, WORKER
+
+    _marked(movie_strip, clip)
+    old = _session_id(movie_strip)
+    faults({"route": "create", "times": 1, "error": {"code": 1203}})
+    ops_select.request_add(bpy.context, movie_strip, 3, [clip.center(3)])
+    ops_select.request_add(bpy.context, movie_strip, 7, [clip.center(7)])
+    generate_removal(movie_strip)
+    external = movie_strip.kling.tasks[-1].external_task_id
+
+    _wait(lambda: sandbox.state.created[external] == 1, "the create call")
+    # The create's answer (and both clicks' answers) now wait to be drained.
+    _wait(lambda: not LONG._results.empty(), "Generate's answer")
+    assert WORKER.drain(budget_s=0.0) == 1  # one tick: the first click's answer...
+    assert LONG.drain() == 1  # ...then Generate's, whose job is over
+    assert LONG.get(generate_key(external)) is None
+    drain()  # the next ticks: the second click's answer, and what Generate queued
+
+    task = next(t for t in sandbox.state.all_tasks() if t.external_task_id == external)
+    assert task.session_id != old  # the create restored the session
+    assert _session_id(movie_strip) == task.session_id
+    assert sorted(load_selection(movie_strip).frames()) == [0, 3, 7]
+    assert movie_strip.kling.tasks[-1].task_id == task.id
+    settle()  # the task is followed as usual
+    assert movie_strip.kling.tasks[-1].status == "succeed"

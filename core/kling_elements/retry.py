@@ -108,8 +108,9 @@ class RetryPolicy:
     failure: it returns False (nothing waited, nobody told) when the retries are used up or
     the server asked for a wait beyond ``MAX_RETRY_AFTER_S``, else it reports the wait to
     ``on_retry`` and to the context's observers (``observe_retries``: an edit hears the
-    retries of its downloads and uploads too), sleeps it, and returns True. The client's flows, which must not sleep
-    themselves, ask :meth:`wait_before` and hand the wait to their driver.
+    retries of its downloads and uploads too), sleeps it, and returns True. The client's
+    flows, which must not sleep themselves, ask :meth:`wait_before` and hand the wait to
+    their driver.
     """
 
     max_retries: int = 4

@@ -76,3 +76,49 @@ def test_generate_that_restored_the_session_is_not_undone_by_a_click_answer(
     assert movie_strip.kling.tasks[-1].task_id == task.id
     settle()  # the task is followed as usual
     assert movie_strip.kling.tasks[-1].status == "succeed"
+
+
+@pytest.mark.parametrize("button, route", [("refresh_account_costs", "account"),
+                                           ("refresh_account_tasks", "list")],
+                         ids=["check balance", "list tasks"])
+def test_a_click_is_answered_while_an_account_query_is_held(
+        movie_strip, clip, sandbox, faults, button, route):
+    """Kling answers one account query a second and may be slow: a click right after
+    Check Balance or List Tasks is answered while the query is still held, and the query's
+    answer is shown as before once it comes."""
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
+    from blender_addon.work.worker import BACKGROUND, WORKER
+
+    held_s = 4.0
+    _marked(movie_strip, clip)
+    wm = bpy.context.window_manager
+    wm.kling.account_left = ""
+    wm.kling.account_tasks.clear()
+    wm.kling.account_tasks.add().task_id = "listed-before"
+    faults({"route": route, "times": 1, "delay_s": held_s})
+    started = time.monotonic()
+    assert getattr(bpy.ops.kling, button)() == {"FINISHED"}
+    ops_select.request_add(bpy.context, movie_strip, 5, [clip.center(5)])
+    while 5 not in load_selection(movie_strip).frames():  # the add-on's timer, by hand
+        assert time.monotonic() - started < held_s, "the click waited for the account query"
+        WORKER.drain()
+        BACKGROUND.drain()
+        time.sleep(0.01)
+    assert BACKGROUND.busy  # the query is still held by Kling
+
+    deadline = time.monotonic() + 60
+    while BACKGROUND.busy:
+        assert time.monotonic() < deadline, "the account query never ended"
+        BACKGROUND.drain()
+        time.sleep(0.01)
+    assert time.monotonic() - started >= held_s
+    assert wm.kling.error == "" and wm.kling.status == ""
+    if route == "account":
+        assert wm.kling.account_left.startswith("Account: ") and "units left" in \
+            wm.kling.account_left
+    else:
+        listed = {item.task_id for item in wm.kling.account_tasks}
+        known = {t.id for t in sandbox.state.all_tasks()}
+        assert "listed-before" not in listed  # the list was replaced by Kling's answer
+        assert listed <= known and len(listed) == min(len(known), 30)

@@ -8,7 +8,8 @@ What it guarantees:
   record is imported again by the task poller.
 * A conformed clip is never orphaned by an undo. The Conform render ends after the last
   undo step, so its path is delivered like a Kling answer (registry first, then the strip)
-  and shown again after every undo and redo, as are the paths a save moved it to.
+  and shown again after every undo and redo, as are the paths a save moved it to (a copy
+  that ends after the save too: ``deliver_moved_file``).
 * What the user forgot on purpose stays undoable. Reset, Forget Task and Clear Conform add
   the forgotten session id, ``external_task_id`` or ``conformed:<token>`` (one Conform's
   delivery) to the strip's ``kling.forgotten``, an ordinary property: undoing them brings
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +48,10 @@ from .. import compat
 from ..pure.live_state import REGISTRY, LiveStrip, Place
 from .props_edit import KlingTaskRecord
 
-__all__ = ["SESSION_FIELDS", "StripRef", "copied_from", "deliver_conformed", "deliver_session",
-           "deliver_task", "find", "forget", "forget_conformed", "movie_strips", "rebuild",
-           "reconcile", "ref", "remember_tasks", "resync", "split_copies", "split_if_copy",
-           "split_new_copies",
+__all__ = ["SESSION_FIELDS", "StripRef", "copied_from", "deliver_conformed",
+           "deliver_moved_file", "deliver_session", "deliver_task", "find", "forget",
+           "forget_conformed", "movie_strips", "rebuild", "reconcile", "ref",
+           "remember_tasks", "resync", "split_copies", "split_if_copy", "split_new_copies",
            "task_values", "undo_started"]
 
 SESSION_FIELDS = ("selection_json", "published_url", "session_first_frame",
@@ -362,6 +364,25 @@ def deliver_task(where: StripRef, external: str, values: dict[str, Any]):
     strip = find(where)
     record = _write_task(strip, fields) if strip is not None else None
     return None if record is None else (strip, record)
+
+
+MOVED_TASK_FIELDS = ("result_path", "watermark_path")
+
+
+def deliver_moved_file(is_old: Callable[[str], bool], new: str) -> None:
+    """A file was moved after the save that asked for it (a copy across filesystems ends
+    later, on a long job): every task record and conformed clip known to use it (``is_old``
+    tells a stored path of it) uses ``new`` from now on, so an undo or redo shows the moved
+    file, never the temporary one a later save deletes. Registry only: the caller repoints
+    the strips. A conformed clip keeps its delivery token, so a Clear Conform of it still
+    holds (and still undoes to the moved path)."""
+    for key, entry in REGISTRY.items():
+        for external, values in list(entry.tasks.items()):
+            moved = {name: new for name in MOVED_TASK_FIELDS if is_old(values.get(name, ""))}
+            if moved:
+                REGISTRY.update_task(key, entry.place, external, moved)
+        if entry.conformed_token and is_old(entry.conformed_path):
+            REGISTRY.set_conformed(key, entry.place, new, entry.conformed_token)
 
 
 def task_values(where: StripRef, external: str) -> dict[str, Any] | None:

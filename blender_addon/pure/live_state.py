@@ -74,6 +74,10 @@ class Registry:
     def get(self, key: str) -> LiveStrip | None:
         return self._entries.get(key)
 
+    def items(self) -> list[tuple[str, LiveStrip]]:
+        """Every key with its entry (a list: the caller may update entries meanwhile)."""
+        return list(self._entries.items())
+
     def key_at(self, place: Place) -> str | None:
         """The key last seen at ``place`` (an undo may have taken the key off the strip)."""
         return self._keys_at.get(place)

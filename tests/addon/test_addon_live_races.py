@@ -122,3 +122,58 @@ def test_a_click_is_answered_while_an_account_query_is_held(
         known = {t.id for t in sandbox.state.all_tasks()}
         assert "listed-before" not in listed  # the list was replaced by Kling's answer
         assert listed <= known and len(listed) == min(len(known), 30)
+
+
+def test_undo_after_a_slow_copy_keeps_the_paths_it_moved_the_files_to(
+        movie_strip, clip, tmp_path, monkeypatch):
+    """The first save of a file whose results sit in the temp folder on another
+    filesystem: the copies end after the save, on a long job, and repoint the task record
+    and the conformed clip. An undo to a step recorded before the save must show the moved
+    paths, not the temporary ones, which the next save deletes."""
+    from pathlib import Path
+
+    from blender_addon.bridge import live_sync, results
+    from blender_addon.pure import file_moves
+    from blender_addon.work.worker import BACKGROUND, LONG
+
+    from .test_addon_long_jobs import pump
+    from .test_addon_undo import plate, push, redo, undo
+
+    _marked(movie_strip, clip)
+    generate_removal(movie_strip)
+    settle()
+    temp_result = Path(movie_strip.kling.tasks[-1].result_path)
+    assert temp_result.is_absolute() and temp_result.is_file()
+    temp_clip = Path(results.unsaved_folder()) / "conformed" / "plate-live-races.mp4"
+    temp_clip.parent.mkdir(parents=True, exist_ok=True)
+    temp_clip.write_bytes(clip.path.read_bytes())
+    live_sync.deliver_conformed(live_sync.ref(movie_strip), str(temp_clip))
+    push("Before the save")  # a step holding both temporary paths
+
+    monkeypatch.setattr(file_moves, "try_rename", lambda src, dest: False)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    pump(lambda: not LONG.busy, what="the copies")
+    moved_result = f"//kling/{temp_result.name}"
+    moved_clip = f"//kling/conformed/{temp_clip.name}"
+    assert plate().kling.tasks[-1].result_path == moved_result
+    assert plate().kling.conformed_path == moved_clip
+
+    plate().transform.offset_x = 4.0
+    push("Moved")
+    undo()  # to "Before the save"
+    assert plate().transform.offset_x == 0.0
+    assert plate().kling.tasks[-1].result_path == moved_result
+    assert plate().kling.conformed_path == moved_clip
+    redo()
+    assert plate().kling.tasks[-1].result_path == moved_result
+    assert plate().kling.conformed_path == moved_clip
+
+    bpy.ops.wm.save_mainfile()  # no saved .blend needs the temporary files any more
+    deadline = time.monotonic() + 10
+    while BACKGROUND.busy or temp_result.exists() or temp_clip.exists():
+        BACKGROUND.drain()
+        assert time.monotonic() < deadline, "the temporary files were not removed"
+        time.sleep(0.01)
+    undo()
+    for stored in (plate().kling.tasks[-1].result_path, plate().kling.conformed_path):
+        assert Path(bpy.path.abspath(stored)).is_file(), stored

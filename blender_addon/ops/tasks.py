@@ -8,8 +8,8 @@ thread, where a finished result is imported once: the record keeps the imported 
 name, and nothing imports a record that has one. Answers go through ``live_sync``, so an
 undo meanwhile loses neither the record nor its result.
 
-List Tasks and Check Balance run on the background worker as well: Kling answers one
-account query a second, and a click on the worker that serves clicks must not wait for one.
+Refresh Account Tasks and Check Balance run on the background worker as well: Kling
+answers one account query a second, and a click must never wait for one.
 """
 
 

@@ -37,8 +37,8 @@ What it guarantees:
 from __future__ import annotations
 
 import json
+import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -369,20 +369,38 @@ def deliver_task(where: StripRef, external: str, values: dict[str, Any]):
 MOVED_TASK_FIELDS = ("result_path", "watermark_path")
 
 
-def deliver_moved_file(is_old: Callable[[str], bool], new: str) -> None:
-    """A file was moved after the save that asked for it (a copy across filesystems ends
-    later, on a long job): every task record and conformed clip known to use it (``is_old``
-    tells a stored path of it) uses ``new`` from now on, so an undo or redo shows the moved
-    file, never the temporary one a later save deletes. Registry only: the caller repoints
-    the strips. A conformed clip keeps its delivery token, so a Clear Conform of it still
-    holds (and still undoes to the moved path)."""
+def _is_file(stored: str, path: str) -> bool:
+    """Whether ``stored`` (a strip's or record's path) names the file at absolute ``path``."""
+    return bool(stored) and os.path.normpath(bpy.path.abspath(stored)) == path
+
+
+def deliver_moved_file(old: str, new: str) -> None:
+    """The file at absolute path ``old`` was moved to ``new`` (as stored) after the save
+    that asked for it (a copy across filesystems ends later, on a long job).
+
+    Every task record and conformed clip known to use it uses ``new`` from now on, and
+    after every undo and redo any movie strip still naming ``old`` (an imported result, a
+    tracking preview, restored as the undo step had it) is pointed at ``new``: the
+    temporary file is deleted by a later save. Registry only here: the caller repoints
+    the strips of the moment. A conformed clip keeps its delivery token, so a Clear Conform
+    of it still holds (and still undoes to the moved path).
+    """
+    REGISTRY.moved[old] = new
     for key, entry in REGISTRY.items():
         for external, values in list(entry.tasks.items()):
-            moved = {name: new for name in MOVED_TASK_FIELDS if is_old(values.get(name, ""))}
+            moved = {name: new for name in MOVED_TASK_FIELDS
+                     if _is_file(values.get(name, ""), old)}
             if moved:
                 REGISTRY.update_task(key, entry.place, external, moved)
-        if entry.conformed_token and is_old(entry.conformed_path):
+        if entry.conformed_token and _is_file(entry.conformed_path, old):
             REGISTRY.set_conformed(key, entry.place, new, entry.conformed_token)
+
+
+def _repoint_moved_files() -> None:
+    for strip in movie_strips():
+        new = REGISTRY.moved.get(os.path.normpath(bpy.path.abspath(strip.filepath)))
+        if new is not None:
+            strip.filepath = new
 
 
 def task_values(where: StripRef, external: str) -> dict[str, Any] | None:
@@ -415,6 +433,8 @@ def split_new_copies(*_args) -> None:
 def reconcile(*_args) -> None:
     """``undo_post`` / ``redo_post``: show on every strip what Kling holds."""
     _undoing["now"] = False
+    if REGISTRY.moved:
+        _repoint_moved_files()
     if not len(REGISTRY):
         return
     split_copies(reuse=True)  # a redo can bring a copy back as Blender duplicated it

@@ -89,7 +89,7 @@ def _repoint(old: str, new: str, blend_dir: str, *, after_save: bool = False) ->
         return bool(value) and os.path.normpath(bpy.path.abspath(value)) == old
 
     if after_save:
-        live_sync.deliver_moved_file(same, relative)
+        live_sync.deliver_moved_file(old, relative)
 
     for scene in bpy.data.scenes:
         editor = scene.sequence_editor

@@ -175,5 +175,9 @@ def test_undo_after_a_slow_copy_keeps_the_paths_it_moved_the_files_to(
         assert time.monotonic() < deadline, "the temporary files were not removed"
         time.sleep(0.01)
     undo()
-    for stored in (plate().kling.tasks[-1].result_path, plate().kling.conformed_path):
+    from blender_addon import compat
+
+    result = compat.strip_by_name(bpy.context.scene, plate().kling.tasks[-1].imported_strip)
+    for stored in (plate().kling.tasks[-1].result_path, plate().kling.conformed_path,
+                   result.filepath):
         assert Path(bpy.path.abspath(stored)).is_file(), stored

@@ -120,6 +120,8 @@ def request_generate(context, strip) -> str:
 
     def failed(exc: BaseException) -> None:
         CREATING.discard(external)
+        # A create can restore the session before it fails: show the one the client holds.
+        _session_in_click_order(settings, where, stored["session_id"], "Generate")
         if isinstance(exc, task_calls.TaskNotSent):
             change = {"status": "not_sent",
                       "message": f"nothing was sent (nothing was charged): {exc}"}

@@ -181,3 +181,26 @@ def test_undo_after_a_slow_copy_keeps_the_paths_it_moved_the_files_to(
     for stored in (plate().kling.tasks[-1].result_path, plate().kling.conformed_path,
                    result.filepath):
         assert Path(bpy.path.abspath(stored)).is_file(), stored
+
+
+def test_a_generate_that_restored_the_session_then_failed_shows_the_restored_session(
+        movie_strip, clip, sandbox, faults):
+    """The create meets 1203 (the session is gone), restores it, and the create on the new
+    session is refused: nothing was made, but the marks now live on the new session, which
+    the strip must show (the old one is gone; restoring it again would be charged again)."""
+    from blender_addon.bridge.prefs import client_settings
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.work import session_calls
+
+    _marked(movie_strip, clip)
+    old = _session_id(movie_strip)
+    faults({"route": "create", "times": 1, "error": {"code": 1203}},
+           {"route": "create", "times": 1, "error": {"code": 1201, "message": "refused"}})
+    generate_removal(movie_strip)
+    drain()
+    record = movie_strip.kling.tasks[-1]
+    assert record.status == "failed" and "refused" in record.message, record.message
+    held = session_calls.client_for(client_settings(bpy.context)).sessions[old]
+    assert held.session_id != old  # the client restored it before the refusal
+    assert _session_id(movie_strip) == held.session_id
+    assert sorted(load_selection(movie_strip).frames()) == [0]

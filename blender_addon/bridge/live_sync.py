@@ -8,7 +8,8 @@ What it guarantees:
   record is imported again by the task poller.
 * A conformed clip is never orphaned by an undo. The Conform render ends after the last
   undo step, so its path is delivered like a Kling answer (registry first, then the strip)
-  and shown again after every undo and redo, as are the paths a save moved it to.
+  and shown again after every undo and redo, as are the paths a save moved it to (a copy
+  that ends after the save too: ``deliver_moved_file``).
 * What the user forgot on purpose stays undoable. Reset, Forget Task and Clear Conform add
   the forgotten session id, ``external_task_id`` or ``conformed:<token>`` (one Conform's
   delivery) to the strip's ``kling.forgotten``, an ordinary property: undoing them brings
@@ -36,6 +37,7 @@ What it guarantees:
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +48,10 @@ from .. import compat
 from ..pure.live_state import REGISTRY, LiveStrip, Place
 from .props_edit import KlingTaskRecord
 
-__all__ = ["SESSION_FIELDS", "StripRef", "copied_from", "deliver_conformed", "deliver_session",
-           "deliver_task", "find", "forget", "forget_conformed", "movie_strips", "rebuild",
-           "reconcile", "ref", "remember_tasks", "resync", "split_copies", "split_if_copy",
-           "split_new_copies",
+__all__ = ["SESSION_FIELDS", "StripRef", "copied_from", "deliver_conformed",
+           "deliver_moved_file", "deliver_session", "deliver_task", "find", "forget",
+           "forget_conformed", "movie_strips", "rebuild", "reconcile", "ref",
+           "remember_tasks", "resync", "split_copies", "split_if_copy", "split_new_copies",
            "task_values", "undo_started"]
 
 SESSION_FIELDS = ("selection_json", "published_url", "session_first_frame",
@@ -364,6 +366,43 @@ def deliver_task(where: StripRef, external: str, values: dict[str, Any]):
     return None if record is None else (strip, record)
 
 
+MOVED_TASK_FIELDS = ("result_path", "watermark_path")
+
+
+def _is_file(stored: str, path: str) -> bool:
+    """Whether ``stored`` (a strip's or record's path) names the file at absolute ``path``."""
+    return bool(stored) and os.path.normpath(bpy.path.abspath(stored)) == path
+
+
+def deliver_moved_file(old: str, new: str) -> None:
+    """The file at absolute path ``old`` was moved to ``new`` (as stored) after the save
+    that asked for it (a copy across filesystems ends later, on a long job).
+
+    Every task record and conformed clip known to use it uses ``new`` from now on, and
+    after every undo and redo any movie strip still naming ``old`` (an imported result, a
+    tracking preview, restored as the undo step had it) is pointed at ``new``: the
+    temporary file is deleted by a later save. Registry only here: the caller repoints
+    the strips of the moment. A conformed clip keeps its delivery token, so a Clear Conform
+    of it still holds (and still undoes to the moved path).
+    """
+    REGISTRY.moved[old] = new
+    for key, entry in REGISTRY.items():
+        for external, values in list(entry.tasks.items()):
+            moved = {name: new for name in MOVED_TASK_FIELDS
+                     if _is_file(values.get(name, ""), old)}
+            if moved:
+                REGISTRY.update_task(key, entry.place, external, moved)
+        if entry.conformed_token and _is_file(entry.conformed_path, old):
+            REGISTRY.set_conformed(key, entry.place, new, entry.conformed_token)
+
+
+def _repoint_moved_files() -> None:
+    for strip in movie_strips():
+        new = REGISTRY.moved.get(os.path.normpath(bpy.path.abspath(strip.filepath)))
+        if new is not None:
+            strip.filepath = new
+
+
 def task_values(where: StripRef, external: str) -> dict[str, Any] | None:
     """The task record as last known (a copy), whatever undo did to the strip."""
     if where.epoch != REGISTRY.epoch:
@@ -394,6 +433,8 @@ def split_new_copies(*_args) -> None:
 def reconcile(*_args) -> None:
     """``undo_post`` / ``redo_post``: show on every strip what Kling holds."""
     _undoing["now"] = False
+    if REGISTRY.moved:
+        _repoint_moved_files()
     if not len(REGISTRY):
         return
     split_copies(reuse=True)  # a redo can bring a copy back as Blender duplicated it

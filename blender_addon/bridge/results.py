@@ -19,6 +19,7 @@ import bpy
 from .. import compat
 from ..pure import file_moves, placement
 from ..work.worker import BACKGROUND, LONG
+from . import live_sync
 
 __all__ = ["finish_moves", "import_movie", "move_to_blend_folder", "result_folder",
            "safe_stem", "stored_path", "unsaved_folder"]
@@ -76,12 +77,19 @@ def import_movie(scene: bpy.types.Scene, source, path: str, label: str, align_fr
     return strip
 
 
-def _repoint(old: str, new: str, blend_dir: str) -> None:
-    """Point every strip and record that uses file ``old`` at ``new`` (relative to the .blend)."""
+def _repoint(old: str, new: str, blend_dir: str, *, after_save: bool = False) -> None:
+    """Point every strip and record that uses file ``old`` at ``new`` (relative to the .blend).
+
+    ``after_save``: the move ended after the save that asked for it (``save_post`` records
+    the others), so the new path is delivered to ``live_sync`` here: an undo keeps it.
+    """
     relative = "//" + os.path.relpath(new, blend_dir).replace(os.sep, "/")
 
     def same(value: str) -> bool:
         return bool(value) and os.path.normpath(bpy.path.abspath(value)) == old
+
+    if after_save:
+        live_sync.deliver_moved_file(old, relative)
 
     for scene in bpy.data.scenes:
         editor = scene.sequence_editor
@@ -192,7 +200,7 @@ def _start_copies(moves: list[tuple[str, str]]) -> None:
                 f"folder; the next save tries again): {'; '.join(problems)}")
         blend_dir = os.path.dirname(bpy.data.filepath)
         for old, new in copied if blend_dir else ():  # else another, unsaved file is open
-            _repoint(os.path.normpath(old), new, blend_dir)
+            _repoint(os.path.normpath(old), new, blend_dir, after_save=True)
             _repointed.add(old)
 
     def failed(exc: BaseException) -> None:

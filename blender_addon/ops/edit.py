@@ -112,14 +112,16 @@ def request_generate(context, strip) -> str:
     def done(result) -> None:
         CREATING.discard(external)
         task, new_state = result
-        live_sync.deliver_session(where, new_state["session_id"],
-                                  {"selection_json": selection_text(new_state)})
+        # The create may have restored the session; the click queue says where it now is.
+        _session_in_click_order(settings, where, new_state["session_id"], "Generate")
         live_sync.deliver_task(where, external, {"task_id": task.task_id,
                                                  "status": task.status})
         context_status(f"Task {task.task_id} {task.status}")
 
     def failed(exc: BaseException) -> None:
         CREATING.discard(external)
+        # A create can restore the session before it fails: show the one the client holds.
+        _session_in_click_order(settings, where, stored["session_id"], "Generate")
         if isinstance(exc, task_calls.TaskNotSent):
             change = {"status": "not_sent",
                       "message": f"nothing was sent (nothing was charged): {exc}"}
@@ -157,6 +159,28 @@ def request_generate(context, strip) -> str:
 
 def _ignore(_result) -> None:
     """Nothing to apply: the barrier job only marks its place in the click queue."""
+
+
+def _session_in_click_order(settings, where: live_sync.StripRef, session_id: str,
+                           label: str) -> None:
+    """Show the session a long job ended with, read again in the click queue.
+
+    A long job's answer (Generate's create, which may restore the session; Preview
+    Tracking) carries the session as it was when the job ended, and it is applied in
+    whatever order the drains meet it. Clicks answered around it hold their own copies, so
+    writing the job's copy could put back a session without a newer click's point, or be
+    overwritten by an older click's answer on the session the job replaced. The session is
+    therefore read from the client again by a job on the click worker, and delivered after
+    every click answer queued before it and before every later one: the strip ends with
+    the client's latest session.
+    """
+    def known(state: dict | None) -> None:
+        if state is not None:
+            live_sync.deliver_session(where, state["session_id"],
+                                      {"selection_json": selection_text(state)})
+
+    WORKER.submit(f"{label}: the session as Kling has it",
+                  lambda: task_calls.session_snapshot(settings, session_id), known, _ignore)
 
 
 def context_status(text: str) -> None:
@@ -320,19 +344,10 @@ def request_preview(context, strip) -> str:
     stem, align = results.safe_stem(strip.name), align_frame(strip)
     label = f"Preview tracking {strip.name}"
 
-    def session_known(state: dict | None) -> None:
-        if state is not None:
-            live_sync.deliver_session(where, state["session_id"],
-                                      {"selection_json": selection_text(state)})
-
     def done(result) -> None:
         path, new_state = result
-        # The session (restored, or with the preview's cost) is read again in the click
-        # queue: a click answered meanwhile holds a newer one that must not be replaced.
-        session_id = new_state["session_id"]
-        WORKER.submit("Preview tracking: the session as Kling has it",
-                      lambda: task_calls.session_snapshot(settings, session_id),
-                      session_known, _ignore)
+        # Restored, or with the preview's cost: shown in the order of the clicks' answers.
+        _session_in_click_order(settings, where, new_state["session_id"], "Preview tracking")
         if job.cancel.is_set():  # asked after the download ended: still nothing is added
             bpy.context.window_manager.kling.error = f"{label} cancelled"
             return

@@ -3,6 +3,9 @@
 ``request_add`` / ``request_delete`` are what a click ends in once mapped to a session
 frame and normalized ``(x, y)``; tests call them directly. They check Kling's limits on
 the main thread (nothing is queued when a limit is hit) and send the call to the worker.
+Every sender first splits a duplicate nobody split yet (``live_sync.split_if_copy``; a
+copy made through Python before any depsgraph update) and only then reads the session,
+so a click, Delete Frame or Clear All on a copy never reaches its original's session.
 """
 
 
@@ -102,6 +105,7 @@ def request_add(context, strip, frame_index: int, points: list[tuple[float, floa
 
     Refused (``ValidationError``, nothing sent) where another strip hides ``strip``.
     """
+    live_sync.split_if_copy(strip)  # a copy's session is its original's: never send it
     state = _session_of(strip)
     validate.frame_index(frame_index, state.total_frames)
     exact = validate.points(points)
@@ -113,6 +117,7 @@ def request_add(context, strip, frame_index: int, points: list[tuple[float, floa
 
 def request_delete(context, strip, frame_index: int, points: list[tuple[float, float]]) -> None:
     """Delete points that were added on ``frame_index`` (the stored, exact floats)."""
+    live_sync.split_if_copy(strip)
     state = _session_of(strip)
     exact = state.exact_points(frame_index, list(points))
     _send(context, strip, "Delete point", state,
@@ -120,6 +125,7 @@ def request_delete(context, strip, frame_index: int, points: list[tuple[float, f
 
 
 def request_clear(context, strip) -> None:
+    live_sync.split_if_copy(strip)
     state = load_selection(strip)
     if state is not None:
         _send(context, strip, "Clear selection", state, session_calls.clear_points)
@@ -196,7 +202,8 @@ class KLING_OT_select_points(bpy.types.Operator):
 
     def click(self, context, strip, region, event, removing: bool) -> None:
         scene = compat.sequencer_scene(context)
-        state = load_selection(strip)
+        live_sync.split_if_copy(strip)
+        state = _session_of(strip)
         rx, ry = event.mouse_x - region.x, event.mouse_y - region.y
         vx, vy = region.view2d.region_to_view(rx, ry)
         point = geometry.click_to_normalized(scene, strip, vx, vy)
@@ -227,6 +234,8 @@ class KLING_OT_delete_frame(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
+        if strip is not None:
+            live_sync.split_if_copy(strip)
         state = load_selection(strip) if strip else None
         if state is None or not state.points.get(self.frame_index):
             return {"CANCELLED"}

@@ -12,7 +12,7 @@ from ..bridge.prefs import client_settings, hosting_settings, url_cache_dir
 from ..bridge.props import load_selection, save_selection, selection_text
 from ..work import session_calls
 from ..work.online import OnlineAccessRefused
-from ..work.worker import LONG, WORKER
+from ..work.worker import LONG, WORKER, Worker
 from . import conform
 from .long_jobs import run_long_job, start_key
 
@@ -27,9 +27,13 @@ def _set_status(context: bpy.types.Context, status: str = "", error: str = "",
     runtime.busy = busy or WORKER.busy
 
 
-def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None) -> None:
-    """Queue ``work`` on the worker; ``on_done`` and errors come back on the main thread.
+def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None, *,
+            worker: Worker = WORKER) -> None:
+    """Queue ``work`` on ``worker``; ``on_done`` and errors come back on the main thread.
 
+    The click worker (the default) keeps the order of what the user did to a session;
+    work that has none with clicks and can wait (an account query Kling paces at one a
+    second) goes to ``BACKGROUND`` so no click waits behind it.
     ``on_error(exc)``, when given, runs after the error has been shown. Both callbacks
     look Blender's data up again: an undo meanwhile replaces it. A request the online gate
     refused shows the gate's message (nothing of it was sent).
@@ -55,7 +59,7 @@ def run_job(context: bpy.types.Context, label: str, work, on_done, on_error=None
     # Status first, queue last: once the worker runs it competes for the GIL, and every
     # line the main thread still executes could then wait up to a switch interval (5 ms).
     _set_status(context, status=f"{label}…", busy=True)
-    WORKER.submit(label, work, done, failed)
+    worker.submit(label, work, done, failed)
 
 
 class KLING_OT_test_connection(bpy.types.Operator):

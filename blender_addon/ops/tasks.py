@@ -7,6 +7,9 @@ worker: look each task up, download finished results. The answers are applied on
 thread, where a finished result is imported once: the record keeps the imported strip's
 name, and nothing imports a record that has one. Answers go through ``live_sync``, so an
 undo meanwhile loses neither the record nor its result.
+
+Refresh Account Tasks and Check Balance run on the background worker as well: Kling
+answers one account query a second, and a click must never wait for one.
 """
 
 
@@ -286,7 +289,8 @@ class KLING_OT_refresh_account_tasks(bpy.types.Operator):
                 item.message = task.status_msg
                 item.created = int(task.created_at // 1000)
 
-        run_job(context, "List tasks", lambda: task_calls.list_account_tasks(settings), done)
+        run_job(context, "List tasks", lambda: task_calls.list_account_tasks(settings), done,
+                worker=BACKGROUND)
         return {"FINISHED"}
 
 
@@ -306,7 +310,8 @@ class KLING_OT_refresh_account_costs(bpy.types.Operator):
         def done(costs) -> None:
             bpy.context.window_manager.kling.account_left = cost_text.account_text(costs)
 
-        run_job(context, "Check balance", lambda: task_calls.account_costs(settings), done)
+        run_job(context, "Check balance", lambda: task_calls.account_costs(settings), done,
+                worker=BACKGROUND)
         return {"FINISHED"}
 
 

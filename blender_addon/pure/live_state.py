@@ -60,6 +60,9 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, LiveStrip] = {}
         self._keys_at: dict[Place, str] = {}
+        self.moved: dict[str, str] = {}
+        """Files moved next to the saved .blend after that save: absolute temporary path ->
+        the stored path of the copy (an undo must not point a strip back at the first)."""
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -69,10 +72,15 @@ class Registry:
         """Forget everything (another file was loaded); answers for the old file are stale."""
         self._entries.clear()
         self._keys_at.clear()
+        self.moved.clear()
         self.epoch += 1
 
     def get(self, key: str) -> LiveStrip | None:
         return self._entries.get(key)
+
+    def items(self) -> list[tuple[str, LiveStrip]]:
+        """Every key with its entry (a list: the caller may update entries meanwhile)."""
+        return list(self._entries.items())
 
     def key_at(self, place: Place) -> str | None:
         """The key last seen at ``place`` (an undo may have taken the key off the strip)."""

@@ -9,8 +9,8 @@ touching ``bpy`` data is safe.
 Two shapes, for two kinds of work:
 
 * :class:`Worker`: one thread, jobs in submission order. For what must stay ordered and
-  quick: clicks and session calls (``WORKER``), polling and downloads (``BACKGROUND``),
-  mask overlays for the Preview (``OVERLAY``).
+  quick: clicks and session calls (``WORKER``), polling, downloads and account queries
+  (``BACKGROUND``), mask overlays for the Preview (``OVERLAY``).
 * :class:`LongJobs`: a thread per job, each with a cancel event. For what can wait minutes
   (renders, uploads, a create call waiting for a free task slot), which on ``WORKER`` would
   hold up every click queued behind it (``LONG``).
@@ -304,7 +304,7 @@ WORKER = Worker()
 """The interactive worker: sessions and clicks, in the order the user acted."""
 
 BACKGROUND = Worker()
-"""Polling and downloads, so a long download never holds up a click on ``WORKER``."""
+"""Polling, downloads and account queries, so none of them holds up a click on ``WORKER``."""
 
 OVERLAY = Worker()
 """Mask overlays the Preview asks for (``overlay_cache``): a few ms each, never behind a click."""

@@ -71,7 +71,7 @@ def test_session_task_and_account_costs_are_shown(movie_strip, clip, own_sandbox
 
     wm = bpy.context.window_manager
     assert bpy.ops.kling.refresh_account_costs() == {"FINISHED"}
-    drain()
+    settle()  # the query runs on the background worker
     assert wm.kling.error == ""
     left = D(own_sandbox.config.pack_units) - state.spent.units - TASK_UNITS[("std", "5")]
     assert wm.kling.account_left == f"Account: {left} units left (may lag up to 12 h)"

@@ -218,3 +218,49 @@ def test_a_file_whose_copy_shares_a_session_opens_with_the_copy_split(
     assert live_sync.copied_from(_copy()) == "plate"  # the panel says what happened
     settle()
     assert len(_results(task_id)) == 1
+
+
+def _sender_click(copy, clip):
+    from blender_addon.ops import select as ops_select
+
+    ops_select.request_add(bpy.context, copy, 3, [clip.center(3)])
+
+
+def _sender_delete(copy, clip):
+    from blender_addon.bridge.props import load_selection
+    from blender_addon.ops import select as ops_select
+
+    ops_select.request_delete(bpy.context, copy, 0, load_selection(copy).points[0])
+
+
+def _sender_clear(copy, clip):
+    from blender_addon.ops import select as ops_select
+
+    ops_select.request_clear(bpy.context, copy)
+
+
+@pytest.mark.parametrize("send", [_sender_click, _sender_delete, _sender_clear],
+                         ids=["click", "delete", "clear all"])
+def test_a_copy_made_before_any_update_never_sends_on_the_originals_session(
+        connected, movie_strip, clip, sandbox, send):
+    """A copy made through Python (no depsgraph update since) holds the plate's key and
+    session: a click, a delete (Delete Frame, Shift+click) or Clear All on it must split it
+    first and send nothing, leaving the plate's marks at Kling and on the plate as they
+    were."""
+    from kling_elements import ValidationError
+
+    _marked(movie_strip, clip)
+    session = _session_id(plate())
+    marks = _points(sandbox, session)
+    assert marks
+    copy = _copy_by_hand(keep_key=True)
+    bpy.context.scene.sequence_editor.active_strip = copy
+    try:
+        send(copy, clip)
+    except ValidationError as exc:  # refused: the copy has no session
+        assert "Start Editing" in str(exc)
+    drain()
+    assert _points(sandbox, session) == marks  # nothing reached the plate's session
+    assert _copy().kling.selection_json == "" and _copy().kling.live_key != \
+        plate().kling.live_key
+    assert _session_id(plate()) == session and plate().kling.selection_json

@@ -246,6 +246,6 @@ def test_account_task_list(movie_strip, clip):
     assert bpy.ops.kling.generate() == {"FINISHED"}
     settle()
     assert bpy.ops.kling.refresh_account_tasks() == {"FINISHED"}
-    drain()
+    settle()  # the query runs on the background worker
     listed = [t.task_id for t in bpy.context.window_manager.kling.account_tasks]
     assert movie_strip.kling.tasks[-1].task_id in listed

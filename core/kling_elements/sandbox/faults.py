@@ -44,7 +44,7 @@ __all__ = [
 
 ROUTES = (
     "init-selection", "add-selection", "delete-selection", "clear-selection",
-    "preview-selection", "create", "get", "list", "uploads", "files",
+    "preview-selection", "create", "get", "list", "account", "uploads", "files",
 )  # the routes of requests the sandbox answers
 CALLBACK_ROUTE = "callback"  # the deliveries it sends
 DROP_WHEN = ("before_commit", "after_commit")

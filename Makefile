@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 # Blender as a Python module, one venv per version, cached outside the clone (1-2 GB each).
 # `make test`: the oldest LTS at its first point release (4.2.0, whose extension installer is
 # the oldest), the newest LTS and the newest release. `make test-addon-more`: the others we
-# support. Any list works: make test-addon BPY_VERSIONS="4.2.23 5.0.1".
+# support, each series' first point release among them (where each zip's version bounds
+# meet). Any list works: make test-addon BPY_VERSIONS="4.2.23 5.0.1".
 BPY_CACHE ?= $(HOME)/.cache/kling-elements
 BPY_VERSIONS ?= 4.2.0 5.2.4 5.3.0
-BPY_MORE_VERSIONS ?= 4.5.15 5.0.1
+BPY_MORE_VERSIONS ?= 4.5.0 4.5.15 5.0.1 5.1.0 5.2.0
 # The extras (pyproject.toml) the add-on's tests need inside each Blender Python.
 ADDON_EXTRAS := sandbox video test
 # A venv made before those requirements changed gets the new ones (with its bpy pinned, so pip

@@ -117,7 +117,23 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# Blender 5.2.0's own renders differ from every other tested release in these cases: a
+# colour strip with a transform is not drawn at all, and a full-opacity Alpha Over meta
+# hides its whole placed picture, transparent parts too (measured; 5.2.4 renders as 5.3).
+# The add-on follows the later releases: under 5.2.0 it refuses a click on a colour strip's
+# place that 5.2.0 shows, and takes one in a meta's transparent part that 5.2.0 hides.
+RENDERED_OTHERWISE_IN_520 = {"meta above, inset content", "meta above, content Replace",
+                             "colour strip above"}
+
+
+def _case(name: str):
+    if tuple(bpy.app.version[:3]) == (5, 2, 0) and name in RENDERED_OTHERWISE_IN_520:
+        return pytest.param(name, marks=pytest.mark.xfail(
+            strict=True, reason="Blender 5.2.0 renders this case unlike 5.2.4 and later"))
+    return name
+
+
+@pytest.mark.parametrize("case", [_case(name) for name in CASES])
 def test_hidden_means_what_the_sequencer_renders(addon, clips, tmp_path, case):
     import numpy as np
 

@@ -44,7 +44,7 @@ __all__ = [
 # off the lower strip's centre or rotated), so the add-on counts the whole frame as hidden:
 # it may refuse a click 4.2.0 shows, never takes one 4.2.0 hides. Real renders:
 # tests/addon/test_addon_sources.py; the 4.2 releases between are unmeasured.
-# Blender 5.2.0 (not 5.2.4) has render quirks of its own, not followed here: a colour strip
+# Blender 5.2.0 (not 5.2.3 or 5.2.4) has render quirks of its own, not followed here: a colour strip
 # with a transform is not drawn, and an Alpha Over meta hides its transparent parts too
 # (tests/addon/test_addon_cover_meta.py, RENDERED_OTHERWISE_IN_520).
 ALPHA_OVER_HIDES_WHOLE_FRAME = tuple(bpy.app.version[:3]) == (4, 2, 0)

@@ -119,7 +119,8 @@ CASES = {
 
 # Blender 5.2.0's own renders differ from every other tested release in these cases: a
 # colour strip with a transform is not drawn at all, and a full-opacity Alpha Over meta
-# hides its whole placed picture, transparent parts too (measured; 5.2.4 renders as 5.3).
+# hides its whole placed picture, transparent parts too (measured; 5.2.3 and 5.2.4 render
+# as 5.3; 5.2.1 and 5.2.2 were not measured).
 # The add-on follows the later releases: under 5.2.0 it refuses a click on a colour strip's
 # place that 5.2.0 shows, and takes one in a meta's transparent part that 5.2.0 hides.
 RENDERED_OTHERWISE_IN_520 = {"meta above, inset content", "meta above, content Replace",

@@ -42,7 +42,7 @@ from ..pure import edit_check
 from ..work import session_calls, task_calls
 from ..work.online import OnlineAccessRefused
 from ..work.worker import LONG, WORKER
-from .long_jobs import generate_key, run_long_job, strip_key
+from .long_jobs import generate_key, preview_key, run_long_job
 
 __all__ = ["CREATING", "classes", "edit_problems_for", "preview_key", "request_generate",
            "request_preview"]
@@ -311,11 +311,6 @@ class KLING_OT_preview_tracking(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         return {"FINISHED"}
-
-
-def preview_key(scene_name: str, strip_name: str) -> str:
-    """The key of the strip's tracking preview among the long jobs."""
-    return strip_key("preview", scene_name, strip_name)
 
 
 def request_preview(context, strip) -> str:

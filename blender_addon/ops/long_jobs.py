@@ -19,8 +19,8 @@ import bpy
 
 from ..work.worker import LONG, LongJob
 
-__all__ = ["classes", "draw_jobs", "generate_key", "marks_locked", "run_long_job", "start_key",
-           "strip_key"]
+__all__ = ["classes", "draw_jobs", "generate_key", "marks_locked", "preview_key",
+           "run_long_job", "session_locked", "start_key", "strip_key"]
 
 
 def strip_key(kind: str, scene_name: str, strip_name: str) -> str:
@@ -36,6 +36,16 @@ def generate_key(external_task_id: str) -> str:
     return f"generate:{external_task_id}"
 
 
+def preview_key(scene_name: str, strip_name: str) -> str:
+    """The job making the strip's tracking preview (Preview Tracking)."""
+    return strip_key("preview", scene_name, strip_name)
+
+
+def _generate_sending(strip: Any) -> bool:
+    return any(LONG.get(generate_key(record.external_task_id)) is not None
+               for record in strip.kling.tasks if record.status == "sending")
+
+
 def marks_locked(scene_name: str, strip: Any) -> str:
     """Why the strip's marks must not change now, or ``""`` when a click may go ahead.
 
@@ -46,10 +56,29 @@ def marks_locked(scene_name: str, strip: Any) -> str:
     """
     if LONG.get(start_key(scene_name, strip.name)) is not None:
         return "This strip's session is still being started: click again once it is ready"
-    if any(LONG.get(generate_key(record.external_task_id)) is not None
-           for record in strip.kling.tasks if record.status == "sending"):
+    if _generate_sending(strip):
         return ("Generate is still sending this strip's task (it may be waiting for a free "
                 "task slot), and a click would change the marks it is made from: wait for "
+                "it, or Cancel it in the Kling panel")
+    return ""
+
+
+def session_locked(scene_name: str, strip: Any) -> str:
+    """Why the strip's session must not be replaced or forgotten now (Start Editing, Reset),
+    or ``""``.
+
+    A Generate still sending its task, or a Preview Tracking, works on the strip's session
+    and ends by showing that session as Kling has it (it may have restored it): a session
+    started or forgotten meanwhile would be replaced by it, or its task made from marks the
+    user no longer sees.
+    """
+    if LONG.get(start_key(scene_name, strip.name)) is not None:
+        return "This strip's session is being started"
+    if _generate_sending(strip):
+        return ("Generate is still sending this strip's task from its session: wait for it, "
+                "or Cancel it in the Kling panel")
+    if LONG.get(preview_key(scene_name, strip.name)) is not None:
+        return ("Preview Tracking of this strip is still running on its session: wait for "
                 "it, or Cancel it in the Kling panel")
     return ""
 

@@ -12,9 +12,9 @@ from ..bridge.prefs import client_settings, hosting_settings, url_cache_dir
 from ..bridge.props import load_selection, save_selection, selection_text
 from ..work import session_calls
 from ..work.online import OnlineAccessRefused
-from ..work.worker import LONG, WORKER, Worker
+from ..work.worker import WORKER, Worker
 from . import conform
-from .long_jobs import run_long_job, start_key
+from .long_jobs import run_long_job, session_locked, start_key
 
 __all__ = ["classes", "run_job"]
 
@@ -96,14 +96,19 @@ class KLING_OT_start_session(bpy.types.Operator):
         if strip is None:
             cls.poll_message_set("Select a movie strip first")
             return False
-        if LONG.get(start_key(compat.sequencer_scene(context).name, strip.name)) is not None:
-            cls.poll_message_set("This strip's session is being started")
+        locked = session_locked(compat.sequencer_scene(context).name, strip)
+        if locked:
+            cls.poll_message_set(locked)
             return False
         return poll_online(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
         scene = compat.sequencer_scene(context)
+        locked = session_locked(scene.name, strip)
+        if locked:  # a script calling past the poll
+            self.report({"ERROR"}, locked)
+            return {"CANCELLED"}
         missing = source.missing_media(strip)
         if missing:
             self.report({"ERROR"}, missing)
@@ -162,10 +167,20 @@ class KLING_OT_reset_session(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         strip = active_movie_strip(context)
-        return strip is not None and load_selection(strip) is not None
+        if strip is None or load_selection(strip) is None:
+            return False
+        locked = session_locked(compat.sequencer_scene(context).name, strip)
+        if locked:
+            cls.poll_message_set(locked)
+            return False
+        return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         strip = active_movie_strip(context)
+        locked = session_locked(compat.sequencer_scene(context).name, strip)
+        if locked:  # a script calling past the poll
+            self.report({"ERROR"}, locked)
+            return {"CANCELLED"}
         live_sync.forget(strip, load_selection(strip).session_id)
         save_selection(strip, None)
         strip.kling.published_url = ""

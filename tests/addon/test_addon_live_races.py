@@ -18,17 +18,6 @@ from .conftest import bpy, drain
 from .test_addon_edit import _marked, generate_removal, settle
 
 
-@pytest.fixture
-def faults(sandbox):
-    from kling_elements.sandbox.faults import parse_rules
-
-    def add(*rules: dict) -> None:
-        sandbox.state.faults.add(parse_rules({"rules": list(rules)}))
-
-    yield add
-    sandbox.state.faults.clear()
-
-
 def _session_id(strip) -> str:
     return json.loads(strip.kling.selection_json)["session_id"]
 
@@ -204,3 +193,63 @@ def test_a_generate_that_restored_the_session_then_failed_shows_the_restored_ses
     assert held.session_id != old  # the client restored it before the refusal
     assert _session_id(movie_strip) == held.session_id
     assert sorted(load_selection(movie_strip).frames()) == [0]
+
+
+@pytest.mark.parametrize("running", ["generate", "preview"])
+def test_no_new_session_while_a_job_works_on_the_old_one(movie_strip, clip, sandbox, faults,
+                                                         running):
+    """A Generate still sending its task, or a Preview Tracking, ends by showing the session
+    it worked on: Start Editing and Reset wait for it (greyed, saying why; a script calling
+    them anyway is refused) and send nothing; once the job is cancelled they work again."""
+    from blender_addon.ops import long_jobs
+    from blender_addon.work.worker import LONG
+
+    from .test_addon_long_jobs import SLOT_BUSY, pump
+
+    _marked(movie_strip, clip)
+    scene = bpy.context.scene
+    if running == "generate":
+        faults(SLOT_BUSY)  # every task slot busy: Generate waits for one
+        generate_removal(movie_strip)
+        key = long_jobs.generate_key(movie_strip.kling.tasks[-1].external_task_id)
+        pump(lambda: "task slot" in LONG.get(key).text(), what="the first 1303")
+    else:
+        faults({"route": "preview-selection", "times": 1, "delay_s": 3.0})
+        assert bpy.ops.kling.preview_tracking() == {"FINISHED"}
+        key = long_jobs.preview_key(scene.name, movie_strip.name)
+    assert LONG.get(key) is not None
+    before = _session_id(movie_strip)
+
+    def inits() -> int:
+        with sandbox.state.lock:
+            return sum(n for k, n in sandbox.state.requests.items()
+                       if k.endswith("/init-selection"))
+
+    inits_before = inits()
+
+    reason = long_jobs.session_locked(scene.name, movie_strip)
+    assert ("Generate is still sending" if running == "generate" else "Preview Tracking") \
+        in reason and "Cancel it" in reason
+    assert not bpy.ops.kling.start_session.poll()
+    assert not bpy.ops.kling.reset_session.poll()
+    from blender_addon.ops.session import KLING_OT_reset_session, KLING_OT_start_session
+
+    class Reports:
+        def __init__(self) -> None:
+            self.said: list[str] = []
+
+        def report(self, _kind, text: str) -> None:
+            self.said.append(text)
+
+    for operator in (KLING_OT_start_session, KLING_OT_reset_session):
+        caller = Reports()
+        assert operator.execute(caller, bpy.context) == {"CANCELLED"}
+        assert caller.said == [reason]
+    assert _session_id(movie_strip) == before
+    assert inits() == inits_before
+
+    assert bpy.ops.kling.cancel_job(key=key) == {"FINISHED"}
+    pump(lambda: LONG.get(key) is None, timeout=30, what="the cancel")
+    sandbox.state.faults.clear()
+    drain()
+    assert bpy.ops.kling.start_session.poll() and bpy.ops.kling.reset_session.poll()

@@ -20,7 +20,7 @@ from kling_elements.media import mp4_frame_count, mp4_frame_rate
 
 from .. import compat
 
-__all__ = ["Check", "clip_info", "missing_media", "movie_frames", "source_checks",
+__all__ = ["Check", "clip_info", "missing_media", "movie_frames", "picture_size", "source_checks",
            "source_file_frames", "source_fps", "timeline_frames"]
 
 _fps_cache: dict[tuple[str, int, int], float] = {}
@@ -125,15 +125,21 @@ class Check:
     detail: str
 
 
-def clip_info(strip: Any, filepath: str) -> validate.VideoInfo:
+def picture_size(strip: Any) -> tuple[int, int]:
+    """``(height, width)`` of the strip's movie as Blender read it; ``(0, 0)`` when unknown."""
     element = strip.elements[0] if len(strip.elements) else None
+    return (int(element.orig_height), int(element.orig_width)) if element else (0, 0)
+
+
+def clip_info(strip: Any, filepath: str) -> validate.VideoInfo:
     fps = source_fps(strip, filepath)
     frames = source_file_frames(strip, filepath)
+    height, width = picture_size(strip)
     return validate.VideoInfo(
         container=Path(filepath).suffix.lstrip(".") or "unknown",
         duration_s=frames / fps if fps else 0.0,
-        width=int(element.orig_width) if element else 0,
-        height=int(element.orig_height) if element else 0,
+        width=width,
+        height=height,
         fps=fps,
         frame_count=frames,
     )

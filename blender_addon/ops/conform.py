@@ -66,7 +66,6 @@ def read_source(scene: Any, strip: Any, *, allow_load: bool = False) -> conform.
     except OSError:
         raise ConformError(f"the strip's movie {path!r} does not exist: relink the strip "
                            "(Strip > Movie > File)") from None
-    element = strip.elements[0] if len(strip.elements) else None
     fps = source.source_fps(strip, path)
     file_frames = source.movie_frames(path, allow_load=allow_load)
     render = scene.render
@@ -84,9 +83,9 @@ def read_source(scene: Any, strip: Any, *, allow_load: bool = False) -> conform.
         file_frames=file_frames,
     )
     first, count = conform.visible_file_frames(times)
+    height, width = source.picture_size(strip)
     return conform.SourceClip(
-        path=path, width=int(element.orig_width) if element else 0,
-        height=int(element.orig_height) if element else 0, fps=fps, first_frame=first,
+        path=path, width=width, height=height, fps=fps, first_frame=first,
         frame_count=count, name=strip.name, file_frames=file_frames,
         stamp=(stat.st_size, stat.st_mtime_ns))
 

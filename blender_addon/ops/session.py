@@ -119,14 +119,14 @@ class KLING_OT_start_session(bpy.types.Operator):
             self.report({"ERROR"}, conform.conform_status(scene, strip)[2])
             return {"CANCELLED"}
         path = found[0] if found else bpy.path.abspath(strip.filepath)
-        info = source.clip_info(strip, path)
-        frame_size = (found[1].height, found[1].width) if found else (info.height, info.width)
+        frame_size = (found[1].height, found[1].width) if found else source.picture_size(strip)
         first_frame, file_frames = 0, 0
         if found:
             first_frame = found[1].first_frame
             file_frames = source.source_file_frames(strip, bpy.path.abspath(strip.filepath))
         if not strip.kling.video_id and not found:
-            problems = [c for c in source.source_checks(info) if not c.ok]
+            problems = [c for c in source.source_checks(source.clip_info(strip, path))
+                        if not c.ok]
             if problems:
                 self.report({"ERROR"}, "; ".join(c.detail for c in problems)
                             + " (Conform renders a compliant copy of the visible range)")

@@ -93,8 +93,9 @@ def clip(tmp_path_factory):
                      fps=30, seconds=2.0, seed=3)
 
 
-@pytest.fixture
-def connected(addon, sandbox, monkeypatch):
+def connect_to(sandbox, monkeypatch):
+    """Point the add-on's preferences at ``sandbox`` (its JWT keys), no keys from the
+    environment; returns the preferences."""
     for name in ("KLINGAI_API_KEY", "KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY",
                  "KLINGAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -105,6 +106,11 @@ def connected(addon, sandbox, monkeypatch):
     prefs.access_key = sandbox.access_key
     prefs.secret_key = sandbox.secret_key
     return prefs
+
+
+@pytest.fixture
+def connected(addon, sandbox, monkeypatch):
+    return connect_to(sandbox, monkeypatch)
 
 
 @pytest.fixture

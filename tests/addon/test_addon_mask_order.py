@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ..support.sandbox import decode_rle, iou
-from .conftest import bpy, drain
+from .conftest import bpy, connect_to, drain
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +28,7 @@ def test_a_wh_mask_is_read_with_the_sent_clips_frame(addon, wh_sandbox, monkeypa
     from blender_addon.ops import select as ops_select
     from kling_elements.sandbox.sample import make_clip
 
-    for name in ("KLINGAI_API_KEY", "KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY",
-                 "KLINGAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    prefs = bpy.context.preferences.addons["blender_addon"].preferences
-    prefs.region, prefs.custom_url, prefs.auth_mode = "custom", wh_sandbox.base_url, "keys"
-    prefs.access_key, prefs.secret_key = wh_sandbox.access_key, wh_sandbox.secret_key
+    connect_to(wh_sandbox, monkeypatch)
     clip = make_clip(tmp_path / "plate.mp4", width=width, height=height, fps=30, seconds=2.0,
                      seed=5)
     bpy.ops.wm.read_homefile(use_empty=True)

@@ -68,6 +68,9 @@ DURATION_TOLERANCE_S = 0.001
 # Such a video, edited again by ``video_id``, still counts as that duration. Any margin under
 # the 2 s gap between the ranges (5 < d < 7) is unambiguous; 1 s leaves room on both sides.
 RESULT_OVERRUN_S = 1.0
+# How far over a range an uploaded file may be for its refusal to suggest it is a Kling
+# result to edit by video id instead (results run a few frames long, well under this).
+RESULT_HINT_S = 0.5
 # NTSC rates are not in the docs' list (24, 30, 60): we conform them to the integer rate.
 _NTSC = {23.976: 24, 29.97: 30, 59.94: 60}
 SESSION_TTL_S = 24 * 3600
@@ -130,10 +133,11 @@ def video_problems(info: VideoInfo, *, generated: bool = False) -> list[str]:
             "(or 7-10 s)" if d > 5 else
             f"duration {d:.3f} s is outside 2-5 s and 7-10 s: use a clip of at least 2 s"
         )
-        if not generated and any(hi < d <= hi + RESULT_OVERRUN_S + DURATION_TOLERANCE_S
+        if not generated and any(hi < d < hi + RESULT_HINT_S
                                  for _, hi in VIDEO_DURATION_RANGES_S):
             # Kling's own results run a few frames long: the downloaded file is refused as
-            # an upload, while the same video by its id is not.
+            # an upload, while the same video by its id is not. A clip further over is
+            # most likely the user's own (a 6 s take): no hint there.
             problem += ("; if it is a Kling result, edit it again by its video id "
                         "(video_id) instead of uploading the file")
         problems.append(problem)

@@ -89,8 +89,8 @@ def test_kling_results_a_few_frames_over_their_duration_are_accepted(seconds):
     assert validate.video_problems(with_(duration_s=seconds), generated=True) == []
 
 
-@pytest.mark.parametrize(("seconds", "hint"), [(5.1, True), (10.3, True), (6.2, False),
-                                               (11.5, False), (1.5, False)])
+@pytest.mark.parametrize(("seconds", "hint"), [(5.1, True), (10.3, True), (6.0, False),
+                                               (6.2, False), (11.5, False), (1.5, False)])
 def test_a_file_as_long_as_a_kling_result_is_told_to_use_its_video_id(seconds, hint):
     """A downloaded result (5.1 s) uploaded again is refused; the way that works is named."""
     (problem,) = validate.video_problems(with_(duration_s=seconds))
